@@ -1,0 +1,41 @@
+"""The audit log: one JSON line per operation on a session — who, what, which, when.
+
+Written with O_APPEND in one write call, so concurrent processes interleave whole lines.
+Auditing never breaks the operation it records: a failure to write is ignored.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+from pathlib import Path
+
+
+class AuditLog:
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def record(self, action: str, session: str | None, ai: str | None = None, **extra) -> None:
+        if self.path is None:
+            return
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": user, "pid": os.getpid(),
+                 "action": action, "session": session, "ai": ai, **extra}
+        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+
+NULL_AUDIT = AuditLog(None)

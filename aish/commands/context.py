@@ -1,0 +1,93 @@
+"""What a command handler works with: streams, configuration and the session core, built lazily
+so that a command pays only for what it uses."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TextIO
+
+from aish.errors import LimitError
+from aish.output import Output
+
+
+@dataclass
+class Context:
+    environ: dict = field(default_factory=lambda: dict(os.environ))
+    stdin: TextIO | None = None
+    out: Output = field(default_factory=Output)
+    now: Callable[[], float] = time.time
+    interactive: bool = False  # True inside the aish> shell
+
+    @cached_property
+    def config(self):
+        from aish import config
+
+        loaded = config.load(self.environ)
+        for warning in loaded.warnings:
+            self.out.warn(warning)
+        self.out.theme_name = loaded.theme
+        return loaded
+
+    @cached_property
+    def store(self):
+        from aish.store import open_store
+
+        return open_store(self.config)
+
+    @cached_property
+    def audit(self):
+        from aish.audit import AuditLog
+
+        return AuditLog(self.config.audit_log)
+
+    @cached_property
+    def sessions(self):
+        from aish.sessions import Sessions
+
+        return Sessions(self.store, self.config, now=self.now, audit=self.audit)
+
+    @cached_property
+    def specialists(self):
+        from aish.specialists import roster
+
+        return roster(self.config.specialists)
+
+    def specialist(self, name: str):
+        from aish.specialists import resolve
+
+        return resolve(name, self.specialists)
+
+    @property
+    def stdin_is_tty(self) -> bool:
+        stream = self.stdin if self.stdin is not None else sys.stdin
+        try:
+            return stream is not None and stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def read_stdin(self) -> str:
+        """All of stdin as text, bounded by the stdin limit; invalid UTF-8 is replaced (noted)."""
+        stream = self.stdin if self.stdin is not None else sys.stdin
+        if stream is None or self.stdin_is_tty:
+            return ""
+        limit = self.config.max_stdin_bytes
+        raw_stream = getattr(stream, "buffer", None)
+        try:
+            data = raw_stream.read(limit + 1) if raw_stream else stream.read(limit + 1)
+        except (OSError, ValueError):
+            return ""
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        if len(data) > limit:
+            raise LimitError(f"stdin is larger than the limit of {limit} bytes",
+                             hint="raise sessions.limits.max_stdin_bytes")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.out.warn("stdin is not valid UTF-8; invalid bytes were replaced")
+            return data.decode("utf-8", "replace")

@@ -1,0 +1,261 @@
+"""The specialist command (`apollo ...`) and the basic aish commands: list, end, help, version."""
+
+from __future__ import annotations
+
+import json
+
+from aish.commands.context import Context
+from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
+from aish.errors import AishError, UsageError
+from aish.humanize import ago, iso, window
+from aish.ids import ID_PATTERN
+
+NEW = "\0new"  # `--session` given without an id
+
+SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend_context",
+                "auto_save", "retry")
+
+
+@command(
+    "ask", "specialist", "Ask a specialist; with --session, within a session that remembers.",
+    args=(
+        Arg("--session", "session mode; no ID starts a new session, an ID continues it",
+            nargs="?", const=NEW, metavar="ID", completes="session"),
+        Arg("--session-id", "use the session with this id or name, creating it if missing",
+            metavar="ID", completes="session"),
+        Arg("--get-id", "print only the session id (the message is still sent and stored)",
+            flag=True),
+        Arg("--end", "end the session", flag=True),
+        Arg("--context-window", "window of N message pairs (0 = unlimited)", type=positive_int,
+            metavar="N"),
+        Arg("--extend-context", "raise the session's window by N pairs", type=positive_int,
+            metavar="N"),
+        Arg("--shared", "join another specialist's session", flag=True),
+        Arg("--template", "start the new session from a template", metavar="NAME",
+            completes="template"),
+        Arg("--auto-save", "write every N messages (0 = only on save)", type=positive_int,
+            metavar="N"),
+        Arg("--retry", "send the session's last unanswered message again", flag=True),
+        Arg("--provider", "openai or local", metavar="NAME"),
+        Arg("--model", "model name (openai) or GGUF path (local)", metavar="MODEL"),
+        Arg("message", "the message (default: stdin)", nargs="*", metavar="MESSAGE"),
+    ),
+    example='echo "Hello" | apollo --session --get-id',
+)
+def ask(ctx: Context, args) -> int:
+    specialist = ctx.specialist(args.specialist)
+    words = list(args.message)
+    if args.session not in (None, NEW) and not ID_PATTERN.fullmatch(args.session):
+        words.insert(0, args.session)  # `apollo --session "what is x?"`: a message, not an id
+        args.session = NEW
+    in_session = args.session is not None or args.session_id is not None
+    if not in_session:
+        given = [name for name in SESSION_ONLY if getattr(args, name) not in (None, False)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UsageError(f"{flag} needs --session or --session-id")
+    text = " ".join(words) if words else None
+    if text is None and not args.end and not args.retry and not ctx.stdin_is_tty:
+        text = ctx.read_stdin().rstrip("\n") or None
+    if not in_session:
+        if text is None:
+            if ctx.stdin_is_tty and not ctx.interactive:
+                return _enter_session_mode(ctx, specialist, ctx.sessions.create(specialist.name))
+            raise UsageError("no message given", hint="pass it as arguments or on stdin")
+        return _one_shot(ctx, specialist, text, args)
+
+    session = _open_session(ctx, specialist, args)
+    if args.get_id:
+        ctx.out.data(session.id)
+    if text is None and not args.retry:
+        if args.end:
+            ctx.sessions.end(session.id, specialist.name)
+            ctx.out.note(f"Session {session.id} ended")
+            return 0
+        if ctx.stdin_is_tty and not args.get_id and not ctx.interactive:
+            return _enter_session_mode(ctx, specialist, session)
+        if ctx.interactive and not args.get_id:
+            return _enter_session_mode(ctx, specialist, session)
+        session.save()
+        return 0
+    try:
+        _exchange(ctx, specialist, session, text, args, show=not args.get_id)
+    finally:
+        session.save()
+    if args.end:
+        ctx.sessions.end(session.id, specialist.name)
+        ctx.out.note(f"Session {session.id} ended")
+    return 0
+
+
+def _open_session(ctx: Context, specialist, args):
+    sessions = ctx.sessions
+    sid = args.session_id or (args.session if args.session not in (None, NEW) else None)
+    if args.template:
+        if sid and sessions.store.exists(sid):
+            raise UsageError("--template starts a new session; it cannot apply to " + sid)
+        from aish.templates import start_from_template
+
+        session = start_from_template(sessions, args.template, specialist.name, sid,
+                                      args.context_window)
+    elif sid:
+        session = sessions.open(specialist.name, sid, shared=args.shared,
+                                create_missing=args.session_id is not None,
+                                context_window=args.context_window)
+    else:
+        if args.end:
+            raise UsageError("--end needs a session id", hint="apollo --session ID --end")
+        session = sessions.create(specialist.name, context_window=args.context_window)
+    if args.extend_context:
+        session.extend_context(args.extend_context)
+    session.auto_save = args.auto_save
+    return session
+
+
+def _provider(ctx: Context, specialist, args):
+    from aish.providers import choose, make_provider
+
+    name = choose(specialist, ctx.config, getattr(args, "provider", None), ctx.environ)
+    return make_provider(name, specialist, ctx.config, getattr(args, "model", None), ctx.environ)
+
+
+def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
+    from aish.errors import ProviderError
+
+    provider = _provider(ctx, specialist, args)
+    try:
+        session.exchange(specialist, None if args.retry else text, provider,
+                         on_text=ctx.out.reply_chunk if show else (lambda _t: None))
+    except ProviderError as exc:
+        if show:
+            ctx.out.reply_end()
+        exc.hint = (f"your message is kept in session {session.id}; retry with: "
+                    f"{specialist.name} --session {session.id} --retry")
+        raise
+    if show:
+        ctx.out.reply_end()
+
+
+def _one_shot(ctx: Context, specialist, text: str, args) -> int:
+    """A question outside any session: nothing is stored."""
+    import time
+
+    from aish.conversation import build_chat
+    from aish.errors import ProviderError
+    from aish.messages import USER, Message
+
+    provider = _provider(ctx, specialist, args)
+    chat = build_chat(specialist, [Message(USER, text, specialist.name, time.time())], False)
+    finished = False
+    for chunk in provider.stream(chat, specialist):
+        if chunk.text:
+            ctx.out.reply_chunk(chunk.text)
+        if chunk.finished:
+            finished = True
+            break
+    ctx.out.reply_end()
+    if not finished:
+        raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
+    return 0
+
+
+def _enter_session_mode(ctx: Context, specialist, session) -> int:
+    from aish.shell.session_mode import run_session_mode
+
+    return run_session_mode(ctx, specialist, session)
+
+
+@command("session", "aish", "Interactive session mode with a specialist.",
+         args=(Arg("NAME", "the specialist", completes="specialist"),
+               Arg("--session-id", "continue (or create) this session", metavar="ID",
+                   completes="session"),
+               Arg("--shared", "join another specialist's session", flag=True),
+               Arg("--context-window", "window of N pairs", type=positive_int, metavar="N"),
+               Arg("--auto-save", "write every N messages (0 = only on save)",
+                   type=positive_int, metavar="N"),
+               Arg("--template", "start from a template", metavar="NAME", completes="template")),
+         example="aish --session hermes --session-id learn-rust")
+def session_mode(ctx: Context, args) -> int:
+    specialist = ctx.specialist(args.name)
+    args.session = args.session_id
+    args.extend_context = None
+    args.end = False
+    session = _open_session(ctx, specialist, args) if (args.session_id or args.template) else (
+        ctx.sessions.create(specialist.name, context_window=args.context_window))
+    session.auto_save = args.auto_save
+    return _enter_session_mode(ctx, specialist, session)
+
+
+def summary_row(ctx: Context, summary, state: str) -> dict:
+    meta = summary.meta
+    size = int(meta.get("context_window", ctx.config.context_window))
+    return {
+        "id": summary.id,
+        "ai": f"{meta.get('owner', '?')}-ai",
+        "participants": [f"{p}-ai" for p in meta.get("participants", [])],
+        "state": state,
+        "shared": bool(meta.get("shared")),
+        "messages": summary.messages,
+        "pairs": summary.user_messages,
+        "context_window": size,
+        "created": iso(float(meta.get("created", 0) or 0)),
+        "updated": iso(summary.updated),
+    }
+
+
+@command("list-sessions", "aish", "List active sessions (--all: ended and expired too).",
+         args=(Arg("--all", "include ended and expired sessions", flag=True), JSON),
+         example="aish --list-sessions")
+def list_sessions(ctx: Context, args) -> int:
+    rows = ctx.sessions.listing(include_all=args.all)
+    if args.json:
+        ctx.out.data(json.dumps([summary_row(ctx, s, state) for s, state in rows], indent=2))
+        return 0
+    if not rows:
+        ctx.out.note("No active sessions." if not args.all else "No sessions.")
+        return 0
+    now = ctx.now()
+    lines = [f"{'SESSION':<24} {'AI':<16} {'STATE':<8} {'MSGS':>5} {'WINDOW':>9}  LAST ACTIVITY"]
+    for summary, state in rows:
+        meta = summary.meta
+        ai = f"{meta.get('owner', '?')}-ai" + ("+" if meta.get("shared") else "")
+        size = int(meta.get("context_window", ctx.config.context_window))
+        used = min(summary.user_messages, size) if size else summary.user_messages
+        lines.append(f"{summary.id:<24} {ai:<16} {state:<8} {summary.messages:>5} "
+                     f"{window(used, size):>9}  {ago(now - summary.updated)}")
+    ctx.out.data("\n".join(lines))
+    return 0
+
+
+@command("end-session", "aish", "End a session (it stays on disk and can be continued).",
+         args=(Arg("ID", "the session", completes="session"),),
+         example="aish --end-session sess_k3f9x2")
+def end_session(ctx: Context, args) -> int:
+    ctx.sessions.end(args.id)
+    ctx.out.note(f"Session {args.id} ended")
+    return 0
+
+
+@command("version", "aish", "Print the version.")
+def version(ctx: Context, args) -> int:
+    from aish import __version__
+
+    ctx.out.data(f"aish {__version__}")
+    return 0
+
+
+@command("help", "aish", "Show commands, or help for one command.",
+         args=(Arg("TOPIC", "a command or specialist", nargs="?", completes="command"),),
+         aliases=("h",))
+def help_command(ctx: Context, args) -> int:
+    from aish.commands.helptext import render_help
+
+    ctx.out.data(render_help(ctx, args.topic))
+    return 0
+
+
+def fail_line(exc: AishError) -> str:
+    return str(exc)
+
+
+__all__ = ["REGISTRY"]

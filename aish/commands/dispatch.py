@@ -1,0 +1,54 @@
+"""Turn a command line (from argv or a shell line) into a registered command and run it."""
+
+from __future__ import annotations
+
+from aish.commands.context import Context
+from aish.commands.registry import REGISTRY, Command
+from aish.errors import UsageError
+
+
+def load_commands() -> None:
+    """Import the modules that register commands (each is cheap to import)."""
+    import aish.commands.core  # noqa: F401
+    import aish.commands.manage  # noqa: F401
+
+
+def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]:
+    """The command ``argv`` selects, its remaining tokens, and the specialist (if any)."""
+    load_commands()
+    if argv and argv[0] == "aish":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("no command given", hint="see 'aish --help'")
+    head = argv[0]
+    if not head.startswith("-"):
+        from aish.specialists import ai_key
+
+        if ai_key(head) in ctx.specialists:
+            return REGISTRY.get("specialist", "ask"), argv[1:], ai_key(head)
+        if head in ("help",):
+            return REGISTRY.get("aish", "help"), argv[1:], None
+        raise UsageError(f"unknown command or specialist {head!r}",
+                         hint="see 'aish --help' for commands and specialists")
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        word = token.split("=", 1)[0]
+        if word in ("-h",):
+            word = "--help"
+        if word.startswith("--") and (found := REGISTRY.get("aish", word[2:])):
+            rest = argv[:i] + argv[i + 1:]
+            if "=" in token:
+                rest.insert(i, token.split("=", 1)[1])
+            return found, rest, None
+    raise UsageError(f"unknown option {argv[0]!r}", hint="see 'aish --help'")
+
+
+def run(ctx: Context, argv: list[str]) -> int:
+    command, rest, specialist = find(ctx, argv)
+    if specialist is not None:
+        args = command.parse(rest, prog=specialist)
+        args.specialist = specialist
+    else:
+        args = command.parse(rest)
+    return command.handler(ctx, args) or 0

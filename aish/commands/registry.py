@@ -1,0 +1,148 @@
+"""One registry of commands for the shell, the pipe face, help and completion.
+
+A command is declared once with its words, arguments and options; the faces parse a command
+line against the registry, help is generated from it, and the completer reads it.
+
+Scopes:
+- ``aish``: management commands selected by a flag (`aish --list-sessions --all`);
+- ``specialist``: the command every specialist answers (`apollo --session ...`);
+- ``session``: commands inside session mode (`save`, `context`, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aish.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A positional value or an option."""
+
+    name: str  # "ID" for a positional, "--keep-last" for an option
+    help: str = ""
+    type: Callable | None = None  # int, str, ... ; None with flag=True is a switch
+    flag: bool = False  # a switch that takes no value
+    nargs: str | int | None = None  # "?", "*", 2, ...
+    const: object = None  # the value of an option given without its optional value
+    metavar: str | None = None
+    completes: str | None = None  # "session", "specialist", "template", "path"
+
+    @property
+    def positional(self) -> bool:
+        return not self.name.startswith("-")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    scope: str
+    help: str
+    handler: Callable
+    args: tuple[Arg, ...] = ()
+    aliases: tuple[str, ...] = ()
+    example: str = ""
+
+    @property
+    def word(self) -> str:
+        """How the command is typed: `--list-sessions` for aish scope, `save` in a session."""
+        return f"--{self.name}" if self.scope == "aish" else self.name
+
+    @property
+    def usage(self) -> str:
+        parts = [self.word]
+        for arg in self.args:
+            if arg.positional:
+                text = arg.metavar or arg.name
+                parts.append(f"[{text}]" if arg.nargs in ("?", "*") else text)
+            else:
+                value = "" if arg.flag else f" {arg.metavar or 'N'}"
+                parts.append(f"[{arg.name}{value}]")
+        return " ".join(parts)
+
+    def parser(self, prog: str) -> argparse.ArgumentParser:
+        parser = _Parser(prog=prog, add_help=False, allow_abbrev=False, exit_on_error=False)
+        for arg in self.args:
+            kwargs: dict = {"help": arg.help}
+            if arg.flag:
+                kwargs["action"] = "store_true"
+            else:
+                if arg.type:
+                    kwargs["type"] = arg.type
+                if arg.nargs is not None:
+                    kwargs["nargs"] = arg.nargs
+                if arg.const is not None:
+                    kwargs["const"] = arg.const
+                if arg.metavar and not arg.positional:
+                    kwargs["metavar"] = arg.metavar
+            if arg.positional:
+                kwargs["metavar"] = arg.metavar or arg.name
+                parser.add_argument(arg.name.lower().replace("-", "_"), **kwargs)
+            else:
+                parser.add_argument(arg.name, **kwargs)
+        return parser
+
+    def parse(self, tokens: list[str], prog: str | None = None) -> argparse.Namespace:
+        return self.parser(prog or f"aish {self.word}").parse_args(tokens)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing and exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}", hint="see 'aish --help'")
+
+    def exit(self, status=0, message=None):
+        raise UsageError(message or f"{self.prog}: invalid arguments")
+
+
+@dataclass
+class Registry:
+    commands: dict[tuple[str, str], Command] = field(default_factory=dict)
+
+    def add(self, command: Command) -> None:
+        for word in (command.name, *command.aliases):
+            key = (command.scope, word)
+            if key in self.commands:
+                raise ValueError(f"command {word!r} registered twice in {command.scope}")
+            self.commands[key] = command
+
+    def get(self, scope: str, word: str) -> Command | None:
+        return self.commands.get((scope, word))
+
+    def in_scope(self, scope: str) -> list[Command]:
+        seen: dict[str, Command] = {}
+        for (s, _), command in self.commands.items():
+            if s == scope:
+                seen.setdefault(command.name, command)
+        return sorted(seen.values(), key=lambda c: c.name)
+
+
+REGISTRY = Registry()
+
+
+def command(name: str, scope: str, help: str, args: tuple[Arg, ...] = (),
+            aliases: tuple[str, ...] = (), example: str = ""):
+    """Register the decorated function as the handler of a command."""
+
+    def wrap(handler):
+        REGISTRY.add(Command(name, scope, help, handler, tuple(args), tuple(aliases), example))
+        return handler
+
+    return wrap
+
+
+JSON = Arg("--json", "print JSON", flag=True)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value

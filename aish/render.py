@@ -1,0 +1,292 @@
+"""Streaming Markdown rendering of a model reply, in time linear in its length.
+
+``rich.live`` with a ``Markdown`` renderable re-parses and re-draws the whole reply on
+every chunk, which is quadratic: a long reply gets slower and slower. Instead the stream
+is cut into Markdown blocks as it arrives (:class:`BlockSplitter`, pure text logic) and
+each finished block is rendered once and printed (:class:`StreamRenderer`). A block ends
+at a blank line outside a code fence, or at the closing fence. A block that stays open
+for long (a code fence over ``max_code_lines`` lines, a paragraph over ``max_chars``
+characters) is printed in pieces so the user still sees progress.
+
+Fenced code is highlighted with Pygments through ``rich.syntax.Syntax``, as
+``rich.markdown`` does it, but here directly so that a long fence printed in pieces looks
+like one block (padding above the first piece and below the last only). Each piece is
+lexed on its own, so a construct spanning a piece boundary (a long docstring) may be
+coloured wrongly after the boundary; a paragraph cut in pieces may likewise lose an inline
+span (``**bold**``) that straddles the cut. Those are the price of never re-rendering.
+
+Every chunk goes through :class:`~aish.sanitize.StreamSanitizer` before anything else,
+and links are rendered as ``text (url)`` rather than OSC 8 hyperlinks, so nothing in a
+reply can make the terminal do more than show coloured text.
+
+rich is imported only inside the methods that draw, so importing this module stays cheap
+for commands that never render a reply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aish.sanitize import StreamSanitizer, sanitize
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.segment import Segment
+
+__all__ = ["Block", "BlockSplitter", "StreamRenderer"]
+
+PREFIX_STYLE = "aish.reply_prefix"
+
+_FENCE_OPEN = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}(?!.*`)|~{3,})(?P<info>.*)$")
+_FENCE_CLOSE = re.compile(r"^ *(?P<fence>`{3,}|~{3,})[ \t]*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One piece of the reply that is ready to print.
+
+    ``opens`` is false for the second and later pieces of a block that was printed in
+    pieces; ``closes`` is false for every piece but the last.
+    """
+
+    kind: str  # "markdown" or "code"
+    text: str
+    language: str = ""
+    opens: bool = True
+    closes: bool = True
+
+
+@dataclass
+class _Fence:
+    char: str
+    length: int
+    indent: int
+    language: str
+
+
+class BlockSplitter:
+    """Cut streamed Markdown text into blocks, each handed out exactly once.
+
+    Work per character is constant: a line is joined once, when its newline arrives, and
+    a block is joined once, when it is handed out.
+    """
+
+    def __init__(self, *, max_code_lines: int = 40, max_chars: int = 2000) -> None:
+        self.max_code_lines = max_code_lines
+        self.max_chars = max_chars
+        self._line: list[str] = []  # pieces of the line still being received
+        self._line_chars = 0
+        self._lines: list[str] = []  # complete lines of the open block
+        self._chars = 0
+        self._fence: _Fence | None = None
+        self._continuing = False  # part of the open block has been handed out already
+
+    def feed(self, text: str) -> list[Block]:
+        """Take more (sanitised) text; return the blocks it completed."""
+        out: list[Block] = []
+        *complete, rest = text.split("\n")
+        for piece in complete:
+            self._line.append(piece)
+            line = "".join(self._line)
+            self._line, self._line_chars = [], 0
+            self._take_line(line, out)
+        if rest:
+            self._line.append(rest)
+            self._line_chars += len(rest)
+            if self._fence is None and self._line_chars > self.max_chars:
+                self._cut_long_line(out)
+        return out
+
+    def finish(self) -> list[Block]:
+        """End of the reply: return whatever is still open, closed."""
+        out: list[Block] = []
+        if self._line:
+            line = "".join(self._line)
+            self._line, self._line_chars = [], 0
+            self._take_line(line, out)
+        if self._fence is not None:
+            self._emit_code(out, closes=True)
+        else:
+            self._emit_markdown(out, closes=True)
+        return out
+
+    def _take_line(self, line: str, out: list[Block]) -> None:
+        fence = self._fence
+        if fence is not None:
+            close = _FENCE_CLOSE.match(line)
+            if close and close["fence"][0] == fence.char and len(close["fence"]) >= fence.length:
+                self._emit_code(out, closes=True)
+                self._fence = None
+                return
+            self._lines.append(_dedent(line, fence.indent))
+            if len(self._lines) >= self.max_code_lines:
+                self._emit_code(out, closes=False)
+            return
+        opening = _FENCE_OPEN.match(line)
+        if opening:
+            self._emit_markdown(out, closes=True)
+            info = opening["info"].strip()
+            self._fence = _Fence(
+                char=opening["fence"][0],
+                length=len(opening["fence"]),
+                indent=len(opening["indent"]),
+                language=info.split()[0] if info else "",
+            )
+        elif not line.strip():
+            self._emit_markdown(out, closes=True)
+        else:
+            self._lines.append(line)
+            self._chars += len(line) + 1
+            if self._chars > self.max_chars and not self._lines[0].lstrip().startswith("|"):
+                # A table cut in two loses its header, so tables are left whole.
+                self._emit_markdown(out, closes=False)
+
+    def _cut_long_line(self, out: list[Block]) -> None:
+        """Hand out most of a line that has grown past ``max_chars`` without a newline."""
+        line = "".join(self._line)
+        cut = line.rfind(" ")
+        if cut <= 0:
+            cut = len(line)
+        self._lines.append(line[:cut])
+        rest = line[cut + 1 :]
+        self._line, self._line_chars = ([rest], len(rest)) if rest else ([], 0)
+        self._emit_markdown(out, closes=False)
+
+    def _emit_markdown(self, out: list[Block], *, closes: bool) -> None:
+        if self._lines:
+            text = "\n".join(self._lines)
+            out.append(Block("markdown", text, opens=not self._continuing, closes=closes))
+            self._continuing = not closes
+        elif closes:
+            self._continuing = False
+        self._lines, self._chars = [], 0
+
+    def _emit_code(self, out: list[Block], *, closes: bool) -> None:
+        assert self._fence is not None
+        text = "\n".join(self._lines)
+        if closes:
+            text = text.rstrip("\n")  # as rich.markdown does: no blank lines at the end
+        language = self._fence.language
+        out.append(Block("code", text, language, opens=not self._continuing, closes=closes))
+        self._continuing = not closes
+        self._lines, self._chars = [], 0
+
+
+def _dedent(line: str, indent: int) -> str:
+    """Remove up to ``indent`` leading spaces, as CommonMark does inside a fence."""
+    stripped = line.lstrip(" ")
+    return line[min(indent, len(line) - len(stripped)) :]
+
+
+class StreamRenderer:
+    """Print a streamed model reply to ``console``, sanitised, as it arrives.
+
+    With ``markdown=True`` each finished block is rendered as Markdown (code fences
+    highlighted with ``code_theme``). With ``markdown=False`` (NO_COLOR, not a terminal)
+    the sanitised text is written as it comes. ``prefix`` (e.g. ``"apollo> "``) is
+    printed once before the first output, in the theme's ``aish.reply_prefix`` style if
+    it has one.
+    """
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        code_theme: str = "monokai",
+        prefix: str | None = None,
+        markdown: bool = True,
+    ) -> None:
+        self.console = console
+        self.code_theme = code_theme
+        self.prefix = prefix
+        self.markdown = markdown
+        self._sanitizer = StreamSanitizer()
+        self._splitter = BlockSplitter()
+        self._started = False  # prefix printed / something printed
+        self._blocks_printed = 0
+        self._ends_with_newline = True
+
+    def feed(self, chunk: str) -> None:
+        """Take the next streamed piece of raw model text."""
+        self._show(self._sanitizer.feed(chunk), final=False)
+
+    def finish(self) -> None:
+        """The reply is complete: print what is still buffered."""
+        self._show(self._sanitizer.flush(), final=True)
+        if not self.markdown and self._started and not self._ends_with_newline:
+            self.console.out("")
+
+    def _show(self, text: str, *, final: bool) -> None:
+        if not self.markdown:
+            if text:
+                self._start(inline=True)
+                self.console.out(text, end="", highlight=False)
+                self._ends_with_newline = text.endswith("\n")
+            return
+        blocks = self._splitter.feed(text) if text else []
+        if final:
+            blocks += self._splitter.finish()
+        for block in blocks:
+            self._print_block(block)
+
+    def _start(self, *, inline: bool) -> None:
+        """Print the prefix before the first output: on the same line in plain mode."""
+        if self._started:
+            return
+        self._started = True
+        if self.prefix:
+            from rich.errors import MissingStyle
+            from rich.text import Text
+
+            try:
+                style = self.console.get_style(PREFIX_STYLE)
+            except MissingStyle:
+                style = None
+            label = Text(sanitize(self.prefix), style=style or "")
+            self.console.print(label, end="" if inline else "\n", soft_wrap=True)
+
+    def _print_block(self, block: Block) -> None:
+        from rich.markdown import Markdown
+        from rich.syntax import Syntax
+
+        if block.kind == "markdown" and not block.text.strip():
+            return
+        self._start(inline=False)
+        if block.opens and self._blocks_printed:
+            self.console.print()
+        self._blocks_printed += 1
+        if block.kind == "code":
+            top = 1 if block.opens else 0
+            bottom = 1 if block.closes and (block.text or block.opens) else 0
+            syntax = Syntax(
+                block.text,
+                block.language or "text",
+                theme=self.code_theme,
+                word_wrap=True,
+                padding=(top, 1, bottom, 1),
+            )
+            self.console.print(syntax)
+        else:
+            markdown = Markdown(block.text, code_theme=self.code_theme, hyperlinks=False)
+            self._print_trimmed(markdown)
+
+    def _print_trimmed(self, renderable: RenderableType) -> None:
+        """Print without leading blank lines: we put one blank line between blocks ourselves.
+
+        rich starts a list rendered on its own with a blank line, which would double the
+        separator when the list is a block of its own.
+        """
+        from rich.segment import Segments
+
+        lines = self.console.render_lines(renderable, new_lines=True)
+        start = 0
+        while start < len(lines) and all(_is_blank(segment) for segment in lines[start]):
+            start += 1
+        self.console.print(Segments([segment for line in lines[start:] for segment in line]))
+
+
+def _is_blank(segment: Segment) -> bool:
+    style = segment.style
+    return not segment.text.strip() and not (style and style.bgcolor)

@@ -1,0 +1,278 @@
+"""The session core: creating, continuing, sharing, ending and talking within sessions.
+
+No terminal and no model code lives here: replies arrive through a provider object that yields
+`Chunk`s, and progress is reported through a callback, so both faces share this logic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from aish.audit import NULL_AUDIT, AuditLog
+from aish.config import Config
+from aish.context import estimate_tokens, select_window, window_pairs
+from aish.conversation import build_chat
+from aish.errors import LimitError, ProviderError, Refused, SessionNotFound, UsageError
+from aish.ids import check_id, new_id
+from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
+from aish.specialists import Specialist, ai_key
+from aish.store.base import Summary
+
+ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
+
+
+def state_of(summary: Summary, now: float, timeout_minutes: float) -> str:
+    if summary.meta.get("state") == ENDED:
+        return ENDED
+    if now - summary.updated > timeout_minutes * 60:
+        return EXPIRED
+    return ACTIVE
+
+
+class Sessions:
+    """Session operations over one store; ``now`` is injectable so expiry can be tested."""
+
+    def __init__(self, store, config: Config, now: Callable[[], float] = time.time,
+                 audit: AuditLog = NULL_AUDIT):
+        self.store = store
+        self.config = config
+        self.now = now
+        self.audit = audit
+
+    # -- queries ---------------------------------------------------------------------------
+    def state(self, summary: Summary) -> str:
+        return state_of(summary, self.now(), self.config.timeout_minutes)
+
+    def listing(self, include_all: bool = False) -> list[tuple[Summary, str]]:
+        rows = [(s, self.state(s)) for s in self.store.summaries()]
+        if not include_all:
+            rows = [r for r in rows if r[1] == ACTIVE]
+        return sorted(rows, key=lambda r: r[0].updated, reverse=True)
+
+    def summary(self, sid: str) -> Summary:
+        return self.store.summary(check_id(sid))
+
+    def _check_room(self) -> None:
+        active = sum(1 for _, state in self.listing() if state == ACTIVE)
+        if active >= self.config.max_sessions:
+            raise LimitError(
+                f"too many active sessions ({active} of {self.config.max_sessions})",
+                hint="end some with 'aish --end-session ID' or remove old ones with "
+                "'aish --cleanup-sessions', or raise AISH_MAX_SESSIONS",
+            )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def create(self, ai: str, sid: str | None = None, *, named: bool = False,
+               context_window: int | None = None, origin: dict | None = None,
+               messages: Iterable[Message] = (), extra_meta: dict | None = None) -> Session:
+        self._check_room()
+        now = self.now()
+        window = self.config.context_window if context_window is None else context_window
+        meta = {"owner": ai, "created": now, "updated": now, "context_window": window,
+                "shared": named, "state": ACTIVE, "participants": [ai], **(extra_meta or {})}
+        if origin:
+            meta["origin"] = origin
+        from aish.store.filestore import SessionExists
+
+        for _ in range(20):
+            meta["id"] = check_id(sid) if sid else new_id()
+            try:
+                summary = self.store.create(meta, list(messages))
+                break
+            except SessionExists:
+                if sid:
+                    raise
+        else:  # pragma: no cover - 20 clashes in a 2e9 space
+            raise LimitError("could not generate a free session id")
+        self.audit.record("create", summary.id, ai)
+        return Session(self, summary, ai)
+
+    def open(self, ai: str, sid: str, *, shared: bool = False, create_missing: bool = False,
+             context_window: int | None = None) -> Session:
+        """Continue ``sid`` as ``ai``, applying the sharing rules; revive it if ended/expired."""
+        check_id(sid)
+        try:
+            summary = self.store.summary(sid)
+        except SessionNotFound:
+            if create_missing:
+                return self.create(ai, sid, named=True, context_window=context_window)
+            raise SessionNotFound(
+                f"session {sid} not found",
+                hint="see 'aish --list-sessions --all', or restore it with aish --restore-session",
+            ) from None
+        meta = summary.meta
+        owner = meta.get("owner", ai)
+        participants = list(meta.get("participants") or [owner])
+        update: dict = {}
+        if ai not in participants:
+            if not (meta.get("shared") or shared):
+                raise Refused(
+                    f"session {sid} belongs to {owner}-ai",
+                    hint=f"add --shared to join it as {ai}-ai",
+                )
+            update["participants"] = participants + [ai]
+            update["shared"] = True
+        elif shared and not meta.get("shared"):
+            update["shared"] = True
+        if self.state(summary) != ACTIVE:
+            self._check_room()
+            update["state"] = ACTIVE
+        if context_window is not None and context_window != meta.get("context_window"):
+            update["context_window"] = context_window
+        if update:
+            summary = self.store.append(sid, [{"t": "meta", "time": self.now(), **update}])
+        self.audit.record("continue", sid, ai)
+        return Session(self, summary, ai)
+
+    def end(self, sid: str, ai: str | None = None) -> Summary:
+        summary = self.summary(sid)
+        summary = self.store.append(sid, [{"t": "meta", "state": ENDED, "time": self.now()}])
+        self.audit.record("end", sid, ai)
+        return summary
+
+
+@dataclass
+class Reply:
+    text: str
+    message: Message | None  # None when nothing was stored (should not happen)
+    interrupted: bool = False
+
+
+@dataclass
+class Session:
+    """A session opened by one specialist, with messages not yet written kept in ``pending``."""
+
+    sessions: Sessions
+    summary: Summary
+    ai: str
+    pending: list[Message] = field(default_factory=list)
+    auto_save: int | None = None  # None = config default; N = write every N messages; 0 = off
+
+    @property
+    def id(self) -> str:
+        return self.summary.id
+
+    @property
+    def meta(self) -> dict:
+        return self.summary.meta
+
+    @property
+    def context_window(self) -> int:
+        return int(self.meta.get("context_window", self.sessions.config.context_window))
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.meta.get("shared"))
+
+    @property
+    def location(self) -> str:
+        return self.sessions.store.location(self.id)
+
+    def _every(self) -> int:
+        return self.sessions.config.auto_save if self.auto_save is None else self.auto_save
+
+    def set_meta(self, **update) -> None:
+        self.summary = self.sessions.store.append(
+            self.id, [{"t": "meta", "time": self.sessions.now(), **update}]
+        )
+
+    def extend_context(self, pairs: int) -> None:
+        if pairs < 0:
+            raise UsageError("--extend-context needs a whole number >= 0")
+        if self.context_window and pairs:
+            self.set_meta(context_window=self.context_window + pairs)
+
+    def add(self, message: Message) -> None:
+        self.pending.append(message)
+        every = self._every()
+        if every and len(self.pending) >= every:
+            self.save()
+
+    def save(self) -> int:
+        """Write pending messages; returns how many were written."""
+        if not self.pending:
+            return 0
+        written = list(self.pending)
+        self.summary = self.sessions.store.append(self.id, [m.to_record() for m in written])
+        del self.pending[: len(written)]
+        return len(written)
+
+    @property
+    def unsaved(self) -> int:
+        return len(self.pending)
+
+    def recent(self, pairs: int) -> list[Message]:
+        """The last ``pairs`` pairs (0 = all) including unsaved messages."""
+        stored = self.sessions.store.tail(self.id, pairs + 1 if pairs else 0)
+        return stored + self.pending
+
+    def last_unanswered(self) -> Message | None:
+        history = self.recent(1)
+        if history and history[-1].role == USER:
+            return history[-1]
+        return None
+
+    def window_use(self) -> tuple[int, int]:
+        """(pairs in the window, window size; 0 = unlimited)."""
+        return window_pairs(self.recent(self.context_window), self.context_window), self.context_window
+
+    def chat_for(self, specialist: Specialist) -> list[ChatMessage]:
+        persona = self.meta.get("persona")
+        if persona and specialist.name == self.meta.get("owner"):  # a template's persona
+            specialist = replace(specialist, persona=str(persona))
+        history = self.recent(self.context_window)
+        persona_tokens = estimate_tokens(specialist.persona)
+        window = select_window(history, self.context_window,
+                               self.sessions.config.max_context_size, persona_tokens)
+        return build_chat(specialist, window, self.shared)
+
+    def exchange(self, specialist: Specialist, text: str | None, provider,
+                 on_text: Callable[[str], None] = lambda _t: None) -> Reply:
+        """Send ``text`` (or retry the last unanswered message when None) and store the reply.
+
+        The user message is stored before the provider is called, so a failure never loses it;
+        it simply stays unanswered. Ctrl-C keeps what arrived, marked interrupted.
+        """
+        config = self.sessions.config
+        if text is None:
+            if self.last_unanswered() is None:
+                raise UsageError(f"session {self.id} has no unanswered message to retry")
+        else:
+            if len(text) > config.max_message_chars:
+                raise LimitError(f"message too long ({len(text)} characters, limit "
+                                 f"{config.max_message_chars})")
+            self.add(Message(USER, text, ai_key(specialist.name), self.sessions.now()))
+            if self._every() and self.pending:  # the user's words are durable before we ask
+                self.save()
+        chat = self.chat_for(specialist)
+        parts: list[str] = []
+        usage = None
+        finished = False
+        try:
+            chunk: Chunk
+            for chunk in provider.stream(chat, specialist):
+                if chunk.text:
+                    parts.append(chunk.text)
+                    on_text(chunk.text)
+                if chunk.finished:
+                    usage = chunk.usage
+                    finished = True
+                    break
+        except KeyboardInterrupt:
+            reply = Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
+                            interrupted=True)
+            self.add(reply)
+            self.save_if_auto()
+            return Reply(reply.content, reply, interrupted=True)
+        if not finished:
+            raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
+        reply = Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
+                        usage=usage)
+        self.add(reply)
+        return Reply(reply.content, reply)
+
+    def save_if_auto(self) -> None:
+        if self._every() and self.pending:
+            self.save()

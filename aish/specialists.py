@@ -1,0 +1,104 @@
+"""The roster of AI specialists: the built-in four, overridden or extended by the config file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aish.errors import ConfigError, UsageError
+from aish.ids import ID_PATTERN
+
+BUILTIN: dict[str, dict] = {
+    "apollo": {
+        "description": "builds and debugs software",
+        "persona": (
+            "You are Apollo, a senior software engineer. You help people build and debug "
+            "software: you ask for the error, the code and the environment when they are "
+            "missing, reason from evidence, and answer with working code and the exact commands "
+            "to run. You prefer small, testable steps and say plainly when you are unsure."
+        ),
+    },
+    "athena": {
+        "description": "reviews, critiques and knows",
+        "persona": (
+            "You are Athena, a careful reviewer and a source of knowledge. You critique designs, "
+            "code and arguments: you look for bugs, security holes, unclear reasoning and missing "
+            "cases, rank what you find by importance, and explain why each point matters. You "
+            "are direct but fair, and you cite the principle or fact behind each judgement."
+        ),
+    },
+    "prometheus": {
+        "description": "plans and designs",
+        "persona": (
+            "You are Prometheus, a systems architect and planner. You turn goals into designs and "
+            "plans: you name the components, their responsibilities and interfaces, the "
+            "trade-offs you chose and why, the risks, and an ordered list of steps with what "
+            "'done' means for each."
+        ),
+    },
+    "hermes": {
+        "description": "teaches and explains",
+        "persona": (
+            "You are Hermes, a patient teacher. You explain ideas step by step, starting from what "
+            "the learner already knows, with small concrete examples, and you build on what was "
+            "said earlier in the conversation. You end with a short question or exercise that "
+            "checks understanding."
+        ),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Specialist:
+    name: str
+    persona: str
+    description: str = ""
+    provider: str | None = None  # "openai" or "local"; None = choose by the selection order
+    model: str | None = None
+    settings: dict = field(default_factory=dict)  # temperature, max_tokens, ...
+
+    @property
+    def ai_name(self) -> str:
+        return f"{self.name}-ai"
+
+
+def roster(config_specialists: dict) -> dict[str, Specialist]:
+    """Built-in specialists with the config's overrides and additions applied."""
+    merged: dict[str, dict] = {name: dict(spec) for name, spec in BUILTIN.items()}
+    for name, spec in (config_specialists or {}).items():
+        if not isinstance(name, str) or not ID_PATTERN.fullmatch(name) or name.endswith("-ai"):
+            raise ConfigError(f"specialists: invalid specialist name {name!r}")
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"specialists.{name}: expected a mapping")
+        merged[name] = {**merged.get(name, {}), **spec}
+    out = {}
+    for name, spec in merged.items():
+        persona = spec.get("persona") or f"You are {name}, a helpful AI specialist."
+        settings = {k: spec[k] for k in ("temperature", "max_tokens", "top_p") if k in spec}
+        provider = spec.get("provider")
+        if provider not in (None, "openai", "local"):
+            raise ConfigError(f"specialists.{name}.provider: expected openai or local, got {provider!r}")
+        out[name] = Specialist(
+            name=name,
+            persona=str(persona),
+            description=str(spec.get("description", "")),
+            provider=provider,
+            model=spec.get("model"),
+            settings=settings,
+        )
+    return out
+
+
+def resolve(name: str, specialists: dict[str, Specialist]) -> Specialist:
+    """Find a specialist by name or AI name (`apollo` and `apollo-ai` alike)."""
+    key = name[:-3] if name.endswith("-ai") else name
+    if key not in specialists:
+        known = ", ".join(sorted(specialists))
+        raise UsageError(f"unknown specialist {name!r}", hint=f"known: {known}")
+    return specialists[key]
+
+
+def ai_key(name: str) -> str:
+    """Normalise `apollo-ai` to `apollo` without needing the roster."""
+    return name[:-3] if name.endswith("-ai") else name

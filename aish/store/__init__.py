@@ -1,0 +1,21 @@
+"""Session stores. `open_store` picks the backend the configuration asks for."""
+
+from __future__ import annotations
+
+from aish.config import Config
+
+
+def open_store(config: Config):
+    codec = None
+    if config.encrypt:
+        from aish.store.crypto import codec_for
+
+        codec = codec_for(config)
+    if config.storage_type == "redis":
+        from aish.store.redisstore import RedisStore
+
+        return RedisStore(config.redis_url, codec=codec, timeout_minutes=config.timeout_minutes,
+                          max_session_bytes=config.max_session_bytes)
+    from aish.store.filestore import FileStore
+
+    return FileStore(config.session_dir, codec=codec, max_session_bytes=config.max_session_bytes)

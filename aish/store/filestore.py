@@ -1,0 +1,390 @@
+"""The file store: one append-only JSON-lines log per session, safe for concurrent processes.
+
+Design (see shared/notes/storage.md): an exclusive ``flock`` on a lock file that is never
+replaced serialises writers; appends use O_APPEND and are fsynced before success is reported;
+a torn tail left by a killed writer is cut (and kept aside in backup/) by the next writer and
+ignored by readers; rewrites go through a temp file, ``os.replace`` and a directory fsync.
+A small ``.idx`` summary beside each log makes listing and sharing checks cheap; it is a cache,
+checked against the log's size and rebuilt whenever it does not match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from aish.errors import LimitError, SessionNotFound, StorageError
+from aish.ids import check_id
+from aish.messages import Message
+from aish.store.base import (
+    FORMAT_VERSION,
+    Loaded,
+    PlainCodec,
+    Problem,
+    Summary,
+    dump_line,
+    fold_records,
+    parse_line,
+)
+
+DOC_KINDS = ("templates", "checkpoints")
+_BLOCK = 64 * 1024
+
+
+class SessionExists(StorageError):
+    pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileStore:
+    def __init__(self, root: Path, codec=None, max_session_bytes: int = 64 * 1024 * 1024):
+        self.root = Path(root)
+        self.codec = codec or PlainCodec()
+        self.max_session_bytes = max_session_bytes
+
+    # -- paths ---------------------------------------------------------------------------
+    def _dir(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts)
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {path}: {exc.strerror}") from None
+        return path
+
+    def _log(self, sid: str) -> Path:
+        return self.root / f"{check_id(sid)}.jsonl"
+
+    def _idx(self, sid: str) -> Path:
+        return self.root / f".{check_id(sid)}.idx"
+
+    def location(self, sid: str) -> str:
+        return str(self._log(sid))
+
+    @contextlib.contextmanager
+    def _locked(self, sid: str, exclusive: bool):
+        lock = self._dir(".locks") / f"{check_id(sid)}.lock"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot open lock {lock}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- reading -------------------------------------------------------------------------
+    def exists(self, sid: str) -> bool:
+        return self._log(sid).exists()
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name[:-6] for p in self.root.glob("*.jsonl"))
+
+    def _read_bytes(self, sid: str) -> bytes:
+        try:
+            fd = os.open(self._log(sid), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise SessionNotFound(f"session {sid} not found") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read session {sid}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+
+    def raw_lines(self, sid: str) -> list[str]:
+        """The log's lines as text (undecoded bytes replaced), torn tail included, for validate."""
+        with self._locked(sid, exclusive=False):
+            data = self._read_bytes(sid)
+        return data.decode("utf-8", "replace").split("\n")
+
+    def _parse(self, data: bytes) -> tuple[list[tuple[int, dict]], list[Problem], list[str]]:
+        lines = data.split(b"\n")
+        problems: list[Problem] = []
+        bad: list[str] = []
+        if lines and lines[-1]:
+            problems.append(Problem(len(lines), "torn tail", "last line has no newline"))
+            bad.append(lines[-1].decode("utf-8", "replace"))
+        records = []
+        for number, raw in enumerate(lines[:-1], start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = parse_line(raw.decode("utf-8"))
+                if record["t"] == "msg":
+                    record = self.codec.open(record)
+            except UnicodeDecodeError:
+                problems.append(Problem(number, "bad record", "not UTF-8"))
+                bad.append(raw.decode("utf-8", "replace"))
+                continue
+            except ValueError as exc:
+                problems.append(Problem(number, "bad record", str(exc)))
+                bad.append(raw.decode("utf-8", "replace"))
+                continue
+            records.append((number, record))
+        return records, problems, bad
+
+    def load(self, sid: str) -> Loaded:
+        with self._locked(sid, exclusive=False):
+            data = self._read_bytes(sid)
+        records, problems, bad = self._parse(data)
+        loaded = fold_records(records, problems)
+        loaded.raw_bad = bad
+        return loaded
+
+    def tail(self, sid: str, pairs: int) -> list[Message]:
+        """The last ``pairs`` user messages and everything after them, read from the end.
+
+        Reading backwards keeps the cost of a new message independent of the session's length.
+        """
+        if pairs <= 0:
+            return self.load(sid).messages
+        out: list[Message] = []
+        users = 0
+        with self._locked(sid, exclusive=False):
+            try:
+                f = open(self._log(sid), "rb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                raise SessionNotFound(f"session {sid} not found") from None
+            with f:
+                pos = f.seek(0, os.SEEK_END)
+                carry = b""
+                first = True
+                while pos > 0 and users < pairs:
+                    size = min(_BLOCK, pos)
+                    pos -= size
+                    f.seek(pos)
+                    lines = (f.read(size) + carry).split(b"\n")
+                    carry = lines.pop(0) if pos > 0 else b""
+                    if first:
+                        lines.pop()  # b"" after the final newline, or a torn tail to ignore
+                        first = False
+                    for raw in reversed(lines):
+                        message = self._message(raw)
+                        if message is None:
+                            continue
+                        out.append(message)
+                        if message.role == "user":
+                            users += 1
+                            if users == pairs:
+                                break
+        out.reverse()
+        return out
+
+    def _message(self, raw: bytes) -> Message | None:
+        if not raw.strip():
+            return None
+        try:
+            record = parse_line(raw.decode("utf-8"))
+            if record["t"] != "msg":
+                return None
+            return Message.from_record(self.codec.open(record))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+            return None
+
+    def summary(self, sid: str) -> Summary:
+        log = self._log(sid)
+        try:
+            size = log.stat().st_size
+        except FileNotFoundError:
+            raise SessionNotFound(f"session {sid} not found") from None
+        cached = self._read_idx(sid, size)
+        if cached is not None:
+            return cached
+        with self._locked(sid, exclusive=False):
+            return self._rebuild_idx(sid)
+
+    def summaries(self) -> list[Summary]:
+        out = []
+        for sid in self.ids():
+            try:
+                out.append(self.summary(sid))
+            except SessionNotFound:  # removed while we listed
+                continue
+        return out
+
+    def _read_idx(self, sid: str, size: int) -> Summary | None:
+        try:
+            data = json.loads(self._idx(sid).read_text(encoding="utf-8"))
+            if data.get("size") == size and data.get("v") == FORMAT_VERSION:
+                return Summary.from_json(data["summary"])
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            pass
+        return None
+
+    def _rebuild_idx(self, sid: str) -> Summary:
+        data = self._read_bytes(sid)
+        complete = data[: data.rfind(b"\n") + 1]
+        summary = Summary()
+        for raw in complete.split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                summary.fold(parse_line(raw.decode("utf-8")))
+            except (UnicodeDecodeError, ValueError):
+                continue
+        if not summary.meta.get("id"):
+            summary.meta["id"] = sid
+        self._write_idx(sid, len(complete), summary)
+        return summary
+
+    def _write_idx(self, sid: str, size: int, summary: Summary) -> None:
+        payload = json.dumps({"v": FORMAT_VERSION, "size": size, "summary": summary.to_json()})
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".idx-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(payload)
+            os.replace(tmp, self._idx(sid))
+        except OSError:
+            pass  # the index is only a cache; the next reader rebuilds it
+
+    # -- writing -------------------------------------------------------------------------
+    def _encode(self, records: list[dict]) -> bytes:
+        return b"".join(
+            dump_line(self.codec.seal(r) if r.get("t") == "msg" else r) for r in records
+        )
+
+    def create(self, meta: dict, messages: list[Message] = ()) -> Summary:
+        sid = check_id(meta["id"])
+        self._dir()
+        records = [{"t": "meta", "v": FORMAT_VERSION, **meta}] + [m.to_record() for m in messages]
+        with self._locked(sid, exclusive=True):
+            if self._log(sid).exists():
+                raise SessionExists(f"session {sid} already exists")
+            self._write_whole(sid, self._encode(records))
+            return self._rebuild_idx(sid)
+
+    def append(self, sid: str, records: list[dict]) -> Summary:
+        payload = self._encode(records)
+        log = self._log(sid)
+        with self._locked(sid, exclusive=True):
+            try:
+                fd = os.open(log, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise SessionNotFound(f"session {sid} not found") from None
+            except OSError as exc:
+                raise StorageError(f"cannot open session {sid}: {exc.strerror}") from None
+            try:
+                size = os.fstat(fd).st_size
+                size = self._cut_torn_tail(sid, fd, size)
+                if size + len(payload) > self.max_session_bytes:
+                    raise LimitError(
+                        f"session {sid} would exceed the session size limit "
+                        f"({self.max_session_bytes} bytes)",
+                        hint="prune it with aish --prune-session ID --keep-recent N",
+                    )
+                summary = self._read_idx(sid, size)
+                if summary is None:
+                    summary = self._rebuild_idx(sid)
+                os.write(fd, payload)
+                os.fsync(fd)
+            except OSError as exc:
+                raise StorageError(f"cannot write session {sid}: {exc.strerror}") from None
+            finally:
+                os.close(fd)
+            for record in records:
+                summary.fold(record)
+            self._write_idx(sid, size + len(payload), summary)
+            return summary
+
+    def _cut_torn_tail(self, sid: str, fd: int, size: int) -> int:
+        """If a killed writer left a line without its newline, keep it aside and cut it off."""
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return size
+        start = max(0, size - _BLOCK)
+        while True:
+            chunk = os.pread(fd, size - start, start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0 or start == 0:
+                keep = start + cut + 1 if cut >= 0 else 0
+                break
+            start = max(0, start - _BLOCK)
+        torn = os.pread(fd, size - keep, keep)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        self._write_private(self._dir("backup") / f"{sid}-{stamp}-torn.jsonl", torn)
+        os.ftruncate(fd, keep)
+        return keep
+
+    def _write_private(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+            os.close(fd)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _write_whole(self, sid: str, data: bytes) -> None:
+        try:
+            self._write_private(self._log(sid), data)
+        except OSError as exc:
+            raise StorageError(f"cannot write session {sid}: {exc.strerror}") from None
+
+    def replace(self, sid: str, meta: dict, messages: list[Message]) -> Summary:
+        meta = {k: v for k, v in meta.items() if k not in ("t", "v")}
+        records = [{"t": "meta", "v": FORMAT_VERSION, **meta, "id": sid}]
+        records += [m.to_record() for m in messages]
+        with self._locked(sid, exclusive=True):
+            self._write_whole(sid, self._encode(records))
+            return self._rebuild_idx(sid)
+
+    def delete(self, sid: str) -> None:
+        with self._locked(sid, exclusive=True):
+            for path in (self._log(sid), self._idx(sid)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        with contextlib.suppress(OSError):
+            _fsync_dir(self.root)
+
+    def backup(self, sid: str, reason: str) -> str:
+        with self._locked(sid, exclusive=False):
+            data = self._read_bytes(sid)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        path = self._dir("backup") / f"{sid}-{stamp}-{reason}.jsonl"
+        n = 1
+        while path.exists():
+            n += 1
+            path = path.with_name(f"{sid}-{stamp}-{reason}-{n}.jsonl")
+        self._write_private(path, data)
+        return str(path)
+
+    # -- named documents: templates and checkpoints --------------------------------------
+    def _doc_path(self, kind: str, name: str) -> Path:
+        if kind not in DOC_KINDS:
+            raise ValueError(kind)
+        parts = [check_id(p, "name") for p in name.split("/")]
+        return self._dir(kind, *parts[:-1]) / f"{parts[-1]}.json"
+
+    def put_doc(self, kind: str, name: str, data: dict) -> str:
+        path = self._doc_path(kind, name)
+        self._write_private(path, json.dumps(data, ensure_ascii=False, indent=2).encode())
+        return str(path)
+
+    def get_doc(self, kind: str, name: str) -> dict | None:
+        try:
+            return json.loads(self._doc_path(kind, name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, RecursionError) as exc:
+            raise StorageError(f"{kind[:-1]} {name} is unreadable: {exc}") from None
+
+    def list_docs(self, kind: str) -> list[str]:
+        folder = self.root / kind
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []

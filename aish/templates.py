@@ -1,0 +1,50 @@
+"""Session templates: a session's persona, settings and messages kept under a name.
+
+Credentials are never part of a session, so they can never reach a template.
+"""
+
+from __future__ import annotations
+
+from aish.errors import SessionNotFound, StorageError
+from aish.ids import check_id
+from aish.messages import Message
+
+KIND = "templates"
+
+
+def save_template(sessions, name: str, sid: str, persona: str | None = None) -> str:
+    check_id(name, "template name")
+    loaded = sessions.store.load(check_id(sid))
+    meta = loaded.meta
+    doc = {
+        "name": name,
+        "source": sid,
+        "owner": meta.get("owner"),
+        "context_window": meta.get("context_window"),
+        "persona": persona,
+        "messages": [m.to_record() for m in loaded.messages],
+    }
+    path = sessions.store.put_doc(KIND, name, doc)
+    sessions.audit.record("template", sid, meta.get("owner"), template=name)
+    return path
+
+
+def load_template(sessions, name: str) -> tuple[dict, list[Message]]:
+    doc = sessions.store.get_doc(KIND, check_id(name, "template name"))
+    if doc is None:
+        known = ", ".join(sessions.store.list_docs(KIND)) or "none saved yet"
+        raise SessionNotFound(f"template {name!r} not found", hint=f"templates: {known}")
+    try:
+        messages = [Message.from_record(r) for r in doc.get("messages", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StorageError(f"template {name!r} is damaged: {exc}") from None
+    return doc, messages
+
+
+def start_from_template(sessions, name: str, ai: str, sid: str | None = None,
+                        context_window: int | None = None):
+    doc, messages = load_template(sessions, name)
+    window = context_window if context_window is not None else doc.get("context_window")
+    extra = {"persona": doc["persona"]} if doc.get("persona") else None
+    return sessions.create(ai, sid, named=sid is not None, context_window=window,
+                           origin={"template": name}, messages=messages, extra_meta=extra)
