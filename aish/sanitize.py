@@ -72,7 +72,7 @@ _UNFINISHED = re.compile(
     rf")|\r)\Z"
 )
 # No unfinished tail is longer than this (ESC [ params intermediates).
-_HOLD_LIMIT = 2 * _M + 1
+_HOLD_LIMIT = 2 * _M + 2
 
 _PICTURES = {chr(c): chr(0x2400 + c) for c in range(0x20)}
 _PICTURES["\x7f"] = "\u2421"  # ␡

@@ -126,6 +126,14 @@ class Sessions:
         self.audit.record("continue", sid, ai)
         return Session(self, summary, ai)
 
+    def rewrite(self, sid: str, meta: dict, messages: list[Message], reason: str,
+                ai: str | None = None) -> str:
+        """Replace a session's content, keeping a backup first; returns the backup's path."""
+        backup = self.store.backup(check_id(sid), reason)
+        self.store.replace(sid, {**meta, "updated": self.now()}, messages)
+        self.audit.record(reason, sid, ai, backup=backup)
+        return backup
+
     def end(self, sid: str, ai: str | None = None) -> Summary:
         summary = self.summary(sid)
         summary = self.store.append(sid, [{"t": "meta", "state": ENDED, "time": self.now()}])

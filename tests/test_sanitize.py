@@ -7,12 +7,15 @@ import subprocess
 import sys
 import time
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aish.sanitize import MAX_SEQUENCE, StreamSanitizer, sanitize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Any character a terminal may act on: C0 but \t and \n, DEL, C1, bidi controls.
 DANGEROUS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -187,5 +190,7 @@ def test_module_imports_nothing_third_party() -> None:
         "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
         "print(sorted(new - {'aish'} - set(sys.stdlib_module_names)))"
     )
-    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert found.stdout.strip() == "[]"

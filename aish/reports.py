@@ -1,0 +1,83 @@
+"""Reports on one session — `info`, `context`, `--session-info` — shared by both faces."""
+
+from __future__ import annotations
+
+from aish.context import estimate_tokens, pairs_of, select_window
+from aish.humanize import ago, when, window
+
+
+def session_info(sessions, sid: str) -> dict:
+    """What `aish --session-info ID` and the shell's `info` print, counted from what is stored."""
+    summary = sessions.summary(sid)
+    meta = summary.meta
+    size = int(meta.get("context_window", sessions.config.context_window))
+    recent = sessions.store.tail(sid, size + 1 if size else 0)
+    used = min(len(pairs_of(recent)), size) if size else summary.user_messages
+    ais = summary.by_ai
+    return {
+        "id": summary.id,
+        "ai": f"{meta.get('owner', '?')}-ai",
+        "participants": [f"{p}-ai" for p in meta.get("participants", [])],
+        "state": sessions.state(summary),
+        "shared": bool(meta.get("shared")),
+        "created": float(meta.get("created", 0) or 0),
+        "updated": summary.updated,
+        "messages": summary.messages,
+        "user_messages": summary.user_messages,
+        "replies_by_ai": {f"{k}-ai": v for k, v in ais.items()},
+        "context_used": used,
+        "context_window": size,
+        "tokens": summary.tokens,
+        "origin": meta.get("origin"),
+        "location": sessions.store.location(sid),
+    }
+
+
+def format_info(info: dict, now: float) -> str:
+    lines = [
+        f"Session: {info['id']}",
+        f"AI: {info['ai']}",
+    ]
+    if len(info["participants"]) > 1:
+        lines.append(f"Participants: {', '.join(info['participants'])}")
+    lines += [
+        f"State: {info['state']}" + (" (shared)" if info["shared"] else ""),
+        f"Created: {when(info['created'])}",
+        f"Messages: {info['messages']}",
+        f"Context used: {window(info['context_used'], info['context_window'])}",
+        f"Last activity: {ago(now - info['updated'])}",
+    ]
+    if info["tokens"]:
+        lines.append(f"Tokens: {info['tokens']:,}")
+    if info.get("origin"):
+        lines.append("Origin: " + ", ".join(f"{k} {v}" for k, v in info["origin"].items()))
+    return "\n".join(lines)
+
+
+def context_report(session, specialist, now: float) -> dict:
+    """What the shell's `context` shows: the window in use, its oldest message, its tokens."""
+    size = session.context_window
+    history = session.recent(size)
+    # The window as it would be sent with the next message (the persona counts too).
+    sent = select_window(history + [_placeholder(session, specialist)], size,
+                         session.sessions.config.max_context_size,
+                         estimate_tokens(specialist.persona))[:-1]
+    used = len(pairs_of(sent))
+    oldest = sent[0].time if sent else None
+    tokens = estimate_tokens(specialist.persona) + sum(estimate_tokens(m.content) for m in sent)
+    return {"used": used, "window": size, "oldest": oldest, "tokens": tokens,
+            "age": None if oldest is None else now - oldest}
+
+
+def format_context(report: dict) -> str:
+    lines = [f"Using {window(report['used'], report['window'])} context window"]
+    if report["oldest"] is not None:
+        lines.append(f"Oldest message: {ago(report['age'])}")
+    lines.append(f"Estimated tokens: {report['tokens']:,}")
+    return "\n".join(lines)
+
+
+def _placeholder(session, specialist):
+    from aish.messages import USER, Message
+
+    return Message(USER, "", specialist.name, session.sessions.now())
