@@ -1,4 +1,4 @@
-"""Configuration: built-in defaults < config file < environment < flags (flags are applied by callers).
+"""Configuration: built-in defaults < config file < environment < flags (applied by callers).
 
 The file is YAML read with ruamel.yaml (only when it exists, so a bare install pays nothing), so
 that `aish` can later write it back with the user's comments and key order intact. Every value is
@@ -141,13 +141,16 @@ class _Checker:
 
     def boolean(self, *keys: str) -> bool:
         value = self.raw(*keys)
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
+        words = {"true": True, "yes": True, "on": True, "1": True,
+                 "false": False, "no": False, "off": False, "0": False}
+        if isinstance(value, str) and value.lower() in words:
+            return words[value.lower()]
         if not isinstance(value, bool):
             self.fail(keys, "true or false", value)
         return value
 
-    def text(self, *keys: str, choices: tuple[str, ...] | None = None, optional=False) -> str | None:
+    def text(self, *keys: str, choices: tuple[str, ...] | None = None,
+             optional: bool = False) -> str | None:
         value = self.raw(*keys)
         if value is None and optional:
             return None
@@ -180,9 +183,9 @@ def load(env: dict[str, str] | None = None) -> Config:
     file = Path(env["AISH_CONFIG"]).expanduser() if env.get("AISH_CONFIG") else home / "config.yaml"
     from_file = _read_file(file)
     warnings = []
-    if from_file and file.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
-        if _mentions_key(from_file):
-            warnings.append(f"{file} holds an API key and is readable by others (chmod 600 it)")
+    readable = from_file and file.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH)
+    if readable and _mentions_key(from_file):
+        warnings.append(f"{file} holds an API key and is readable by others (chmod 600 it)")
     from_env: dict = {}
     env_sources = {}
     for name, keys in ENV_KEYS.items():
@@ -199,7 +202,10 @@ def load(env: dict[str, str] | None = None) -> Config:
     path = c.text("sessions", "storage", "path", optional=True)
     session_dir = Path(path).expanduser() if path else home / "sessions"
     auto = c.raw("sessions", "defaults", "auto_save")
-    auto_save = (1 if auto else 0) if isinstance(auto, bool) else c.integer("sessions", "defaults", "auto_save")
+    if isinstance(auto, bool):  # `auto_save: true` writes every message, `false` only on save
+        auto_save = 1 if auto else 0
+    else:
+        auto_save = c.integer("sessions", "defaults", "auto_save")
     return Config(
         home=home,
         file=file,

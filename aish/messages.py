@@ -40,7 +40,7 @@ class Message:
 
     @classmethod
     def from_record(cls, record: dict) -> Message:
-        """Build a message from a stored record; raises ValueError/TypeError when it is malformed."""
+        """Build a message from a stored record; raises ValueError/TypeError if malformed."""
         role = record["role"]
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
@@ -53,7 +53,8 @@ class Message:
         if usage is not None:
             if not isinstance(usage, dict):
                 raise TypeError("usage must be an object")
-            usage = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+            usage = Usage(int(usage.get("prompt_tokens", 0)),
+                          int(usage.get("completion_tokens", 0)))
         mid = record.get("id") or new_message_id()
         if not isinstance(mid, str):
             raise TypeError("id must be a string")

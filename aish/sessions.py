@@ -224,7 +224,8 @@ class Session:
 
     def window_use(self) -> tuple[int, int]:
         """(pairs in the window, window size; 0 = unlimited)."""
-        return window_pairs(self.recent(self.context_window), self.context_window), self.context_window
+        size = self.context_window
+        return window_pairs(self.recent(size), size), size
 
     def chat_for(self, specialist: Specialist) -> list[ChatMessage]:
         persona = self.meta.get("persona")

