@@ -31,6 +31,8 @@ class AuditLog:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
+                if os.fstat(fd).st_mode & 0o077:  # created by hand or copied: make it private
+                    os.fchmod(fd, 0o600)
                 os.write(fd, line)
             finally:
                 os.close(fd)

@@ -199,6 +199,7 @@ def load(env: dict[str, str] | None = None) -> Config:
     sources = {**_sources(from_file, str(file)), **env_sources}
     c = _Checker(tree, sources)
 
+    _check_providers(c)
     path = c.text("sessions", "storage", "path", optional=True)
     session_dir = Path(path).expanduser() if path else home / "sessions"
     auto = c.raw("sessions", "defaults", "auto_save")
@@ -226,6 +227,31 @@ def load(env: dict[str, str] | None = None) -> Config:
         theme=c.text("ui", "theme"),
         warnings=tuple(warnings),
     )
+
+
+def _check_providers(c: _Checker) -> None:
+    """Type-check provider settings here, so a bad one is a config error naming its key rather
+    than a provider failure later. An API key's value is never shown."""
+    c.text("providers", "default", choices=("openai", "local"), optional=True)
+    kinds = {"base_url": "text", "api_key": "text", "model": "text", "model_path": "text",
+             "timeout": "positive", "max_retries": "count", "n_ctx": "count",
+             "max_tokens": "count", "temperature": "number", "top_p": "number"}
+    for provider in ("openai", "local"):
+        settings = c.mapping("providers", provider)
+        for key, kind in kinds.items():
+            value = settings.get(key)
+            keys = ("providers", provider, key)
+            if value is None:
+                continue
+            if kind == "text" and not isinstance(value, str):
+                c.fail(keys, "a string", None if key == "api_key" else value)
+            elif kind == "positive":
+                c.number(*keys)
+            elif kind == "count":
+                c.integer(*keys, minimum=1 if key in ("n_ctx", "max_tokens") else 0)
+            elif kind == "number" and (isinstance(value, bool)
+                                       or not isinstance(value, int | float) or value < 0):
+                c.fail(keys, "a number >= 0", value)
 
 
 def _mentions_key(tree: Any) -> bool:

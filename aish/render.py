@@ -15,6 +15,14 @@ lexed on its own, so a construct spanning a piece boundary (a long docstring) ma
 coloured wrongly after the boundary; a paragraph cut in pieces may likewise lose an inline
 span (``**bold**``) that straddles the cut. Those are the price of never re-rendering.
 
+Until its block is complete, the text of the open block is not lost from view: the
+interactive shell keeps a live area below the printed blocks (a spinner, see
+``aish.shell.reply``) that shows :meth:`StreamRenderer.live_preview`, the last few lines of
+the open block as plain text. The preview is bounded (a few rows of the terminal's width),
+so each redraw costs the same however long the reply or the open block has grown, and the
+live area's refresh rate bounds how often it is drawn: total cost stays linear. When the
+block completes it is printed rendered above the live area and leaves the preview.
+
 Every chunk goes through :class:`~aish.sanitize.StreamSanitizer` before anything else,
 and links are rendered as ``text (url)`` rather than OSC 8 hyperlinks, so nothing in a
 reply can make the terminal do more than show coloured text.
@@ -26,14 +34,18 @@ for commands that never render a reply.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aish.sanitize import StreamSanitizer, sanitize
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from collections.abc import Iterator
+
+    from rich.console import Console, ConsoleOptions, RenderableType
     from rich.segment import Segment
+    from rich.text import Text
 
 __all__ = ["Block", "BlockSplitter", "StreamRenderer"]
 
@@ -98,6 +110,42 @@ class BlockSplitter:
             if self._fence is None and self._line_chars > self.max_chars:
                 self._cut_long_line(out)
         return out
+
+    def tail(self, max_lines: int = 6, max_chars: int = 600) -> str:
+        """The end of the open block, not handed out yet: its last ``max_lines`` lines and
+        at most ``max_chars`` characters of them (the first line shown may be cut at the
+        left, and then starts with ``…``). For a fence, the code lines without the fence.
+
+        The cost is bounded by ``max_lines`` and ``max_chars``, not by the length of the
+        block or of its lines (a table or a fence line can grow long), so the tail can be
+        taken on every redraw.
+        """
+        if max_lines <= 0 or max_chars <= 0:
+            return ""
+        shown: list[str] = []  # last line first
+        budget = max_chars
+        cut = False
+        if self._line:  # the line still being received
+            partial = _last_chars(self._line, budget)
+            cut = self._line_chars > len(partial)
+            shown.append(partial)
+            budget -= len(partial)
+        lines = self._lines
+        index = len(lines)
+        while index > 0 and len(shown) < max_lines and not cut:
+            if shown:
+                budget -= 1  # the newline after this line
+            if budget <= 0:
+                break
+            index -= 1
+            line = lines[index]
+            if len(line) > budget:
+                line, cut = line[len(line) - budget :], True
+            shown.append(line)
+            budget -= len(line)
+        if cut and shown[-1]:
+            shown[-1] = "…" + shown[-1][1:]
+        return "\n".join(reversed(shown))
 
     def finish(self) -> list[Block]:
         """End of the reply: return whatever is still open, closed."""
@@ -174,6 +222,18 @@ class BlockSplitter:
         self._lines, self._chars = [], 0
 
 
+def _last_chars(pieces: list[str], count: int) -> str:
+    """The last ``count`` characters of ``"".join(pieces)``, joining no more than that."""
+    taken: list[str] = []
+    for piece in reversed(pieces):
+        if len(piece) >= count:
+            taken.append(piece[len(piece) - count :])
+            break
+        taken.append(piece)
+        count -= len(piece)
+    return "".join(reversed(taken))
+
+
 def _dedent(line: str, indent: int) -> str:
     """Remove up to ``indent`` leading spaces, as CommonMark does inside a fence."""
     stripped = line.lstrip(" ")
@@ -184,10 +244,15 @@ class StreamRenderer:
     """Print a streamed model reply to ``console``, sanitised, as it arrives.
 
     With ``markdown=True`` each finished block is rendered as Markdown (code fences
-    highlighted with ``code_theme``). With ``markdown=False`` (NO_COLOR, not a terminal)
-    the sanitised text is written as it comes. ``prefix`` (e.g. ``"apollo> "``) is
-    printed once before the first output, in the theme's ``aish.reply_prefix`` style if
-    it has one.
+    highlighted with ``code_theme``), and :meth:`preview` / :meth:`live_preview` show the
+    end of the block still open. With ``markdown=False`` (NO_COLOR, not a terminal) the
+    sanitised text is written as it comes. ``prefix`` (e.g. ``"apollo> "``) is printed
+    once before the first output, in the theme's ``aish.reply_prefix`` style if it has one.
+
+    :meth:`preview` and :meth:`live_preview` may be used from another thread (a live
+    display's refresh thread) while :meth:`feed` runs: the splitter is only touched under a
+    lock, and the lock is never held while printing, so it cannot deadlock against the live
+    display's own lock.
     """
 
     def __init__(
@@ -207,6 +272,11 @@ class StreamRenderer:
         self._started = False  # prefix printed / something printed
         self._blocks_printed = 0
         self._ends_with_newline = True
+        self._lock = threading.Lock()  # guards the splitter, _hold and _preview
+        # Blocks were handed out by the splitter and are not printed yet: the preview keeps
+        # showing what it showed, so their text does not vanish from the screen meanwhile.
+        self._hold = False
+        self._preview = ""
 
     def feed(self, chunk: str) -> None:
         """Take the next streamed piece of raw model text."""
@@ -218,6 +288,23 @@ class StreamRenderer:
         if not self.markdown and self._started and not self._ends_with_newline:
             self.console.out("")
 
+    def preview(self, max_lines: int = 6, max_chars: int = 600) -> str:
+        """The end of the block still open, as sanitised plain text (see
+        :meth:`BlockSplitter.tail`); empty without Markdown, where text is printed as it
+        comes. Its cost is bounded by ``max_lines`` and ``max_chars``."""
+        if not self.markdown:
+            return ""
+        with self._lock:
+            if not self._hold:
+                self._preview = sanitize(self._splitter.tail(max_lines, max_chars))
+            return self._preview
+
+    def live_preview(self, rows: int = 6) -> RenderableType:
+        """A renderable for a live display: the last ``rows`` terminal rows of
+        :meth:`preview` (after the prefix while nothing is printed yet), nothing when no
+        block is open. Each render costs the same however long the reply is."""
+        return _Preview(self, rows)
+
     def _show(self, text: str, *, final: bool) -> None:
         if not self.markdown:
             if text:
@@ -225,11 +312,28 @@ class StreamRenderer:
                 self.console.out(text, end="", highlight=False)
                 self._ends_with_newline = text.endswith("\n")
             return
-        blocks = self._splitter.feed(text) if text else []
-        if final:
-            blocks += self._splitter.finish()
-        for block in blocks:
-            self._print_block(block)
+        blocks: list[Block] = []
+        with self._lock:
+            if text:
+                blocks = self._splitter.feed(text)
+            if final:
+                blocks += self._splitter.finish()
+            self._hold = bool(blocks)
+        try:
+            for number, block in enumerate(blocks, 1):
+                self._print_block(block, last=number == len(blocks))
+        finally:
+            self._hold = False
+
+    def _prefix_label(self) -> Text:
+        from rich.errors import MissingStyle
+        from rich.text import Text
+
+        try:
+            style = self.console.get_style(PREFIX_STYLE)
+        except MissingStyle:
+            style = None
+        return Text(sanitize(self.prefix or ""), style=style or "")
 
     def _start(self, *, inline: bool) -> None:
         """Print the prefix before the first output: on the same line in plain mode."""
@@ -237,17 +341,10 @@ class StreamRenderer:
             return
         self._started = True
         if self.prefix:
-            from rich.errors import MissingStyle
-            from rich.text import Text
+            self.console.print(self._prefix_label(), end="" if inline else "\n",
+                               soft_wrap=True)
 
-            try:
-                style = self.console.get_style(PREFIX_STYLE)
-            except MissingStyle:
-                style = None
-            label = Text(sanitize(self.prefix), style=style or "")
-            self.console.print(label, end="" if inline else "\n", soft_wrap=True)
-
-    def _print_block(self, block: Block) -> None:
+    def _print_block(self, block: Block, *, last: bool) -> None:
         from rich.markdown import Markdown
         from rich.syntax import Syntax
 
@@ -267,24 +364,54 @@ class StreamRenderer:
                 word_wrap=True,
                 padding=(top, 1, bottom, 1),
             )
-            self.console.print(syntax)
+            lines = self.console.render_lines(syntax, new_lines=True)
         else:
             markdown = Markdown(block.text, code_theme=self.code_theme, hyperlinks=False)
-            self._print_trimmed(markdown)
+            lines = _trim_leading_blank(self.console.render_lines(markdown, new_lines=True))
+        # Rendered: from now on the preview may drop this block's text, since the print
+        # below redraws a live display under it in the same write.
+        if last:
+            self._hold = False
+        self._print_lines(lines)
 
-    def _print_trimmed(self, renderable: RenderableType) -> None:
-        """Print without leading blank lines: we put one blank line between blocks ourselves.
-
-        rich starts a list rendered on its own with a blank line, which would double the
-        separator when the list is a block of its own.
-        """
+    def _print_lines(self, lines: list[list[Segment]]) -> None:
         from rich.segment import Segments
 
-        lines = self.console.render_lines(renderable, new_lines=True)
-        start = 0
-        while start < len(lines) and all(_is_blank(segment) for segment in lines[start]):
-            start += 1
-        self.console.print(Segments([segment for line in lines[start:] for segment in line]))
+        self.console.print(Segments([segment for line in lines for segment in line]))
+
+
+class _Preview:
+    """What :meth:`StreamRenderer.live_preview` returns; computed afresh on every render."""
+
+    def __init__(self, renderer: StreamRenderer, rows: int) -> None:
+        self.renderer = renderer
+        self.rows = rows
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        from rich.text import Text
+
+        renderer = self.renderer
+        width = max(options.max_width, 1)
+        tail = renderer.preview(self.rows, self.rows * width)
+        if not tail:
+            return
+        if renderer.prefix and not renderer._started:
+            yield renderer._prefix_label()
+        text = Text(tail, end="")
+        text.expand_tabs()
+        yield from text.wrap(console, width, overflow="fold")[-self.rows :]
+
+
+def _trim_leading_blank(lines: list[list[Segment]]) -> list[list[Segment]]:
+    """Drop leading blank lines: we put one blank line between blocks ourselves.
+
+    rich starts a list rendered on its own with a blank line, which would double the
+    separator when the list is a block of its own.
+    """
+    start = 0
+    while start < len(lines) and all(_is_blank(segment) for segment in lines[start]):
+        start += 1
+    return lines[start:]
 
 
 def _is_blank(segment: Segment) -> bool:

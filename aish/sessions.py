@@ -127,10 +127,14 @@ class Sessions:
         return Session(self, summary, ai)
 
     def rewrite(self, sid: str, meta: dict, messages: list[Message], reason: str,
-                ai: str | None = None) -> str:
-        """Replace a session's content, keeping a backup first; returns the backup's path."""
+                ai: str | None = None, since: object = None) -> str:
+        """Replace a session's content, keeping a backup first; returns the backup's path.
+
+        Pass ``since=loaded.mark`` of the load the content came from, so that messages other
+        processes append meanwhile are kept rather than lost.
+        """
         backup = self.store.backup(check_id(sid), reason)
-        self.store.replace(sid, {**meta, "updated": self.now()}, messages)
+        self.store.replace(sid, {**meta, "updated": self.now()}, messages, since=since)
         self.audit.record(reason, sid, ai, backup=backup)
         return backup
 
@@ -227,14 +231,19 @@ class Session:
         size = self.context_window
         return window_pairs(self.recent(size), size), size
 
-    def chat_for(self, specialist: Specialist) -> list[ChatMessage]:
+    def chat_for(self, specialist: Specialist, token_limit: int | None = None
+                 ) -> list[ChatMessage]:
+        """The chat to send: persona + window, within max_context_size and ``token_limit``
+        (what the provider's model can take, when it says)."""
         persona = self.meta.get("persona")
         if persona and specialist.name == self.meta.get("owner"):  # a template's persona
             specialist = replace(specialist, persona=str(persona))
         history = self.recent(self.context_window)
         persona_tokens = estimate_tokens(specialist.persona)
-        window = select_window(history, self.context_window,
-                               self.sessions.config.max_context_size, persona_tokens)
+        cap = self.sessions.config.max_context_size
+        if token_limit:
+            cap = min(cap, token_limit)
+        window = select_window(history, self.context_window, cap, persona_tokens)
         return build_chat(specialist, window, self.shared)
 
     def exchange(self, specialist: Specialist, text: str | None, provider,
@@ -255,7 +264,7 @@ class Session:
             self.add(Message(USER, text, ai_key(specialist.name), self.sessions.now()))
             if self._every() and self.pending:  # the user's words are durable before we ask
                 self.save()
-        chat = self.chat_for(specialist)
+        chat = self.chat_for(specialist, getattr(provider, "context_limit", None))
         parts: list[str] = []
         usage = None
         finished = False

@@ -61,16 +61,30 @@ class Specialist:
         return f"{self.name}-ai"
 
 
-def roster(config_specialists: dict) -> dict[str, Specialist]:
-    """Built-in specialists with the config's overrides and additions applied."""
+def roster(config_specialists: dict, source: str = "config") -> dict[str, Specialist]:
+    """Built-in specialists with the config's overrides and additions applied.
+
+    ``source`` (the config file) prefixes every error, which names the key and what is expected.
+    """
     merged: dict[str, dict] = {name: dict(spec) for name, spec in BUILTIN.items()}
     for name, spec in (config_specialists or {}).items():
         if not isinstance(name, str) or not ID_PATTERN.fullmatch(name) or name.endswith("-ai"):
-            raise ConfigError(f"specialists: invalid specialist name {name!r}")
+            raise ConfigError(f"{source}: specialists: invalid specialist name {name!r}",
+                              hint="use letters, digits, '.', '_' or '-', not ending in -ai")
         if spec is None:
             spec = {}
         if not isinstance(spec, dict):
-            raise ConfigError(f"specialists.{name}: expected a mapping")
+            raise ConfigError(f"{source}: specialists.{name}: expected a mapping")
+        for key in ("persona", "description", "model"):
+            if spec.get(key) is not None and not isinstance(spec[key], str):
+                raise ConfigError(f"{source}: specialists.{name}.{key}: expected a string, "
+                                  f"got {spec[key]!r}")
+        for key in ("temperature", "max_tokens", "top_p"):
+            value = spec.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or value < 0):
+                raise ConfigError(f"{source}: specialists.{name}.{key}: expected a number >= 0, "
+                                  f"got {value!r}")
         merged[name] = {**merged.get(name, {}), **spec}
     out = {}
     for name, spec in merged.items():
@@ -79,7 +93,8 @@ def roster(config_specialists: dict) -> dict[str, Specialist]:
         provider = spec.get("provider")
         if provider not in (None, "openai", "local"):
             raise ConfigError(
-                f"specialists.{name}.provider: expected openai or local, got {provider!r}")
+                f"{source}: specialists.{name}.provider: expected openai or local, "
+                f"got {provider!r}")
         out[name] = Specialist(
             name=name,
             persona=str(persona),

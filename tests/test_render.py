@@ -150,17 +150,19 @@ def test_output_appears_before_the_reply_ends() -> None:
     assert "Second bl" in console.file.getvalue()
 
 
+def feed_in_chunks(renderer: StreamRenderer, text: str, size: int = 4) -> None:
+    for start in range(0, len(text), size):
+        renderer.feed(text[start : start + size])
+
+
 def test_long_code_fence_is_shown_in_pieces_without_loss() -> None:
     code = "".join(f"value_{i} = {i}\n" for i in range(100))
+    half = code.index("value_50")
     console = plain_console()
     renderer = StreamRenderer(console)
-    renderer.feed("```python\n")
-    for start in range(0, len(code) // 2, 4):
-        renderer.feed(code[start : start + 4])
-    assert "value_40 = 40" in console.file.getvalue(), "a long fence must show progress"
-    for start in range(len(code) // 2 // 4 * 4, len(code), 4):
-        renderer.feed(code[start : start + 4])
-    renderer.feed("```\n")
+    feed_in_chunks(renderer, "```python\n" + code[:half])
+    assert "value_39 = 39" in console.file.getvalue(), "a long fence must show progress"
+    feed_in_chunks(renderer, code[half:] + "```\n")
     renderer.finish()
     shown = [line.strip() for line in console.file.getvalue().splitlines() if line.strip()]
     assert shown == [f"value_{i} = {i}" for i in range(100)]
@@ -171,12 +173,9 @@ def test_long_paragraph_without_newline_is_shown_in_pieces_without_loss() -> Non
     text = " ".join(words)
     console = plain_console()
     renderer = StreamRenderer(console)
-    half = len(text) // 2
-    for start in range(0, half, 4):
-        renderer.feed(text[start : min(start + 4, half)])
+    feed_in_chunks(renderer, text[: len(text) // 2])
     assert console.file.getvalue(), "a long paragraph must show progress"
-    for start in range(half, len(text), 4):
-        renderer.feed(text[start : start + 4])
+    feed_in_chunks(renderer, text[len(text) // 2 :])
     renderer.finish()
     assert console.file.getvalue().split() == words
 

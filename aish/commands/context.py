@@ -55,7 +55,7 @@ class Context:
     def specialists(self):
         from aish.specialists import roster
 
-        return roster(self.config.specialists)
+        return roster(self.config.specialists, source=str(self.config.file))
 
     def specialist(self, name: str):
         from aish.specialists import resolve

@@ -8,7 +8,7 @@ from aish.commands.context import Context
 from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
 from aish.errors import AishError, UsageError
 from aish.humanize import ago, iso, window
-from aish.ids import ID_PATTERN
+from aish.ids import ID_PATTERN, check_id
 
 NEW = "\0new"  # `--session` given without an id
 
@@ -45,9 +45,13 @@ SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend
 def ask(ctx: Context, args) -> int:
     specialist = ctx.specialist(args.specialist)
     words = list(args.message)
-    if args.session not in (None, NEW) and not ID_PATTERN.fullmatch(args.session):
+    if args.session not in (None, NEW) and not ID_PATTERN.fullmatch(args.session) \
+            and " " in args.session.strip():
         words.insert(0, args.session)  # `apollo --session "what is x?"`: a message, not an id
         args.session = NEW
+    for given in (args.session_id, args.session):
+        if given not in (None, NEW):
+            check_id(given)  # `../x`, "" or control characters: a usage error, nothing written
     in_session = args.session is not None or args.session_id is not None
     if not in_session:
         given = [name for name in SESSION_ONLY if getattr(args, name) not in (None, False)]
@@ -60,7 +64,8 @@ def ask(ctx: Context, args) -> int:
     if not in_session:
         if text is None:
             if ctx.stdin_is_tty and not ctx.interactive:
-                return _enter_session_mode(ctx, specialist, ctx.sessions.create(specialist.name))
+                session = ctx.sessions.create(specialist.name)
+                return _enter_session_mode(ctx, specialist, session, args)
             raise UsageError("no message given", hint="pass it as arguments or on stdin")
         return _one_shot(ctx, specialist, text, args)
 
@@ -72,10 +77,8 @@ def ask(ctx: Context, args) -> int:
             ctx.sessions.end(session.id, specialist.name)
             ctx.out.note(f"Session {session.id} ended")
             return 0
-        if ctx.stdin_is_tty and not args.get_id and not ctx.interactive:
-            return _enter_session_mode(ctx, specialist, session)
-        if ctx.interactive and not args.get_id:
-            return _enter_session_mode(ctx, specialist, session)
+        if (ctx.stdin_is_tty or ctx.interactive) and not args.get_id:
+            return _enter_session_mode(ctx, specialist, session, args)
         session.save()
         return 0
     try:
@@ -159,10 +162,11 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
     return 0
 
 
-def _enter_session_mode(ctx: Context, specialist, session) -> int:
+def _enter_session_mode(ctx: Context, specialist, session, args) -> int:
     from aish.shell.session_mode import run_session_mode
 
-    return run_session_mode(ctx, specialist, session)
+    return run_session_mode(ctx, specialist, session, provider=getattr(args, "provider", None),
+                            model=getattr(args, "model", None))
 
 
 @command("session", "aish", "Interactive session mode with a specialist.",
@@ -180,10 +184,12 @@ def session_mode(ctx: Context, args) -> int:
     args.session = args.session_id
     args.extend_context = None
     args.end = False
+    if args.session_id is not None:
+        check_id(args.session_id)
     session = _open_session(ctx, specialist, args) if (args.session_id or args.template) else (
         ctx.sessions.create(specialist.name, context_window=args.context_window))
     session.auto_save = args.auto_save
-    return _enter_session_mode(ctx, specialist, session)
+    return _enter_session_mode(ctx, specialist, session, args)
 
 
 def summary_row(ctx: Context, summary, state: str) -> dict:

@@ -11,6 +11,8 @@ def load_commands() -> None:
     """Import the modules that register commands (each is cheap to import)."""
     import aish.commands.core  # noqa: F401
     import aish.commands.manage  # noqa: F401
+    import aish.commands.session_cmds  # noqa: F401
+    import aish.commands.sync  # noqa: F401
 
 
 def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]:

@@ -44,6 +44,13 @@ def _quiet_stderr():
         os.close(saved)
 
 
+def _threads() -> int:
+    """Half the CPUs, at most 4, for generation and for the prompt alike (llama-cpp-python
+    gives the prompt every CPU): llama.cpp's OpenMP threads spin at every step, so one thread
+    per logical CPU made a piped exchange 2-4x slower whenever anything else was running."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 class LocalProvider:
     def __init__(self, model_path: Path, options: dict, n_ctx: int = 4096):
         self.model_path = model_path
@@ -51,6 +58,13 @@ class LocalProvider:
         self.n_ctx = n_ctx
         self.endpoint = f"local model {model_path.name}"
         self.model = model_path.name
+
+    @property
+    def context_limit(self) -> int:
+        """Tokens the prompt may use: the model's context less room for the reply, so that a
+        long session is trimmed (oldest pairs first) instead of failing on every message."""
+        reply = int(self.options.get("max_tokens") or DEFAULT_MAX_TOKENS)
+        return max(256, self.n_ctx - reply - 64)
 
     @classmethod
     def from_settings(cls, settings: dict, specialist, model: str | None = None):
@@ -84,7 +98,7 @@ class LocalProvider:
             try:
                 with _quiet_stderr():
                     _MODELS[key] = Llama(model_path=key, n_ctx=self.n_ctx, verbose=False,
-                                         n_threads=max(1, min(4, os.cpu_count() or 1)))
+                                         n_threads=_threads(), n_threads_batch=_threads())
             except (ValueError, RuntimeError, OSError) as exc:
                 raise ProviderError(self.endpoint, f"cannot load model: {exc}") from None
         return _MODELS[key]

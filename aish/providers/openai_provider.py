@@ -68,10 +68,12 @@ class OpenAIProvider:
         messages = [{"role": m.role, "content": m.content} for m in chat]
         finish = None
         usage = None
+        started = False  # the endpoint answered with headers: later failures break the stream
         try:
             stream = client.chat.completions.create(
                 model=self.model, messages=messages, stream=True,
                 stream_options={"include_usage": True}, **self.options)
+            started = True
             with stream:
                 for event in stream:
                     if event.usage:
@@ -87,6 +89,8 @@ class OpenAIProvider:
             raise self._fail(f"timed out after {self.timeout:g}s") from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
+            if started:
+                raise self._fail(f"the reply stream broke ({_short(cause)})") from None
             raise self._fail(f"cannot connect ({_short(cause)})") from None
         except openai.APIStatusError as exc:
             raise self._fail(f"HTTP {exc.status_code}: {_status_text(exc)}") from None

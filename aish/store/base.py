@@ -21,6 +21,23 @@ FORMAT_VERSION = 1
 MAX_LINE_CHARS = 16 * 1024 * 1024  # a longer line is reported as a problem, never parsed
 
 
+def _count(value) -> int:
+    """A token count from a stored record; anything that is not a sane count counts 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return 0
+
+
+def _time(value) -> float:
+    """A time from a stored record; anything that is not a plausible timestamp counts 0.
+
+    A hand-edited or garbled log must never break listing (``float("x")``, ``float(10**400)``).
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e12:
+        return float(value)
+    return 0.0
+
+
 @dataclass
 class Summary:
     """A session's metadata plus counts, derivable from its records at any time."""
@@ -38,8 +55,7 @@ class Summary:
 
     @property
     def updated(self) -> float:
-        return max(self.last_time, float(self.meta.get("updated", 0) or 0),
-                   float(self.meta.get("created", 0) or 0))
+        return max(self.last_time, _time(self.meta.get("updated")), _time(self.meta.get("created")))
 
     def fold(self, record: dict) -> None:
         """Apply one record; used both incrementally on append and when rebuilding."""
@@ -52,15 +68,14 @@ class Summary:
             if record.get("role") == "user":
                 self.user_messages += 1
             else:
-                ai = record.get("ai", "?")
+                ai = record.get("ai")
+                ai = ai if isinstance(ai, str) else "?"  # a damaged record must not break listing
                 self.by_ai[ai] = self.by_ai.get(ai, 0) + 1
             usage = record.get("usage") or {}
             if isinstance(usage, dict):
-                self.tokens += int(usage.get("prompt_tokens", 0) or 0)
-                self.tokens += int(usage.get("completion_tokens", 0) or 0)
-        time = record.get("time")
-        if isinstance(time, int | float) and not isinstance(time, bool):
-            self.last_time = max(self.last_time, float(time))
+                self.tokens += _count(usage.get("prompt_tokens"))
+                self.tokens += _count(usage.get("completion_tokens"))
+        self.last_time = max(self.last_time, _time(record.get("time")))
 
     def to_json(self) -> dict:
         return {"meta": self.meta, "messages": self.messages, "user_messages": self.user_messages,
@@ -89,6 +104,9 @@ class Loaded:
     messages: list[Message]
     problems: list[Problem]
     raw_bad: list[str] = field(default_factory=list)  # text of lines that could not be used
+    # Where this read ended, for ``Store.replace(..., since=mark)``: records appended after it
+    # by other processes are kept after the rewritten content instead of being lost.
+    mark: object = None
 
 
 def parse_line(text: str) -> dict:
@@ -107,7 +125,11 @@ def parse_line(text: str) -> dict:
 
 
 def dump_line(record: dict) -> bytes:
-    return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (e.g. from a model's JSON): escape it
+        return (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
 
 
 def fold_records(records: list[tuple[int, dict]], problems: list[Problem]) -> Loaded:
@@ -121,7 +143,10 @@ def fold_records(records: list[tuple[int, dict]], problems: list[Problem]) -> Lo
             continue
         try:
             message = Message.from_record(record)
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            problems.append(Problem(line, "missing field", str(exc.args[0])[:60]))
+            continue
+        except (TypeError, ValueError, OverflowError) as exc:
             problems.append(Problem(line, "bad record", str(exc)[:120]))
             continue
         if message.time < last_time - 1:  # one second of clock skew between writers is normal
@@ -146,7 +171,30 @@ class PlainCodec:
         return record
 
     def open(self, record: dict) -> dict:
+        if "enc" in record:  # written with encryption on; reading it needs the key
+            from aish.errors import StorageError
+
+            raise StorageError("this session's messages are encrypted",
+                               hint="turn on sessions.storage.encrypt and provide the key")
         return record
+
+
+def seal_doc(codec: Codec, data: dict) -> dict:
+    """Seal the message records a document (template, checkpoint) carries in ``messages``."""
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        return data
+    return {**data, "messages": [codec.seal(r) if isinstance(r, dict) and r.get("t") == "msg"
+                                 else r for r in messages]}
+
+
+def open_doc(codec: Codec, data: dict) -> dict:
+    """Undo `seal_doc`; raises ValueError when a sealed message cannot be opened."""
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        return data
+    return {**data, "messages": [codec.open(r) if isinstance(r, dict) and r.get("t") == "msg"
+                                 else r for r in messages]}
 
 
 class Store(Protocol):
@@ -161,9 +209,12 @@ class Store(Protocol):
     def load(self, sid: str) -> Loaded: ...
     def tail(self, sid: str, pairs: int) -> list[Message]: ...
     def raw_lines(self, sid: str) -> list[str]: ...
-    def replace(self, sid: str, meta: dict, messages: list[Message]) -> Summary: ...
+    def replace(self, sid: str, meta: dict, messages: list[Message],
+                since: object = None) -> Summary: ...
     def delete(self, sid: str) -> None: ...
     def backup(self, sid: str, reason: str) -> str: ...
+    def backups(self, sid: str) -> list[str]: ...  # locations, oldest first
+    def read_backup(self, location: str) -> bytes | None: ...  # JSON lines; None: not a backup
     def location(self, sid: str) -> str: ...
     def put_doc(self, kind: str, name: str, data: dict) -> str: ...
     def get_doc(self, kind: str, name: str) -> dict | None: ...

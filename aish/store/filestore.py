@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from aish.errors import LimitError, SessionNotFound, StorageError
-from aish.ids import check_id
+from aish.errors import ConfigError, LimitError, SessionNotFound, StorageError
+from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
 from aish.store.base import (
     FORMAT_VERSION,
@@ -29,10 +29,13 @@ from aish.store.base import (
     Summary,
     dump_line,
     fold_records,
+    open_doc,
     parse_line,
+    seal_doc,
 )
 
 DOC_KINDS = ("templates", "checkpoints")
+CRYPTO_FILE = ".crypto.json"  # salt and key check of an encrypted store (aish.store.crypto)
 _BLOCK = 64 * 1024
 
 
@@ -53,6 +56,9 @@ class FileStore:
         self.root = Path(root)
         self.codec = codec or PlainCodec()
         self.max_session_bytes = max_session_bytes
+        if codec is None and (self.root / CRYPTO_FILE).exists():
+            raise ConfigError(f"the sessions in {self.root} are encrypted",
+                              hint="set sessions.storage.encrypt: true and provide the key")
 
     # -- paths ---------------------------------------------------------------------------
     def _dir(self, *parts: str) -> Path:
@@ -92,7 +98,9 @@ class FileStore:
     def ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name[:-6] for p in self.root.glob("*.jsonl"))
+        # A stray file whose name is no valid id is not a session (and must not break listing).
+        names = (p.name[:-6] for p in self.root.glob("*.jsonl"))
+        return sorted(n for n in names if ID_PATTERN.fullmatch(n) and ".." not in n)
 
     def _read_bytes(self, sid: str) -> bytes:
         try:
@@ -139,9 +147,11 @@ class FileStore:
     def load(self, sid: str) -> Loaded:
         with self._locked(sid, exclusive=False):
             data = self._read_bytes(sid)
+            ino = os.stat(self._log(sid)).st_ino
         records, problems, bad = self._parse(data)
         loaded = fold_records(records, problems)
         loaded.raw_bad = bad
+        loaded.mark = (ino, data.rfind(b"\n") + 1)  # the log file and its complete part read
         return loaded
 
     def tail(self, sid: str, pairs: int) -> list[Message]:
@@ -168,9 +178,10 @@ class FileStore:
                     f.seek(pos)
                     lines = (f.read(size) + carry).split(b"\n")
                     carry = lines.pop(0) if pos > 0 else b""
-                    if first:
+                    if first and lines:
                         lines.pop()  # b"" after the final newline, or a torn tail to ignore
                         first = False
+                    # (no lines: this block lies inside a long torn tail, now in ``carry``)
                     for raw in reversed(lines):
                         message = self._message(raw)
                         if message is None:
@@ -191,7 +202,7 @@ class FileStore:
             if record["t"] != "msg":
                 return None
             return Message.from_record(self.codec.open(record))
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, OverflowError):
             return None
 
     def summary(self, sid: str) -> Summary:
@@ -337,13 +348,38 @@ class FileStore:
         except OSError as exc:
             raise StorageError(f"cannot write session {sid}: {exc.strerror}") from None
 
-    def replace(self, sid: str, meta: dict, messages: list[Message]) -> Summary:
+    def replace(self, sid: str, meta: dict, messages: list[Message],
+                since: object = None) -> Summary:
+        """Rewrite the log as ``meta`` + ``messages``.
+
+        ``since`` is the ``mark`` of the load the new content was computed from: records other
+        processes appended after that load are kept, after the new content; if the log was
+        itself rewritten since, StorageError asks for a new attempt and nothing changes. Without
+        ``since`` the content is replaced exactly as given.
+        """
         meta = {k: v for k, v in meta.items() if k not in ("t", "v")}
         records = [{"t": "meta", "v": FORMAT_VERSION, **meta, "id": sid}]
         records += [m.to_record() for m in messages]
         with self._locked(sid, exclusive=True):
-            self._write_whole(sid, self._encode(records))
+            payload = self._encode(records)
+            if since is not None:
+                payload += self._appended_since(sid, since)
+            self._write_whole(sid, payload)
             return self._rebuild_idx(sid)
+
+    def _appended_since(self, sid: str, since: object) -> bytes:
+        """The complete lines appended to the log after ``since`` (a ``Loaded.mark``)."""
+        try:
+            ino, offset = since  # type: ignore[misc]
+            if os.stat(self._log(sid)).st_ino != ino:
+                raise StorageError(f"session {sid} was rewritten by another process meanwhile",
+                                   hint="run the command again")
+            data = self._read_bytes(sid)
+        except FileNotFoundError:
+            return b""
+        except (TypeError, ValueError):
+            raise ValueError(f"not a mark of this store: {since!r}") from None
+        return data[offset: data.rfind(b"\n") + 1] if len(data) > offset else b""
 
     def delete(self, sid: str) -> None:
         with self._locked(sid, exclusive=True):
@@ -365,6 +401,30 @@ class FileStore:
         self._write_private(path, data)
         return str(path)
 
+    def backups(self, sid: str) -> list[str]:
+        """Locations of the session's backups (torn-tail fragments included), oldest first."""
+        prefix = check_id(sid) + "-"
+        folder = self.root / "backup"
+        found = []
+        for path in folder.glob(f"{sid}-*.jsonl") if folder.is_dir() else ():
+            stamp = path.name[len(prefix):].split("-", 1)[0]
+            if len(stamp) == 15 and stamp[8] == "T" and (stamp[:8] + stamp[9:]).isdigit():
+                with contextlib.suppress(OSError):
+                    found.append((stamp, path.stat().st_mtime_ns, str(path)))
+        return [location for *_, location in sorted(found)]
+
+    def read_backup(self, location: str) -> bytes | None:
+        """A backup's content (JSON lines) from what `backup` returned, or None if it is none."""
+        path = Path(location)
+        try:
+            if path.parent.resolve() != (self.root / "backup").resolve():
+                return None
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            return f.read(self.max_session_bytes + 1)
+
     # -- named documents: templates and checkpoints --------------------------------------
     def _doc_path(self, kind: str, name: str) -> Path:
         if kind not in DOC_KINDS:
@@ -374,12 +434,14 @@ class FileStore:
 
     def put_doc(self, kind: str, name: str, data: dict) -> str:
         path = self._doc_path(kind, name)
+        data = seal_doc(self.codec, data)  # a template's messages are as private as a session's
         self._write_private(path, json.dumps(data, ensure_ascii=False, indent=2).encode())
         return str(path)
 
     def get_doc(self, kind: str, name: str) -> dict | None:
         try:
-            return json.loads(self._doc_path(kind, name).read_text(encoding="utf-8"))
+            data = json.loads(self._doc_path(kind, name).read_text(encoding="utf-8"))
+            return open_doc(self.codec, data) if isinstance(data, dict) else data
         except FileNotFoundError:
             return None
         except (OSError, ValueError, RecursionError) as exc:

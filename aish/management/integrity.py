@@ -1,0 +1,194 @@
+"""Validate and repair: find every problem in a stored session, and rewrite a damaged one keeping
+every complete message. The damaged original is kept whole in the backup, so nothing a repair
+sets aside is lost.
+
+The store reports what it meets while reading (torn tail, bad records, missing fields, wrong
+order, a missing header); this module adds the checks on the header's values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aish.errors import AishError, StorageError
+from aish.ids import ID_PATTERN, check_id
+from aish.messages import Message
+from aish.store.base import Problem
+
+ACTIVE, ENDED = "active", "ended"  # the states a session log may record (expiry is derived)
+# Problems that lose nothing when the session is read: its messages are all there.
+LOSSLESS = frozenset({"out of order", "bad meta"})
+NOT_META = ("t", "v", "time")  # record keys that fold into the meta but are not part of it
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59: later timestamps cannot be shown
+
+
+def is_time(value) -> bool:
+    # The range check alone excludes NaN and infinities; math.isfinite(10**400) would overflow.
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIME
+
+
+def is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def is_name(value) -> bool:
+    """A specialist or session name: what `ids.check_id` accepts."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None and ".." not in value
+
+
+def clean_meta(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if k not in NOT_META}
+
+
+class DamagedSession(AishError):
+    """A command that would drop damaged content refuses instead, naming the first problem."""
+
+    def __init__(self, sid: str, problems: list[Problem], doing: str, hint: str):
+        more = f"; {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+        super().__init__(f"cannot {doing} session {sid}: it is damaged: {problems[0]}{more}",
+                         hint=hint)
+        self.problems = problems
+
+
+@dataclass
+class Inspection:
+    sid: str
+    meta: dict
+    messages: list[Message]
+    problems: list[Problem]
+    mark: object = None  # the store's read mark, for a rewrite that keeps later appends
+
+    @property
+    def damage(self) -> list[Problem]:
+        """Problems that drop content when the session is read (all but order and header values)."""
+        return [p for p in self.problems if p.kind not in LOSSLESS]
+
+    @property
+    def owner(self) -> str | None:
+        owner = self.meta.get("owner")
+        return owner if is_name(owner) else None
+
+
+def meta_problems(sid: str, meta: dict, has_messages: bool = True) -> list[Problem]:
+    """What is wrong with a session header's values (a missing header is the store's finding).
+
+    A session without messages may lack an owner: the first specialist to continue it owns it.
+    """
+    if not meta.get("id"):
+        return []
+    found: list[Problem] = []
+
+    def bad(detail: str) -> None:
+        found.append(Problem(0, "bad meta", detail))
+
+    if meta.get("id") != sid:
+        bad(f"the header names session {str(meta.get('id'))[:70]!r}")
+    if "owner" not in meta:
+        if has_messages:
+            bad("no owner")
+    elif not is_name(meta["owner"]):
+        bad("owner is not a specialist name")
+    for key in ("created", "updated"):
+        if key in meta and not is_time(meta[key]):
+            bad(f"{key} is not a time")
+    if "context_window" in meta and not is_count(meta["context_window"]):
+        bad("context_window is not a whole number >= 0")
+    participants = meta.get("participants")
+    if participants is not None and not (
+            isinstance(participants, list) and all(is_name(p) for p in participants)):
+        bad("participants is not a list of names")
+    if "shared" in meta and not isinstance(meta["shared"], bool):
+        bad("shared is not true or false")
+    if meta.get("state", ACTIVE) not in (ACTIVE, ENDED):
+        bad(f"unknown state {str(meta.get('state'))[:20]!r}")
+    return found
+
+
+def inspect(sessions, sid: str) -> Inspection:
+    """Read a session and list every problem, in file order (header problems first)."""
+    loaded = sessions.store.load(check_id(sid))
+    problems = list(loaded.problems) + meta_problems(sid, loaded.meta, bool(loaded.messages))
+    problems.sort(key=lambda p: p.line)
+    return Inspection(sid, loaded.meta, loaded.messages, problems, loaded.mark)
+
+
+def load_intact(sessions, sid: str, doing: str, *, skip_corrupted: bool = False,
+                hint: str | None = None) -> Inspection:
+    """Read a session for a command that must not silently drop damaged content."""
+    found = inspect(sessions, sid)
+    if found.damage and not skip_corrupted:
+        raise DamagedSession(sid, found.damage, doing, hint or (
+            f"see aish --validate-session {sid}; repair it with aish --repair-session {sid}"))
+    return found
+
+
+# -- repair ------------------------------------------------------------------------------------
+
+@dataclass
+class Repair:
+    sid: str
+    problems: list[Problem]  # what was found before the repair
+    kept: int  # messages kept
+    set_aside: int  # stored lines that held no usable record (kept in the backup only)
+    reordered: bool
+    backup: str | None  # None when there was nothing to repair
+
+
+def _sort_key(message: Message) -> float:
+    return message.time if math.isfinite(message.time) else 0.0
+
+
+def repaired_meta(sid: str, meta: dict, messages: list[Message], default_window: int,
+                  now: float) -> dict:
+    """A header that passes `meta_problems`, keeping every valid value of ``meta``."""
+    fixed = clean_meta(meta)
+    fixed["id"] = sid
+    owner = fixed.get("owner") if is_name(fixed.get("owner")) else None
+    if owner is None and messages and is_name(messages[0].ai):
+        owner = messages[0].ai
+    participants: list[str] = []
+    given = fixed.get("participants")
+    names = ([owner] if owner else []) + (given if isinstance(given, list) else [])
+    for name in names + [m.ai for m in messages]:
+        if is_name(name) and name not in participants:
+            participants.append(name)
+    if owner:
+        fixed["owner"] = owner
+    else:  # nothing says whose it was: the first specialist to continue it takes it
+        fixed.pop("owner", None)
+    fixed["participants"] = participants
+    if not is_time(fixed.get("created")):
+        times = [m.time for m in messages if is_time(m.time)]
+        fixed["created"] = min(times) if times else now
+    if "updated" in fixed and not is_time(fixed["updated"]):
+        del fixed["updated"]
+    if not is_count(fixed.get("context_window")):
+        fixed["context_window"] = default_window
+    if not isinstance(fixed.get("shared"), bool):
+        fixed["shared"] = len(participants) > 1
+    if fixed.get("state") not in (ACTIVE, ENDED):
+        fixed["state"] = ACTIVE
+    return fixed
+
+
+def repair(sessions, sid: str) -> Repair:
+    """Rewrite a damaged session from its complete messages, in time order, with a sound header.
+
+    The backup taken first holds the original byte for byte, unusable lines included.
+    """
+    found = inspect(sessions, sid)
+    if not found.problems:
+        return Repair(sid, [], len(found.messages), 0, False, None)
+    messages = sorted(found.messages, key=_sort_key)
+    reordered = messages != found.messages
+    meta = repaired_meta(sid, found.meta, messages, sessions.config.context_window,
+                         sessions.now())
+    set_aside = sum(1 for p in found.damage if p.line)
+    backup = sessions.rewrite(sid, meta, messages, "repair", ai=meta.get("owner"),
+                              since=found.mark)
+    after = inspect(sessions, sid)
+    if after.problems:  # only if another process damaged it again meanwhile
+        raise StorageError(f"session {sid} still has problems after repair ({after.problems[0]})",
+                           hint=f"the original is kept in {backup}; run the repair again")
+    return Repair(sid, found.problems, len(messages), set_aside, reordered, backup)

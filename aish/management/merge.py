@@ -1,0 +1,124 @@
+"""`--merge-sessions A,B --output ID`: one shared session holding the messages of several,
+interleaved by time, each still attributed to the specialist that spoke.
+
+The originals are kept, unless ``replace`` asks the merged session to take their place: then
+each original is backed up first, and the output may be one of them (rewritten in place).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field, replace
+
+from aish.errors import LimitError, Refused, UsageError
+from aish.ids import check_id
+from aish.management.hygiene import remove_session
+from aish.management.integrity import clean_meta, is_count, is_name, load_intact
+from aish.messages import Message, new_message_id
+from aish.store.base import dump_line
+
+
+@dataclass
+class Merged:
+    id: str
+    sources: list[str]
+    messages: int
+    participants: list[str]
+    rewritten: bool = False  # the output was one of the sources, rewritten in place
+    backups: dict[str, str] = field(default_factory=dict)  # source id -> backup
+    removed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "sources": self.sources, "messages": self.messages,
+                "participants": [f"{p}-ai" for p in self.participants],
+                "rewritten": self.rewritten, "removed": self.removed, "backups": self.backups}
+
+
+def parse_ids(text: str) -> list[str]:
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if len(ids) < 2:
+        raise UsageError("--merge-sessions needs two or more session ids separated by commas",
+                         hint="aish --merge-sessions sess_123,sess_456 --output sess_combined")
+    for sid in ids:
+        check_id(sid)
+    if len(set(ids)) != len(ids):
+        raise UsageError("--merge-sessions names a session twice")
+    return ids
+
+
+def interleave(histories: list[list[Message]]) -> list[Message]:
+    """Merge histories by time, keeping each one's own order; exact duplicates (a message both
+    sessions got from one template, say) are kept once, and clashing message ids are renewed."""
+    merged: list[Message] = []
+    seen: set[Message] = set()
+    ids: set[str] = set()
+    for message in heapq.merge(*histories, key=lambda m: m.time):
+        if message in seen:
+            continue
+        seen.add(message)
+        if message.id in ids:
+            message = replace(message, id=new_message_id())
+        ids.add(message.id)
+        merged.append(message)
+    return merged
+
+
+def _window(metas: list[dict], default: int) -> int:
+    windows = [m["context_window"] for m in metas if is_count(m.get("context_window"))]
+    if 0 in windows:
+        return 0  # one of them was unlimited
+    return max(windows, default=default)
+
+
+def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = False) -> Merged:
+    check_id(output, "output session id")
+    store = sessions.store
+    if output not in ids and store.exists(output):
+        raise Refused(f"session {output} already exists",
+                      hint="choose a new --output id (or name one of the merged sessions and "
+                      "add --replace)")
+    if output in ids and not replace_sources:
+        raise Refused(f"--output {output} is one of the sessions being merged",
+                      hint="choose a new --output id, or add --replace to rewrite it "
+                      "(a backup is kept first)")
+    found = [load_intact(sessions, sid, "merge") for sid in ids]
+    messages = interleave([f.messages for f in found])
+    metas = [f.meta for f in found]
+    owner = found[0].owner or (messages[0].ai if messages else None)
+    names = [owner]
+    for meta in metas:
+        names.append(meta.get("owner"))
+        if isinstance(meta.get("participants"), list):
+            names += meta["participants"]
+    participants: list[str] = []
+    for name in names + [m.ai for m in messages]:
+        if is_name(name) and name not in participants:
+            participants.append(name)
+    if owner is None:
+        raise UsageError("the merged sessions hold no messages and name no owner")
+    window = _window(metas, sessions.config.context_window)
+    origin = {"merged": ", ".join(ids)}  # shown by `--session-info` as "Origin: merged a, b"
+    size = sum(len(dump_line(m.to_record())) for m in messages)
+    if size > sessions.config.max_session_bytes:
+        raise LimitError(f"the merged session would hold {size:,} bytes, over the session size "
+                         f"limit ({sessions.config.max_session_bytes:,} bytes)",
+                         hint="prune the sessions first with aish --prune-session ID "
+                         "--keep-recent N")
+    result = Merged(output, list(ids), len(messages), participants)
+    if output in ids:
+        source = found[ids.index(output)]
+        meta = {**clean_meta(source.meta), "owner": owner, "participants": participants,
+                "shared": True, "context_window": window, "origin": origin}
+        result.backups[output] = sessions.rewrite(output, meta, messages, "merge", ai=owner,
+                                                  since=source.mark)
+        result.rewritten = True
+    else:
+        sessions.create(owner, output, context_window=window, origin=origin, messages=messages,
+                        extra_meta={"participants": participants, "shared": True})
+    sessions.audit.record("merge", output, owner, sources=list(ids))
+    if replace_sources:
+        for sid in ids:
+            if sid != output:
+                result.backups[sid] = remove_session(sessions, sid, "merge", owner)
+                result.removed.append(sid)
+    return result

@@ -1,0 +1,124 @@
+"""`--restore-session`: put checked sessions (see `aish.management.intake`) into the store.
+
+An existing session is never replaced silently: a session whose id is taken is restored under a
+new id (``ID-restored``, ``ID-restored-2``, ...), and the caller reports it; ``force`` replaces
+it instead, after keeping a backup. Restoring respects the limit on active sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aish.errors import LimitError, Refused, UsageError
+from aish.ids import check_id, new_id
+from aish.management.intake import Prepared, prepare, read_input
+from aish.management.integrity import ACTIVE, ENDED
+
+
+@dataclass
+class Restored:
+    id: str
+    source_id: str | None
+    messages: int
+    skipped: list[str]
+    renamed: bool = False
+    replaced: bool = False
+    backup: str | None = None  # the replaced session's backup
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _free_id(store, base: str, taken: set[str]) -> str:
+    for n in range(1, 1000):
+        suffix = "-restored" if n == 1 else f"-restored-{n}"
+        candidate = base[: 64 - len(suffix)] + suffix
+        if candidate not in taken and not store.exists(candidate):
+            return candidate
+    return new_id()  # pragma: no cover - a thousand restored copies of one session
+
+
+def _would_be_active(meta: dict, now: float, timeout_minutes: float) -> bool:
+    return meta.get("state") != ENDED and now - meta["updated"] <= timeout_minutes * 60
+
+
+def restore(sessions, data: bytes, *, target: str | None = None, force: bool = False,
+            skip_corrupted: bool = False, source: str = "stdin") -> list[Restored]:
+    """Restore every session in ``data``; nothing is written unless all of them pass the checks.
+
+    Raises only AishError subclasses, whatever ``data`` holds.
+    """
+    from aish.store.filestore import SessionExists
+
+    if target is not None:
+        check_id(target)
+    store, config, now = sessions.store, sessions.config, sessions.now()
+    incoming = read_input(data, getattr(store, "codec", None))
+    if target is not None and len(incoming) != 1:
+        raise UsageError("--as needs a document with exactly one session")
+    prepared = [prepare(i, config, now, skip_corrupted) for i in incoming]
+
+    plan: list[tuple[Prepared, str, str]] = []  # (session, target id, "create" | "replace")
+    taken: set[str] = set()
+    for item in prepared:
+        if target is not None:
+            sid, mode = target, "create"
+            if store.exists(target):
+                if not force:
+                    raise Refused(f"session {target} already exists",
+                                  hint="add --force to replace it; a backup is kept first")
+                mode = "replace"
+        else:
+            sid = item.source_id or new_id()
+            mode = "create"
+            if sid in taken:
+                sid = _free_id(store, sid, taken)
+            elif store.exists(sid):
+                if force:
+                    mode = "replace"
+                else:
+                    sid = _free_id(store, sid, taken)
+        taken.add(sid)
+        plan.append((item, sid, mode))
+
+    adding = 0
+    for item, sid, mode in plan:
+        if _would_be_active(item.meta, now, config.timeout_minutes) and (
+                mode == "create" or sessions.state(store.summary(sid)) != ACTIVE):
+            adding += 1
+    if adding:
+        active = len(sessions.listing())
+        if active + adding > config.max_sessions:
+            raise LimitError(
+                f"restoring would exceed the limit of active sessions ({active} active, "
+                f"{adding} to restore, limit {config.max_sessions})",
+                hint="end some with 'aish --end-session ID' or remove old ones with "
+                "'aish --cleanup-sessions', or raise AISH_MAX_SESSIONS")
+
+    results = []
+    for item, sid, mode in plan:
+        meta = {**item.meta, "id": sid}
+        owner = meta.get("owner")
+        result = Restored(sid, item.source_id, len(item.messages), item.skipped,
+                          renamed=item.source_id is not None and sid != item.source_id)
+        if mode == "replace":
+            result.backup = store.backup(sid, "restore")
+            store.replace(sid, meta, item.messages)
+            result.replaced = True
+        else:
+            for _ in range(20):
+                try:
+                    store.create(meta, item.messages)
+                    break
+                except SessionExists:  # taken meanwhile by another process
+                    if target is not None:
+                        raise Refused(f"session {sid} already exists",
+                                      hint="add --force to replace it") from None
+                    sid = _free_id(store, item.source_id or sid, taken)
+                    taken.add(sid)
+                    meta["id"] = result.id = sid
+                    result.renamed = True
+        sessions.audit.record("restore", sid, owner, source=source, from_id=item.source_id,
+                              replaced=result.replaced, backup=result.backup)
+        results.append(result)
+    return results

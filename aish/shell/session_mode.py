@@ -1,0 +1,201 @@
+"""Session mode: a conversation with one specialist in one session, as in the guide.
+
+    Welcome to session mode with apollo-ai
+    Session ID: sess_def456
+    Type 'exit' to end session, 'save' to save context
+    apollo (session: sess_def456)> Hello
+    apollo> Hi! ...
+    apollo (session)> exit
+    Session ended
+
+A line is a session command (`save`, `/save`, ... from the registry's ``session`` scope) or a
+message; `\\save the whales` sends a message that starts with a command word. `exit` ends the
+session; Ctrl-D (or the end of a piped script) leaves it active. With auto-save off, leaving
+with unsaved messages asks first.
+"""
+
+from __future__ import annotations
+
+from aish.commands.session_cmds import SessionState, parse_session_line, save_every, tilde
+from aish.errors import AishError, ProviderError, UsageError
+from aish.messages import USER, Message
+from aish.shell.lines import Ask, LineSource, open_lines
+from aish.shell.toolbar import session_toolbar
+
+ESCAPE_HINT = ("type 'help' for session commands, or send the line as a message with a leading "
+               "backslash: \\{line}")
+
+
+def _shorten(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_session_mode(ctx, specialist, session, *, provider: str | None = None,
+                     model: str | None = None) -> int:
+    """Session mode on the shell's line source, or a new prompt (or stdin script) of its own.
+
+    ``provider`` and ``model`` are the `--provider` / `--model` flags, when the caller has them.
+    """
+    lines = getattr(ctx, "lines", None) or open_lines(ctx)
+    return SessionMode(ctx, specialist, session, lines, flags=(provider, model)).run()
+
+
+class SessionMode:
+    """One run of session mode; ``provider`` may be given directly (tests use a scripted one),
+    else it is chosen as for the pipe face, with ``flags`` = (--provider, --model)."""
+
+    def __init__(self, ctx, specialist, session, lines: LineSource, provider=None,
+                 flags: tuple[str | None, str | None] = (None, None)):
+        self.ctx = ctx
+        self.flags = flags
+        self.lines = lines
+        self.state = SessionState(session, specialist, send=self.send)
+        self._provider = provider
+        self._provider_error: ProviderError | None = None
+        self._first_prompt = True
+        self._toolbar: list[tuple[str, str]] = []
+
+    @property
+    def session(self):
+        return self.state.session
+
+    @property
+    def specialist(self):
+        return self.state.specialist
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> int:
+        out = self.ctx.out
+        out.note(f"Welcome to session mode with {self.specialist.ai_name}")
+        out.note(f"Session ID: {self.session.id}")
+        out.note("Type 'exit' to end session, 'save' to save context")
+        self._make_provider()
+        while True:
+            self._refresh_toolbar()
+            try:
+                line = self.lines.read(self._ask())
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                if self._leave(end=False):
+                    return 0
+                continue
+            self.handle(line)
+            if self.state.leave:
+                self.state.leave = False
+                if self._leave(end=True):
+                    return 0
+
+    def handle(self, line: str) -> None:
+        """Run one line: a command or a message. Errors print one line; the session goes on."""
+        out = self.ctx.out
+        try:
+            kind, value, tokens = parse_session_line(line)
+            if kind == "empty":
+                return
+            self._first_prompt = False
+            if kind == "message":
+                self.send(value)
+                return
+            try:
+                args = value.parse(tokens, prog=value.name)
+            except UsageError as exc:
+                exc.hint = ESCAPE_HINT.format(line=_shorten(line.strip()))
+                raise
+            args.state = self.state
+            value.handler(self.ctx, args)
+        except AishError as exc:
+            out.error(str(exc))
+        except KeyboardInterrupt:
+            out.note("(interrupted)")
+
+    def send(self, text: str | None) -> None:
+        """Send a message (None: the unanswered one again) and stream the reply."""
+        from aish.shell.reply import stream_reply
+
+        provider = self._make_provider()
+        try:
+            if provider is None:
+                if text is not None:  # keep the user's words, unanswered, for `retry`
+                    self.session.add(Message(USER, text, self.specialist.name,
+                                             self.session.sessions.now()))
+                    self.session.save_if_auto()
+                raise self._provider_error
+            stream_reply(self.ctx, self.session, self.specialist, text, provider)
+        except ProviderError as exc:
+            exc.hint = "your message is kept in the session; type 'retry' to send it again"
+            raise
+
+    # -- leaving ---------------------------------------------------------------------------
+    def _leave(self, *, end: bool) -> bool:
+        """Save (or ask), then end or just leave; False when the user chose to stay."""
+        out = self.ctx.out
+        session = self.session
+        try:
+            if session.unsaved:
+                if save_every(session):
+                    session.save()
+                else:
+                    count = session.unsaved
+                    plural = "s" if count != 1 else ""
+                    try:
+                        keep = self.lines.confirm(
+                            f"Save {count} unsaved message{plural} before leaving?")
+                    except KeyboardInterrupt:
+                        out.note("(still in the session)")
+                        return False
+                    if keep:
+                        session.save()
+                        out.note(f"Session saved to {tilde(session.location, self.ctx.environ)}")
+                    else:
+                        session.pending.clear()
+                        out.note(f"{count} unsaved message{plural} discarded")
+            if end:
+                session.sessions.end(session.id, self.specialist.name)
+                out.note("Session ended")
+            else:
+                out.note(f"Left session {session.id}; it stays active "
+                         f"(continue with: {self.specialist.name} --session {session.id})")
+        except AishError as exc:
+            out.error(str(exc))
+            return not self.lines.interactive  # a script cannot fix it; a person may retry
+        return True
+
+    # -- prompt, toolbar, provider ---------------------------------------------------------
+    def _ask(self) -> Ask:
+        name = self.specialist.name
+        where = f"(session: {self.session.id})" if self._first_prompt else "(session)"
+        message = [("class:prompt", f"{name} "), ("class:prompt.session", where),
+                   ("class:prompt", "> ")]
+        return Ask(message, "session", toolbar=lambda: self._toolbar)
+
+    def _refresh_toolbar(self) -> None:
+        if not self.lines.interactive:
+            return
+        session = self.session
+        try:
+            used, size = session.window_use()
+        except AishError:
+            used, size = 0, session.context_window
+        model = getattr(self._provider, "model", None)
+        unsaved = session.unsaved if not save_every(session) else 0
+        self._toolbar = session_toolbar(session.id, used, size, self.specialist.name, model,
+                                        unsaved)
+
+    def _make_provider(self):
+        """The provider, made once; a failure is shown once and retried on the next message."""
+        if self._provider is not None:
+            return self._provider
+        from aish.providers import choose, make_provider
+
+        ctx = self.ctx
+        try:
+            flag, model = self.flags
+            name = choose(self.specialist, ctx.config, flag, ctx.environ)
+            self._provider = make_provider(name, self.specialist, ctx.config, model, ctx.environ)
+            self._provider_error = None
+        except ProviderError as exc:
+            if self._provider_error is None:
+                ctx.out.error(str(exc))
+            self._provider_error = exc
+        return self._provider

@@ -1,0 +1,563 @@
+"""The Redis store: the file store's semantics for teams and several machines sharing sessions.
+
+Layout (Debian's redis-server has no JSON module; see shared/notes/storage.md). Every key of a
+session carries the hash tag ``{id}``, so a cluster keeps them in one slot and one script may
+touch them all:
+
+- ``aish:{id}:log`` — a list of JSON records, exactly the lines of the file store's log;
+- ``aish:{id}:meta`` — a hash with the summary: ``m:<key>`` (meta values as JSON),
+  ``n:messages``, ``n:user_messages``, ``n:tokens``, ``ai:<name>`` (replies per specialist),
+  ``last_time``, ``bytes`` (the log's size as the file store counts it) and ``gen`` (bumped by
+  every rewrite, so a reader walking the list can tell that it changed under it);
+- ``aish:{id}:backup:<stamp>-<reason>`` — a copy of the log taken before a rewrite;
+- ``aish:doc:<kind>:<name>`` — templates and checkpoints (JSON strings).
+
+Every write (create, append, rewrite) is one Lua script: the records are pushed, the summary
+hash is updated and both keys get their TTL again, atomically, so concurrent writers on any
+number of machines lose nothing and the summary never disagrees with the log.
+
+Expiry: the TTL is the session timeout plus a retention period (`RETENTION_DAYS`), re-issued on
+every write. A session idle for longer than the timeout is *expired* exactly as in the file store
+(listed with ``--all``, continued by naming it, removed by ``--cleanup-sessions``); Redis drops
+it by itself only once it has also been idle for the retention period. A plain timeout TTL
+would make expired sessions vanish, which the file store never does. Backups keep the retention
+TTL; templates and checkpoints never expire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+
+from aish.errors import ConfigError, LimitError, SessionNotFound, StorageError
+from aish.ids import ID_PATTERN, check_id
+from aish.messages import Message
+from aish.store.base import (
+    FORMAT_VERSION,
+    MAX_LINE_CHARS,
+    Loaded,
+    PlainCodec,
+    Problem,
+    Summary,
+    dump_line,
+    fold_records,
+    open_doc,
+    parse_line,
+    seal_doc,
+)
+from aish.store.filestore import DOC_KINDS, SessionExists
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+PREFIX = "aish"
+CRYPTO_KEY = "aish:crypto"  # salt and key check of an encrypted store (aish.store.crypto)
+RETENTION_DAYS = 30.0
+_FIRST_CHUNK = 64  # tail reads this many records from the end, doubling up to _MAX_CHUNK
+_MAX_CHUNK = 4096
+_SCAN_COUNT = 1000
+
+# One script for every write. KEYS: meta hash, log list.
+# ARGV: mode (create|append|replace), ttl ms, size limit, bytes added,
+#       n records, records..., n hash fields, (field, value)..., n counters, (field, incr)...,
+#       last_time.
+_WRITE = """
+local meta, log = KEYS[1], KEYS[2]
+local mode = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local add = tonumber(ARGV[4])
+local exists = redis.call('EXISTS', meta) == 1
+if mode == 'create' and exists then return redis.error_reply('AISH_EXISTS') end
+if mode == 'append' then
+  if not exists then return redis.error_reply('AISH_MISSING') end
+  local size = tonumber(redis.call('HGET', meta, 'bytes') or '0') or 0
+  if size + add > limit then return redis.error_reply('AISH_TOO_BIG ' .. size) end
+end
+if mode == 'replace' then
+  local gen = redis.call('HINCRBY', meta, 'gen', 1)
+  redis.call('DEL', meta, log)
+  redis.call('HSET', meta, 'gen', gen)
+elseif mode == 'create' then
+  redis.call('DEL', log)
+end
+local i = 5
+local n = tonumber(ARGV[i]); i = i + 1
+local batch = {}
+for _ = 1, n do
+  batch[#batch + 1] = ARGV[i]; i = i + 1
+  if #batch == 1000 then redis.call('RPUSH', log, unpack(batch)); batch = {} end
+end
+if #batch > 0 then redis.call('RPUSH', log, unpack(batch)) end
+redis.call('HINCRBY', meta, 'bytes', add)
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HSET', meta, ARGV[i], ARGV[i + 1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HINCRBY', meta, ARGV[i], ARGV[i + 1]); i = i + 2 end
+local t = tonumber(ARGV[i]) or 0
+local old = tonumber(redis.call('HGET', meta, 'last_time') or '0') or 0
+if t > old then redis.call('HSET', meta, 'last_time', ARGV[i]) end
+if ttl > 0 then
+  redis.call('PEXPIRE', meta, ttl)
+  redis.call('PEXPIRE', log, ttl)
+end
+return redis.call('HGETALL', meta)
+"""
+
+# KEYS: log, backup. ARGV: ttl ms. Returns -1 (no session), 0 (backup name taken), 1 (copied).
+_BACKUP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('COPY', KEYS[1], KEYS[2]) == 0 then return 0 end
+if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
+return 1
+"""
+
+
+def _import_redis():
+    try:
+        import redis
+    except ImportError:
+        raise ConfigError("sessions.storage.type is redis, but the redis client is not installed",
+                          hint="pip install 'aish[redis]'") from None
+    return redis
+
+
+class Connection:
+    """A redis-py client plus a URL safe to show (no password) and an error guard."""
+
+    def __init__(self, url: str | None):
+        self._redis = _import_redis()
+        url = url or DEFAULT_URL
+        try:
+            self.client = self._redis.Redis.from_url(
+                url, socket_connect_timeout=5, socket_timeout=30, decode_responses=False)
+            kwargs = self.client.connection_pool.connection_kwargs
+            # redis-py checks the options only when it connects; build one now to check them.
+            self.client.connection_pool.connection_class(**kwargs)
+        except (ValueError, TypeError) as exc:
+            reason = str(exc).replace(url, "<url>")[:200]
+            raise ConfigError("sessions.storage.url: not a usable Redis URL",
+                              hint=f"expected redis://HOST:PORT/DB ({reason})") from None
+        self.errors = self._redis.exceptions
+        self._password = kwargs.get("password") or None
+        ssl = issubclass(self.client.connection_pool.connection_class, self._redis.SSLConnection)
+        scheme = "rediss" if ssl else "redis"
+        if kwargs.get("path"):
+            self.url = f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        else:
+            self.url = (f"{scheme}://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}"
+                        f"/{kwargs.get('db', 0)}")
+
+    def _clean(self, exc: BaseException) -> str:
+        text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
+        if self._password:
+            text = text.replace(str(self._password), "***")
+        return text
+
+    @contextlib.contextmanager
+    def guard(self, what: str):
+        """Turn redis-py errors into StorageError naming the server (never its password)."""
+        errors = self.errors
+        try:
+            yield
+        except (errors.ConnectionError, errors.TimeoutError) as exc:
+            raise StorageError(f"cannot reach Redis at {self.url}: {self._clean(exc)}",
+                               hint="is redis-server running? see sessions.storage.url"
+                               ) from None
+        except errors.RedisError as exc:
+            raise StorageError(f"Redis at {self.url} could not {what}: {self._clean(exc)}"
+                               ) from None
+
+
+def connect(url: str | None) -> Connection:
+    return Connection(url)
+
+
+def _number(value: bytes, kind=int):
+    try:
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return kind(0)
+    if kind is float and not math.isfinite(number):
+        return 0.0
+    return number
+
+
+def summary_from_hash(fields: dict, sid: str) -> Summary:
+    """Rebuild a Summary from the hash; fields that do not decode are skipped, never raised."""
+    summary = Summary()
+    for raw_key, raw_value in fields.items():
+        key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else str(raw_key)
+        value = raw_value.decode("utf-8", "replace") if isinstance(raw_value, bytes) else raw_value
+        if key.startswith("m:"):
+            try:
+                if len(value) <= MAX_LINE_CHARS:
+                    summary.meta[key[2:]] = json.loads(value)
+            except (ValueError, TypeError, RecursionError):
+                continue
+        elif key.startswith("ai:"):
+            summary.by_ai[key[3:]] = _number(value)
+        elif key == "n:messages":
+            summary.messages = _number(value)
+        elif key == "n:user_messages":
+            summary.user_messages = _number(value)
+        elif key == "n:tokens":
+            summary.tokens = _number(value)
+        elif key == "last_time":
+            summary.last_time = _number(value, float)
+    if not isinstance(summary.meta.get("id"), str) or not summary.meta.get("id"):
+        summary.meta["id"] = sid
+    return summary
+
+
+def _pairs(flat: list) -> dict:
+    return dict(zip(flat[::2], flat[1::2], strict=False))
+
+
+def decode_records(items: list, codec) -> tuple[list[tuple[int, dict]], list[Problem], list[str]]:
+    """Parse the log's elements like the file store parses lines, collecting problems."""
+    records, problems, bad = [], [], []
+    for number, raw in enumerate(items, start=1):
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        try:
+            if isinstance(raw, bytes):
+                raw.decode("utf-8")
+            record = parse_line(text)
+            if record["t"] == "msg":
+                record = codec.open(record)
+        except UnicodeDecodeError:
+            problems.append(Problem(number, "bad record", "not UTF-8"))
+            bad.append(text)
+            continue
+        except ValueError as exc:
+            problems.append(Problem(number, "bad record", str(exc)[:120]))
+            bad.append(text)
+            continue
+        records.append((number, record))
+    return records, problems, bad
+
+
+class RedisStore:
+    def __init__(self, url: str | None, codec=None, timeout_minutes: float = 60.0,
+                 max_session_bytes: int = 64 * 1024 * 1024,
+                 retention_days: float = RETENTION_DAYS):
+        self.connection = connect(url)
+        self.client = self.connection.client
+        self.url = self.connection.url
+        self.codec = codec or PlainCodec()
+        self.max_session_bytes = max_session_bytes
+        self.ttl_ms = int((timeout_minutes * 60 + retention_days * 86400) * 1000)
+        self._write = self.client.register_script(_WRITE)
+        self._backup = self.client.register_script(_BACKUP)
+        if codec is None:
+            with self._guard("check for encryption"):
+                encrypted = self.client.exists(CRYPTO_KEY)
+            if encrypted:
+                raise ConfigError(f"the sessions at {self.url} are encrypted",
+                                  hint="set sessions.storage.encrypt: true and provide the key")
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r})"
+
+    # -- keys ------------------------------------------------------------------------------
+    def _key(self, sid: str, part: str) -> str:
+        return f"{PREFIX}:{{{check_id(sid)}}}:{part}"
+
+    def _doc_key(self, kind: str, name: str) -> str:
+        if kind not in DOC_KINDS:
+            raise ValueError(kind)
+        parts = [check_id(p, "name") for p in name.split("/")]
+        return f"{PREFIX}:doc:{kind}:{'/'.join(parts)}"
+
+    def location(self, sid: str) -> str:
+        return f"{self.url} {PREFIX}:{{{check_id(sid)}}}"
+
+    def _guard(self, what: str):
+        return self.connection.guard(what)
+
+    # -- reading -----------------------------------------------------------------------------
+    def exists(self, sid: str) -> bool:
+        with self._guard("check a session"):
+            return bool(self.client.exists(self._key(sid, "meta")))
+
+    def ids(self) -> list[str]:
+        found = set()
+        start, end = f"{PREFIX}:{{", "}:meta"
+        with self._guard("list sessions"):
+            for key in self.client.scan_iter(match=f"{start}*{end}", count=_SCAN_COUNT):
+                text = key.decode("utf-8", "replace")
+                sid = text[len(start):-len(end)]
+                if ID_PATTERN.fullmatch(sid) and ".." not in sid:
+                    found.add(sid)
+        return sorted(found)
+
+    def summary(self, sid: str) -> Summary:
+        with self._guard("read a session"):
+            fields = self.client.hgetall(self._key(sid, "meta"))
+        if not fields:
+            raise SessionNotFound(f"session {sid} not found")
+        return summary_from_hash(fields, sid)
+
+    def summaries(self) -> list[Summary]:
+        ids = self.ids()
+        out = []
+        with self._guard("list sessions"):
+            for start in range(0, len(ids), 500):
+                batch = ids[start:start + 500]
+                pipe = self.client.pipeline(transaction=False)
+                for sid in batch:
+                    pipe.hgetall(self._key(sid, "meta"))
+                for sid, fields in zip(batch, pipe.execute(), strict=True):
+                    if fields:  # an empty hash: expired or removed while we listed
+                        out.append(summary_from_hash(fields, sid))
+        return out
+
+    def _items(self, sid: str) -> tuple[list[bytes], bytes | None]:
+        """The log's elements and the rewrite generation they belong to, read atomically."""
+        with self._guard("read a session"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hget(self._key(sid, "meta"), "gen")
+            pipe.exists(self._key(sid, "meta"))
+            pipe.lrange(self._key(sid, "log"), 0, -1)
+            gen, exists, items = pipe.execute()
+        if not exists and not items:
+            raise SessionNotFound(f"session {sid} not found")
+        return items, gen
+
+    def raw_lines(self, sid: str) -> list[str]:
+        """The log's records as text lines, ending with "" like a file that ends in a newline."""
+        return [raw.decode("utf-8", "replace") for raw in self._items(sid)[0]] + [""]
+
+    def load(self, sid: str) -> Loaded:
+        items, gen = self._items(sid)
+        records, problems, bad = decode_records(items, self.codec)
+        loaded = fold_records(records, problems)
+        loaded.raw_bad = bad
+        loaded.mark = (gen, len(items))  # for replace(since=): the generation and length read
+        return loaded
+
+    def tail(self, sid: str, pairs: int) -> list[Message]:
+        """The last ``pairs`` user messages and everything after them, read from the end.
+
+        Reads chunks from the end by absolute index (appends after the first LLEN do not
+        shift them) and starts again if a rewrite bumped ``gen`` meanwhile.
+        """
+        if pairs <= 0:
+            return self.load(sid).messages
+        meta, log = self._key(sid, "meta"), self._key(sid, "log")
+        for _ in range(5):
+            with self._guard("read a session"):
+                pipe = self.client.pipeline(transaction=True)
+                pipe.hget(meta, "gen")
+                pipe.llen(log)
+                gen, length = pipe.execute()
+                if not length:
+                    if not self.client.exists(meta):
+                        raise SessionNotFound(f"session {sid} not found")
+                    return []
+                out: list[Message] = []
+                users = 0
+                stop, size = length - 1, _FIRST_CHUNK
+                while stop >= 0 and users < pairs:
+                    start = max(0, stop - size + 1)
+                    for raw in reversed(self.client.lrange(log, start, stop)):
+                        message = self._message(raw)
+                        if message is None:
+                            continue
+                        out.append(message)
+                        if message.role == "user":
+                            users += 1
+                            if users == pairs:
+                                break
+                    stop, size = start - 1, min(size * 2, _MAX_CHUNK)
+                if self.client.hget(meta, "gen") == gen:
+                    out.reverse()
+                    return out
+        raise StorageError(f"session {sid} kept being rewritten while it was read; try again")
+
+    def _message(self, raw: bytes) -> Message | None:
+        try:
+            record = parse_line(raw.decode("utf-8"))
+            if record["t"] != "msg":
+                return None
+            return Message.from_record(self.codec.open(record))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, OverflowError):
+            return None
+
+    # -- writing -----------------------------------------------------------------------------
+    def _encode(self, records: list[dict]) -> list[bytes]:
+        return [dump_line(self.codec.seal(r) if r.get("t") == "msg" else r)[:-1]
+                for r in records]
+
+    def _write_args(self, mode: str, sid: str, records: list[dict], fresh: bool,
+                    extra: list[bytes] = ()) -> tuple[list, list]:
+        """KEYS and ARGV of the write script: ``records`` encoded, then ``extra`` (already
+        stored elements, kept as they are), and the summary delta of both."""
+        items = self._encode(records) + list(extra)
+        delta = Summary()
+        for record in records:
+            delta.fold(record)
+        for raw in extra:
+            with contextlib.suppress(UnicodeDecodeError, ValueError):
+                delta.fold(parse_line(raw.decode("utf-8")))
+        if fresh:
+            delta.meta.setdefault("id", sid)
+        fields: list = []
+        for key, value in delta.meta.items():
+            fields += [f"m:{key}", json.dumps(value, ensure_ascii=False)]
+        if fresh:
+            fields += ["v", str(FORMAT_VERSION)]
+        counters: list = []
+        for key, value in (("n:messages", delta.messages),
+                           ("n:user_messages", delta.user_messages), ("n:tokens", delta.tokens)):
+            counters += [key, str(value)]
+        for ai, count in delta.by_ai.items():
+            counters += [f"ai:{ai}", str(count)]
+        last = delta.last_time if math.isfinite(delta.last_time) else 0.0
+        size = sum(len(item) + 1 for item in items)  # +1: the newline the file store writes
+        args = [mode, self.ttl_ms, self.max_session_bytes, size, len(items), *items,
+                len(fields) // 2, *fields, len(counters) // 2, *counters, repr(last)]
+        keys = [self._key(sid, "meta"), self._key(sid, "log")]
+        return keys, args
+
+    def _run_write(self, mode: str, sid: str, records: list[dict], fresh: bool) -> Summary:
+        """Push ``records`` and fold them into the summary hash, atomically."""
+        keys, args = self._write_args(mode, sid, records, fresh)
+        with self._guard("write a session"):
+            try:
+                flat = self._write(keys=keys, args=args)
+            except self.connection.errors.ResponseError as exc:
+                self._script_error(str(exc), sid)
+                raise
+        return summary_from_hash(_pairs(flat), sid)
+
+    def _script_error(self, text: str, sid: str) -> None:
+        if "AISH_EXISTS" in text:
+            raise SessionExists(f"session {sid} already exists") from None
+        if "AISH_MISSING" in text:
+            raise SessionNotFound(f"session {sid} not found") from None
+        if "AISH_TOO_BIG" in text:
+            raise LimitError(
+                f"session {sid} would exceed the session size limit "
+                f"({self.max_session_bytes} bytes)",
+                hint="prune it with aish --prune-session ID --keep-recent N",
+            ) from None
+
+    def create(self, meta: dict, messages: list[Message] = ()) -> Summary:
+        sid = check_id(meta["id"])
+        records = [{"t": "meta", "v": FORMAT_VERSION, **meta}] + [m.to_record() for m in messages]
+        return self._run_write("create", sid, records, fresh=True)
+
+    def append(self, sid: str, records: list[dict]) -> Summary:
+        check_id(sid)
+        return self._run_write("append", sid, records, fresh=False)
+
+    def replace(self, sid: str, meta: dict, messages: list[Message],
+                since: object = None) -> Summary:
+        """Rewrite the log as ``meta`` + ``messages`` (see FileStore.replace for ``since``)."""
+        meta = {k: v for k, v in meta.items() if k not in ("t", "v")}
+        records = [{"t": "meta", "v": FORMAT_VERSION, **meta, "id": sid}]
+        records += [m.to_record() for m in messages]
+        if since is None:
+            return self._run_write("replace", sid, records, fresh=True)
+        try:
+            gen, offset = since  # type: ignore[misc]
+            offset = int(offset)
+        except (TypeError, ValueError):
+            raise ValueError(f"not a mark of this store: {since!r}") from None
+        keys = [self._key(sid, "meta"), self._key(sid, "log")]
+        watch_error = self.connection.errors.WatchError
+        with self._guard("rewrite a session"):
+            for _ in range(50):  # optimistic: retried while other writers append meanwhile
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(*keys)
+                        if pipe.hget(keys[0], "gen") != gen:
+                            raise StorageError(
+                                f"session {sid} was rewritten by another process meanwhile",
+                                hint="run the command again")
+                        extra = pipe.lrange(keys[1], offset, -1) if pipe.exists(keys[0]) else []
+                        pipe.multi()
+                        _, args = self._write_args("replace", sid, records, True, extra)
+                        self._write(keys=keys, args=args, client=pipe)
+                        flat = pipe.execute()[0]
+                    except watch_error:
+                        continue
+                return summary_from_hash(_pairs(flat), sid)
+        raise StorageError(f"session {sid} is too busy to rewrite; try again")
+
+    def delete(self, sid: str) -> None:
+        with self._guard("remove a session"):
+            self.client.delete(self._key(sid, "meta"), self._key(sid, "log"))
+
+    def backup(self, sid: str, reason: str) -> str:
+        """Copy the log to ``aish:{id}:backup:<stamp>-<reason>`` (kept for the retention TTL)."""
+        check_id(reason, "backup reason")
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        log = self._key(sid, "log")
+        retention = max(self.ttl_ms, 0)
+        with self._guard("back up a session"):
+            for n in range(1, 1000):
+                name = f"{stamp}-{reason}" + (f"-{n}" if n > 1 else "")
+                key = self._key(sid, f"backup:{name}")
+                done = self._backup(keys=[log, key], args=[retention])
+                if done == -1:
+                    raise SessionNotFound(f"session {sid} not found")
+                if done == 1:
+                    return f"{self.url} {key}"
+        raise StorageError(f"too many backups of session {sid} this second")  # pragma: no cover
+
+    def backups(self, sid: str) -> list[str]:
+        """Locations of the session's backups, oldest first."""
+        pattern = self._key(sid, "backup:*")
+        with self._guard("list backups"):
+            keys = sorted(k.decode("utf-8", "replace")
+                          for k in self.client.scan_iter(match=pattern, count=_SCAN_COUNT))
+        return [f"{self.url} {key}" for key in keys]
+
+    def read_backup(self, location: str) -> bytes | None:
+        """A backup's records as JSON lines (what a file store backup holds), or None.
+
+        ``location`` is what `backup` returned, or just its key.
+        """
+        key = location.split()[-1] if location.strip() else ""
+        head = f"{PREFIX}:{{"
+        if not key.startswith(head) or ":backup:" not in key:
+            return None
+        sid = key[len(head):key.find("}")]
+        if not ID_PATTERN.fullmatch(sid):
+            return None
+        with self._guard("read a backup"):
+            items = self.client.lrange(key, 0, -1)
+        return b"".join(item + b"\n" for item in items) if items else None
+
+    # -- named documents: templates and checkpoints ----------------------------------------
+    def put_doc(self, kind: str, name: str, data: dict) -> str:
+        key = self._doc_key(kind, name)
+        payload = json.dumps(seal_doc(self.codec, data))  # ASCII: safe for any str content
+        with self._guard(f"save a {kind[:-1]}"):
+            self.client.set(key, payload.encode("ascii"))
+        return f"{self.url} {key}"
+
+    def get_doc(self, kind: str, name: str) -> dict | None:
+        key = self._doc_key(kind, name)
+        with self._guard(f"read a {kind[:-1]}"):
+            raw = self.client.get(key)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            return open_doc(self.codec, data)
+        except (ValueError, RecursionError) as exc:
+            raise StorageError(f"{kind[:-1]} {name} is unreadable: {str(exc)[:120]}") from None
+
+    def list_docs(self, kind: str) -> list[str]:
+        if kind not in DOC_KINDS:
+            raise ValueError(kind)
+        start = f"{PREFIX}:doc:{kind}:"
+        with self._guard(f"list {kind}"):
+            names = {k.decode("utf-8", "replace")[len(start):]
+                     for k in self.client.scan_iter(match=f"{start}*", count=_SCAN_COUNT)}
+        return sorted(n for n in names if "/" not in n)

@@ -1,0 +1,179 @@
+"""Helpers for the shell tests: a pty driver for the real `aish`, and a scripted
+OpenAI-compatible server that streams whatever a test tells it to, as slowly as it is told."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pexpect
+
+BIN = Path(sys.executable).parent
+
+# Control sequences as a terminal sees them (CSI, OSC, two-character ESC x), plus CR.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -~]|\r")
+CPR_REQUEST = "\x1b[6n"
+
+
+def strip_controls(text: str) -> str:
+    return _CONTROL.sub("", text)
+
+
+def shell_env(home: dict, **extra: str) -> dict:
+    """The `home` fixture's environment, made fit for a pty: a real TERM, isolated state dir."""
+    env = {k: v for k, v in home.items() if not k.startswith("XDG_")}
+    env["TERM"] = "xterm-256color"
+    env.pop("NO_COLOR", None)
+    env.update(extra)
+    return env
+
+
+class Term:
+    """The real `aish` (or another console script) in a pseudo-terminal.
+
+    Output is kept whole (``raw``) and with control sequences removed (``text``); `expect`
+    searches the text after the previous match. Cursor-position requests are answered the
+    way a terminal would, so prompt_toolkit draws its toolbar and menus.
+    """
+
+    def __init__(self, env: dict, *args: str, program: str = "aish", cwd: str | None = None,
+                 rows: int = 40, cols: int = 120):
+        self.child = pexpect.spawn(str(BIN / program), list(args), env=env, cwd=cwd,
+                                   encoding="utf-8", codec_errors="replace",
+                                   dimensions=(rows, cols))
+        self.rows = rows
+        self._raw: list[str] = []
+        self._answered = 0
+        self._mark = 0
+        self.eof = False
+
+    @property
+    def raw(self) -> str:
+        return "".join(self._raw)
+
+    @property
+    def text(self) -> str:
+        return strip_controls(self.raw)
+
+    def _pump(self, timeout: float) -> None:
+        try:
+            data = self.child.read_nonblocking(65536, timeout)
+        except pexpect.TIMEOUT:
+            return
+        except pexpect.EOF:
+            self.eof = True
+            return
+        self._raw.append(data)
+        asked = self.raw.count(CPR_REQUEST)
+        if asked > self._answered:
+            self.child.send(f"\x1b[{self.rows - 8};1R" * (asked - self._answered))
+            self._answered = asked
+
+    def expect(self, pattern: str, timeout: float = 30) -> re.Match:
+        """Wait for ``pattern`` (a regex) in the text after the previous match."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while True:
+            found = regex.search(self.text, self._mark)
+            if found:
+                self._mark = found.end()
+                return found
+            if self.eof:
+                raise AssertionError(f"aish ended before {pattern!r}; output:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} within {timeout}s; output:\n{self.tail()}")
+            self._pump(0.1)
+
+    def settle(self, seconds: float = 0.3) -> None:
+        """Read whatever arrives for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.eof:
+            self._pump(0.05)
+
+    def send(self, keys: str) -> None:
+        self.child.send(keys)
+
+    def line(self, text: str) -> None:
+        self.child.send(text + "\r")
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.text[-chars:]
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"aish did not exit; output:\n{self.tail()}")
+            self._pump(0.1)
+        self.child.close()
+        return self.child.exitstatus
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+
+
+class ScriptedServer:
+    """A tiny OpenAI-compatible chat endpoint on loopback that streams ``chunks`` (SSE) with
+    ``delay`` seconds between them. Requests are recorded in ``requests``."""
+
+    def __init__(self, chunks: list[str], delay: float = 0.0):
+        self.chunks = chunks
+        self.delay = delay
+        self.requests: list[dict] = []
+        self.cancelled = threading.Event()  # the client went away mid-stream
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.requests.append(json.loads(body or b"{}"))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                try:
+                    for text in server.chunks:
+                        self._event({"content": text}, None)
+                        time.sleep(server.delay)
+                    self._event({}, "stop")
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    server.cancelled.set()
+
+            def _event(self, delta: dict, finish: str | None) -> None:
+                event = {"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                         "created": 0, "model": "scripted",
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                self.wfile.flush()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def session_records(sessions_dir: Path, sid: str) -> list[dict]:
+    path = sessions_dir / f"{sid}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
