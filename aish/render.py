@@ -277,6 +277,7 @@ class StreamRenderer:
         # showing what it showed, so their text does not vanish from the screen meanwhile.
         self._hold = False
         self._preview = ""
+        self._preview_separate = False
 
     def feed(self, chunk: str) -> None:
         """Take the next streamed piece of raw model text."""
@@ -292,12 +293,18 @@ class StreamRenderer:
         """The end of the block still open, as sanitised plain text (see
         :meth:`BlockSplitter.tail`); empty without Markdown, where text is printed as it
         comes. Its cost is bounded by ``max_lines`` and ``max_chars``."""
+        return self._preview_state(max_lines, max_chars)[0]
+
+    def _preview_state(self, max_lines: int, max_chars: int) -> tuple[str, bool]:
+        """The preview, and whether a blank line must separate it from what is printed."""
         if not self.markdown:
-            return ""
+            return "", False
         with self._lock:
             if not self._hold:
-                self._preview = sanitize(self._splitter.tail(max_lines, max_chars))
-            return self._preview
+                splitter = self._splitter
+                self._preview = sanitize(splitter.tail(max_lines, max_chars))
+                self._preview_separate = bool(self._blocks_printed) and not splitter._continuing
+            return self._preview, self._preview_separate
 
     def live_preview(self, rows: int = 6) -> RenderableType:
         """A renderable for a live display: the last ``rows`` terminal rows of
@@ -387,19 +394,26 @@ class _Preview:
         self.renderer = renderer
         self.rows = rows
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+    def __rich_console__(
+        self, console: Console, options: ConsoleOptions
+    ) -> Iterator[Text | Segment]:
+        from rich.segment import Segment
         from rich.text import Text
 
         renderer = self.renderer
         width = max(options.max_width, 1)
-        tail = renderer.preview(self.rows, self.rows * width)
+        tail, separate = renderer._preview_state(self.rows, self.rows * width)
         if not tail:
             return
         if renderer.prefix and not renderer._started:
             yield renderer._prefix_label()
+        elif separate:  # where the block will be printed: after one blank line
+            yield Text("")
         text = Text(tail, end="")
         text.expand_tabs()
-        yield from text.wrap(console, width, overflow="fold")[-self.rows :]
+        for line in text.wrap(console, width, overflow="fold")[-self.rows :]:
+            yield Segment(line.plain)  # already wrapped: not through Text again
+            yield Segment.line()
 
 
 def _trim_leading_blank(lines: list[list[Segment]]) -> list[list[Segment]]:

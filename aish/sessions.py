@@ -23,6 +23,13 @@ from aish.store.base import Summary
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
 
 
+def check_message(config: Config, text: str) -> None:
+    if len(text) > config.max_message_chars:
+        raise LimitError(f"message too long ({len(text)} characters, limit "
+                         f"{config.max_message_chars})",
+                         hint="raise sessions.limits.max_message_chars")
+
+
 def state_of(summary: Summary, now: float, timeout_minutes: float) -> str:
     if summary.meta.get("state") == ENDED:
         return ENDED
@@ -258,9 +265,7 @@ class Session:
             if self.last_unanswered() is None:
                 raise UsageError(f"session {self.id} has no unanswered message to retry")
         else:
-            if len(text) > config.max_message_chars:
-                raise LimitError(f"message too long ({len(text)} characters, limit "
-                                 f"{config.max_message_chars})")
+            check_message(config, text)
             self.add(Message(USER, text, ai_key(specialist.name), self.sessions.now()))
             if self._every() and self.pending:  # the user's words are durable before we ask
                 self.save()

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 from manage_support import conversation, ok, stderr
-from redis_support import redis_server, redis_url  # noqa: F401 - fixtures
 
 from aish import config as config_module
 from aish.sessions import Sessions
 from aish.store import open_store
+
+pytest_plugins = ("redis_support",)  # redis_url: a real redis-server on loopback
 
 
 @pytest.fixture(params=["file", "redis"])

@@ -80,7 +80,9 @@ def test_restore_never_overwrites_silently(aish, home):
 def test_restore_under_another_id(aish, home):
     make_session(home, "orig")
     saved = ok(aish("aish", "--save-session", "orig"))
-    assert ok(aish("aish", "--restore-session", "--as", "copy", input=saved)).strip() == "copy"
+    copied = aish("aish", "--restore-session", "--as", "copy", input=saved)
+    assert ok(copied).strip() == "copy"
+    assert "Restored session orig as copy (6 messages)" in stderr(copied)
     assert json.loads(ok(aish("aish", "--save-session", "copy")))["session"]["id"] == "copy"
 
 
@@ -107,6 +109,7 @@ def test_export_sessions_and_restore_them_all(aish, home):
     assert doc["format"] == "aish-sessions"
     assert {s["session"]["id"]: len(s["messages"]) for s in doc["sessions"]} == {"one": 4,
                                                                                  "two": 6}
+    assert {("export", "one"), ("export", "two")} <= set(audit_actions(home))
     for sid in ("one", "two"):
         log_path(home, sid).unlink()
     restored = aish("aish", "--restore-session", input=exported.stdout)

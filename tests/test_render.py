@@ -55,10 +55,16 @@ def plain_console() -> Console:
     return Console(file=io.StringIO(), force_terminal=False, no_color=True, width=80)
 
 
-def render(text: str, console: Console, chunk: int = 3, **kwargs: object) -> str:
+def render(
+    text: str, console: Console, chunk: int = 3, preview: bool = False, **kwargs: object
+) -> str:
+    """Stream ``text`` through a renderer; with ``preview``, also print its live preview
+    after every chunk, as the shell's live area draws it."""
     renderer = StreamRenderer(console, **kwargs)
     for start in range(0, len(text), chunk):
         renderer.feed(text[start : start + chunk])
+        if preview:
+            console.print(renderer.live_preview())
     renderer.finish()
     return console.file.getvalue()
 
@@ -93,9 +99,18 @@ def test_plain_mode_prints_sanitised_text_as_it_arrives() -> None:
     assert console.file.getvalue() == "apollo> Hello **world**\u241b\nbye\n"
 
 
-@pytest.mark.parametrize("markdown", [True, False])
-def test_hostile_escapes_never_reach_the_terminal(markdown: bool) -> None:
-    out = render(HOSTILE, colour_console(), markdown=markdown)
+# Ends inside a paragraph, so the live preview shows hostile text that is not printed yet.
+HOSTILE_UNFINISHED = HOSTILE + (
+    "\nStill open: \x1b]52;c;aGVsbG8=\x07 \x1b]8;;https://evil.example/\x1b\\link"
+    "\x1b]8;;\x1b\\ \x1b[2J\x1bP1$tx\x1b\\ \x9b2J \u202eexe safe\rEVIL"
+)
+
+
+@pytest.mark.parametrize(
+    ("markdown", "preview"), [(True, False), (False, False), (True, True), (False, True)]
+)
+def test_hostile_escapes_never_reach_the_terminal(markdown: bool, preview: bool) -> None:
+    out = render(HOSTILE_UNFINISHED, colour_console(), markdown=markdown, preview=preview)
     assert "\x1b]" not in out
     assert "\x07" not in out
     assert "\x1bP" not in out
@@ -218,6 +233,107 @@ def test_splitter_inline_triple_backticks_are_not_a_fence() -> None:
     splitter = BlockSplitter()
     blocks = splitter.feed("```a``` is inline\n```js\nno close") + splitter.finish()
     assert blocks == [Block("markdown", "```a``` is inline"), Block("code", "no close", "js")]
+
+
+def test_tail_is_the_bounded_end_of_the_open_block() -> None:
+    splitter = BlockSplitter()
+    assert splitter.tail() == ""
+    splitter.feed("Done.\n\n" + "".join(f"line {i}\n" for i in range(10)) + "partial wo")
+    assert splitter.tail(max_lines=3) == "line 8\nline 9\npartial wo"
+    assert splitter.tail(max_lines=3, max_chars=15) == "…e 9\npartial wo"
+    assert splitter.tail(max_lines=1, max_chars=4) == "… wo"  # cut: marked
+    splitter.feed("rd\n\n")  # the block is complete: handed out, no longer in the tail
+    assert splitter.tail() == ""
+
+
+def test_tail_of_a_huge_open_line_or_fence_stays_bounded() -> None:
+    splitter = BlockSplitter()
+    splitter.feed("```text\n" + "".join(f"code {i}\n" for i in range(39)))
+    splitter.feed("x" * 100_000)  # one fence line, no newline yet: never cut in pieces
+    tail = splitter.tail(max_lines=6, max_chars=600)
+    assert len(tail) == 600 and tail == "…" + "x" * 599
+    table = "| a | b |\n|---|---|\n" + "".join(f"| {i} | {i} |\n" for i in range(2000))
+    splitter = BlockSplitter()
+    splitter.feed(table)  # a table is never cut in pieces either
+    assert splitter.tail(max_lines=2) == "| 1998 | 1998 |\n| 1999 | 1999 |"
+
+
+def test_tail_matches_the_text_whatever_the_chunking() -> None:
+    text = "Intro.\n\nalpha beta\ngamma delta epsilon\nzeta eta theta iota"
+    for chunk in (1, 2, 3, 7, len(text)):
+        splitter = BlockSplitter()
+        for start in range(0, len(text), chunk):
+            splitter.feed(text[start : start + chunk])
+        assert splitter.tail(max_lines=2) == "gamma delta epsilon\nzeta eta theta iota"
+        assert splitter.tail(max_lines=9, max_chars=15) == "…eta theta iota"
+
+
+def test_preview_shows_the_open_block_until_it_is_printed() -> None:
+    console = colour_console()
+    renderer = StreamRenderer(console)
+    renderer.feed("A long paragraph that has not")
+    assert renderer.preview() == "A long paragraph that has not"
+    assert console.file.getvalue() == "", "nothing printed while the paragraph is open"
+    renderer.feed(" ended yet.\n\nNext")
+    assert "ended yet." in console.file.getvalue()
+    assert renderer.preview() == "Next"
+    renderer.finish()
+    assert renderer.preview() == ""
+
+
+def test_preview_is_empty_without_markdown() -> None:
+    renderer = StreamRenderer(plain_console(), markdown=False)
+    renderer.feed("text printed as it comes")
+    assert renderer.preview() == ""
+
+
+def preview_rows(console: Console, renderer: StreamRenderer, rows: int) -> list[str]:
+    lines = console.render_lines(renderer.live_preview(rows), pad=False)
+    return ["".join(segment.text for segment in line) for line in lines]
+
+
+def test_live_preview_is_a_few_rows_after_the_prefix_then_after_a_blank_line() -> None:
+    console = Console(file=io.StringIO(), width=20, theme=Theme({"aish.reply_prefix": "bold"}))
+    renderer = StreamRenderer(console, prefix="apollo> ")
+    assert preview_rows(console, renderer, 3) == []  # nothing yet: the spinner alone
+    words = [f"w{i:03}" for i in range(500)]
+    feed_in_chunks(renderer, " ".join(words[:100]))
+    shown = preview_rows(console, renderer, 3)
+    assert shown[0] == "apollo> "
+    assert len(shown) == 4 and all(len(row) <= 20 for row in shown)
+    assert shown[-1].split()[-1] == "w099", "the newest words are shown"
+    feed_in_chunks(renderer, "\n\n" + "\t".join(words[100:400]))
+    assert console.file.getvalue().startswith("apollo> \n")
+    shown = preview_rows(console, renderer, 3)
+    assert shown[0] == "", "a blank line where the next block will be printed"
+    assert len(shown) == 4 and all(len(row) <= 20 for row in shown)
+    assert shown[-1].split()[-1] == "w399"
+    assert "\t" not in "".join(shown)
+
+
+def test_text_of_a_block_being_printed_stays_visible_until_it_is() -> None:
+    """While a completed block is rendered, a live display's refresh must not drop its text
+    from the preview before the block itself is on the screen."""
+    from rich.console import RenderHook
+
+    console = colour_console()
+    renderer = StreamRenderer(console, prefix="apollo> ")
+    seen: list[str] = []
+
+    class Hook(RenderHook):  # what a live display would redraw with each print
+        def process_renderables(self, renderables):  # noqa: ANN001, ANN201
+            seen.append(renderer.preview())
+            return renderables
+
+    console.push_render_hook(Hook())
+    feed_in_chunks(renderer, "First paragraph PRINTED here.")
+    renderer.preview()  # a refresh: the screen shows the open paragraph
+    renderer.feed("\n\nSecond")
+    printed = [SGR.sub("", line).rstrip() for line in console.file.getvalue().splitlines()]
+    assert printed[:2] == ["apollo>", "First paragraph PRINTED here."]
+    # The prefix was printed (and the live area redrawn) before the paragraph: the preview
+    # kept the paragraph then; with the paragraph's own print it moved on.
+    assert seen == ["First paragraph PRINTED here.", "Second"]
 
 
 def test_importing_render_does_not_import_rich_markdown() -> None:

@@ -61,6 +61,10 @@ def ask(ctx: Context, args) -> int:
     text = " ".join(words) if words else None
     if text is None and not args.end and not args.retry and not ctx.stdin_is_tty:
         text = ctx.read_stdin().rstrip("\n") or None
+    if text is not None:
+        from aish.sessions import check_message
+
+        check_message(ctx.config, text)  # before a session is created for it
     if not in_session:
         if text is None:
             if ctx.stdin_is_tty and not ctx.interactive:

@@ -131,6 +131,9 @@ def restore_session(ctx: Context, args) -> int:
         elif r.renamed:
             ctx.out.note(f"Session {r.source_id} already exists; restored as {r.id} "
                          f"({_plural(r.messages, 'message')}; --force replaces {r.source_id})")
+        elif r.source_id not in (None, r.id):
+            ctx.out.note(f"Restored session {r.source_id} as {r.id} "
+                         f"({_plural(r.messages, 'message')})")
         else:
             ctx.out.note(f"Restored session {r.id} ({_plural(r.messages, 'message')})")
     if args.json:
@@ -186,7 +189,7 @@ def list_templates(ctx: Context, args) -> int:
          "Merge sessions into a new shared one, messages interleaved by time.",
          args=(Arg("IDS", "two or more sessions, separated by commas", metavar="A,B",
                    completes="session"),
-               Arg("--output", "the id of the merged session", metavar="ID",
+               Arg("--output", "the id of the merged session (required)", metavar="ID",
                    completes="session"),
                Arg("--replace", "the merged session replaces the originals (backed up first)",
                    flag=True),
@@ -283,7 +286,7 @@ def cleanup_sessions(ctx: Context, args) -> int:
 
 @command("remove-sessions", "aish",
          "Remove every session a specialist owns (a backup of each is kept first).",
-         args=(Arg("--ai", "the specialist (apollo or apollo-ai)", metavar="NAME",
+         args=(Arg("--ai", "the specialist, apollo or apollo-ai (required)", metavar="NAME",
                    completes="specialist"),
                DRY_RUN, JSON),
          example="aish --remove-sessions --ai apollo-ai")
@@ -303,7 +306,7 @@ def remove_sessions(ctx: Context, args) -> int:
 @command("prune-session", "aish",
          "Keep only a session's last N message pairs (a backup is kept first).",
          args=(SESSION,
-               Arg("--keep-recent", "how many recent pairs to keep", type=_keep_recent,
+               Arg("--keep-recent", "how many recent pairs to keep (required)", type=_keep_recent,
                    metavar="N"),
                JSON),
          example="aish --prune-session sess_abc123 --keep-recent 5")

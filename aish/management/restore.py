@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aish.errors import LimitError, Refused, UsageError
+from aish.errors import LimitError, Refused, StorageError, UsageError
 from aish.ids import check_id, new_id
 from aish.management.intake import Prepared, prepare, read_input
 from aish.management.integrity import ACTIVE, ENDED
@@ -21,7 +21,7 @@ class Restored:
     source_id: str | None
     messages: int
     skipped: list[str]
-    renamed: bool = False
+    renamed: bool = False  # its id was taken, so it got a new one
     replaced: bool = False
     backup: str | None = None  # the replaced session's backup
 
@@ -100,7 +100,7 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
         meta = {**item.meta, "id": sid}
         owner = meta.get("owner")
         result = Restored(sid, item.source_id, len(item.messages), item.skipped,
-                          renamed=item.source_id is not None and sid != item.source_id)
+                          renamed=target is None and item.source_id not in (None, sid))
         if mode == "replace":
             result.backup = store.backup(sid, "restore")
             store.replace(sid, meta, item.messages)
@@ -118,6 +118,8 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
                     taken.add(sid)
                     meta["id"] = result.id = sid
                     result.renamed = True
+            else:  # pragma: no cover - twenty ids taken by others as we chose them
+                raise StorageError(f"could not find a free id to restore {item.label} under")
         sessions.audit.record("restore", sid, owner, source=source, from_id=item.source_id,
                               replaced=result.replaced, backup=result.backup)
         results.append(result)

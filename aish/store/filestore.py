@@ -435,7 +435,8 @@ class FileStore:
     def put_doc(self, kind: str, name: str, data: dict) -> str:
         path = self._doc_path(kind, name)
         data = seal_doc(self.codec, data)  # a template's messages are as private as a session's
-        self._write_private(path, json.dumps(data, ensure_ascii=False, indent=2).encode())
+        # ASCII JSON: a lone surrogate in a message (possible from a model) cannot break it.
+        self._write_private(path, json.dumps(data, indent=2).encode())
         return str(path)
 
     def get_doc(self, kind: str, name: str) -> dict | None:
