@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# A real redis-server on loopback (fixtures `redis_server`, `redis_url`) for the Redis half.
+pytest_plugins = ("redis_support",)
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,7 +93,7 @@ def llama_server():
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf()),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-         "--model_alias", "smollm2"],
+         "--model_alias", "smollm2", "--n_threads", "1", "--n_threads_batch", "1"],
         stdout=log, stderr=log,
     )
     base = f"http://127.0.0.1:{port}/v1"

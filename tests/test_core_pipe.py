@@ -211,8 +211,6 @@ def test_usage_and_missing_session_exit_codes(env):
         assert result.stdout == b""
 
 
-@pytest.mark.xfail(strict=True, reason="aish/commands/registry.py: Command.parse lets "
-                   "argparse.ArgumentError (exit_on_error=False) escape as a traceback, exit 1")
 @pytest.mark.parametrize("value", ["-3", "abc"])
 def test_bad_option_values_are_usage_errors(env, value):
     result = run(env, "apollo", "--session", "--context-window", value, input="hello")

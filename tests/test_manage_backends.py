@@ -13,7 +13,6 @@ from aish import config as config_module
 from aish.sessions import Sessions
 from aish.store import open_store
 
-pytest_plugins = ("redis_support",)  # redis_url: a real redis-server on loopback
 
 
 @pytest.fixture(params=["file", "redis"])

@@ -17,7 +17,6 @@ from aish.messages import USER, Message
 from aish.sessions import Sessions
 from aish.store.redisstore import RedisStore
 
-pytest_plugins = ("redis_support",)
 
 
 def machine(home: dict, tmp_path: Path, name: str, url: str, endpoint: str) -> dict:

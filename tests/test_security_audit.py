@@ -17,7 +17,6 @@ from conftest import run
 
 from aish.audit import AuditLog
 
-pytest_plugins = ("redis_support",)
 
 
 @pytest.fixture(params=["file", "redis"])

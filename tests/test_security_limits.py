@@ -12,7 +12,6 @@ from conftest import run
 from aish.store.filestore import FileStore
 from aish.store.redisstore import RedisStore
 
-pytest_plugins = ("redis_support",)
 
 
 @pytest.fixture(params=["file", "redis"])

@@ -10,7 +10,6 @@ import pytest
 import redis
 from conftest import run
 
-pytest_plugins = ("redis_support",)
 
 KEY = "sk-test-SECRET123"
 

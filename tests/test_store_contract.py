@@ -27,7 +27,6 @@ from aish.store.crypto import EncryptedCodec
 from aish.store.filestore import FileStore, SessionExists
 from aish.store.redisstore import RedisStore
 
-pytest_plugins = ("redis_support",)
 
 BACKENDS = ["file", "redis", "file-encrypted", "redis-encrypted"]
 KEY = bytes(range(32))

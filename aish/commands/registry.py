@@ -86,7 +86,11 @@ class Command:
         return parser
 
     def parse(self, tokens: list[str], prog: str | None = None) -> argparse.Namespace:
-        return self.parser(prog or f"aish {self.word}").parse_args(tokens)
+        prog = prog or f"aish {self.word}"
+        try:
+            return self.parser(prog).parse_args(tokens)
+        except argparse.ArgumentError as exc:  # with exit_on_error=False argparse raises this
+            raise UsageError(f"{prog}: {exc}", hint="see 'aish --help'") from None
 
 
 class _Parser(argparse.ArgumentParser):
