@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aish.context import estimate_tokens, pairs_of, select_window
 from aish.humanize import ago, when, window
+from aish.sessions import window_of
 
 
 def session_info(sessions, sid: str) -> dict:
     """What `aish --session-info ID` and the shell's `info` print, counted from what is stored."""
     summary = sessions.summary(sid)
     meta = summary.meta
-    size = int(meta.get("context_window", sessions.config.context_window))
+    size = window_of(meta, sessions.config.context_window)
     recent = sessions.store.tail(sid, size + 1 if size else 0)
     used = min(len(pairs_of(recent)), size) if size else summary.user_messages
     ais = summary.by_ai

@@ -23,6 +23,14 @@ from aish.store.base import Summary
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
 
 
+def window_of(meta: dict, default: int) -> int:
+    """A session's context window; a damaged header value falls back to the default."""
+    value = meta.get("context_window", default)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+        return value
+    return default
+
+
 def check_message(config: Config, text: str) -> None:
     if len(text) > config.max_message_chars:
         raise LimitError(f"message too long ({len(text)} characters, limit "
@@ -179,7 +187,7 @@ class Session:
 
     @property
     def context_window(self) -> int:
-        return int(self.meta.get("context_window", self.sessions.config.context_window))
+        return window_of(self.meta, self.sessions.config.context_window)
 
     @property
     def shared(self) -> bool:

@@ -14,7 +14,6 @@ from aish.sessions import Sessions
 from aish.store import open_store
 
 
-
 @pytest.fixture(params=["file", "redis"])
 def backend(request, home):
     """(env, Sessions) for a HOME whose configuration selects the store under test."""

@@ -18,7 +18,6 @@ from aish.sessions import Sessions
 from aish.store.redisstore import RedisStore
 
 
-
 def machine(home: dict, tmp_path: Path, name: str, url: str, endpoint: str) -> dict:
     """A second HOME (or the first) configured for the shared Redis and the fake endpoint."""
     env = dict(home)

@@ -22,7 +22,6 @@ from aish.sessions import EXPIRED, Sessions
 from aish.store import open_store
 from aish.store.redisstore import RETENTION_DAYS, RedisStore
 
-
 T0 = 1_700_000_000.0
 
 

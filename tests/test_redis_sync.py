@@ -18,7 +18,6 @@ from aish.sessions import EXPIRED, state_of
 from aish.store.filestore import FileStore
 from aish.store.redisstore import RedisStore
 
-
 T0 = 1_700_000_000.0
 
 

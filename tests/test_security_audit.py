@@ -18,7 +18,6 @@ from conftest import run
 from aish.audit import AuditLog
 
 
-
 @pytest.fixture(params=["file", "redis"])
 def env(request, home, fake_openai):
     if request.param == "redis":

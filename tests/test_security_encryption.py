@@ -22,7 +22,6 @@ from aish.messages import ASSISTANT, USER, Message
 from aish.store import open_store
 from aish.store.crypto import EncryptedCodec, codec_for
 
-
 SECRET = "the vault code is 7-7-3-1"
 PASS = "correct horse battery staple"
 

@@ -25,7 +25,6 @@ from aish.store.crypto import EncryptedCodec, Params
 from aish.store.filestore import FileStore
 from aish.store.redisstore import RedisStore, decode_records, summary_from_hash
 
-
 CODEC = EncryptedCodec(bytes(32))
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -13,7 +13,6 @@ from aish.store.filestore import FileStore
 from aish.store.redisstore import RedisStore
 
 
-
 @pytest.fixture(params=["file", "redis"])
 def env(request, home, fake_openai):
     """A HOME on either backend, replies from the fake endpoint."""

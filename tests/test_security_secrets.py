@@ -10,7 +10,6 @@ import pytest
 import redis
 from conftest import run
 
-
 KEY = "sk-test-SECRET123"
 
 

@@ -15,7 +15,6 @@ from aish.messages import ASSISTANT, USER, Message
 from aish.store.filestore import FileStore
 from aish.store.redisstore import RedisStore
 
-
 OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"
 HOSTILE = f"before{OSC52}\x1b[2J\x1b]8;;http://evil.example/\x07link\x1b]8;;\x07\u202eright\r"
 PAYLOADS = ("]52;", "[2J", "]8;;")

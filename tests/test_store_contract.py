@@ -27,7 +27,6 @@ from aish.store.crypto import EncryptedCodec
 from aish.store.filestore import FileStore, SessionExists
 from aish.store.redisstore import RedisStore
 
-
 BACKENDS = ["file", "redis", "file-encrypted", "redis-encrypted"]
 KEY = bytes(range(32))
 T0 = 1_700_000_000.0

@@ -9,6 +9,7 @@ from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
 from aish.errors import AishError, UsageError
 from aish.humanize import ago, iso, window
 from aish.ids import ID_PATTERN, check_id
+from aish.sessions import window_of
 
 NEW = "\0new"  # `--session` given without an id
 
@@ -198,7 +199,7 @@ def session_mode(ctx: Context, args) -> int:
 
 def summary_row(ctx: Context, summary, state: str) -> dict:
     meta = summary.meta
-    size = int(meta.get("context_window", ctx.config.context_window))
+    size = window_of(meta, ctx.config.context_window)
     return {
         "id": summary.id,
         "ai": f"{meta.get('owner', '?')}-ai",
@@ -229,7 +230,7 @@ def list_sessions(ctx: Context, args) -> int:
     for summary, state in rows:
         meta = summary.meta
         ai = f"{meta.get('owner', '?')}-ai" + ("+" if meta.get("shared") else "")
-        size = int(meta.get("context_window", ctx.config.context_window))
+        size = window_of(meta, ctx.config.context_window)
         used = min(summary.user_messages, size) if size else summary.user_messages
         lines.append(f"{summary.id:<24} {ai:<16} {state:<8} {summary.messages:>5} "
                      f"{window(used, size):>9}  {ago(now - summary.updated)}")

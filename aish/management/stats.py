@@ -6,15 +6,14 @@ from __future__ import annotations
 from collections import Counter
 
 from aish.management.integrity import is_count
+from aish.sessions import window_of
 
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
 
 
 def context_length(summary, default_window: int) -> int:
     """Pairs of a session that fall in its context window."""
-    window = summary.meta.get("context_window", default_window)
-    if not is_count(window):
-        window = default_window
+    window = window_of(summary.meta, default_window)
     pairs = summary.user_messages
     return pairs if window == 0 else min(pairs, window)
 
