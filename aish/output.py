@@ -34,11 +34,6 @@ class Output:
 
     def reply_chunk(self, text: str) -> None:
         """Write a piece of a streamed reply on stdout as it arrives."""
-        if self.render_replies and self.stdout_tty:
-            if self._renderer is None:
-                self._renderer = self.reply_renderer()
-            self._renderer.feed(text)
-            return
         if self.stdout_tty:
             if self._stream is None:
                 self._stream = StreamSanitizer()
@@ -47,10 +42,6 @@ class Output:
         self.stdout.flush()
 
     def reply_end(self) -> None:
-        if self._renderer is not None:
-            renderer, self._renderer = self._renderer, None
-            renderer.finish()
-            return
         if self._stream is not None:
             self.stdout.write(self._stream.flush())
             self._stream = None
@@ -83,13 +74,11 @@ class Output:
         return self._console
 
     theme_name = "default"
-    render_replies = False  # set by the interactive shell: replies render as Markdown
-    _renderer = None
 
     @property
     def reply_open(self) -> bool:
         """A reply was started and not ended (e.g. an error or Ctrl-C cut it short)."""
-        return self._renderer is not None or self._stream is not None
+        return self._stream is not None
 
     def reply_renderer(self, prefix: str | None = None):
         """A StreamRenderer for one reply: Markdown with highlighted code when colour is on."""

@@ -268,15 +268,11 @@ class Session:
         The user message is stored before the provider is called, so a failure never loses it;
         it simply stays unanswered. Ctrl-C keeps what arrived, marked interrupted.
         """
-        config = self.sessions.config
         if text is None:
             if self.last_unanswered() is None:
                 raise UsageError(f"session {self.id} has no unanswered message to retry")
         else:
-            check_message(config, text)
-            self.add(Message(USER, text, ai_key(specialist.name), self.sessions.now()))
-            if self._every() and self.pending:  # the user's words are durable before we ask
-                self.save()
+            self.add_user(specialist, text)
         chat = self.chat_for(specialist, getattr(provider, "context_limit", None))
         parts: list[str] = []
         usage = None
@@ -303,6 +299,15 @@ class Session:
                         usage=usage)
         self.add(reply)
         return Reply(reply.content, reply)
+
+    def add_user(self, specialist: Specialist, text: str) -> Message:
+        """Store the user's message; with auto-save on it is durable before anyone is asked,
+        so a provider that fails (or cannot even be built) never loses it."""
+        check_message(self.sessions.config, text)
+        message = Message(USER, text, ai_key(specialist.name), self.sessions.now())
+        self.add(message)
+        self.save_if_auto()
+        return message
 
     def save_if_auto(self) -> None:
         if self._every() and self.pending:

@@ -261,3 +261,14 @@ def test_management_commands_import_no_model_client(home, sessions_dir, argv):
     assert report["heavy"] == [], f"{argv} imported {report['heavy']}"
     if argv[-1] == "--json":
         assert len(json.loads(result.stdout)) == 51
+
+
+def test_message_is_kept_when_the_provider_cannot_even_be_built(aish, sessions_dir):
+    # --provider openai with no key and no endpoint: the provider fails before any request.
+    result = aish("apollo", "--session", "--get-id", "--provider", "openai",
+                  input="remember this question")
+    assert result.returncode == 4, result.stderr
+    sid = result.stdout.decode().strip()
+    assert "no API key" in result.stderr.decode() and "--retry" in result.stderr.decode()
+    messages = FileStore(sessions_dir).load(sid).messages
+    assert [(m.role, m.content) for m in messages] == [("user", "remember this question")]

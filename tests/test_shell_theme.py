@@ -72,9 +72,9 @@ def test_no_color_turns_colour_off_in_rendered_replies():
     colour = Output(stdout=_Tty(), stderr=io.StringIO(), environ={})
     plain = Output(stdout=_Tty(), stderr=io.StringIO(), environ={"NO_COLOR": "1"})
     for out in (colour, plain):
-        out.render_replies = True
-        out.reply_chunk("# Title\n\n```python\nx = 1\n```\n")
-        out.reply_end()
+        renderer = out.reply_renderer()
+        renderer.feed("# Title\n\n```python\nx = 1\n```\n")
+        renderer.finish()
     assert "\x1b[" in colour.stdout.getvalue()
     assert "\x1b[" not in plain.stdout.getvalue()
     assert "x = 1" in plain.stdout.getvalue()

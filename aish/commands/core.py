@@ -130,18 +130,29 @@ def _provider(ctx: Context, specialist, args):
 def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
     from aish.errors import ProviderError
 
-    provider = _provider(ctx, specialist, args)
+    text = None if args.retry else text
     try:
-        session.exchange(specialist, None if args.retry else text, provider,
-                         on_text=ctx.out.reply_chunk if show else (lambda _t: None))
+        try:
+            provider = _provider(ctx, specialist, args)
+        except ProviderError:
+            if text is not None:
+                session.add_user(specialist, text)  # kept, unanswered, for --retry
+            raise
+        if show and ctx.interactive and ctx.out.stdout_tty:  # the shell: rendered, live
+            from aish.shell.reply import stream_reply
+
+            stream_reply(ctx, session, specialist, text, provider)
+            return
+        try:
+            session.exchange(specialist, text, provider,
+                             on_text=ctx.out.reply_chunk if show else (lambda _t: None))
+        finally:
+            if show:
+                ctx.out.reply_end()
     except ProviderError as exc:
-        if show:
-            ctx.out.reply_end()
         exc.hint = (f"your message is kept in session {session.id}; retry with: "
                     f"{specialist.name} --session {session.id} --retry")
         raise
-    if show:
-        ctx.out.reply_end()
 
 
 def _one_shot(ctx: Context, specialist, text: str, args) -> int:
@@ -154,14 +165,24 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
 
     provider = _provider(ctx, specialist, args)
     chat = build_chat(specialist, [Message(USER, text, specialist.name, time.time())], False)
-    finished = False
-    for chunk in provider.stream(chat, specialist):
-        if chunk.text:
-            ctx.out.reply_chunk(chunk.text)
-        if chunk.finished:
-            finished = True
-            break
-    ctx.out.reply_end()
+
+    def produce(on_text) -> bool:
+        for chunk in provider.stream(chat, specialist):
+            if chunk.text:
+                on_text(chunk.text)
+            if chunk.finished:
+                return True
+        return False
+
+    if ctx.interactive and ctx.out.stdout_tty:  # the shell: rendered, with a live preview
+        from aish.shell.reply import show_streaming
+
+        finished = show_streaming(ctx, specialist.name, produce)
+    else:
+        try:
+            finished = produce(ctx.out.reply_chunk)
+        finally:
+            ctx.out.reply_end()
     if not finished:
         raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
     return 0

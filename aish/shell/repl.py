@@ -46,7 +46,6 @@ def run_shell(ctx: Context) -> int:
 
 def loop(ctx: ShellContext) -> int:
     ctx.interactive = True
-    ctx.out.render_replies = True
     lines = ctx.lines
     if lines.interactive:
         _banner(ctx)

@@ -71,22 +71,29 @@ class _LiveStatus:
         self.stop()
 
 
-def stream_reply(ctx, session, specialist, text: str | None, provider):
-    """Send ``text`` (None: retry the unanswered message) and show the reply as it streams."""
-    renderer = ctx.out.reply_renderer(prefix=f"{specialist.name}> ")
-    with _LiveStatus(ctx, specialist.name, renderer) as status:
+def show_streaming(ctx, name: str, produce):
+    """Run ``produce(on_text)`` while showing the text it streams: the `name> ` prefix, the
+    live preview of the open block and the spinner. Returns what ``produce`` returns."""
+    renderer = ctx.out.reply_renderer(prefix=f"{name}> ")
+    with _LiveStatus(ctx, name, renderer) as status:
 
         def on_text(chunk: str) -> None:
             status.text_arrived()
             renderer.feed(chunk)
 
         try:
-            reply = session.exchange(specialist, text, provider, on_text=on_text)
+            return produce(on_text)
         finally:
             try:
                 renderer.finish()  # printed above the live area, which then goes
             finally:
                 status.stop()
+
+
+def stream_reply(ctx, session, specialist, text: str | None, provider):
+    """Send ``text`` (None: retry the unanswered message) and show the reply as it streams."""
+    reply = show_streaming(ctx, specialist.name, lambda on_text: session.exchange(
+        specialist, text, provider, on_text=on_text))
     if reply.interrupted:
         ctx.out.note("(reply interrupted; what arrived is kept in the session)")
     elif not reply.text.strip():

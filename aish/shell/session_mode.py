@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from aish.commands.session_cmds import SessionState, parse_session_line, save_every, tilde
 from aish.errors import AishError, ProviderError, UsageError
-from aish.messages import USER, Message
 from aish.shell.lines import Ask, LineSource, open_lines
 from aish.shell.toolbar import session_toolbar
 
@@ -117,9 +116,7 @@ class SessionMode:
         try:
             if provider is None:
                 if text is not None:  # keep the user's words, unanswered, for `retry`
-                    self.session.add(Message(USER, text, self.specialist.name,
-                                             self.session.sessions.now()))
-                    self.session.save_if_auto()
+                    self.session.add_user(self.specialist, text)
                 raise self._provider_error
             stream_reply(self.ctx, self.session, self.specialist, text, provider)
         except ProviderError as exc:
