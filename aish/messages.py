@@ -34,7 +34,8 @@ class Message:
     interrupted: bool = False  # a reply cut short by the user (Ctrl-C); what arrived is kept
 
     def to_record(self) -> dict:
-        record = {k: v for k, v in asdict(self).items() if v not in (None, False)}
+        # Identity, not equality: `0.0 in (None, False)` is true and would drop a time of 0.
+        record = {k: v for k, v in asdict(self).items() if v is not None and v is not False}
         record["t"] = "msg"
         return record
 

@@ -135,3 +135,11 @@ def test_cli_refuses_bad_ids_with_exit_2_and_writes_nothing(aish, home, name):
         assert result.stdout == b""
     assert _files(root) == before, "a bad id wrote something"
     assert not os.path.exists(Path(home["HOME"]) / ".aish" / "sessions")
+
+
+def test_a_message_at_time_zero_keeps_its_time():
+    from aish.messages import USER, Message
+
+    record = Message(USER, "hello", "apollo", 0.0).to_record()
+    assert record["time"] == 0.0
+    assert Message.from_record(record).time == 0.0
