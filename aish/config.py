@@ -7,7 +7,9 @@ checked here and typed, so the rest of the code never sees strings standing in f
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +125,7 @@ class _Checker:
 
     def integer(self, *keys: str, minimum: int = 0) -> int:
         value = self.raw(*keys)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             self.fail(keys, f"a whole number >= {minimum}", value)
@@ -135,7 +137,7 @@ class _Checker:
             number = float(value) if not isinstance(value, bool) else None
         except (TypeError, ValueError):
             number = None
-        if number is None or number <= 0 or number != number:
+        if number is None or number <= 0 or not math.isfinite(number):
             self.fail(keys, "a positive number", value)
         return number
 

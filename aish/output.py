@@ -1,8 +1,9 @@
 """The one place that writes to the terminal.
 
-Replies and data go to stdout, everything else to stderr. Text headed for a terminal is
-sanitised (model and file text may carry escape sequences); when stdout is not a terminal the
-output is plain text with no colour or control sequences. Rich is only loaded by the shell.
+Replies and data go to stdout, everything else to stderr. All text is sanitised on its way out
+(model and file text may carry escape sequences, and `apollo ... | cat` reaches a terminal too),
+so output is plain text with no control sequences; JSON is written as ASCII, which sanitising
+leaves untouched. Colour is only for the shell, where Rich is loaded.
 """
 
 from __future__ import annotations
@@ -28,24 +29,22 @@ class Output:
 
     # -- stdout ----------------------------------------------------------------------------
     def data(self, text: str = "", end: str = "\n") -> None:
-        """Write text on stdout (ids, listings, JSON); sanitised when it reaches a terminal."""
-        self.stdout.write((sanitize(text) if self.stdout_tty else text) + end)
+        """Write text on stdout (ids, listings, JSON), sanitised."""
+        self.stdout.write(sanitize(text) + end)
         self.stdout.flush()
 
     def reply_chunk(self, text: str) -> None:
         """Write a piece of a streamed reply on stdout as it arrives."""
-        if self.stdout_tty:
-            if self._stream is None:
-                self._stream = StreamSanitizer()
-            text = self._stream.feed(text)
-        self.stdout.write(text)
+        if self._stream is None:
+            self._stream = StreamSanitizer()
+        self.stdout.write(self._stream.feed(text))
         self.stdout.flush()
 
     def reply_end(self) -> None:
-        if self._stream is not None:
-            self.stdout.write(self._stream.flush())
-            self._stream = None
-        self.stdout.write("\n")
+        if self._stream is None:  # nothing arrived (e.g. the provider failed): no blank line
+            return
+        self.stdout.write(self._stream.flush() + "\n")
+        self._stream = None
         self.stdout.flush()
 
     # -- stderr ----------------------------------------------------------------------------

@@ -4,32 +4,27 @@ from __future__ import annotations
 
 from aish.context import estimate_tokens, pairs_of, select_window
 from aish.humanize import ago, when, window
-from aish.sessions import window_of
 
 
 def session_info(sessions, sid: str) -> dict:
     """What `aish --session-info ID` and the shell's `info` print, counted from what is stored."""
     summary = sessions.summary(sid)
-    meta = summary.meta
-    size = window_of(meta, sessions.config.context_window)
-    recent = sessions.store.tail(sid, size + 1 if size else 0)
-    used = min(len(pairs_of(recent)), size) if size else summary.user_messages
-    ais = summary.by_ai
+    default = sessions.config.context_window
     return {
         "id": summary.id,
-        "ai": f"{meta.get('owner', '?')}-ai",
-        "participants": [f"{p}-ai" for p in meta.get("participants", [])],
+        "ai": f"{summary.owner}-ai",
+        "participants": [f"{p}-ai" for p in summary.participants],
         "state": sessions.state(summary),
-        "shared": bool(meta.get("shared")),
-        "created": float(meta.get("created", 0) or 0),
+        "shared": bool(summary.meta.get("shared")),
+        "created": summary.created,
         "updated": summary.updated,
         "messages": summary.messages,
         "user_messages": summary.user_messages,
-        "replies_by_ai": {f"{k}-ai": v for k, v in ais.items()},
-        "context_used": used,
-        "context_window": size,
+        "replies_by_ai": {f"{k}-ai": v for k, v in summary.by_ai.items()},
+        "context_used": summary.context_used(default),
+        "context_window": summary.context_window(default),
         "tokens": summary.tokens,
-        "origin": meta.get("origin"),
+        "origin": summary.origin,
         "location": sessions.store.location(sid),
     }
 

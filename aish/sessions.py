@@ -23,14 +23,6 @@ from aish.store.base import Summary
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
 
 
-def window_of(meta: dict, default: int) -> int:
-    """A session's context window; a damaged header value falls back to the default."""
-    value = meta.get("context_window", default)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
-        return value
-    return default
-
-
 def check_message(config: Config, text: str) -> None:
     if len(text) > config.max_message_chars:
         raise LimitError(f"message too long ({len(text)} characters, limit "
@@ -118,8 +110,8 @@ class Sessions:
                 hint="see 'aish --list-sessions --all', or restore it with aish --restore-session",
             ) from None
         meta = summary.meta
-        owner = meta.get("owner", ai)
-        participants = list(meta.get("participants") or [owner])
+        owner = summary.owner
+        participants = summary.participants
         update: dict = {}
         if ai not in participants:
             if not (meta.get("shared") or shared):
@@ -155,6 +147,9 @@ class Sessions:
 
     def end(self, sid: str, ai: str | None = None) -> Summary:
         summary = self.summary(sid)
+        if ai and ai not in summary.participants and not summary.meta.get("shared"):
+            raise Refused(f"session {sid} belongs to {summary.owner}-ai",
+                          hint=f"end it as {summary.owner} or with 'aish --end-session {sid}'")
         summary = self.store.append(sid, [{"t": "meta", "state": ENDED, "time": self.now()}])
         self.audit.record("end", sid, ai)
         return summary
@@ -187,7 +182,7 @@ class Session:
 
     @property
     def context_window(self) -> int:
-        return window_of(self.meta, self.sessions.config.context_window)
+        return self.summary.context_window(self.sessions.config.context_window)
 
     @property
     def shared(self) -> bool:

@@ -212,6 +212,11 @@ def main() -> int:
                     f"(open, exchange, save; fastest {fastest * 1000:.1f} ms)")
                 row(f"{n:>6} messages: whole piped exchange, fault server",
                     timed(fast, "apollo", "--session", sid, input="hello"))
+
+    print("\nRendering a long streamed Markdown reply in the shell (should grow linearly):")
+    import render_bench
+
+    render_bench.main()
     return 1 if heavy else 0
 
 

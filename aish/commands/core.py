@@ -9,7 +9,6 @@ from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
 from aish.errors import AishError, UsageError
 from aish.humanize import ago, iso, window
 from aish.ids import ID_PATTERN, check_id
-from aish.sessions import window_of
 
 NEW = "\0new"  # `--session` given without an id
 
@@ -60,6 +59,8 @@ def ask(ctx: Context, args) -> int:
             flag = "--" + given[0].replace("_", "-")
             raise UsageError(f"{flag} needs --session or --session-id")
     text = " ".join(words) if words else None
+    if text is not None and args.retry:
+        raise UsageError("--retry sends the unanswered message again; it takes no message")
     if text is None and not args.end and not args.retry and not ctx.stdin_is_tty:
         text = ctx.read_stdin().rstrip("\n") or None
     if text is not None:
@@ -74,17 +75,17 @@ def ask(ctx: Context, args) -> int:
             raise UsageError("no message given", hint="pass it as arguments or on stdin")
         return _one_shot(ctx, specialist, text, args)
 
+    if args.end and text is None and not args.retry:
+        return _end(ctx, specialist, args)
     session = _open_session(ctx, specialist, args)
     if args.get_id:
         ctx.out.data(session.id)
     if text is None and not args.retry:
-        if args.end:
-            ctx.sessions.end(session.id, specialist.name)
-            ctx.out.note(f"Session {session.id} ended")
-            return 0
         if (ctx.stdin_is_tty or ctx.interactive) and not args.get_id:
             return _enter_session_mode(ctx, specialist, session, args)
         session.save()
+        if not args.get_id:
+            ctx.out.note(f"Session {session.id} is ready (no message was given)")
         return 0
     try:
         _exchange(ctx, specialist, session, text, args, show=not args.get_id)
@@ -93,6 +94,16 @@ def ask(ctx: Context, args) -> int:
     if args.end:
         ctx.sessions.end(session.id, specialist.name)
         ctx.out.note(f"Session {session.id} ended")
+    return 0
+
+
+def _end(ctx: Context, specialist, args) -> int:
+    """`apollo --session ID --end`: end it without reviving it first (no limit check)."""
+    sid = args.session_id or (args.session if args.session not in (None, NEW) else None)
+    if not sid:
+        raise UsageError("--end needs a session id", hint="apollo --session ID --end")
+    ctx.sessions.end(sid, specialist.name)
+    ctx.out.note(f"Session {sid} ended")
     return 0
 
 
@@ -111,8 +122,6 @@ def _open_session(ctx: Context, specialist, args):
                                 create_missing=args.session_id is not None,
                                 context_window=args.context_window)
     else:
-        if args.end:
-            raise UsageError("--end needs a session id", hint="apollo --session ID --end")
         session = sessions.create(specialist.name, context_window=args.context_window)
     if args.extend_context:
         session.extend_context(args.extend_context)
@@ -219,18 +228,17 @@ def session_mode(ctx: Context, args) -> int:
 
 
 def summary_row(ctx: Context, summary, state: str) -> dict:
-    meta = summary.meta
-    size = window_of(meta, ctx.config.context_window)
     return {
         "id": summary.id,
-        "ai": f"{meta.get('owner', '?')}-ai",
-        "participants": [f"{p}-ai" for p in meta.get("participants", [])],
+        "ai": f"{summary.owner}-ai",
+        "participants": [f"{p}-ai" for p in summary.participants],
         "state": state,
-        "shared": bool(meta.get("shared")),
+        "shared": bool(summary.meta.get("shared")),
         "messages": summary.messages,
         "pairs": summary.user_messages,
-        "context_window": size,
-        "created": iso(float(meta.get("created", 0) or 0)),
+        "context_used": summary.context_used(ctx.config.context_window),
+        "context_window": summary.context_window(ctx.config.context_window),
+        "created": iso(summary.created),
         "updated": iso(summary.updated),
     }
 
@@ -249,10 +257,9 @@ def list_sessions(ctx: Context, args) -> int:
     now = ctx.now()
     lines = [f"{'SESSION':<24} {'AI':<16} {'STATE':<8} {'MSGS':>5} {'WINDOW':>9}  LAST ACTIVITY"]
     for summary, state in rows:
-        meta = summary.meta
-        ai = f"{meta.get('owner', '?')}-ai" + ("+" if meta.get("shared") else "")
-        size = window_of(meta, ctx.config.context_window)
-        used = min(summary.user_messages, size) if size else summary.user_messages
+        ai = f"{summary.owner}-ai" + ("+" if summary.meta.get("shared") else "")
+        size = summary.context_window(ctx.config.context_window)
+        used = summary.context_used(ctx.config.context_window)
         lines.append(f"{summary.id:<24} {ai:<16} {state:<8} {summary.messages:>5} "
                      f"{window(used, size):>9}  {ago(now - summary.updated)}")
     ctx.out.data("\n".join(lines))

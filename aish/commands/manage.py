@@ -39,7 +39,8 @@ def _keep_recent(text: str) -> int:
 
 
 def _json(ctx: Context, value) -> None:
-    ctx.out.data(json.dumps(value, indent=2, ensure_ascii=False))
+    # ASCII JSON: exact for any content, and inert when it reaches a terminal.
+    ctx.out.data(json.dumps(value, indent=2))
 
 
 def _plural(n: int, word: str) -> str:
@@ -90,11 +91,11 @@ def export_sessions(ctx: Context, args) -> int:
 
     docs = transfer.export_sessions(ctx.sessions, skip_corrupted=args.skip_corrupted)
     first = next(docs, None)  # every check runs before anything is printed
-    header = json.dumps(transfer.export_header(ctx.sessions.now()), ensure_ascii=False)
+    header = json.dumps(transfer.export_header(ctx.sessions.now()))
     ctx.out.data(header[:-1] + ', "sessions": [', end="")
     count = 0
     for doc in itertools.chain([first] if first else [], docs):
-        ctx.out.data(("," if count else "") + "\n" + json.dumps(doc, ensure_ascii=False), end="")
+        ctx.out.data(("," if count else "") + "\n" + json.dumps(doc), end="")
         _warn_skipped(ctx, doc["session"]["id"], doc.get("skipped", []))
         count += 1
     ctx.out.data("\n]}")

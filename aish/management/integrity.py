@@ -100,6 +100,8 @@ def meta_problems(sid: str, meta: dict, has_messages: bool = True) -> list[Probl
         bad("participants is not a list of names")
     if "shared" in meta and not isinstance(meta["shared"], bool):
         bad("shared is not true or false")
+    if "origin" in meta and not isinstance(meta["origin"], dict):
+        bad("origin is not a mapping")
     if meta.get("state", ACTIVE) not in (ACTIVE, ENDED):
         bad(f"unknown state {str(meta.get('state'))[:20]!r}")
     return found
@@ -169,6 +171,8 @@ def repaired_meta(sid: str, meta: dict, messages: list[Message], default_window:
         fixed["shared"] = len(participants) > 1
     if fixed.get("state") not in (ACTIVE, ENDED):
         fixed["state"] = ACTIVE
+    if "origin" in fixed and not isinstance(fixed["origin"], dict):
+        fixed["origin"] = {"note": str(fixed["origin"])[:200]}
     return fixed
 
 

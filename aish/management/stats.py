@@ -6,22 +6,13 @@ from __future__ import annotations
 from collections import Counter
 
 from aish.management.integrity import is_count
-from aish.sessions import window_of
-
-ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
-
-
-def context_length(summary, default_window: int) -> int:
-    """Pairs of a session that fall in its context window."""
-    window = window_of(summary.meta, default_window)
-    pairs = summary.user_messages
-    return pairs if window == 0 else min(pairs, window)
+from aish.sessions import ACTIVE, ENDED, EXPIRED
 
 
 def session_stats(sessions) -> dict:
     rows = sessions.listing(include_all=True)
     states = Counter(state for _, state in rows)
-    lengths = [context_length(s, sessions.config.context_window) for s, _ in rows]
+    lengths = [s.context_used(sessions.config.context_window) for s, _ in rows]
     replies: Counter = Counter()
     for summary, _ in rows:
         for ai, count in summary.by_ai.items():

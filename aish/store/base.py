@@ -57,6 +57,39 @@ class Summary:
     def updated(self) -> float:
         return max(self.last_time, _time(self.meta.get("updated")), _time(self.meta.get("created")))
 
+    # Header values read through checks: a hand-edited or damaged header must never break
+    # listing or info; --validate-session reports such values and --repair-session fixes them.
+    @property
+    def created(self) -> float:
+        return _time(self.meta.get("created"))
+
+    @property
+    def owner(self) -> str:
+        owner = self.meta.get("owner")
+        return owner if isinstance(owner, str) else "?"
+
+    @property
+    def participants(self) -> list[str]:
+        value = self.meta.get("participants")
+        names = [p for p in value if isinstance(p, str)] if isinstance(value, list) else []
+        return names or [self.owner]
+
+    @property
+    def origin(self) -> dict:
+        origin = self.meta.get("origin")
+        return origin if isinstance(origin, dict) else {}
+
+    def context_window(self, default: int) -> int:
+        value = self.meta.get("context_window", default)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+            return value
+        return default
+
+    def context_used(self, default: int) -> int:
+        """Pairs of the session that fall in its window (what list, info and stats show)."""
+        window = self.context_window(default)
+        return self.user_messages if window == 0 else min(self.user_messages, window)
+
     def fold(self, record: dict) -> None:
         """Apply one record; used both incrementally on append and when rebuilding."""
         kind = record.get("t")
