@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from aish import errors
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+        invoked = os.path.basename(sys.argv[0])
+        if invoked not in ("aish", "__main__.py", "-c", ""):  # a shim: `sherlock` = `aish sherlock`
+            argv = [invoked, *argv]
+    argv = list(argv)
     from aish.commands.context import Context
 
     ctx = Context()
@@ -28,8 +34,6 @@ def main(argv: list[str] | None = None) -> int:
         return errors.INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); stop quietly, as Unix tools do.
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1

@@ -131,8 +131,13 @@ def test_save_writes_and_keeps_checkpoint(ctx):
     assert "Checkpoint checkpoint-1 saved to" in err
     assert [m.content for m in stored(ctx, session.id)] == ["Hello", "reply 1"]
     doc = ctx.store.get_doc("checkpoints", f"{session.id}/checkpoint-1")
-    assert doc["session"] == session.id
+    assert doc["session"]["id"] == session.id and doc["checkpoint"] == "checkpoint-1"
     assert [r["content"] for r in doc["messages"]] == ["Hello", "reply 1"]
+    # A checkpoint is a --save-session document: --restore-session takes it back.
+    from aish.management.restore import restore
+
+    restored = restore(ctx.sessions, json.dumps(doc).encode())
+    assert [m.content for m in stored(ctx, restored[0].id)] == ["Hello", "reply 1"]
 
 
 def test_bad_checkpoint_name_is_refused(ctx):

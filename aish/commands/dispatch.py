@@ -12,6 +12,7 @@ def load_commands() -> None:
     import aish.commands.core  # noqa: F401
     import aish.commands.manage  # noqa: F401
     import aish.commands.session_cmds  # noqa: F401
+    import aish.commands.shims  # noqa: F401
     import aish.commands.sync  # noqa: F401
 
 
@@ -46,8 +47,18 @@ def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]
     raise UsageError(f"unknown option {argv[0]!r}", hint="see 'aish --help'")
 
 
+def _asks_for_help(tokens: list[str]) -> bool:
+    options = tokens[: tokens.index("--")] if "--" in tokens else tokens
+    return "-h" in options or "--help" in options
+
+
 def run(ctx: Context, argv: list[str]) -> int:
     command, rest, specialist = find(ctx, argv)
+    if command.name != "help" and _asks_for_help(rest):  # `apollo --help`, `aish --X --help`
+        from aish.commands.helptext import render_help
+
+        ctx.out.data(render_help(ctx, specialist or command.name))
+        return 0
     if specialist is not None:
         args = command.parse(rest, prog=specialist)
         args.specialist = specialist

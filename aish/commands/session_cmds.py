@@ -63,14 +63,13 @@ def save(ctx: Context, args) -> int:
     session.save()
     ctx.out.note(f"Session saved to {tilde(session.location, ctx.environ)}")
     if args.name is not None:
-        loaded = session.sessions.store.load(session.id)
-        path = session.sessions.store.put_doc("checkpoints", f"{session.id}/{args.name}", {
-            "name": args.name,
-            "session": session.id,
-            "saved": ctx.now(),
-            "meta": loaded.meta,
-            "messages": [m.to_record() for m in loaded.messages],
-        })
+        from aish.management.integrity import inspect
+        from aish.management.transfer import session_doc
+
+        # The `--save-session` document, so `aish --restore-session PATH` takes a checkpoint.
+        doc = {**session_doc(inspect(session.sessions, session.id)), "checkpoint": args.name,
+               "saved": ctx.now()}
+        path = session.sessions.store.put_doc("checkpoints", f"{session.id}/{args.name}", doc)
         session.sessions.audit.record("checkpoint", session.id, _ai(state), name=args.name)
         ctx.out.note(f"Checkpoint {args.name} saved to {tilde(path, ctx.environ)}")
     return 0
