@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     from aish.commands.context import Context
 
     ctx = Context()
+    from aish.shell.hooks import install
+
+    install(ctx)
     try:
         if not argv:
             from aish.shell.repl import run_shell

@@ -53,6 +53,10 @@ class StorageError(AishError):
     exit_code = STORAGE
 
 
+class SessionExists(StorageError):
+    """A session with that id is already stored (create never overwrites)."""
+
+
 class LimitError(AishError):
     exit_code = LIMIT
 

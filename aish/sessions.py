@@ -14,7 +14,14 @@ from aish.audit import NULL_AUDIT, AuditLog
 from aish.config import Config
 from aish.context import estimate_tokens, select_window, window_pairs
 from aish.conversation import build_chat
-from aish.errors import LimitError, ProviderError, Refused, SessionNotFound, UsageError
+from aish.errors import (
+    LimitError,
+    ProviderError,
+    Refused,
+    SessionExists,
+    SessionNotFound,
+    UsageError,
+)
 from aish.ids import check_id, new_id
 from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
 from aish.specialists import Specialist, ai_key
@@ -81,7 +88,6 @@ class Sessions:
                 "shared": named, "state": ACTIVE, "participants": [ai], **(extra_meta or {})}
         if origin:
             meta["origin"] = origin
-        from aish.store.filestore import SessionExists
 
         for _ in range(20):
             meta["id"] = check_id(sid) if sid else new_id()

@@ -18,13 +18,20 @@ import pytest
 
 from aish.audit import AuditLog
 from aish.config import load
-from aish.errors import LimitError, Refused, SessionNotFound, StorageError, UsageError
+from aish.errors import (
+    LimitError,
+    Refused,
+    SessionExists,
+    SessionNotFound,
+    StorageError,
+    UsageError,
+)
 from aish.messages import ASSISTANT, USER, Chunk, Message, Usage
 from aish.sessions import ACTIVE, ENDED, EXPIRED, Sessions
 from aish.specialists import roster
 from aish.store.base import FORMAT_VERSION
 from aish.store.crypto import EncryptedCodec
-from aish.store.filestore import FileStore, SessionExists
+from aish.store.filestore import FileStore
 from aish.store.redisstore import RedisStore
 
 BACKENDS = ["file", "redis", "file-encrypted", "redis-encrypted"]

@@ -22,6 +22,11 @@ class Context:
     out: Output = field(default_factory=Output)
     now: Callable[[], float] = time.time
     interactive: bool = False  # True inside the aish> shell
+    # Hooks a face installs, so that commands never import a face:
+    # present_reply(ctx, name, produce) shows a streamed reply (produce(on_text) streams it);
+    # enter_session(ctx, specialist, session, provider=, model=) runs interactive session mode.
+    present_reply: Callable | None = None
+    enter_session: Callable | None = None
 
     @cached_property
     def config(self):

@@ -147,10 +147,11 @@ def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
             if text is not None:
                 session.add_user(specialist, text)  # kept, unanswered, for --retry
             raise
-        if show and ctx.interactive and ctx.out.stdout_tty:  # the shell: rendered, live
-            from aish.shell.reply import stream_reply
-
-            stream_reply(ctx, session, specialist, text, provider)
+        if show and ctx.present_reply:  # the shell: rendered, with a live preview
+            reply = ctx.present_reply(ctx, specialist.name, lambda on_text: session.exchange(
+                specialist, text, provider, on_text=on_text))
+            if reply.interrupted:
+                ctx.out.note("(reply interrupted; what arrived is kept in the session)")
             return
         try:
             session.exchange(specialist, text, provider,
@@ -183,10 +184,8 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
                 return True
         return False
 
-    if ctx.interactive and ctx.out.stdout_tty:  # the shell: rendered, with a live preview
-        from aish.shell.reply import show_streaming
-
-        finished = show_streaming(ctx, specialist.name, produce)
+    if ctx.present_reply:  # the shell: rendered, with a live preview
+        finished = ctx.present_reply(ctx, specialist.name, produce)
     else:
         try:
             finished = produce(ctx.out.reply_chunk)
@@ -198,10 +197,11 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
 
 
 def _enter_session_mode(ctx: Context, specialist, session, args) -> int:
-    from aish.shell.session_mode import run_session_mode
-
-    return run_session_mode(ctx, specialist, session, provider=getattr(args, "provider", None),
-                            model=getattr(args, "model", None))
+    if ctx.enter_session is None:
+        raise UsageError("interactive session mode is not available here",
+                         hint=f"send a message: echo hi | {specialist.name} --session {session.id}")
+    return ctx.enter_session(ctx, specialist, session, provider=getattr(args, "provider", None),
+                             model=getattr(args, "model", None))
 
 
 @command("session", "aish", "Interactive session mode with a specialist.",

@@ -48,7 +48,7 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
 
     Raises only AishError subclasses, whatever ``data`` holds.
     """
-    from aish.store.filestore import SessionExists
+    from aish.errors import SessionExists
 
     if target is not None:
         check_id(target)
@@ -102,8 +102,10 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
         result = Restored(sid, item.source_id, len(item.messages), item.skipped,
                           renamed=target is None and item.source_id not in (None, sid))
         if mode == "replace":
-            result.backup = store.backup(sid, "restore")
-            store.replace(sid, meta, item.messages)
+            # Backup, then replace; messages appended meanwhile are kept, not lost.
+            mark = store.load(sid).mark
+            result.backup = sessions.rewrite(sid, meta, item.messages, "restore", owner,
+                                             since=mark)
             result.replaced = True
         else:
             for _ in range(20):

@@ -36,8 +36,11 @@ class ShellContext(Context):
 
 
 def run_shell(ctx: Context) -> int:
+    from aish.shell.hooks import install
+
     shell = ShellContext(environ=ctx.environ, stdin=ctx.stdin, out=ctx.out, now=ctx.now,
                          interactive=True)
+    install(shell, in_shell=True)
     shell.lines = open_lines(shell)
     if not shell.lines.interactive:
         shell.stdin = io.StringIO("")  # the script's lines are commands, not message bodies

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from aish.errors import ConfigError, LimitError, SessionNotFound, StorageError
+from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
 from aish.store.base import (
@@ -37,10 +37,6 @@ from aish.store.base import (
 DOC_KINDS = ("templates", "checkpoints")
 CRYPTO_FILE = ".crypto.json"  # salt and key check of an encrypted store (aish.store.crypto)
 _BLOCK = 64 * 1024
-
-
-class SessionExists(StorageError):
-    pass
 
 
 def _fsync_dir(path: Path) -> None:

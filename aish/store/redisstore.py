@@ -31,7 +31,7 @@ import json
 import math
 import time
 
-from aish.errors import ConfigError, LimitError, SessionNotFound, StorageError
+from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
 from aish.store.base import (
@@ -47,7 +47,7 @@ from aish.store.base import (
     parse_line,
     seal_doc,
 )
-from aish.store.filestore import DOC_KINDS, SessionExists
+from aish.store.filestore import DOC_KINDS
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 PREFIX = "aish"
