@@ -198,7 +198,9 @@ class Session:
     def location(self) -> str:
         return self.sessions.store.location(self.id)
 
-    def _every(self) -> int:
+    @property
+    def save_every(self) -> int:
+        """Write every N messages; 0 = only on `save` (this session's setting, else config's)."""
         return self.sessions.config.auto_save if self.auto_save is None else self.auto_save
 
     def set_meta(self, **update) -> None:
@@ -214,7 +216,7 @@ class Session:
 
     def add(self, message: Message) -> None:
         self.pending.append(message)
-        every = self._every()
+        every = self.save_every
         if every and len(self.pending) >= every:
             self.save()
 
@@ -311,5 +313,5 @@ class Session:
         return message
 
     def save_if_auto(self) -> None:
-        if self._every() and self.pending:
+        if self.save_every and self.pending:
             self.save()

@@ -6,7 +6,7 @@ import json
 
 from aish.commands.context import Context
 from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
-from aish.errors import AishError, UsageError
+from aish.errors import UsageError
 from aish.humanize import ago, iso, window
 from aish.ids import ID_PATTERN, check_id
 
@@ -216,15 +216,10 @@ def _enter_session_mode(ctx: Context, specialist, session, args) -> int:
          example="aish --session hermes --session-id learn-rust")
 def session_mode(ctx: Context, args) -> int:
     specialist = ctx.specialist(args.name)
-    args.session = args.session_id
-    args.extend_context = None
-    args.end = False
     if args.session_id is not None:
         check_id(args.session_id)
-    session = _open_session(ctx, specialist, args) if (args.session_id or args.template) else (
-        ctx.sessions.create(specialist.name, context_window=args.context_window))
-    session.auto_save = args.auto_save
-    return _enter_session_mode(ctx, specialist, session, args)
+    args.session, args.extend_context = None, None  # what `_open_session` reads besides these
+    return _enter_session_mode(ctx, specialist, _open_session(ctx, specialist, args), args)
 
 
 def summary_row(ctx: Context, summary, state: str) -> dict:
@@ -291,10 +286,6 @@ def help_command(ctx: Context, args) -> int:
 
     ctx.out.data(render_help(ctx, args.topic))
     return 0
-
-
-def fail_line(exc: AishError) -> str:
-    return str(exc)
 
 
 __all__ = ["REGISTRY"]

@@ -36,11 +36,6 @@ class SessionState:
     leave: bool = False  # set by `exit`: end the session and leave session mode
 
 
-def save_every(session) -> int:
-    """Write every N messages; 0 = only on `save` (the session's setting, else the config's)."""
-    return session.sessions.config.auto_save if session.auto_save is None else session.auto_save
-
-
 def tilde(path: str, environ: dict) -> str:
     """``path`` with the home directory shown as ``~``, as the guide prints it."""
     home = environ.get("HOME")

@@ -120,5 +120,5 @@ class LocalProvider:
                         "".join(m["content"] for m in messages).encode(), add_bos=False))
                     yield Chunk(finished=True, usage=Usage(prompt, completion))
                     return
-        except ValueError as exc:  # e.g. prompt longer than the model's context
+        except (ValueError, RuntimeError) as exc:  # e.g. prompt longer than the context
             raise ProviderError(self.endpoint, str(exc)) from None

@@ -25,7 +25,7 @@ class OpenAIProvider:
     def __init__(self, base_url: str, api_key: str, model: str, options: dict,
                  timeout: float = 60.0, max_retries: int = 2):
         self.base_url = base_url
-        self.endpoint = base_url
+        self.endpoint = _without_credentials(base_url)  # shown in errors
         self._api_key = api_key
         self.model = model
         self.options = options
@@ -103,6 +103,19 @@ class OpenAIProvider:
         if finish is None:
             raise self._fail("the reply stream ended before it finished")
         yield Chunk(finished=True, usage=usage)
+
+
+def _without_credentials(url: str) -> str:
+    """`https://user:pass@host/v1` → `https://host/v1`: errors name the endpoint, not secrets."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "the configured endpoint"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _is_transport_error(exc: BaseException) -> bool:

@@ -16,7 +16,7 @@ with unsaved messages asks first.
 
 from __future__ import annotations
 
-from aish.commands.session_cmds import SessionState, parse_session_line, save_every, tilde
+from aish.commands.session_cmds import SessionState, parse_session_line, tilde
 from aish.errors import AishError, ProviderError, UsageError
 from aish.shell.lines import Ask, LineSource, open_lines
 from aish.shell.toolbar import session_toolbar
@@ -130,7 +130,7 @@ class SessionMode:
         session = self.session
         try:
             if session.unsaved:
-                if save_every(session):
+                if session.save_every:
                     session.save()
                 else:
                     count = session.unsaved
@@ -175,7 +175,7 @@ class SessionMode:
         except AishError:
             used, size = 0, session.context_window
         model = getattr(self._provider, "model", None)
-        unsaved = session.unsaved if not save_every(session) else 0
+        unsaved = session.unsaved if not session.save_every else 0
         self._toolbar = session_toolbar(session.id, used, size, self.specialist.name, model,
                                         unsaved)
 

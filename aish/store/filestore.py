@@ -39,6 +39,12 @@ CRYPTO_FILE = ".crypto.json"  # salt and key check of an encrypted store (aish.s
 _BLOCK = 64 * 1024
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -295,7 +301,7 @@ class FileStore:
                 summary = self._read_idx(sid, size)
                 if summary is None:
                     summary = self._rebuild_idx(sid)
-                os.write(fd, payload)
+                _write_all(fd, payload)
                 os.fsync(fd)
             except OSError as exc:
                 raise StorageError(f"cannot write session {sid}: {exc.strerror}") from None
@@ -319,21 +325,31 @@ class FileStore:
                 break
             start = max(0, start - _BLOCK)
         torn = os.pread(fd, size - keep, keep)
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        self._write_private(self._dir("backup") / f"{sid}-{stamp}-torn.jsonl", torn)
+        self._keep_backup(sid, "torn", torn)
         os.ftruncate(fd, keep)
         return keep
 
-    def _write_private(self, path: Path, data: bytes) -> None:
+    def _write_private(self, path: Path, data: bytes, exclusive: bool = False) -> None:
+        """Write ``path`` whole or not at all (temp file, fsync, rename, directory fsync).
+
+        ``exclusive``: fail with FileExistsError instead of replacing an existing file.
+        """
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             os.fchmod(fd, 0o600)
-            os.write(fd, data)
+            _write_all(fd, data)
             os.fsync(fd)
             os.close(fd)
-            os.replace(tmp, path)
+            fd = -1
+            if exclusive:
+                os.link(tmp, path)  # atomic, and refuses to replace
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
             _fsync_dir(path.parent)
         except BaseException:
+            if fd >= 0:
+                os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
@@ -388,14 +404,21 @@ class FileStore:
     def backup(self, sid: str, reason: str) -> str:
         with self._locked(sid, exclusive=False):
             data = self._read_bytes(sid)
+        return str(self._keep_backup(sid, reason, data))
+
+    def _keep_backup(self, sid: str, reason: str, data: bytes) -> Path:
+        """Write a new backup file; never replaces one (two in the same second get -2, -3)."""
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        path = self._dir("backup") / f"{sid}-{stamp}-{reason}.jsonl"
+        folder = self._dir("backup")
         n = 1
-        while path.exists():
-            n += 1
-            path = path.with_name(f"{sid}-{stamp}-{reason}-{n}.jsonl")
-        self._write_private(path, data)
-        return str(path)
+        while True:
+            suffix = "" if n == 1 else f"-{n}"
+            path = folder / f"{sid}-{stamp}-{reason}{suffix}.jsonl"
+            try:
+                self._write_private(path, data, exclusive=True)
+                return path
+            except FileExistsError:
+                n += 1
 
     def backups(self, sid: str) -> list[str]:
         """Locations of the session's backups (torn-tail fragments included), oldest first."""
