@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aish.context import estimate_tokens, pairs_of, select_window
+from aish.context import estimate_tokens, pairs_of
 from aish.humanize import ago, when, window
 
 
@@ -52,16 +52,16 @@ def format_info(info: dict, now: float) -> str:
 
 def context_report(session, specialist, now: float) -> dict:
     """What the shell's `context` shows: the window in use, its oldest message, its tokens."""
-    size = session.context_window
-    history = session.recent(size)
+    from aish.messages import USER, Message
+
+    specialist = session.as_owner_sees_it(specialist)
     # The window as it would be sent with the next message (the persona counts too).
-    sent = select_window(history + [_placeholder(session, specialist)], size,
-                         session.sessions.config.max_context_size,
-                         estimate_tokens(specialist.persona))[:-1]
-    used = len(pairs_of(sent))
+    upcoming = Message(USER, "", specialist.name, session.sessions.now())
+    sent = session.window(specialist, upcoming=upcoming)[:-1]
     oldest = sent[0].time if sent else None
     tokens = estimate_tokens(specialist.persona) + sum(estimate_tokens(m.content) for m in sent)
-    return {"used": used, "window": size, "oldest": oldest, "tokens": tokens,
+    return {"used": len(pairs_of(sent)), "window": session.context_window, "oldest": oldest,
+            "tokens": tokens,
             "age": None if oldest is None else now - oldest}
 
 
@@ -71,9 +71,3 @@ def format_context(report: dict) -> str:
         lines.append(f"Oldest message: {ago(report['age'])}")
     lines.append(f"Estimated tokens: {report['tokens']:,}")
     return "\n".join(lines)
-
-
-def _placeholder(session, specialist):
-    from aish.messages import USER, Message
-
-    return Message(USER, "", specialist.name, session.sessions.now())

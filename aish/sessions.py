@@ -253,16 +253,28 @@ class Session:
                  ) -> list[ChatMessage]:
         """The chat to send: persona + window, within max_context_size and ``token_limit``
         (what the provider's model can take, when it says)."""
+        specialist = self.as_owner_sees_it(specialist)
+        return build_chat(specialist, self.window(specialist, token_limit), self.shared)
+
+    def as_owner_sees_it(self, specialist: Specialist) -> Specialist:
+        """The specialist with the persona a template gave this session, if it is the owner."""
         persona = self.meta.get("persona")
-        if persona and specialist.name == self.meta.get("owner"):  # a template's persona
-            specialist = replace(specialist, persona=str(persona))
+        if persona and specialist.name == self.meta.get("owner"):
+            return replace(specialist, persona=str(persona))
+        return specialist
+
+    def window(self, specialist: Specialist, token_limit: int | None = None,
+               upcoming: Message | None = None) -> list[Message]:
+        """The messages that are sent (the last pairs that fit), ending with the newest
+        message, or with ``upcoming`` when asking what the next message would carry."""
         history = self.recent(self.context_window)
-        persona_tokens = estimate_tokens(specialist.persona)
+        if upcoming is not None:
+            history = history + [upcoming]
         cap = self.sessions.config.max_context_size
         if token_limit:
             cap = min(cap, token_limit)
-        window = select_window(history, self.context_window, cap, persona_tokens)
-        return build_chat(specialist, window, self.shared)
+        return select_window(history, self.context_window, cap,
+                             estimate_tokens(specialist.persona))
 
     def exchange(self, specialist: Specialist, text: str | None, provider,
                  on_text: Callable[[str], None] = lambda _t: None) -> Reply:
