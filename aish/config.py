@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "ui": {"theme": "default"},
 }
 
+BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
 ENV_KEYS = {
     "AISH_SESSION_DIR": ("sessions", "storage", "path"),
     "AISH_DEFAULT_CONTEXT": ("sessions", "defaults", "context_window"),
@@ -143,10 +145,8 @@ class _Checker:
 
     def boolean(self, *keys: str) -> bool:
         value = self.raw(*keys)
-        words = {"true": True, "yes": True, "on": True, "1": True,
-                 "false": False, "no": False, "off": False, "0": False}
-        if isinstance(value, str) and value.lower() in words:
-            return words[value.lower()]
+        if isinstance(value, str) and value.lower() in BOOLEAN_WORDS:
+            return BOOLEAN_WORDS[value.lower()]
         if not isinstance(value, bool):
             self.fail(keys, "true or false", value)
         return value
@@ -204,9 +204,10 @@ def load(env: dict[str, str] | None = None) -> Config:
     _check_providers(c)
     path = c.text("sessions", "storage", "path", optional=True)
     session_dir = Path(path).expanduser() if path else home / "sessions"
+    # `auto_save: true` (yes, on) writes every message, `false` only on save, N every N messages.
     auto = c.raw("sessions", "defaults", "auto_save")
-    if isinstance(auto, bool):  # `auto_save: true` writes every message, `false` only on save
-        auto_save = 1 if auto else 0
+    if isinstance(auto, bool) or str(auto).lower() in BOOLEAN_WORDS:
+        auto_save = int(c.boolean("sessions", "defaults", "auto_save"))
     else:
         auto_save = c.integer("sessions", "defaults", "auto_save")
     return Config(

@@ -11,8 +11,8 @@ import pytest
 import redis
 from conftest import run
 
-from aish.commands.sync import merge_messages, open_pair, sync
 from aish.config import load
+from aish.management.sync import merge_messages, open_pair, sync
 from aish.messages import ASSISTANT, USER, Message
 from aish.sessions import EXPIRED, state_of
 from aish.store.filestore import FileStore

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from aish.commands.context import Context
-from aish.commands.sync import merge_messages
 from aish.errors import AishError, LimitError, StorageError
+from aish.management.sync import merge_messages
 from aish.messages import Message
 from aish.output import Output
 from aish.store.base import PlainCodec, Summary, fold_records, parse_line

@@ -469,4 +469,7 @@ class FileStore:
 
     def list_docs(self, kind: str) -> list[str]:
         folder = self.root / kind
-        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        # A stray file with a hostile name (escape sequences, ...) is not a document of ours.
+        return sorted(p.stem for p in folder.glob("*.json") if ID_PATTERN.fullmatch(p.stem))

@@ -560,4 +560,4 @@ class RedisStore:
         with self._guard(f"list {kind}"):
             names = {k.decode("utf-8", "replace")[len(start):]
                      for k in self.client.scan_iter(match=f"{start}*", count=_SCAN_COUNT)}
-        return sorted(n for n in names if "/" not in n)
+        return sorted(n for n in names if ID_PATTERN.fullmatch(n))  # never a hostile name

@@ -1,0 +1,199 @@
+"""`aish --sync-sessions`: bring the local file store and a Redis store up to date with each other.
+
+A laptop works offline on its files and catches up later; a team's Redis receives what was
+written locally. Messages carry stable ids, so a message is never copied twice:
+
+- a session on one side only is copied whole to the other;
+- a session on both sides gets the messages it lacks. When they all come after what it holds
+  they are appended; otherwise (both sides went on separately) the session is rewritten as the
+  merge of both, each side's order kept and interleaved by time, after a backup;
+- metadata: the side with the later activity wins (state, window, ...); participants are
+  united, ``shared`` is kept if either side set it.
+
+Sync adds nothing that changes a session's last activity, so it never revives an expired one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from aish.errors import AishError, UsageError
+from aish.ids import check_id
+from aish.messages import Message
+
+# Keys of a folded meta that describe one write rather than the session.
+_TRANSIENT = ("t", "v", "time")
+
+
+@dataclass
+class Change:
+    id: str
+    direction: str  # "push" (files -> Redis) or "pull" (Redis -> files)
+    action: str  # "copy", "append", "rewrite", "meta", "error"
+    messages: int = 0  # messages written
+    backup: str | None = None
+    detail: str = ""
+
+
+def merge_messages(first: list[Message], second: list[Message]) -> list[Message]:
+    """Union by id; each side's order kept, interleaved by time (ties: ``first`` first)."""
+    out: list[Message] = []
+    seen: set[str] = set()
+    i = j = 0
+    while i < len(first) or j < len(second):
+        if i < len(first) and first[i].id in seen:
+            i += 1
+            continue
+        if j < len(second) and second[j].id in seen:
+            j += 1
+            continue
+        take_first = j >= len(second) or (i < len(first) and first[i].time <= second[j].time)
+        message = first[i] if take_first else second[j]
+        if take_first:
+            i += 1
+        else:
+            j += 1
+        seen.add(message.id)
+        out.append(message)
+    return out
+
+
+def merge_meta(a: dict, a_updated: float, b: dict, b_updated: float) -> dict:
+    """The session's metadata after sync: the later side wins, participants are united."""
+    older, newer = (b, a) if a_updated >= b_updated else (a, b)
+    meta = {**older, **newer}
+    participants: list = []
+    for side in (a, b):
+        for name in side.get("participants") or []:
+            if name not in participants:
+                participants.append(name)
+    if participants:
+        meta["participants"] = participants
+    if a.get("shared") or b.get("shared"):
+        meta["shared"] = True
+    created = [m["created"] for m in (a, b) if isinstance(m.get("created"), int | float)]
+    if created:
+        meta["created"] = min(created)
+    return {k: v for k, v in meta.items() if k not in _TRANSIENT}
+
+
+def _updated(store, sid: str) -> float:
+    return store.summary(sid).updated
+
+
+def _bring(target, sid: str, have, merged: list[Message], meta: dict, direction: str,
+           dry_run: bool) -> Change | None:
+    """Make ``target``'s copy of ``sid`` hold ``merged`` and ``meta``; None when it does."""
+    have_ids = [m.id for m in have.messages]
+    want_ids = [m.id for m in merged]
+    meta_diff = {k: v for k, v in meta.items() if have.meta.get(k) != v}
+    if have_ids == want_ids:
+        if not meta_diff:
+            return None
+        if not dry_run:
+            target.append(sid, [{"t": "meta", **meta_diff}])
+        return Change(sid, direction, "meta", 0, detail=", ".join(sorted(meta_diff)))
+    if want_ids[: len(have_ids)] == have_ids:
+        new = merged[len(have_ids):]
+        if not dry_run:
+            records = [m.to_record() for m in new]
+            if meta_diff:
+                records.append({"t": "meta", **meta_diff})
+            target.append(sid, records)
+        return Change(sid, direction, "append", len(new))
+    added = len(set(want_ids) - set(have_ids))
+    if dry_run:
+        return Change(sid, direction, "rewrite", added)
+    backup = target.backup(sid, "sync")
+    target.replace(sid, meta, merged, since=have.mark)
+    return Change(sid, direction, "rewrite", added, backup=backup)
+
+
+def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
+                 dry_run: bool = False) -> list[Change]:
+    on_local, on_remote = local.exists(sid), remote.exists(sid)
+    if on_local and not on_remote or on_remote and not on_local:
+        source, target, direction = (local, remote, "push") if on_local else (
+            remote, local, "pull")
+        if (direction == "push" and not push) or (direction == "pull" and not pull):
+            return []
+        loaded = source.load(sid)
+        meta = {k: v for k, v in loaded.meta.items() if k not in _TRANSIENT}
+        meta["id"] = sid
+        if not dry_run:
+            target.create(meta, loaded.messages)
+        return [Change(sid, direction, "copy", len(loaded.messages))]
+    if not on_local:
+        return []
+    mine, theirs = local.load(sid), remote.load(sid)
+    merged = merge_messages(mine.messages, theirs.messages)
+    meta = merge_meta(mine.meta, _updated(local, sid), theirs.meta, _updated(remote, sid))
+    meta["id"] = sid
+    changes = []
+    if push and (change := _bring(remote, sid, theirs, merged, meta, "push", dry_run)):
+        changes.append(change)
+    if pull and (change := _bring(local, sid, mine, merged, meta, "pull", dry_run)):
+        changes.append(change)
+    return changes
+
+
+def sync_docs(local, remote, push: bool, pull: bool, dry_run: bool) -> list[Change]:
+    """Copy templates missing on one side (a template of the same name is never overwritten)."""
+    changes = []
+    for kind in ("templates",):
+        mine, theirs = set(local.list_docs(kind)), set(remote.list_docs(kind))
+        for names, source, target, direction, enabled in (
+                (mine - theirs, local, remote, "push", push),
+                (theirs - mine, remote, local, "pull", pull)):
+            for name in sorted(names) if enabled else ():
+                if not dry_run:
+                    doc = source.get_doc(kind, name)
+                    if doc is None:
+                        continue
+                    target.put_doc(kind, name, doc)
+                changes.append(Change(name, direction, "template"))
+    return changes
+
+
+def sync(local, remote, ids: list[str] | None = None, push: bool = True, pull: bool = True,
+         dry_run: bool = False, audit=None) -> list[Change]:
+    """Sync ``ids`` (default: every session on either side) and, without ids, templates."""
+    wanted = ids if ids else sorted(set(local.ids()) | set(remote.ids()))
+    changes: list[Change] = []
+    for sid in wanted:
+        try:
+            done = sync_session(local, remote, check_id(sid), push, pull, dry_run)
+        except AishError as exc:  # one damaged or busy session does not stop the others
+            done = [Change(sid, "both", "error", detail=str(exc))]
+        changes += done
+        if audit is not None and not dry_run:
+            for change in done:
+                if change.action != "error":
+                    audit.record("sync", sid, None, direction=change.direction,
+                                 change=change.action, messages=change.messages,
+                                 **({"backup": change.backup} if change.backup else {}))
+    if not ids:
+        changes += sync_docs(local, remote, push, pull, dry_run)
+    return changes
+
+
+def open_pair(config, url: str | None):
+    """The local file store and the Redis store, each with its own key check when encrypted."""
+    from aish.store.filestore import FileStore
+    from aish.store.redisstore import RedisStore
+
+    url = url or config.redis_url
+    if not url:
+        raise UsageError("--sync-sessions needs a Redis URL",
+                         hint="pass --url redis://HOST:6379/0 or set sessions.storage.url")
+    file_codec = redis_codec = None
+    if config.encrypt:
+        from aish.store.crypto import codec_for
+
+        file_codec = codec_for(replace(config, storage_type="file"))
+        redis_codec = codec_for(replace(config, storage_type="redis", redis_url=url))
+    local = FileStore(config.session_dir, codec=file_codec,
+                      max_session_bytes=config.max_session_bytes)
+    remote = RedisStore(url, codec=redis_codec, timeout_minutes=config.timeout_minutes,
+                        max_session_bytes=config.max_session_bytes)
+    return local, remote
