@@ -239,6 +239,16 @@ def test_delete(store):
     store.delete("gone")  # deleting twice is harmless
 
 
+def test_remove_keeps_a_backup_and_deletes(store, backend):
+    store.create(new_meta("gone"), conversation(2))
+    location = store.remove("gone", "cleanup")
+    assert not store.exists("gone")
+    kept = backend.backup_bytes(store, location).decode()
+    assert kept.count('"t":"msg"') == 4 or kept.count('"t": "msg"') == 4
+    with pytest.raises(SessionNotFound):
+        store.remove("gone", "cleanup")
+
+
 def test_backup_keeps_the_log_as_it_was(store, backend):
     messages = conversation(2)
     store.create(new_meta("b"), messages)

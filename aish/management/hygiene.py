@@ -30,8 +30,7 @@ class Removal:
 
 def remove_session(sessions, sid: str, reason: str, ai: str | None = None) -> str:
     """Delete a session after keeping a backup of it; returns the backup's location."""
-    backup = sessions.store.backup(sid, reason)
-    sessions.store.delete(sid)
+    backup = sessions.store.remove(sid, reason)
     sessions.audit.record(reason, sid, ai, backup=backup)
     return backup
 

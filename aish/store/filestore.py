@@ -401,6 +401,18 @@ class FileStore:
         with contextlib.suppress(OSError):
             _fsync_dir(self.root)
 
+    def remove(self, sid: str, reason: str) -> str:
+        """Back up and delete under one exclusive lock, so nothing appended in between is lost;
+        returns the backup's location."""
+        with self._locked(sid, exclusive=True):
+            backup = self._keep_backup(sid, reason, self._read_bytes(sid))
+            for path in (self._log(sid), self._idx(sid)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        with contextlib.suppress(OSError):
+            _fsync_dir(self.root)
+        return str(backup)
+
     def backup(self, sid: str, reason: str) -> str:
         with self._locked(sid, exclusive=False):
             data = self._read_bytes(sid)

@@ -113,6 +113,16 @@ return 1
 """
 
 
+# Back up and delete in one step: nothing appended in between can be lost.
+_REMOVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('COPY', KEYS[1], KEYS[3]) == 0 then return 0 end
+if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[1]) end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"""
+
+
 def _import_redis():
     try:
         import redis
@@ -249,6 +259,7 @@ class RedisStore:
         self.ttl_ms = int((timeout_minutes * 60 + retention_days * 86400) * 1000)
         self._write = self.client.register_script(_WRITE)
         self._backup = self.client.register_script(_BACKUP)
+        self._remove = self.client.register_script(_REMOVE)
         if codec is None:
             with self._guard("check for encryption"):
                 encrypted = self.client.exists(CRYPTO_KEY)
@@ -490,7 +501,11 @@ class RedisStore:
         with self._guard("remove a session"):
             self.client.delete(self._key(sid, "meta"), self._key(sid, "log"))
 
-    def backup(self, sid: str, reason: str) -> str:
+    def remove(self, sid: str, reason: str) -> str:
+        """Back up and delete atomically; returns the backup's location."""
+        return self.backup(sid, reason, remove=True)
+
+    def backup(self, sid: str, reason: str, remove: bool = False) -> str:
         """Copy the log to ``aish:{id}:backup:<stamp>-<reason>`` (kept for the retention TTL)."""
         check_id(reason, "backup reason")
         stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -500,7 +515,11 @@ class RedisStore:
             for n in range(1, 1000):
                 name = f"{stamp}-{reason}" + (f"-{n}" if n > 1 else "")
                 key = self._key(sid, f"backup:{name}")
-                done = self._backup(keys=[log, key], args=[retention])
+                if remove:
+                    done = self._remove(keys=[log, self._key(sid, "meta"), key],
+                                        args=[retention])
+                else:
+                    done = self._backup(keys=[log, key], args=[retention])
                 if done == -1:
                     raise SessionNotFound(f"session {sid} not found")
                 if done == 1:
