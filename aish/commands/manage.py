@@ -379,3 +379,47 @@ def repair_session(ctx: Context, args) -> int:
                      f"aside {_plural(result.set_aside, 'damaged line')}{extra}")
         ctx.out.note(f"The original is kept in {result.backup}")
     return 0
+
+
+@command("search-sessions", "aish", "Find messages containing TEXT across all stored sessions.",
+         args=(Arg("TEXT", "what to look for (case-insensitive)"),
+               Arg("--ai", "only sessions this specialist takes part in", metavar="NAME",
+                   completes="specialist"),
+               Arg("--limit", "at most N hits (default 50)", type=positive_int, metavar="N"),
+               JSON),
+         example='aish --search-sessions "memory leak"')
+def search_sessions(ctx: Context, args) -> int:
+    from aish.management.discovery import search
+    from aish.specialists import ai_key
+
+    hits = search(ctx.sessions, args.text, ai_key(args.ai) if args.ai else None,
+                  args.limit or 50)
+    if args.json:
+        _json(ctx, [h.to_json() for h in hits])
+    elif not hits:
+        ctx.out.note(f"No message contains {args.text!r}.")
+    else:
+        ctx.out.data("\n".join(
+            f"{h.session}#{h.index:<4} {(h.ai + '-ai') if h.role == 'assistant' else 'user':<14} "
+            f"{iso(h.time)}  {h.snippet}" for h in hits))
+    return 0 if hits else 1
+
+
+@command("fork-session", "aish", "Branch a session: a new one with its first N messages.",
+         args=(SESSION,
+               Arg("--at", "keep messages 1..N (required)", type=positive_int, metavar="N"),
+               Arg("--output", "the new session's id (default: generated)", metavar="ID"),
+               JSON),
+         example="aish --fork-session sess_abc123 --at 4 --output try-another-way")
+def fork_session(ctx: Context, args) -> int:
+    from aish.management.discovery import fork
+
+    if args.at is None:
+        raise UsageError("--fork-session needs --at N (how many messages to keep)")
+    session = fork(ctx.sessions, args.id, args.at, args.output)
+    if args.json:
+        _json(ctx, {"id": session.id, "source": args.id, "messages": args.at})
+    else:
+        ctx.out.data(session.id)
+        ctx.out.note(f"Forked {args.id} at message {args.at} into {session.id}")
+    return 0
