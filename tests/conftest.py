@@ -77,6 +77,21 @@ def aish(home):
     return runner
 
 
+@pytest.fixture
+def server():
+    """A scripted OpenAI-compatible server (tests/fault_server.py) for faults and recording."""
+    from fault_server import FaultServer
+
+    with FaultServer() as s:
+        yield s
+
+
+@pytest.fixture
+def env(home, server):
+    """``home`` pointed at the scripted server."""
+    return {**home, "OPENAI_BASE_URL": server.base, "OPENAI_API_KEY": "test-key"}
+
+
 def bundled_gguf() -> Path:
     from aish.providers.local import bundled_model
 

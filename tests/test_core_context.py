@@ -98,17 +98,6 @@ def test_window_pairs_counts_what_is_in_use():
 # -- what a real process sends -------------------------------------------------------------
 
 
-@pytest.fixture
-def server():
-    with FaultServer() as s:
-        yield s
-
-
-@pytest.fixture
-def env(home, server):
-    return {**home, "OPENAI_BASE_URL": server.base, "OPENAI_API_KEY": "test-key"}
-
-
 def seed(sessions_dir: Path, sid: str, start: int, count: int, size: int = 10) -> None:
     """Append ``count`` finished pairs (u{i}/a{i}) to a session, as earlier exchanges."""
     store = FileStore(sessions_dir)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run
-from fault_server import FaultServer
 
 from aish.errors import LIMIT, NOT_FOUND, USAGE
 from aish.store.filestore import FileStore
@@ -60,17 +59,6 @@ def bash(env: dict, script: str, cwd: Path, timeout: float = 240) -> subprocess.
                             timeout=timeout)
     assert result.returncode == 0, result.stderr.decode()
     return result
-
-
-@pytest.fixture
-def server():
-    with FaultServer() as s:
-        yield s
-
-
-@pytest.fixture
-def env(home, server):
-    return {**home, "OPENAI_BASE_URL": server.base, "OPENAI_API_KEY": "test-key"}
 
 
 def read(cwd: Path, name: str) -> str:

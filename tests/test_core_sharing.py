@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from conftest import run
-from fault_server import FaultServer
 
 from aish.config import load
 from aish.conversation import SHARED_NOTE, build_chat
@@ -18,17 +17,6 @@ from aish.messages import ASSISTANT, USER, Message
 from aish.sessions import Sessions
 from aish.specialists import BUILTIN, roster
 from aish.store.filestore import FileStore
-
-
-@pytest.fixture
-def server():
-    with FaultServer() as s:
-        yield s
-
-
-@pytest.fixture
-def env(home, server):
-    return {**home, "OPENAI_BASE_URL": server.base, "OPENAI_API_KEY": "test-key"}
 
 
 def ok(env, *args, input=None):
