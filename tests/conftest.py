@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 # A real redis-server on loopback (fixtures `redis_server`, `redis_url`) for the Redis half.
-pytest_plugins = ("redis_support",)
+pytest_plugins = ("redis_support", "shell_support")  # + pty fixtures `terms`, `term_env`
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent

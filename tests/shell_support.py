@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pexpect
+import pytest
 
 BIN = Path(sys.executable).parent
 
@@ -177,3 +178,18 @@ class ScriptedServer:
 def session_records(sessions_dir: Path, sid: str) -> list[dict]:
     path = sessions_dir / f"{sid}.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def term_env(home):
+    """``home`` set up for the shell under a pty (see `shell_env`)."""
+    return shell_env(home)
+
+
+@pytest.fixture
+def terms():
+    """Start Terms through this list; any still running at the end are killed."""
+    started: list[Term] = []
+    yield started
+    for term in started:
+        term.close()

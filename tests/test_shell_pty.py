@@ -13,23 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from shell_support import BIN, ScriptedServer, Term, session_records, shell_env
+from shell_support import BIN, ScriptedServer, Term, session_records
 
 SID = r"(sess_[a-z0-9]{6})"
-
-
-@pytest.fixture
-def term_env(home):
-    return shell_env(home)
-
-
-@pytest.fixture
-def terms():
-    """Start Terms through this list; any still running at the end are killed."""
-    started: list[Term] = []
-    yield started
-    for term in started:
-        term.close()
 
 
 def start(terms, env, *args, **kw) -> Term:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 import threading
 
-import pytest
-from shell_support import ScriptedServer, Term, shell_env
+from shell_support import ScriptedServer, Term
 
 
 class Gated:
@@ -29,19 +28,6 @@ class Gated:
         self.waiting.set()
         self.gate.wait(30)
         yield from self.after
-
-
-@pytest.fixture
-def term_env(home):
-    return shell_env(home)
-
-
-@pytest.fixture
-def terms():
-    started: list[Term] = []
-    yield started
-    for term in started:
-        term.close()
 
 
 def session_term(terms, env, server) -> Term:
