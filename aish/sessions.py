@@ -164,7 +164,7 @@ class Sessions:
 @dataclass
 class Reply:
     text: str
-    message: Message | None  # None when nothing was stored (should not happen)
+    message: Message
     interrupted: bool = False
 
 

@@ -8,7 +8,6 @@ handlers so that other commands never pay for them.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -29,13 +28,6 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
-
-
-def _keep_recent(text: str) -> int:
-    try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"--keep-recent: {exc}") from None
 
 
 def _json(ctx: Context, value) -> None:
@@ -307,7 +299,7 @@ def remove_sessions(ctx: Context, args) -> int:
 @command("prune-session", "aish",
          "Keep only a session's last N message pairs (a backup is kept first).",
          args=(SESSION,
-               Arg("--keep-recent", "how many recent pairs to keep (required)", type=_keep_recent,
+               Arg("--keep-recent", "how many recent pairs to keep (required)", type=positive_int,
                    metavar="N"),
                JSON),
          example="aish --prune-session sess_abc123 --keep-recent 5")

@@ -9,9 +9,8 @@ from aish.context import pairs_of
 from aish.errors import SessionNotFound, UsageError
 from aish.humanize import iso
 from aish.management.integrity import clean_meta, is_name, load_intact
+from aish.sessions import ACTIVE
 from aish.specialists import ai_key
-
-ACTIVE = "active"
 
 
 @dataclass

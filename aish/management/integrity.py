@@ -14,22 +14,12 @@ from dataclasses import dataclass
 from aish.errors import AishError, StorageError
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
-from aish.store.base import Problem
+from aish.sessions import ACTIVE, ENDED  # the states a log may record (expiry is derived)
+from aish.store.base import MAX_TIME, Problem, is_count, is_time  # noqa: F401 - re-exported
 
-ACTIVE, ENDED = "active", "ended"  # the states a session log may record (expiry is derived)
 # Problems that lose nothing when the session is read: its messages are all there.
 LOSSLESS = frozenset({"out of order", "bad meta"})
 NOT_META = ("t", "v", "time")  # record keys that fold into the meta but are not part of it
-MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59: later timestamps cannot be shown
-
-
-def is_time(value) -> bool:
-    # The range check alone excludes NaN and infinities; math.isfinite(10**400) would overflow.
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIME
-
-
-def is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
 
 
 def is_name(value) -> bool:

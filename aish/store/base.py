@@ -21,11 +21,21 @@ FORMAT_VERSION = 1
 MAX_LINE_CHARS = 16 * 1024 * 1024  # a longer line is reported as a problem, never parsed
 
 
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59: later timestamps cannot be shown
+
+
+def is_time(value) -> bool:
+    # The range check alone excludes NaN and infinities; math.isfinite(10**400) would overflow.
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIME
+
+
+def is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
 def _count(value) -> int:
     """A token count from a stored record; anything that is not a sane count counts 0."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
-        return value
-    return 0
+    return value if is_count(value) else 0
 
 
 def _time(value) -> float:
@@ -33,9 +43,7 @@ def _time(value) -> float:
 
     A hand-edited or garbled log must never break listing (``float("x")``, ``float(10**400)``).
     """
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e12:
-        return float(value)
-    return 0.0
+    return float(value) if is_time(value) else 0.0
 
 
 @dataclass
@@ -81,9 +89,7 @@ class Summary:
 
     def context_window(self, default: int) -> int:
         value = self.meta.get("context_window", default)
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
-            return value
-        return default
+        return value if is_count(value) else default
 
     def context_used(self, default: int) -> int:
         """Pairs of the session that fall in its window (what list, info and stats show)."""
@@ -212,22 +218,22 @@ class PlainCodec:
         return record
 
 
-def seal_doc(codec: Codec, data: dict) -> dict:
-    """Seal the message records a document (template, checkpoint) carries in ``messages``."""
+def _map_messages(data: dict, change) -> dict:
     messages = data.get("messages")
     if not isinstance(messages, list):
         return data
-    return {**data, "messages": [codec.seal(r) if isinstance(r, dict) and r.get("t") == "msg"
+    return {**data, "messages": [change(r) if isinstance(r, dict) and r.get("t") == "msg"
                                  else r for r in messages]}
+
+
+def seal_doc(codec: Codec, data: dict) -> dict:
+    """Seal the message records a document (template, checkpoint) carries in ``messages``."""
+    return _map_messages(data, codec.seal)
 
 
 def open_doc(codec: Codec, data: dict) -> dict:
     """Undo `seal_doc`; raises ValueError when a sealed message cannot be opened."""
-    messages = data.get("messages")
-    if not isinstance(messages, list):
-        return data
-    return {**data, "messages": [codec.open(r) if isinstance(r, dict) and r.get("t") == "msg"
-                                 else r for r in messages]}
+    return _map_messages(data, codec.open)
 
 
 class Store(Protocol):
