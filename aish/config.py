@@ -238,7 +238,8 @@ def _check_providers(c: _Checker) -> None:
     c.text("providers", "default", choices=("openai", "local"), optional=True)
     kinds = {"base_url": "text", "api_key": "text", "model": "text", "model_path": "text",
              "timeout": "positive", "max_retries": "count", "n_ctx": "count",
-             "max_tokens": "count", "temperature": "number", "top_p": "number"}
+             "max_tokens": "count", "temperature": "number", "top_p": "number",
+             "repeat_penalty": "number"}
     for provider in ("openai", "local"):
         settings = c.mapping("providers", provider)
         for key, kind in kinds.items():

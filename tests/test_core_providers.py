@@ -277,3 +277,13 @@ def test_local_provider_leaves_room_for_the_reply_in_its_context():
     provider = LocalProvider.from_settings({"n_ctx": 2048, "max_tokens": 100}, apollo)
     assert provider.context_limit == 2048 - 100 - 64
     assert LocalProvider.from_settings({}, apollo).context_limit == 4096 - 512 - 64
+
+
+def test_local_model_gets_a_repeat_penalty_unless_configured():
+    from aish.providers.local import LocalProvider
+    from aish.specialists import roster
+
+    apollo = roster({})["apollo"]
+    assert LocalProvider.from_settings({}, apollo).options["repeat_penalty"] == 1.2
+    tuned = LocalProvider.from_settings({"repeat_penalty": 1.0}, apollo)
+    assert tuned.options["repeat_penalty"] == 1.0

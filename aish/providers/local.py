@@ -83,6 +83,9 @@ class LocalProvider:
                 )
         options = generation_options(settings, specialist)
         options.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+        # llama-cpp-python's chat default is no penalty, and a 135M model then loops on one
+        # sentence until max_tokens; a mild penalty keeps its replies readable.
+        options.setdefault("repeat_penalty", float(settings.get("repeat_penalty", 1.2)))
         return cls(path, options, int(settings.get("n_ctx", 4096)))
 
     def _load(self):
