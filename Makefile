@@ -3,10 +3,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS ?= -q --disable-pip-version-check
+START := $(shell date +%s)
 
-.PHONY: setup run test lint bench system-deps clean
+.PHONY: setup run test test-nightly lint bench system-deps clean
 
 $(VENV)/.installed: pyproject.toml
+	@echo "Setting up $(VENV). The first time, pip compiles llama-cpp-python from source:" \
+	  "about 4-5 minutes on 2 cores with no output (later installs reuse pip's cached wheel)." >&2
 	python3 -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[local,redis,crypto,test]'
@@ -27,8 +30,15 @@ run: setup
 lint: setup
 	$(VENV)/bin/ruff check aish tests benchmarks
 
+# pytest prints its own time; the line after it is the whole run's, setup and lint included.
 test: setup system-deps lint
-	$(PY) -m pytest
+	@$(PY) -m pytest; status=$$?; \
+	  echo "make test: $$(( $$(date +%s) - $(START) )) s wall time (setup, lint and tests)"; \
+	  exit $$status
+
+# The long version: fuzzers at 10,000 cases each and the concurrency stress at full size.
+test-nightly: setup system-deps lint
+	AISH_FUZZ_EXAMPLES=10000 AISH_STRESS_ROUNDS=50 $(PY) -m pytest
 
 bench: setup
 	$(PY) benchmarks/bench.py

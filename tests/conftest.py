@@ -54,7 +54,7 @@ def sessions_dir(home) -> Path:
     return Path(home["HOME"]) / ".aish" / "sessions"
 
 
-def run(env: dict, *args: str, input: str | bytes | None = None, timeout: float = 120,
+def run(env: dict, *args: str, input: str | bytes | None = None, timeout: float = 600,
         **extra_env: str) -> subprocess.CompletedProcess:
     """Run a console script (`aish`, `apollo`, ...) as a user would, in a pipe."""
     program, *rest = args
@@ -71,7 +71,7 @@ def run(env: dict, *args: str, input: str | bytes | None = None, timeout: float 
 def aish(home):
     """``aish("apollo", "--session", input="Hello")`` → CompletedProcess (bytes)."""
 
-    def runner(*args: str, input=None, timeout: float = 120, **extra_env):
+    def runner(*args: str, input=None, timeout: float = 600, **extra_env):
         return run(home, *args, input=input, timeout=timeout, **extra_env)
 
     return runner
@@ -112,7 +112,7 @@ def llama_server():
         stdout=log, stderr=log,
     )
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
+    deadline = time.time() + 600
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("llama_cpp.server exited early")

@@ -75,7 +75,7 @@ class Term:
             self.child.send(f"\x1b[{self.rows - 8};1R" * (asked - self._answered))
             self._answered = asked
 
-    def expect(self, pattern: str, timeout: float = 30) -> re.Match:
+    def expect(self, pattern: str, timeout: float = 180) -> re.Match:
         """Wait for ``pattern`` (a regex) in the text after the previous match."""
         deadline = time.monotonic() + timeout
         regex = re.compile(pattern)
@@ -105,7 +105,7 @@ class Term:
     def tail(self, chars: int = 3000) -> str:
         return self.text[-chars:]
 
-    def wait(self, timeout: float = 30) -> int:
+    def wait(self, timeout: float = 180) -> int:
         deadline = time.monotonic() + timeout
         while not self.eof:
             if time.monotonic() > deadline:

@@ -54,7 +54,7 @@ echo $SESSION_ID > sid.txt
 """
 
 
-def bash(env: dict, script: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+def bash(env: dict, script: str, cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
     result = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True,
                             timeout=timeout)
     assert result.returncode == 0, result.stderr.decode()
@@ -243,7 +243,7 @@ def test_management_commands_import_no_model_client(home, sessions_dir, argv):
     store.create({"id": "sess_aaaaaa", "owner": "apollo", "participants": ["apollo"]})
     result = subprocess.run([sys.executable, "-c", PROBE, ",".join(HEAVY), *argv], env=home,
                             cwd=REPO,
-                            capture_output=True, timeout=60)
+                            capture_output=True, timeout=600)
     report = json.loads(result.stderr.decode().strip().splitlines()[-1])
     assert report["code"] == 0, result.stderr.decode()
     assert report["heavy"] == [], f"{argv} imported {report['heavy']}"

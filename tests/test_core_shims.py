@@ -29,4 +29,4 @@ def subprocess_run(env, program, *args):
     import subprocess
 
     return subprocess.run([str(program), *args], capture_output=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=60)
+                          stdin=subprocess.DEVNULL, timeout=600)

@@ -35,7 +35,7 @@ def machine(home: dict, tmp_path: Path, name: str, url: str, endpoint: str) -> d
 
 
 def ok(env: dict, *args: str, input: str | None = None) -> str:
-    result = run(env, *args, input=input, timeout=60)
+    result = run(env, *args, input=input, timeout=600)
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode()
 
@@ -59,7 +59,7 @@ def test_two_machines_continue_each_other(home, tmp_path, redis_url, fake_openai
     sent = [m["content"] for m in fake_openai.requests[-1]["messages"]]
     assert "Hello, my name is Bob" in sent and "Nice to meet you, Bob." in sent
 
-    refused = run(desktop, "athena", "--session", sid, input="review", timeout=60)
+    refused = run(desktop, "athena", "--session", sid, input="review", timeout=600)
     assert refused.returncode == 7 and b"--shared" in refused.stderr
     fake_openai.reply = "Looks fine."
     ok(desktop, "athena", "--session", sid, "--shared", input="Review the conversation")
@@ -124,7 +124,7 @@ def test_many_processes_write_one_session(home, tmp_path, redis_url, fake_openai
             [str(BIN / "apollo"), "--session-id", "busy", f"message {n}"], env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err.decode()
     loaded = RedisStore(redis_url).load("busy")
     users = sorted(m.content for m in loaded.messages if m.role == USER)

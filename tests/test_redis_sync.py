@@ -178,7 +178,7 @@ def test_sync_through_the_cli(home, tmp_path, redis_url, fake_openai):
         f"sessions:\n  storage: {{type: redis, url: '{redis_url}'}}\n")
 
     def ok(env, *args, input=None):
-        result = run(env, *args, input=input, timeout=60)
+        result = run(env, *args, input=input, timeout=600)
         assert result.returncode == 0, result.stderr.decode()
         return result.stdout.decode()
 

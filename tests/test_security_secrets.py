@@ -30,7 +30,7 @@ def exercise(env: dict) -> list[bytes]:
     outputs = []
 
     def go(*args, input=None):
-        result = run(env, *args, input=input, timeout=60)
+        result = run(env, *args, input=input, timeout=600)
         outputs.extend([result.stdout, result.stderr])
         return result
 

@@ -252,7 +252,7 @@ def test_auto_save_off_asks_before_leaving(term_env, terms, sessions_dir):
 def test_script_mode_runs_lines_from_stdin(home):
     script = "--version\n# a comment\n--list-sessions\nbogus\n"
     result = subprocess.run([str(BIN / "aish")], input=script.encode(), capture_output=True,
-                            env=home, timeout=60)
+                            env=home, timeout=600)
     assert result.stdout.decode().splitlines()[0] == "aish 0.1.0"
     assert "No active sessions." in result.stderr.decode()
     assert "unknown command or specialist 'bogus'" in result.stderr.decode()
@@ -263,7 +263,7 @@ def test_script_drives_session_mode(home):
     with ScriptedServer(["hello ", "there"]) as server:
         script = "apollo --session\nHi\ncontext\nexit\n--list-sessions --all\n"
         result = subprocess.run([str(BIN / "aish")], input=script.encode(), capture_output=True,
-                                env={**home, "OPENAI_BASE_URL": server.base_url}, timeout=60)
+                                env={**home, "OPENAI_BASE_URL": server.base_url}, timeout=600)
     out, err = result.stdout.decode(), result.stderr.decode()
     assert result.returncode == 0, err
     assert "apollo> hello there" in out
@@ -277,6 +277,6 @@ def test_management_commands_do_not_load_the_shell(home):
             "heavy = [m for m in sys.modules if m.startswith(('prompt_toolkit', 'rich', "
             "'pygments', 'openai', 'llama_cpp'))]\nprint('HEAVY', heavy)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=home,
-                            timeout=60)
+                            timeout=600)
     assert "HEAVY []" in result.stdout.decode(), result.stdout.decode() + result.stderr.decode()
 

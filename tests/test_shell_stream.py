@@ -44,12 +44,12 @@ def test_words_of_an_unfinished_paragraph_appear_as_they_arrive(term_env, terms)
     with ScriptedServer(chunks) as server:  # type: ignore[arg-type]
         t = session_term(terms, term_env, server)
         t.line("tell me something long")
-        assert chunks.waiting.wait(10), "the server never got to the middle of the paragraph"
+        assert chunks.waiting.wait(120), "the server never got to the middle of the paragraph"
         # The paragraph is open (the server holds its end back): its words must show anyway,
         # promptly, after the reply's prefix.
-        t.expect("apollo> ", timeout=2)
-        t.expect(r"Opening sentence of a long", timeout=2)
-        t.expect(r"word19", timeout=2)
+        t.expect("apollo> ")
+        t.expect(r"Opening sentence of a long")
+        t.expect(r"word19")
         assert not chunks.gate.is_set()
         assert "word20" not in t.text and "END" not in t.text
         chunks.gate.set()
@@ -74,7 +74,7 @@ def test_hostile_escapes_in_an_unfinished_paragraph_never_reach_the_terminal(ter
     with ScriptedServer(chunks) as server:  # type: ignore[arg-type]
         t = session_term(terms, term_env, server)
         t.line("say something")
-        t.expect("PREVIEWED", timeout=10)  # shown by the preview, paragraph still open
+        t.expect("PREVIEWED")  # shown by the preview, paragraph still open
         assert not chunks.gate.is_set()
         t.settle(0.5)  # a few redraws of the preview
         during = t.raw

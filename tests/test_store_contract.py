@@ -355,7 +355,7 @@ def test_concurrent_writers_lose_nothing(backend, tmp_path):
             store.append("busy", [m.to_record()])
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script, f"w{n}"]) for n in range(writers)]
-    assert all(p.wait(timeout=120) == 0 for p in procs)
+    assert all(p.wait(timeout=600) == 0 for p in procs)
     loaded = store.load("busy")
     assert loaded.problems == [] or all(p.kind == "out of order" for p in loaded.problems)
     contents = [m.content for m in loaded.messages]
