@@ -1,4 +1,4 @@
-"""Times and numbers the way the guide prints them."""
+"""Times and numbers the way the README prints them."""
 
 from __future__ import annotations
 

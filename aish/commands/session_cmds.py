@@ -37,7 +37,7 @@ class SessionState:
 
 
 def tilde(path: str, environ: dict) -> str:
-    """``path`` with the home directory shown as ``~``, as the guide prints it."""
+    """``path`` with the home directory shown as ``~``, as the README prints it."""
     home = environ.get("HOME")
     if home and (path == home or path.startswith(home.rstrip("/") + "/")):
         return "~" + path[len(home.rstrip("/")):]

@@ -1,4 +1,4 @@
-"""Beyond the guide (SPEC §10): search across sessions, and branching a session at a message."""
+"""Search across sessions, and branching a session at a message."""
 
 from __future__ import annotations
 

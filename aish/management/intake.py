@@ -40,7 +40,7 @@ def stored_backup(store, path: str) -> tuple[bytes, str, str | None] | None:
     """(data, location, note) of the store's backup that ``path`` names, or None.
 
     ``path`` is either a location `Store.backup` returned (a file, or a Redis key), or it names
-    a session: the guide restores with ``--restore-session ~/.aish/sessions/backup/ID.json``, and
+    a session: users restore with ``--restore-session ~/.aish/sessions/backup/ID.json``, and
     backups are kept as ``ID-STAMP-REASON``, so a missing ``ID.json`` (or a bare ``ID``) means
     the newest full backup of ID. Torn-tail fragments are not full backups.
     """

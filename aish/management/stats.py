@@ -1,5 +1,5 @@
 """`--session-stats`: counts over every stored session, from the stores' summaries (no history
-is read), printed the way the guide shows them."""
+is read), printed the way the README shows them."""
 
 from __future__ import annotations
 

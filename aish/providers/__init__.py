@@ -1,6 +1,6 @@
 """Where replies come from. Providers know only message types; they are imported lazily.
 
-Selection order (SPEC §3): flag > specialist config > global config > environment > local.
+Selection order: flag > specialist config > global config > environment > local.
 """
 
 from __future__ import annotations

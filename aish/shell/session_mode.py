@@ -1,4 +1,4 @@
-"""Session mode: a conversation with one specialist in one session, as in the guide.
+"""Session mode: a conversation with one specialist in one session, as the README shows it.
 
     Welcome to session mode with apollo-ai
     Session ID: sess_def456

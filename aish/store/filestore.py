@@ -1,6 +1,6 @@
 """The file store: one append-only JSON-lines log per session, safe for concurrent processes.
 
-Design (see shared/notes/storage.md): an exclusive ``flock`` on a lock file that is never
+Design (docs/storage.md): an exclusive ``flock`` on a lock file that is never
 replaced serialises writers; appends use O_APPEND and are fsynced before success is reported;
 a torn tail left by a killed writer is cut (and kept aside in backup/) by the next writer and
 ignored by readers; rewrites go through a temp file, ``os.replace`` and a directory fsync.

@@ -1,8 +1,8 @@
 """The Redis store: the file store's semantics for teams and several machines sharing sessions.
 
-Layout (Debian's redis-server has no JSON module; see shared/notes/storage.md). Every key of a
-session carries the hash tag ``{id}``, so a cluster keeps them in one slot and one script may
-touch them all:
+Layout (docs/storage.md; plain lists and hashes: Debian's redis-server has no JSON module).
+Every key of a session carries the hash tag ``{id}``, so a cluster keeps them in one slot and
+one script may touch them all:
 
 - ``aish:{id}:log`` — a list of JSON records, exactly the lines of the file store's log;
 - ``aish:{id}:meta`` — a hash with the summary: ``m:<key>`` (meta values as JSON),
