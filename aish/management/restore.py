@@ -97,7 +97,9 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
 
     results = []
     for item, sid, mode in plan:
-        meta = {**item.meta, "id": sid}
+        # ``restored``: a deletion recorded before this moment no longer applies to it, on this
+        # store or (through --sync-sessions) on any other.
+        meta = {**item.meta, "id": sid, "restored": now}
         owner = meta.get("owner")
         result = Restored(sid, item.source_id, len(item.messages), item.skipped,
                           renamed=target is None and item.source_id not in (None, sid))
@@ -122,6 +124,7 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
                     result.renamed = True
             else:  # pragma: no cover - twenty ids taken by others as we chose them
                 raise StorageError(f"could not find a free id to restore {item.label} under")
+        store.drop_tombstone(sid)
         sessions.audit.record("restore", sid, owner, source=source, from_id=item.source_id,
                               replaced=result.replaced, backup=result.backup)
         results.append(result)

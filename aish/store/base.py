@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from aish.errors import StorageError
 from aish.messages import Message
 
 FORMAT_VERSION = 1
@@ -148,6 +149,52 @@ class Loaded:
     mark: object = None
 
 
+class UnusableLog(StorageError):
+    """A session's log that aish will not read or write (a symbolic link, not a file, ...)."""
+
+
+# How long a deletion is remembered for `--sync-sessions` (seconds): long enough for every
+# machine to sync once, after which a copy that still holds the content is not taken back.
+TOMBSTONE_SECONDS = 30 * 86400.0
+
+
+def merge_tombstones(a: dict | None, b: dict | None) -> dict | None:
+    """One tombstone from two records of deletions in the same session (either may be None).
+
+    ``removed``: the whole session was removed; ``messages``: ids of messages a prune dropped;
+    ``time``: the latest deletion; ``ops``: which operations deleted something.
+    """
+    if not a or not b:
+        return dict(a or b) if (a or b) else None
+    messages = list(dict.fromkeys([*a.get("messages", []), *b.get("messages", [])]))
+    ops = list(dict.fromkeys([*a.get("ops", []), *b.get("ops", [])]))
+    return {"id": a.get("id") or b.get("id"),
+            "time": max(_time(a.get("time")), _time(b.get("time"))),
+            "ops": ops, "removed": bool(a.get("removed") or b.get("removed")),
+            "messages": messages}
+
+
+def tombstone(sid: str, op: str, when: float, removed: bool = False,
+              messages: list[str] = ()) -> dict:
+    return {"id": sid, "time": when, "ops": [op], "removed": removed, "messages": list(messages)}
+
+
+def parse_tombstone(raw: bytes | str, sid: str) -> dict | None:
+    """A stored tombstone, or None when it does not decode (a damaged one deletes nothing)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not is_time(data.get("time")):
+        return None
+    messages = data.get("messages")
+    return {"id": sid, "time": float(data["time"]),
+            "ops": [o for o in data.get("ops") or [] if isinstance(o, str)],
+            "removed": data.get("removed") is True,
+            "messages": [m for m in messages if isinstance(m, str)]
+            if isinstance(messages, list) else []}
+
+
 def parse_line(text: str) -> dict:
     """Parse one stored line into a record dict; raises ValueError with a short reason."""
     if len(text) > MAX_LINE_CHARS:
@@ -259,3 +306,7 @@ class Store(Protocol):
     def put_doc(self, kind: str, name: str, data: dict) -> str: ...
     def get_doc(self, kind: str, name: str) -> dict | None: ...
     def list_docs(self, kind: str) -> list[str]: ...
+    # Deletions remembered so that sync does not bring them back (see `merge_tombstones`).
+    def tombstones(self) -> dict[str, dict]: ...
+    def add_tombstone(self, record: dict) -> None: ...  # merged with the one stored
+    def drop_tombstone(self, sid: str) -> None: ...
