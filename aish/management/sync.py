@@ -15,9 +15,9 @@ Sync adds nothing that changes a session's last activity, so it never revives an
 Deletions are not undone: prune, remove and cleanup leave a *tombstone* in their store (the
 session id, the time, the operation and, for a prune, the ids of the messages it dropped).
 Sync carries tombstones to the other side and applies them there: a removed session is removed
-there too (after a backup), pruned messages are dropped, and neither is ever copied back. A
-tombstone older than a copy's ``created`` or ``restored`` time no longer applies (that copy was
-made or restored on purpose afterwards) and is dropped; otherwise it is kept for
+there too (after a backup), pruned messages are dropped, and neither is ever copied back.
+`--restore-session` records that it cleared the deletions before it, and a session created anew
+under a removed id is not the removed one: neither is affected. Tombstones are kept for
 `aish.store.base.TOMBSTONE_SECONDS`.
 """
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from aish.errors import AishError, UsageError
 from aish.ids import check_id
 from aish.messages import Message
-from aish.store.base import is_time, merge_tombstones
+from aish.store.base import in_force, is_time, merge_tombstones
 
 # Keys of a folded meta that describe one write rather than the session.
 _TRANSIENT = ("t", "v", "time")
@@ -119,10 +119,9 @@ def _bring(target, sid: str, have, merged: list[Message], meta: dict, direction:
 
 
 def _born(store, sid: str) -> float:
-    """When this copy came to be on purpose: created, or restored from a backup."""
-    meta = store.summary(sid).meta
-    return max((float(meta[k]) for k in ("created", "restored") if is_time(meta.get(k))),
-               default=0.0)
+    """When this copy was created: a session made anew under a removed id is a new one."""
+    created = store.summary(sid).meta.get("created")
+    return float(created) if is_time(created) else 0.0
 
 
 def _apply_removal(local, remote, sid: str, on_local: bool, on_remote: bool, push: bool,
@@ -145,9 +144,14 @@ def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
                  dry_run: bool = False, tomb: dict | None = None) -> list[Change]:
     """Sync one session; ``tomb`` is what was deleted from it on either side (see the module)."""
     on_local, on_remote = local.exists(sid), remote.exists(sid)
-    if tomb is not None and tomb["removed"]:
+    removed, dropped = False, set()
+    if tomb is not None:
+        born = max((_born(store, sid) for store, there in ((local, on_local),
+                                                           (remote, on_remote)) if there),
+                   default=0.0)
+        removed, dropped = in_force(tomb, born)
+    if removed:
         return _apply_removal(local, remote, sid, on_local, on_remote, push, pull, dry_run)
-    dropped = set(tomb["messages"]) if tomb is not None else set()
     if on_local and not on_remote or on_remote and not on_local:
         source, target, direction = (local, remote, "push") if on_local else (
             remote, local, "pull")
@@ -173,22 +177,12 @@ def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
     return changes
 
 
-def settle_tombstone(local, remote, sid: str, mine: dict | None, theirs: dict | None,
-                     push: bool, pull: bool, dry_run: bool) -> dict | None:
-    """The deletions that apply to ``sid``, carried to the other side; None when none do."""
+def settle_tombstone(local, remote, mine: dict | None, theirs: dict | None, push: bool,
+                     pull: bool, dry_run: bool) -> dict | None:
+    """The deletions recorded for a session on either side, carried to the other side."""
     tomb = merge_tombstones(mine, theirs)
-    if tomb is None:
-        return None
-    born = max((_born(store, sid) for store in (local, remote) if store.exists(sid)),
-               default=0.0)
-    sides = ((local, mine, pull), (remote, theirs, push))
-    if tomb["time"] <= born:  # created or restored on purpose since: the deletion is over
-        for store, held, enabled in sides:
-            if held is not None and enabled and not dry_run:
-                store.drop_tombstone(sid)
-        return None
-    for store, held, enabled in sides:
-        if held != tomb and enabled and not dry_run:
+    for store, held, enabled in ((local, mine, pull), (remote, theirs, push)):
+        if tomb is not None and held != tomb and enabled and not dry_run:
             store.add_tombstone(tomb)
     return tomb
 
@@ -221,7 +215,7 @@ def sync(local, remote, ids: list[str] | None = None, push: bool = True, pull: b
     for sid in wanted:
         try:
             check_id(sid)
-            tomb = settle_tombstone(local, remote, sid, tombs[0].get(sid), tombs[1].get(sid),
+            tomb = settle_tombstone(local, remote, tombs[0].get(sid), tombs[1].get(sid),
                                     push, pull, dry_run)
             done = sync_session(local, remote, sid, push, pull, dry_run, tomb)
         except AishError as exc:  # one damaged or busy session does not stop the others

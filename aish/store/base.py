@@ -161,22 +161,35 @@ TOMBSTONE_SECONDS = 30 * 86400.0
 def merge_tombstones(a: dict | None, b: dict | None) -> dict | None:
     """One tombstone from two records of deletions in the same session (either may be None).
 
-    ``removed``: the whole session was removed; ``messages``: ids of messages a prune dropped;
-    ``time``: the latest deletion; ``ops``: which operations deleted something.
+    Every deletion keeps its own time, so that a restore clears exactly what came before it:
+    ``removed``: when the whole session was removed (0: never); ``messages``: message id -> when
+    a prune dropped it; ``cleared``: when it was last restored on purpose; ``time``: the latest
+    of them (what the retention period counts from); ``ops``: the operations involved.
     """
     if not a or not b:
         return dict(a or b) if (a or b) else None
-    messages = list(dict.fromkeys([*a.get("messages", []), *b.get("messages", [])]))
-    ops = list(dict.fromkeys([*a.get("ops", []), *b.get("ops", [])]))
-    return {"id": a.get("id") or b.get("id"),
-            "time": max(_time(a.get("time")), _time(b.get("time"))),
-            "ops": ops, "removed": bool(a.get("removed") or b.get("removed")),
-            "messages": messages}
+    messages = dict(a["messages"])
+    for mid, when in b["messages"].items():
+        messages[mid] = max(when, messages.get(mid, 0.0))
+    return {"id": a["id"], "time": max(a["time"], b["time"]),
+            "ops": list(dict.fromkeys([*a["ops"], *b["ops"]])),
+            "removed": max(a["removed"], b["removed"]), "messages": messages,
+            "cleared": max(a["cleared"], b["cleared"])}
 
 
 def tombstone(sid: str, op: str, when: float, removed: bool = False,
-              messages: list[str] = ()) -> dict:
-    return {"id": sid, "time": when, "ops": [op], "removed": removed, "messages": list(messages)}
+              messages: list[str] = (), cleared: bool = False) -> dict:
+    """The record of one deletion (or, with ``cleared``, of a restore that undoes the earlier)."""
+    return {"id": sid, "time": when, "ops": [op], "removed": when if removed else 0.0,
+            "messages": dict.fromkeys(messages, when), "cleared": when if cleared else 0.0}
+
+
+def in_force(record: dict, born: float = 0.0) -> tuple[bool, set[str]]:
+    """What a tombstone still deletes from a copy made (created or restored) at ``born``:
+    (the whole session?, the ids of messages)."""
+    cutoff = max(record["cleared"], born)
+    return (record["removed"] > cutoff,
+            {mid for mid, when in record["messages"].items() if when > cutoff})
 
 
 def parse_tombstone(raw: bytes | str, sid: str) -> dict | None:
@@ -185,14 +198,15 @@ def parse_tombstone(raw: bytes | str, sid: str) -> dict | None:
         data = json.loads(raw)
     except (ValueError, TypeError, RecursionError):
         return None
-    if not isinstance(data, dict) or not is_time(data.get("time")):
+    if not isinstance(data, dict):
         return None
     messages = data.get("messages")
-    return {"id": sid, "time": float(data["time"]),
+    messages = messages if isinstance(messages, dict) else {}
+    return {"id": sid, "time": _time(data.get("time")),
             "ops": [o for o in data.get("ops") or [] if isinstance(o, str)],
-            "removed": data.get("removed") is True,
-            "messages": [m for m in messages if isinstance(m, str)]
-            if isinstance(messages, list) else []}
+            "removed": _time(data.get("removed")),
+            "messages": {m: _time(t) for m, t in messages.items() if isinstance(m, str)},
+            "cleared": _time(data.get("cleared"))}
 
 
 def parse_line(text: str) -> dict:
@@ -309,4 +323,3 @@ class Store(Protocol):
     # Deletions remembered so that sync does not bring them back (see `merge_tombstones`).
     def tombstones(self) -> dict[str, dict]: ...
     def add_tombstone(self, record: dict) -> None: ...  # merged with the one stored
-    def drop_tombstone(self, sid: str) -> None: ...

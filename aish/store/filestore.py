@@ -61,7 +61,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _make_private_dirs(path: Path) -> None:
+def make_private_dirs(path: Path) -> None:
     """Create ``path`` and any missing parents 0700 whatever the umask (mkdir's mode is masked)."""
     missing = []
     while not os.path.lexists(path):
@@ -76,6 +76,16 @@ def _make_private_dirs(path: Path) -> None:
             raise StorageError(f"cannot create {folder}: {exc.strerror}") from None
         with contextlib.suppress(OSError):
             os.chmod(folder, 0o700)
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """A small file's bytes, never through a link nor from a device or pipe (which could block
+    or never end); OSError otherwise, FileNotFoundError when it is missing."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return f.read(limit)
 
 
 def _fix_mode(path: Path, mode: int) -> bool:
@@ -140,7 +150,7 @@ class FileStore:
         """The directory ``root/parts...``, created 0700; refused unless each part below the
         root is a real directory of this user, so that nothing is written through a link."""
         if not self.root.is_dir():
-            _make_private_dirs(self.root)
+            make_private_dirs(self.root)
         self._check_root()
         path = self.root
         for part in parts:
@@ -149,7 +159,7 @@ class FileStore:
                 st = os.lstat(path)
                 self._check_own_dir(path, st)
                 continue
-            _make_private_dirs(path)
+            make_private_dirs(path)
             self._check_own_dir(path, os.lstat(path))
         return path
 
@@ -375,7 +385,7 @@ class FileStore:
 
     def _read_idx(self, sid: str, size: int) -> Summary | None:
         try:
-            data = json.loads(self._idx(sid).read_text(encoding="utf-8"))
+            data = json.loads(_read_regular(self._idx(sid), 1 << 20))
             if data.get("size") == size and data.get("v") == FORMAT_VERSION:
                 return Summary.from_json(data["summary"])
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
@@ -617,7 +627,7 @@ class FileStore:
 
     def get_doc(self, kind: str, name: str) -> dict | None:
         try:
-            data = json.loads(self._doc_path(kind, name).read_text(encoding="utf-8"))
+            data = json.loads(_read_regular(self._doc_path(kind, name), self.max_session_bytes))
             return open_doc(self.codec, data) if isinstance(data, dict) else data
         except FileNotFoundError:
             return None
@@ -637,11 +647,9 @@ class FileStore:
 
     def _read_tomb(self, sid: str, now: float) -> dict | None:
         try:
-            fd = os.open(self._tomb(sid), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            record = parse_tombstone(_read_regular(self._tomb(sid), self.max_session_bytes), sid)
         except OSError:
             return None
-        with os.fdopen(fd, "rb") as f:
-            record = parse_tombstone(f.read(self.max_session_bytes), sid)
         if record is None or now - record["time"] > TOMBSTONE_SECONDS:
             return None
         return record
@@ -669,13 +677,6 @@ class FileStore:
             except OSError as exc:
                 raise StorageError(f"cannot record the deletion in {sid}: {exc.strerror}"
                                    ) from None
-
-    def drop_tombstone(self, sid: str) -> None:
-        path = self._tomb(sid)
-        if not os.path.lexists(path):
-            return
-        with self._locked(sid, exclusive=True), contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
     # -- modes -----------------------------------------------------------------------------
     def fix_modes(self, sid: str) -> list[str]:

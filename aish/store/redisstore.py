@@ -622,10 +622,6 @@ class RedisStore:
                         continue
         raise StorageError(f"session {sid} is too busy to record a deletion; try again")
 
-    def drop_tombstone(self, sid: str) -> None:
-        with self._guard("clear a deletion"):
-            self.client.delete(self._key(sid, "tomb"))
-
     def skip(self, sid: str, reason: str) -> None:
         """A Redis session is never unusable the way a linked log file is: nothing to warn."""
 
