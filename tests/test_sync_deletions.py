@@ -3,15 +3,25 @@ copied back from the other, in any direction, until a session is restored on pur
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 from conftest import run
-from manage_support import backups, make_session, ok, stderr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from manage_support import backups, conversation, make_session, ok, stderr
 
+from aish.config import load as load_config
+from aish.errors import Refused
+from aish.management.hygiene import prune, remove_session
+from aish.management.restore import restore
+from aish.management.sync import sync as sync_stores
 from aish.messages import USER, Message
-from aish.store.base import in_force
+from aish.sessions import Sessions
+from aish.store.base import in_force, merge_tombstones, parse_tombstone, tombstone
 from aish.store.filestore import FileStore
 from aish.store.redisstore import RedisStore
 
@@ -109,3 +119,70 @@ def test_a_dry_run_reports_the_deletion_and_changes_nothing(sides, home, redis_u
     assert messages(remote, "s") == 6 and remote.tombstones() == {}
     sync(home, redis_url)
     assert not remote.exists("s") and not local.exists("s")
+
+
+def sessions_over(store, home: dict, now: float) -> Sessions:
+    return Sessions(store, load_config(home), now=lambda: now)
+
+
+def test_a_restore_clears_only_the_deletions_before_it(tmp_path, redis_url, home):
+    """Removed, restored, then pruned: sync applies the prune and never the old removal, also
+    when the tombstone of the removal comes back from a store that missed the restore."""
+    t0 = time.time() - 100
+    local, remote = FileStore(tmp_path / "local"), RedisStore(redis_url)
+    on_local = sessions_over(local, home, t0)
+    on_local.create("apollo", "s", messages=conversation("apollo", 3, t0))
+    sync_stores(local, remote)
+    backup = remove_session(sessions_over(local, home, t0 + 5), "s", "remove")
+    stale = local.tombstones()["s"]
+    restore(sessions_over(local, home, t0 + 10), local.read_backup(backup))
+    prune(sessions_over(local, home, t0 + 20), "s", 2)
+    remote.add_tombstone(stale)  # as a machine that synced before the restore would hold it
+    sync_stores(local, remote)
+    assert len(local.load("s").messages) == len(remote.load("s").messages) == 4
+
+
+def test_a_session_made_anew_under_a_removed_id_syncs(tmp_path, redis_url, home):
+    t0 = time.time() - 100
+    local, remote = FileStore(tmp_path / "local"), RedisStore(redis_url)
+    sessions_over(local, home, t0).create("apollo", "ws", messages=conversation("apollo", 1, t0))
+    sync_stores(local, remote)
+    remove_session(sessions_over(local, home, t0 + 5), "ws", "remove")
+    sync_stores(local, remote)
+    assert not remote.exists("ws")
+    sessions_over(local, home, t0 + 10).create("athena", "ws")
+    sync_stores(local, remote)
+    assert remote.summary("ws").owner == "athena"
+
+
+def test_unknown_owner_is_taken_on_redis_too(redis_url, home):
+    store = RedisStore(redis_url)
+    store.create({"id": "orphan", "state": "active"})
+    sessions = sessions_over(store, home, time.time())
+    sessions.open("hermes", "orphan")
+    assert store.summary("orphan").owner == "hermes"
+    with pytest.raises(Refused):
+        sessions.open("apollo", "orphan")
+
+
+FUZZ = settings(max_examples=int(os.environ.get("AISH_FUZZ_EXAMPLES") or 300), deadline=None)
+stored_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4), max_leaves=12)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["time", "ops", "removed", "messages", "cleared", "x"]),
+                       stored_values), st.binary(max_size=40))
+def test_a_damaged_tombstone_never_breaks_sync(data, junk):
+    """Whatever a hand-edited tombstone holds, it reads as a sane one (or none) and merges."""
+    for raw in (json.dumps(data), junk):
+        record = parse_tombstone(raw, "s")
+        if record is None:
+            continue
+        merged = merge_tombstones(record, tombstone("s", "prune", 5.0, messages=["m1"]))
+        removed, dropped = in_force(merged)
+        assert isinstance(removed, bool) and dropped <= set(merged["messages"])
+        assert ("m1" in dropped) == (merged["cleared"] < merged["messages"]["m1"])
+        assert merge_tombstones(merged, record) == merged

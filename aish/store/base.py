@@ -202,8 +202,9 @@ def parse_tombstone(raw: bytes | str, sid: str) -> dict | None:
         return None
     messages = data.get("messages")
     messages = messages if isinstance(messages, dict) else {}
+    ops = data.get("ops")
     return {"id": sid, "time": _time(data.get("time")),
-            "ops": [o for o in data.get("ops") or [] if isinstance(o, str)],
+            "ops": [o for o in ops if isinstance(o, str)] if isinstance(ops, list) else [],
             "removed": _time(data.get("removed")),
             "messages": {m: _time(t) for m, t in messages.items() if isinstance(m, str)},
             "cleared": _time(data.get("cleared"))}
