@@ -592,7 +592,10 @@ class RedisStore:
         out = {}
         with self._guard("list deletions"):
             keys = list(self.client.scan_iter(match=f"{start}*{end}", count=_SCAN_COUNT))
-            values = self.client.mget(keys) if keys else []
+            pipe = self.client.pipeline(transaction=False)  # one slot per key: no MGET
+            for key in keys:
+                pipe.get(key)
+            values = pipe.execute() if keys else []
         for key, raw in zip(keys, values, strict=True):
             sid = key.decode("utf-8", "replace")[len(start):-len(end)]
             if raw is not None and ID_PATTERN.fullmatch(sid) and ".." not in sid:
