@@ -83,6 +83,21 @@ def test_a_linked_directory_is_refused_and_nothing_outside_changes(env, sessions
         assert log_path(env, "s").read_bytes() == before_log
 
 
+@pytest.mark.parametrize("name", list(WRITERS))
+def test_no_writer_goes_through_any_linked_directory(env, sessions_dir, tmp_path, name):
+    """Every command that writes, with each directory linked away: it works without that
+    directory or stops with one line; nothing outside the session dir changes either way."""
+    make_session(env, "s", pairs=3)
+    link_away(sessions_dir, name, tmp_path / "outside")
+    before = tree_hashes(tmp_path, sessions_dir)
+    for argv in WRITERS.values():
+        proc = run(env, *argv, input="save cp2\n" if "--session" in argv else None)
+        assert b"Traceback" not in proc.stderr
+        if proc.returncode:
+            assert proc.returncode == 5 and "symbolic link" in one_error_line(proc), argv
+        assert tree_hashes(tmp_path, sessions_dir) == before, argv
+
+
 def test_a_linked_log_is_skipped_by_store_wide_commands(aish, home, sessions_dir, tmp_path):
     make_session(home, "good", pairs=2)
     make_session(home, "victim", pairs=1)
