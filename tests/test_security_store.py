@@ -183,9 +183,15 @@ def test_repair_never_chmods_through_a_link(home, sessions_dir, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     outside.chmod(0o755)
-    (sessions_dir / "templates").symlink_to(outside)
+    (outside / "s-20260101T000000-prune.jsonl").write_text("{}\n")
+    (outside / "s-20260101T000000-prune.jsonl").chmod(0o644)
+    for name in ("templates", "backup"):
+        if (sessions_dir / name).exists():
+            shutil.rmtree(sessions_dir / name)
+        (sessions_dir / name).symlink_to(outside)
     FileStore(sessions_dir).fix_modes("s")
     assert mode(outside) == 0o755
+    assert mode(outside / "s-20260101T000000-prune.jsonl") == 0o644
 
 
 def test_a_session_whose_owner_was_lost_is_taken_by_the_first_to_continue_it(env, sessions_dir):

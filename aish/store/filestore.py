@@ -693,6 +693,9 @@ class FileStore:
         files = [self._log(sid), self._idx(sid), self.root / ".locks" / f"{sid}.lock",
                  self._tomb(sid), *map(Path, self.backups(sid))]
         for path in files:
+            # Through a linked directory the file is someone else's business: leave it.
+            if path.parent != self.root and os.path.islink(path.parent):
+                continue
             if _fix_mode(path, 0o600):
                 changed.append(str(path))
         return changed
