@@ -22,7 +22,7 @@ from aish.errors import (
     SessionNotFound,
     UsageError,
 )
-from aish.ids import check_id, new_id
+from aish.ids import ID_PATTERN, check_id, new_id
 from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Summary
@@ -35,6 +35,10 @@ def check_message(config: Config, text: str) -> None:
         raise LimitError(f"message too long ({len(text)} characters, limit "
                          f"{config.max_message_chars})",
                          hint="raise sessions.limits.max_message_chars")
+
+
+def _is_name(value) -> bool:
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None and ".." not in value
 
 
 def state_of(summary: Summary, now: float, timeout_minutes: float) -> str:
@@ -119,7 +123,13 @@ class Sessions:
         owner = summary.owner
         participants = summary.participants
         update: dict = {}
-        if ai not in participants:
+        if not _is_name(meta.get("owner")):
+            # Nothing says whose it is (a repair could not tell): the first to continue takes it.
+            update["owner"] = ai
+            participants = [p for p in participants if _is_name(p)]
+            if ai not in participants:
+                update["participants"] = participants + [ai]
+        elif ai not in participants:
             if not (meta.get("shared") or shared):
                 raise Refused(
                     f"session {sid} belongs to {owner}-ai",

@@ -42,7 +42,7 @@ class Context:
     def store(self):
         from aish.store import open_store
 
-        return open_store(self.config)
+        return open_store(self.config, warn=self.out.warn)
 
     @cached_property
     def audit(self):

@@ -361,15 +361,21 @@ def repair_session(ctx: Context, args) -> int:
                     "repaired": result.backup is not None,
                     "problems": [_problem_json(p) for p in result.problems],
                     "kept": result.kept, "set_aside": result.set_aside,
-                    "reordered": result.reordered, "backup": result.backup})
-    elif result.backup is None:
+                    "reordered": result.reordered, "backup": result.backup,
+                    "owner": result.owner, "modes_fixed": result.modes_fixed})
+        return 0
+    if result.backup is None:
         ctx.out.data(f"Session {result.sid}: nothing to repair "
                      f"({_plural(result.kept, 'message')})")
     else:
         extra = "; messages put back in time order" if result.reordered else ""
+        owner = (f"owner {result.owner}-ai" if result.owner else
+                 "owner unknown: the first specialist to continue it becomes its owner")
         ctx.out.data(f"Repaired {result.sid}: kept {_plural(result.kept, 'message')}, set "
-                     f"aside {_plural(result.set_aside, 'damaged line')}{extra}")
+                     f"aside {_plural(result.set_aside, 'damaged line')}{extra}; {owner}")
         ctx.out.note(f"The original is kept in {result.backup}")
+    if result.modes_fixed:
+        ctx.out.note(f"Made private (only you can read them): {', '.join(result.modes_fixed)}")
     return 0
 
 

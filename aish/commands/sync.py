@@ -28,7 +28,7 @@ from aish.management.sync import Change, open_pair, sync
 def sync_sessions(ctx: Context, args) -> int:
     if args.push and args.pull:
         raise UsageError("--push and --pull together are the default; give one or neither")
-    local, remote = open_pair(ctx.config, args.url)
+    local, remote = open_pair(ctx.config, args.url, warn=ctx.out.warn)
     changes = sync(local, remote, list(args.id), push=not args.pull, pull=not args.push,
                    dry_run=args.dry_run, audit=ctx.audit)
     if args.json:
@@ -41,6 +41,7 @@ def sync_sessions(ctx: Context, args) -> int:
 def _report(ctx: Context, changes: list[Change], dry_run: bool, url: str) -> None:
     arrows = {"push": f"-> {url}", "pull": "-> local", "both": ""}
     verbs = {"copy": "copied", "append": "appended", "rewrite": "merged", "meta": "updated",
+             "delete": "removed",
              "template": "copied template", "error": "FAILED"}
     if not changes:
         ctx.out.note(f"Everything is in sync with {url}.")

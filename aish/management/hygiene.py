@@ -11,6 +11,7 @@ from aish.humanize import iso
 from aish.management.integrity import clean_meta, is_name, load_intact
 from aish.sessions import ACTIVE
 from aish.specialists import ai_key
+from aish.store.base import tombstone
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Removal:
 def remove_session(sessions, sid: str, reason: str, ai: str | None = None) -> str:
     """Delete a session after keeping a backup of it; returns the backup's location."""
     backup = sessions.store.remove(sid, reason)
+    # Remembered so that --sync-sessions removes the other side's copy instead of copying it back.
+    sessions.store.add_tombstone(tombstone(sid, reason, sessions.now(), removed=True))
     sessions.audit.record(reason, sid, ai, backup=backup)
     return backup
 
@@ -105,4 +108,7 @@ def prune(sessions, sid: str, keep: int) -> Pruned:
         return Pruned(sid, len(groups), len(groups), total, total, None)
     backup = sessions.rewrite(sid, clean_meta(found.meta), kept, "prune", ai=found.owner,
                               since=found.mark)
+    kept_ids = {m.id for m in kept}
+    dropped = [m.id for m in found.messages if m.id not in kept_ids]
+    sessions.store.add_tombstone(tombstone(sid, "prune", sessions.now(), messages=dropped))
     return Pruned(sid, min(keep, len(groups)), len(groups), len(kept), total, backup)

@@ -9,13 +9,20 @@ order, a missing header); this module adds the checks on the header's values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aish.errors import AishError, StorageError
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
 from aish.sessions import ACTIVE, ENDED  # the states a log may record (expiry is derived)
-from aish.store.base import MAX_TIME, Problem, is_count, is_time  # noqa: F401 - re-exported
+from aish.store.base import (  # noqa: F401 - MAX_TIME re-exported
+    MAX_TIME,
+    Loaded,
+    Problem,
+    UnusableLog,
+    is_count,
+    is_time,
+)
 
 # Problems that lose nothing when the session is read: its messages are all there.
 LOSSLESS = frozenset({"out of order", "bad meta"})
@@ -48,6 +55,13 @@ class Inspection:
     messages: list[Message]
     problems: list[Problem]
     mark: object = None  # the store's read mark, for a rewrite that keeps later appends
+    unusable: UnusableLog | None = None  # why the log could not be read at all
+
+    def usable(self) -> Inspection:
+        """This inspection, for a command that goes on to write: an unusable log stops it."""
+        if self.unusable is not None:
+            raise self.unusable
+        return self
 
     @property
     def damage(self) -> list[Problem]:
@@ -99,16 +113,21 @@ def meta_problems(sid: str, meta: dict, has_messages: bool = True) -> list[Probl
 
 def inspect(sessions, sid: str) -> Inspection:
     """Read a session and list every problem, in file order (header problems first)."""
-    loaded = sessions.store.load(check_id(sid))
+    unusable = None
+    try:
+        loaded = sessions.store.load(check_id(sid))
+    except UnusableLog as exc:  # a linked or unreadable log: a problem to report, not a crash
+        unusable = exc
+        loaded = Loaded({}, [], [Problem(0, "unusable log", str(exc))])
     problems = list(loaded.problems) + meta_problems(sid, loaded.meta, bool(loaded.messages))
     problems.sort(key=lambda p: p.line)
-    return Inspection(sid, loaded.meta, loaded.messages, problems, loaded.mark)
+    return Inspection(sid, loaded.meta, loaded.messages, problems, loaded.mark, unusable)
 
 
 def load_intact(sessions, sid: str, doing: str, *, skip_corrupted: bool = False,
                 hint: str | None = None) -> Inspection:
     """Read a session for a command that must not silently drop damaged content."""
-    found = inspect(sessions, sid)
+    found = inspect(sessions, sid).usable()
     if found.damage and not skip_corrupted:
         raise DamagedSession(sid, found.damage, doing, hint or (
             f"see aish --validate-session {sid}; repair it with aish --repair-session {sid}"))
@@ -125,6 +144,8 @@ class Repair:
     set_aside: int  # stored lines that held no usable record (kept in the backup only)
     reordered: bool
     backup: str | None  # None when there was nothing to repair
+    owner: str | None = None  # None: the first specialist to continue the session owns it
+    modes_fixed: list[str] = field(default_factory=list)  # paths made private (0600/0700)
 
 
 def _sort_key(message: Message) -> float:
@@ -171,9 +192,10 @@ def repair(sessions, sid: str) -> Repair:
 
     The backup taken first holds the original byte for byte, unusable lines included.
     """
-    found = inspect(sessions, sid)
+    fixed = sessions.store.fix_modes(check_id(sid))
+    found = inspect(sessions, sid).usable()
     if not found.problems:
-        return Repair(sid, [], len(found.messages), 0, False, None)
+        return Repair(sid, [], len(found.messages), 0, False, None, found.owner, fixed)
     messages = sorted(found.messages, key=_sort_key)
     reordered = messages != found.messages
     meta = repaired_meta(sid, found.meta, messages, sessions.config.context_window,
@@ -185,4 +207,5 @@ def repair(sessions, sid: str) -> Repair:
     if after.problems:  # only if another process damaged it again meanwhile
         raise StorageError(f"session {sid} still has problems after repair ({after.problems[0]})",
                            hint=f"the original is kept in {backup}; run the repair again")
-    return Repair(sid, found.problems, len(messages), set_aside, reordered, backup)
+    return Repair(sid, found.problems, len(messages), set_aside, reordered, backup,
+                  meta.get("owner"), fixed)

@@ -13,6 +13,7 @@ from aish.errors import LimitError, Refused, StorageError, UsageError
 from aish.ids import check_id, new_id
 from aish.management.intake import Prepared, prepare, read_input
 from aish.management.integrity import ACTIVE, ENDED
+from aish.store.base import tombstone
 
 
 @dataclass
@@ -122,6 +123,9 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
                     result.renamed = True
             else:  # pragma: no cover - twenty ids taken by others as we chose them
                 raise StorageError(f"could not find a free id to restore {item.label} under")
+        # Deletions recorded before now no longer apply to it, here or (through
+        # --sync-sessions) on any other store: it was restored on purpose.
+        store.add_tombstone(tombstone(sid, "restore", sessions.now(), cleared=True))
         sessions.audit.record("restore", sid, owner, source=source, from_id=item.source_id,
                               replaced=result.replaced, backup=result.backup)
         results.append(result)

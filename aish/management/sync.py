@@ -11,6 +11,14 @@ written locally. Messages carry stable ids, so a message is never copied twice:
   united, ``shared`` is kept if either side set it.
 
 Sync adds nothing that changes a session's last activity, so it never revives an expired one.
+
+Deletions are not undone: prune, remove and cleanup leave a *tombstone* in their store (the
+session id, the time, the operation and, for a prune, the ids of the messages it dropped).
+Sync carries tombstones to the other side and applies them there: a removed session is removed
+there too (after a backup), pruned messages are dropped, and neither is ever copied back.
+`--restore-session` records that it cleared the deletions before it, and a session created anew
+under a removed id is not the removed one: neither is affected. Tombstones are kept for
+`aish.store.base.TOMBSTONE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass, replace
 from aish.errors import AishError, UsageError
 from aish.ids import check_id
 from aish.messages import Message
+from aish.store.base import in_force, is_time, merge_tombstones
 
 # Keys of a folded meta that describe one write rather than the session.
 _TRANSIENT = ("t", "v", "time")
@@ -29,7 +38,7 @@ _TRANSIENT = ("t", "v", "time")
 class Change:
     id: str
     direction: str  # "push" (files -> Redis) or "pull" (Redis -> files)
-    action: str  # "copy", "append", "rewrite", "meta", "error"
+    action: str  # "copy", "append", "rewrite", "meta", "delete", "error"
     messages: int = 0  # messages written
     backup: str | None = None
     detail: str = ""
@@ -109,15 +118,46 @@ def _bring(target, sid: str, have, merged: list[Message], meta: dict, direction:
     return Change(sid, direction, "rewrite", added, backup=backup)
 
 
+def _born(store, sid: str) -> float:
+    """When this copy was created: a session made anew under a removed id is a new one."""
+    created = store.summary(sid).meta.get("created")
+    return float(created) if is_time(created) else 0.0
+
+
+def _apply_removal(local, remote, sid: str, on_local: bool, on_remote: bool, push: bool,
+                   pull: bool, dry_run: bool) -> list[Change]:
+    changes = []
+    for there, target, direction, enabled in ((on_remote, remote, "push", push),
+                                              (on_local, local, "pull", pull)):
+        if there and enabled:
+            backup = None if dry_run else target.remove(sid, "sync")
+            changes.append(Change(sid, direction, "delete", backup=backup,
+                                  detail="removed on the other side"))
+    return changes
+
+
+def _without(loaded, dropped: set[str]):
+    return replace(loaded, messages=[m for m in loaded.messages if m.id not in dropped])
+
+
 def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
-                 dry_run: bool = False) -> list[Change]:
+                 dry_run: bool = False, tomb: dict | None = None) -> list[Change]:
+    """Sync one session; ``tomb`` is what was deleted from it on either side (see the module)."""
     on_local, on_remote = local.exists(sid), remote.exists(sid)
+    removed, dropped = False, set()
+    if tomb is not None:
+        born = max((_born(store, sid) for store, there in ((local, on_local),
+                                                           (remote, on_remote)) if there),
+                   default=0.0)
+        removed, dropped = in_force(tomb, born)
+    if removed:
+        return _apply_removal(local, remote, sid, on_local, on_remote, push, pull, dry_run)
     if on_local and not on_remote or on_remote and not on_local:
         source, target, direction = (local, remote, "push") if on_local else (
             remote, local, "pull")
         if (direction == "push" and not push) or (direction == "pull" and not pull):
             return []
-        loaded = source.load(sid)
+        loaded = _without(source.load(sid), dropped)
         meta = {k: v for k, v in loaded.meta.items() if k not in _TRANSIENT}
         meta["id"] = sid
         if not dry_run:
@@ -126,7 +166,7 @@ def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
     if not on_local:
         return []
     mine, theirs = local.load(sid), remote.load(sid)
-    merged = merge_messages(mine.messages, theirs.messages)
+    merged = merge_messages(_without(mine, dropped).messages, _without(theirs, dropped).messages)
     meta = merge_meta(mine.meta, _updated(local, sid), theirs.meta, _updated(remote, sid))
     meta["id"] = sid
     changes = []
@@ -135,6 +175,16 @@ def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
     if pull and (change := _bring(local, sid, mine, merged, meta, "pull", dry_run)):
         changes.append(change)
     return changes
+
+
+def settle_tombstone(local, remote, mine: dict | None, theirs: dict | None, push: bool,
+                     pull: bool, dry_run: bool) -> dict | None:
+    """The deletions recorded for a session on either side, carried to the other side."""
+    tomb = merge_tombstones(mine, theirs)
+    for store, held, enabled in ((local, mine, pull), (remote, theirs, push)):
+        if tomb is not None and held != tomb and enabled and not dry_run:
+            store.add_tombstone(tomb)
+    return tomb
 
 
 def sync_docs(local, remote, push: bool, pull: bool, dry_run: bool) -> list[Change]:
@@ -158,11 +208,16 @@ def sync_docs(local, remote, push: bool, pull: bool, dry_run: bool) -> list[Chan
 def sync(local, remote, ids: list[str] | None = None, push: bool = True, pull: bool = True,
          dry_run: bool = False, audit=None) -> list[Change]:
     """Sync ``ids`` (default: every session on either side) and, without ids, templates."""
-    wanted = ids if ids else sorted(set(local.ids()) | set(remote.ids()))
+    tombs = local.tombstones(), remote.tombstones()
+    wanted = ids if ids else sorted(set(local.ids()) | set(remote.ids()) | set(tombs[0])
+                                    | set(tombs[1]))
     changes: list[Change] = []
     for sid in wanted:
         try:
-            done = sync_session(local, remote, check_id(sid), push, pull, dry_run)
+            check_id(sid)
+            tomb = settle_tombstone(local, remote, tombs[0].get(sid), tombs[1].get(sid),
+                                    push, pull, dry_run)
+            done = sync_session(local, remote, sid, push, pull, dry_run, tomb)
         except AishError as exc:  # one damaged or busy session does not stop the others
             done = [Change(sid, "both", "error", detail=str(exc))]
         changes += done
@@ -177,7 +232,7 @@ def sync(local, remote, ids: list[str] | None = None, push: bool = True, pull: b
     return changes
 
 
-def open_pair(config, url: str | None):
+def open_pair(config, url: str | None, warn=None):
     """The local file store and the Redis store, each with its own key check when encrypted."""
     from aish.store.filestore import FileStore
     from aish.store.redisstore import RedisStore
@@ -193,7 +248,7 @@ def open_pair(config, url: str | None):
         file_codec = codec_for(replace(config, storage_type="file"))
         redis_codec = codec_for(replace(config, storage_type="redis", redis_url=url))
     local = FileStore(config.session_dir, codec=file_codec,
-                      max_session_bytes=config.max_session_bytes)
+                      max_session_bytes=config.max_session_bytes, warn=warn)
     remote = RedisStore(url, codec=redis_codec, timeout_minutes=config.timeout_minutes,
                         max_session_bytes=config.max_session_bytes)
     return local, remote

@@ -47,7 +47,8 @@ def export_sessions(sessions, *, skip_corrupted: bool = False) -> Iterator[dict]
         damaged = []
         for sid in ids:
             try:
-                if inspect(sessions, sid).damage:
+                found = inspect(sessions, sid)
+                if found.damage and found.unusable is None:
                     damaged.append(sid)
             except SessionNotFound:
                 continue
@@ -60,6 +61,9 @@ def export_sessions(sessions, *, skip_corrupted: bool = False) -> Iterator[dict]
         try:
             found = inspect(sessions, sid)
         except SessionNotFound:  # removed while we exported
+            continue
+        if found.unusable is not None:  # unreadable: skipped (the store warns), never exported
+            sessions.store.skip(sid, str(found.unusable))
             continue
         sessions.audit.record("export", sid, found.owner, skipped=len(found.damage))
         yield session_doc(found)

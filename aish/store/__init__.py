@@ -5,7 +5,8 @@ from __future__ import annotations
 from aish.config import Config
 
 
-def open_store(config: Config):
+def open_store(config: Config, warn=None):
+    """``warn``: where the file store reports problems of the store itself (loose modes, ...)."""
     codec = None
     if config.encrypt:
         from aish.store.crypto import codec_for
@@ -18,4 +19,5 @@ def open_store(config: Config):
                           max_session_bytes=config.max_session_bytes)
     from aish.store.filestore import FileStore
 
-    return FileStore(config.session_dir, codec=codec, max_session_bytes=config.max_session_bytes)
+    return FileStore(config.session_dir, codec=codec, max_session_bytes=config.max_session_bytes,
+                     warn=warn)

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from aish.errors import StorageError
 from aish.messages import Message
 
 FORMAT_VERSION = 1
@@ -148,6 +149,67 @@ class Loaded:
     mark: object = None
 
 
+class UnusableLog(StorageError):
+    """A session's log that aish will not read or write (a symbolic link, not a file, ...)."""
+
+
+# How long a deletion is remembered for `--sync-sessions` (seconds): long enough for every
+# machine to sync once, after which a copy that still holds the content is not taken back.
+TOMBSTONE_SECONDS = 30 * 86400.0
+
+
+def merge_tombstones(a: dict | None, b: dict | None) -> dict | None:
+    """One tombstone from two records of deletions in the same session (either may be None).
+
+    Every deletion keeps its own time, so that a restore clears exactly what came before it:
+    ``removed``: when the whole session was removed (0: never); ``messages``: message id -> when
+    a prune dropped it; ``cleared``: when it was last restored on purpose; ``time``: the latest
+    of them (what the retention period counts from); ``ops``: the operations involved.
+    """
+    if not a or not b:
+        return dict(a or b) if (a or b) else None
+    messages = dict(a["messages"])
+    for mid, when in b["messages"].items():
+        messages[mid] = max(when, messages.get(mid, 0.0))
+    return {"id": a["id"], "time": max(a["time"], b["time"]),
+            "ops": list(dict.fromkeys([*a["ops"], *b["ops"]])),
+            "removed": max(a["removed"], b["removed"]), "messages": messages,
+            "cleared": max(a["cleared"], b["cleared"])}
+
+
+def tombstone(sid: str, op: str, when: float, removed: bool = False,
+              messages: list[str] = (), cleared: bool = False) -> dict:
+    """The record of one deletion (or, with ``cleared``, of a restore that undoes the earlier)."""
+    return {"id": sid, "time": when, "ops": [op], "removed": when if removed else 0.0,
+            "messages": dict.fromkeys(messages, when), "cleared": when if cleared else 0.0}
+
+
+def in_force(record: dict, born: float = 0.0) -> tuple[bool, set[str]]:
+    """What a tombstone still deletes from a copy made (created or restored) at ``born``:
+    (the whole session?, the ids of messages)."""
+    cutoff = max(record["cleared"], born)
+    return (record["removed"] > cutoff,
+            {mid for mid, when in record["messages"].items() if when > cutoff})
+
+
+def parse_tombstone(raw: bytes | str, sid: str) -> dict | None:
+    """A stored tombstone, or None when it does not decode (a damaged one deletes nothing)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    messages = data.get("messages")
+    messages = messages if isinstance(messages, dict) else {}
+    ops = data.get("ops")
+    return {"id": sid, "time": _time(data.get("time")),
+            "ops": [o for o in ops if isinstance(o, str)] if isinstance(ops, list) else [],
+            "removed": _time(data.get("removed")),
+            "messages": {m: _time(t) for m, t in messages.items() if isinstance(m, str)},
+            "cleared": _time(data.get("cleared"))}
+
+
 def parse_line(text: str) -> dict:
     """Parse one stored line into a record dict; raises ValueError with a short reason."""
     if len(text) > MAX_LINE_CHARS:
@@ -259,3 +321,6 @@ class Store(Protocol):
     def put_doc(self, kind: str, name: str, data: dict) -> str: ...
     def get_doc(self, kind: str, name: str) -> dict | None: ...
     def list_docs(self, kind: str) -> list[str]: ...
+    # Deletions remembered so that sync does not bring them back (see `merge_tombstones`).
+    def tombstones(self) -> dict[str, dict]: ...
+    def add_tombstone(self, record: dict) -> None: ...  # merged with the one stored

@@ -191,7 +191,9 @@ class _FileParams:
     def create(self, params: Params) -> Params:
         """Store ``params`` unless another process got there first; return what is stored."""
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            from aish.store.filestore import make_private_dirs
+
+            make_private_dirs(self.root)
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-crypto-")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -14,8 +14,10 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
@@ -23,18 +25,24 @@ from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
 from aish.store.base import (
     FORMAT_VERSION,
+    TOMBSTONE_SECONDS,
     Loaded,
     PlainCodec,
     Problem,
     Summary,
+    UnusableLog,
     dump_line,
     fold_records,
+    merge_tombstones,
     open_doc,
     parse_line,
+    parse_tombstone,
     seal_doc,
 )
 
 DOC_KINDS = ("templates", "checkpoints")
+# Every directory aish writes in below the store's root; each must be a real one of the user's.
+SUBDIRS = ("backup", *DOC_KINDS, ".locks", "tombstones")
 CRYPTO_FILE = ".crypto.json"  # salt and key check of an encrypted store (aish.store.crypto)
 _BLOCK = 64 * 1024
 
@@ -53,23 +61,120 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and any missing parents 0700 whatever the umask (mkdir's mode is masked)."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue  # made by another process meanwhile; checked by the caller
+        except OSError as exc:
+            raise StorageError(f"cannot create {folder}: {exc.strerror}") from None
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """A small file's bytes, never through a link nor from a device or pipe (which could block
+    or never end); OSError otherwise, FileNotFoundError when it is missing."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return f.read(limit)
+
+
+def _fix_mode(path: Path, mode: int) -> bool:
+    """Set the mode of ``path`` if it is a real file or directory of this user (a link is left
+    alone, never followed); True when it changed."""
+    try:
+        st = os.lstat(path)
+        if (stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid()
+                or stat.S_IMODE(st.st_mode) == mode):
+            return False
+        os.chmod(path, mode)
+        return True
+    except OSError:
+        return False
+
+
 class FileStore:
-    def __init__(self, root: Path, codec=None, max_session_bytes: int = 64 * 1024 * 1024):
+    def __init__(self, root: Path, codec=None, max_session_bytes: int = 64 * 1024 * 1024,
+                 warn: Callable[[str], None] | None = None):
         self.root = Path(root)
         self.codec = codec or PlainCodec()
         self.max_session_bytes = max_session_bytes
+        # Where warnings about the store go (the command's output); kept in ``warnings`` too.
+        self.warn = warn
+        self.warnings: list[str] = []
+        self._warned: set[str] = set()
+        self._root_checked = False
         if codec is None and (self.root / CRYPTO_FILE).exists():
             raise ConfigError(f"the sessions in {self.root} are encrypted",
                               hint="set sessions.storage.encrypt: true and provide the key")
 
+    # -- warnings about the store itself (once per path and command) -------------------------
+    def _warn_once(self, key: str, text: str) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        self.warnings.append(text)
+        if self.warn is not None:
+            self.warn(text)
+
+    def _check_loose(self, path: Path, st: os.stat_result, is_dir: bool) -> None:
+        mode = stat.S_IMODE(st.st_mode)
+        if is_dir and mode & 0o022:
+            what = "writable by others"
+        elif not is_dir and mode & 0o077:
+            what = "readable by others"
+        else:
+            return
+        self._warn_once(str(path), f"{path} is {what} (mode {mode:04o}); "
+                        "fix it with aish --repair-session ID")
+
+    def _check_root(self) -> None:
+        """Warn once about a store root others may write in (the root itself may be a link)."""
+        if self._root_checked:
+            return
+        self._root_checked = True
+        with contextlib.suppress(OSError):
+            self._check_loose(self.root, os.stat(self.root), is_dir=True)
+
     # -- paths ---------------------------------------------------------------------------
     def _dir(self, *parts: str) -> Path:
-        path = self.root.joinpath(*parts)
-        try:
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {path}: {exc.strerror}") from None
+        """The directory ``root/parts...``, created 0700; refused unless each part below the
+        root is a real directory of this user, so that nothing is written through a link."""
+        if not self.root.is_dir():
+            make_private_dirs(self.root)
+        self._check_root()
+        path = self.root
+        for part in parts:
+            path = path / part
+            with contextlib.suppress(FileNotFoundError):
+                st = os.lstat(path)
+                self._check_own_dir(path, st)
+                continue
+            make_private_dirs(path)
+            self._check_own_dir(path, os.lstat(path))
         return path
+
+    def _check_own_dir(self, path: Path, st: os.stat_result) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            problem = "is a symbolic link"
+        elif not stat.S_ISDIR(st.st_mode):
+            problem = "is not a directory"
+        elif st.st_uid != os.geteuid():
+            problem = "belongs to another user"
+        else:
+            self._check_loose(path, st, is_dir=True)
+            return
+        raise StorageError(f"{path} {problem}; aish writes only in its own directories",
+                           hint=f"move it away; aish recreates {path.name}/ itself")
 
     def _log(self, sid: str) -> Path:
         return self.root / f"{check_id(sid)}.jsonl"
@@ -95,24 +200,69 @@ class FileStore:
 
     # -- reading -------------------------------------------------------------------------
     def exists(self, sid: str) -> bool:
-        return self._log(sid).exists()
+        return os.path.lexists(self._log(sid))
 
     def ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        # A stray file whose name is no valid id is not a session (and must not break listing).
-        names = (p.name[:-6] for p in self.root.glob("*.jsonl"))
-        return sorted(n for n in names if ID_PATTERN.fullmatch(n) and ".." not in n)
+        self._check_root()
+        found = []
+        for path in self.root.glob("*.jsonl"):
+            sid = path.name[:-6]
+            # A stray file whose name is no valid id is not a session (and must not break listing).
+            if not ID_PATTERN.fullmatch(sid) or ".." in sid:
+                continue
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:  # removed while we listed
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                # One link or odd file must not break every store-wide command: skip it, say so.
+                self.skip(sid, self._unusable(sid, st).args[0])
+                continue
+            self._check_loose(path, st, is_dir=False)
+            found.append(sid)
+        return sorted(found)
+
+    def skip(self, sid: str, reason: str) -> None:
+        """Warn (once) that a store-wide command leaves this session out."""
+        self._warn_once(f"skip:{sid}", f"skipping session {sid}: {reason}")
+
+    def _unusable(self, sid: str, st: os.stat_result | None = None) -> UnusableLog:
+        log = self._log(sid)
+        if st is None:
+            try:
+                st = os.lstat(log)
+            except OSError as exc:
+                return UnusableLog(f"cannot read session {sid}: {exc.strerror}")
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        return UnusableLog(f"{log} is {kind}; aish does not read or write through it",
+                           hint="replace it with the session's real log file")
 
     def _read_bytes(self, sid: str) -> bytes:
+        with os.fdopen(self._open_log(sid), "rb") as f:
+            return f.read()
+
+    def _open_log(self, sid: str) -> int:
+        """The log opened for reading, never through a link; warns once if others may read it."""
+        log = self._log(sid)
         try:
-            fd = os.open(self._log(sid), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             raise SessionNotFound(f"session {sid} not found") from None
         except OSError as exc:
-            raise StorageError(f"cannot read session {sid}: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as f:
-            return f.read()
+            if not os.path.islink(log):
+                raise UnusableLog(f"cannot read session {sid}: {exc.strerror}",
+                                  hint=f"check the permissions of {log}") from None
+            raise self._unusable(sid) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise self._unusable(sid, st)
+        os.set_blocking(fd, True)
+        self._check_root()
+        self._check_loose(log, st, is_dir=False)
+        return fd
 
     def raw_lines(self, sid: str) -> list[str]:
         """The log's lines as text (undecoded bytes replaced), torn tail included, for validate."""
@@ -149,7 +299,7 @@ class FileStore:
     def load(self, sid: str) -> Loaded:
         with self._locked(sid, exclusive=False):
             data = self._read_bytes(sid)
-            ino = os.stat(self._log(sid)).st_ino
+            ino = os.lstat(self._log(sid)).st_ino
         records, problems, bad = self._parse(data)
         loaded = fold_records(records, problems)
         loaded.raw_bad = bad
@@ -166,10 +316,7 @@ class FileStore:
         out: list[Message] = []
         users = 0
         with self._locked(sid, exclusive=False):
-            try:
-                f = open(self._log(sid), "rb")  # noqa: SIM115 - closed below
-            except FileNotFoundError:
-                raise SessionNotFound(f"session {sid} not found") from None
+            f = os.fdopen(self._open_log(sid), "rb")  # noqa: SIM115 - closed below
             with f:
                 pos = f.seek(0, os.SEEK_END)
                 carry = b""
@@ -208,11 +355,17 @@ class FileStore:
             return None
 
     def summary(self, sid: str) -> Summary:
-        log = self._log(sid)
         try:
-            size = log.stat().st_size
+            st = os.lstat(self._log(sid))
         except FileNotFoundError:
             raise SessionNotFound(f"session {sid} not found") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read session {sid}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise self._unusable(sid, st)
+        self._check_root()
+        self._check_loose(self._log(sid), st, is_dir=False)
+        size = st.st_size
         cached = self._read_idx(sid, size)
         if cached is not None:
             return cached
@@ -226,11 +379,13 @@ class FileStore:
                 out.append(self.summary(sid))
             except SessionNotFound:  # removed while we listed
                 continue
+            except StorageError as exc:  # unreadable: one session must not break listing
+                self.skip(sid, str(exc))
         return out
 
     def _read_idx(self, sid: str, size: int) -> Summary | None:
         try:
-            data = json.loads(self._idx(sid).read_text(encoding="utf-8"))
+            data = json.loads(_read_regular(self._idx(sid), 1 << 20))
             if data.get("size") == size and data.get("v") == FORMAT_VERSION:
                 return Summary.from_json(data["summary"])
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
@@ -274,7 +429,7 @@ class FileStore:
         self._dir()
         records = [{"t": "meta", "v": FORMAT_VERSION, **meta}] + [m.to_record() for m in messages]
         with self._locked(sid, exclusive=True):
-            if self._log(sid).exists():
+            if os.path.lexists(self._log(sid)):
                 raise SessionExists(f"session {sid} already exists")
             self._write_whole(sid, self._encode(records))
             return self._rebuild_idx(sid)
@@ -383,7 +538,7 @@ class FileStore:
         """The complete lines appended to the log after ``since`` (a ``Loaded.mark``)."""
         try:
             ino, offset = since  # type: ignore[misc]
-            if os.stat(self._log(sid)).st_ino != ino:
+            if os.lstat(self._log(sid)).st_ino != ino:
                 raise StorageError(f"session {sid} was rewritten by another process meanwhile",
                                    hint="run the command again")
             data = self._read_bytes(sid)
@@ -472,7 +627,7 @@ class FileStore:
 
     def get_doc(self, kind: str, name: str) -> dict | None:
         try:
-            data = json.loads(self._doc_path(kind, name).read_text(encoding="utf-8"))
+            data = json.loads(_read_regular(self._doc_path(kind, name), self.max_session_bytes))
             return open_doc(self.codec, data) if isinstance(data, dict) else data
         except FileNotFoundError:
             return None
@@ -485,3 +640,62 @@ class FileStore:
             return []
         # A stray file with a hostile name (escape sequences, ...) is not a document of ours.
         return sorted(p.stem for p in folder.glob("*.json") if ID_PATTERN.fullmatch(p.stem))
+
+    # -- tombstones: deletions that sync must not undo -----------------------------------
+    def _tomb(self, sid: str) -> Path:
+        return self.root / "tombstones" / f"{check_id(sid)}.json"
+
+    def _read_tomb(self, sid: str, now: float) -> dict | None:
+        try:
+            record = parse_tombstone(_read_regular(self._tomb(sid), self.max_session_bytes), sid)
+        except OSError:
+            return None
+        if record is None or now - record["time"] > TOMBSTONE_SECONDS:
+            return None
+        return record
+
+    def tombstones(self) -> dict[str, dict]:
+        folder = self.root / "tombstones"
+        if not folder.is_dir() or folder.is_symlink():
+            return {}
+        now = time.time()
+        out = {}
+        for path in folder.glob("*.json"):
+            if ID_PATTERN.fullmatch(path.stem) and ".." not in path.stem:
+                record = self._read_tomb(path.stem, now)
+                if record is not None:
+                    out[path.stem] = record
+        return out
+
+    def add_tombstone(self, record: dict) -> None:
+        sid = check_id(record["id"])
+        folder = self._dir("tombstones")
+        with self._locked(sid, exclusive=True):
+            merged = merge_tombstones(self._read_tomb(sid, time.time()), record)
+            try:
+                self._write_private(folder / f"{sid}.json", json.dumps(merged).encode())
+            except OSError as exc:
+                raise StorageError(f"cannot record the deletion in {sid}: {exc.strerror}"
+                                   ) from None
+
+    # -- modes -----------------------------------------------------------------------------
+    def fix_modes(self, sid: str) -> list[str]:
+        """Make the store's directories 0700 and the session's files 0600; returns what changed.
+
+        Links are left alone (never followed): a linked directory is refused when written in.
+        """
+        changed = []
+        if self.root.is_dir() and _fix_mode(self.root, 0o700):
+            changed.append(str(self.root))
+        for name in SUBDIRS:
+            if _fix_mode(self.root / name, 0o700):
+                changed.append(str(self.root / name))
+        files = [self._log(sid), self._idx(sid), self.root / ".locks" / f"{sid}.lock",
+                 self._tomb(sid), *map(Path, self.backups(sid))]
+        for path in files:
+            # Through a linked directory the file is someone else's business: leave it.
+            if path.parent != self.root and os.path.islink(path.parent):
+                continue
+            if _fix_mode(path, 0o600):
+                changed.append(str(path))
+        return changed

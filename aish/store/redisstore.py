@@ -10,6 +10,8 @@ one script may touch them all:
   ``last_time``, ``bytes`` (the log's size as the file store counts it) and ``gen`` (bumped by
   every rewrite, so a reader walking the list can tell that it changed under it);
 - ``aish:{id}:backup:<stamp>-<reason>`` — a copy of the log taken before a rewrite;
+- ``aish:{id}:tomb`` — what was deleted from the session (JSON, see
+  `aish.store.base.merge_tombstones`), kept for `TOMBSTONE_SECONDS` so sync does not undo it;
 - ``aish:doc:<kind>:<name>`` — templates and checkpoints (JSON strings).
 
 Every write (create, append, rewrite) is one Lua script: the records are pushed, the summary
@@ -37,14 +39,17 @@ from aish.messages import Message
 from aish.store.base import (
     FORMAT_VERSION,
     MAX_LINE_CHARS,
+    TOMBSTONE_SECONDS,
     Loaded,
     PlainCodec,
     Problem,
     Summary,
     dump_line,
     fold_records,
+    merge_tombstones,
     open_doc,
     parse_line,
+    parse_tombstone,
     seal_doc,
 )
 from aish.store.filestore import DOC_KINDS
@@ -580,3 +585,48 @@ class RedisStore:
             names = {k.decode("utf-8", "replace")[len(start):]
                      for k in self.client.scan_iter(match=f"{start}*", count=_SCAN_COUNT)}
         return sorted(n for n in names if ID_PATTERN.fullmatch(n))  # never a hostile name
+
+    # -- tombstones: deletions that sync must not undo -------------------------------------
+    def tombstones(self) -> dict[str, dict]:
+        start, end = f"{PREFIX}:{{", "}:tomb"
+        out = {}
+        with self._guard("list deletions"):
+            keys = list(self.client.scan_iter(match=f"{start}*{end}", count=_SCAN_COUNT))
+            pipe = self.client.pipeline(transaction=False)  # one slot per key: no MGET
+            for key in keys:
+                pipe.get(key)
+            values = pipe.execute() if keys else []
+        for key, raw in zip(keys, values, strict=True):
+            sid = key.decode("utf-8", "replace")[len(start):-len(end)]
+            if raw is not None and ID_PATTERN.fullmatch(sid) and ".." not in sid:
+                record = parse_tombstone(raw, sid)
+                if record is not None:
+                    out[sid] = record
+        return out
+
+    def add_tombstone(self, record: dict) -> None:
+        key = self._key(record["id"], "tomb")
+        sid = record["id"]
+        watch_error = self.connection.errors.WatchError
+        with self._guard("record a deletion"):
+            for _ in range(50):  # optimistic: two machines may record deletions at once
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(key)
+                        raw = pipe.get(key)
+                        old = parse_tombstone(raw, sid) if raw is not None else None
+                        merged = merge_tombstones(old, record)
+                        pipe.multi()
+                        pipe.set(key, json.dumps(merged).encode("ascii"),
+                                 px=int(TOMBSTONE_SECONDS * 1000))
+                        pipe.execute()
+                        return
+                    except watch_error:
+                        continue
+        raise StorageError(f"session {sid} is too busy to record a deletion; try again")
+
+    def skip(self, sid: str, reason: str) -> None:
+        """A Redis session is never unusable the way a linked log file is: nothing to warn."""
+
+    def fix_modes(self, sid: str) -> list[str]:
+        return []  # access to a Redis server is the server's business, not file modes
