@@ -3,16 +3,24 @@ inaccessible and read-only stores."""
 
 from __future__ import annotations
 
+import errno
 import os
+import subprocess
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from conftest import run
+from manage_support import conversation, ok
 
 from aish import config as config_module
+from aish.errors import StorageError
+from aish.messages import USER, Message
+from aish.sessions import Sessions
 from aish.store import open_store
+from aish.store.filestore import FileStore
 
 # Each of the 16 processes sends this many messages; a nightly run asks for 50 (800 in all).
 ROUNDS = int(os.environ.get("AISH_STRESS_ROUNDS", "3"))
@@ -58,3 +66,107 @@ def test_concurrent_first_writers_of_a_named_session_all_succeed(store_env):
     for n in range(WRITERS):  # each writer's messages in the order it sent them
         mine = [m.content for m in loaded.messages if m.content.startswith(f"msg-{n}-")]
         assert mine == [f"msg-{n}-{r}" for r in range(ROUNDS)]
+
+
+# -- a full disk ------------------------------------------------------------------------------
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                           str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB tmpfs (needs root), unmounted afterwards."""
+    path = tmp_path / "small"
+    _mount_tmpfs(path, "256k")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+def _seed(env: dict, sid: str, pairs: int = 3) -> None:
+    config = config_module.load(env)
+    Sessions(open_store(config), config).create(
+        "apollo", sid, named=True, messages=conversation("apollo", pairs, time.time() - 100))
+
+
+def _after_a_failed_append_everything_works(aish, disk: Path, sid: str, before: bytes) -> None:
+    log = disk / f"{sid}.jsonl"
+    assert log.read_bytes() == before  # exactly as it was: no torn tail, no partial line
+    assert ok(aish("aish", "--validate-session", sid))
+    ok(aish("aish", "--prune-session", sid, "--keep-recent", "2"))
+    _seed(aish.env, "other")
+    ok(aish("aish", "--merge-sessions", f"{sid},other", "--output", "merged"))
+    loaded = open_store(config_module.load(aish.env)).load("merged")
+    assert loaded.problems == [] and len(loaded.messages) == 4 + 6
+
+
+def test_a_full_disk_leaves_the_log_as_it_was(env, small_disk):
+    env = {**env, "AISH_SESSION_DIR": str(small_disk)}
+    aish = Runner(env)
+    _seed(env, "full")
+    log = small_disk / "full.jsonl"
+    before = log.read_bytes()
+    filler = _fill(small_disk)
+    # Longer than a page, so the write cannot fit in space the log already holds.
+    failed = aish("apollo", "--session-id", "full", input="y" * 20000)
+    assert failed.returncode == 5, failed.stderr
+    lines = failed.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "full" in lines[0]
+    assert log.read_bytes() == before
+    assert not [p for p in small_disk.iterdir() if p.name.startswith((".idx-", ".tmp-"))]
+    filler.unlink()
+    _after_a_failed_append_everything_works(aish, small_disk, "full", before)
+
+
+@pytest.mark.parametrize("errno_code", [errno.ENOSPC, errno.EIO])
+def test_an_append_that_fails_midway_is_undone(home, sessions_dir, monkeypatch, errno_code):
+    """The same in process, everywhere: the write stores part of the line, then fails."""
+    _seed(home, "torn")
+    store = FileStore(sessions_dir)
+    log, idx = sessions_dir / "torn.jsonl", sessions_dir / ".torn.idx"
+    store.summary("torn")
+    before, idx_before = log.read_bytes(), idx.read_bytes()
+    real_write = os.write
+
+    def failing_write(fd, data):
+        if os.fstat(fd).st_ino == os.stat(log).st_ino:
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno_code, os.strerror(errno_code))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", failing_write)
+    record = Message(USER, "lost?", "apollo", time.time()).to_record()
+    with pytest.raises(StorageError, match=os.strerror(errno_code)):
+        store.append("torn", [record])
+    monkeypatch.undo()
+    assert log.read_bytes() == before and idx.read_bytes() == idx_before
+    assert store.summary("torn").messages == 6
+    _after_a_failed_append_everything_works(Runner(home), sessions_dir, "torn", before)
+
+
+class Runner:
+    """The ``aish`` fixture's runner for an environment built inside a test."""
+
+    def __init__(self, env: dict):
+        self.env = env
+
+    def __call__(self, *args: str, input=None, timeout: float = 120):
+        return run(self.env, *args, input=input, timeout=timeout)

@@ -257,11 +257,15 @@ class FileStore:
         payload = json.dumps({"v": FORMAT_VERSION, "size": size, "summary": summary.to_json()})
         try:
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".idx-")
+        except OSError:
+            return  # the index is only a cache; the next reader rebuilds it
+        try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(payload)
             os.replace(tmp, self._idx(sid))
         except OSError:
-            pass  # the index is only a cache; the next reader rebuilds it
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # a full disk must not keep a half-written cache around
 
     # -- writing -------------------------------------------------------------------------
     def _encode(self, records: list[dict]) -> bytes:
@@ -301,8 +305,16 @@ class FileStore:
                 summary = self._read_idx(sid, size)
                 if summary is None:
                     summary = self._rebuild_idx(sid)
-                _write_all(fd, payload)
-                os.fsync(fd)
+                try:
+                    _write_all(fd, payload)
+                    os.fsync(fd)
+                except OSError:
+                    # A full disk or an I/O error mid-write: put the log back exactly as it
+                    # was, so no torn line makes later rewrites refuse the session.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                        os.fsync(fd)
+                    raise
             except OSError as exc:
                 raise StorageError(f"cannot write session {sid}: {exc.strerror}") from None
             finally:
