@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -29,6 +30,7 @@ from aish.store.base import (
     Summary,
     dump_line,
     fold_records,
+    is_count,
     open_doc,
     parse_line,
     seal_doc,
@@ -43,6 +45,13 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _checksum(summary) -> str:
+    """A digest of a cached summary: a flipped byte or a changed value makes the cache a miss
+    (a damaged value may still have a plausible type)."""
+    text = json.dumps(summary, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -231,11 +240,15 @@ class FileStore:
     def _read_idx(self, sid: str, size: int) -> Summary | None:
         try:
             data = json.loads(self._idx(sid).read_text(encoding="utf-8"))
-            if data.get("size") == size and data.get("v") == FORMAT_VERSION:
-                return Summary.from_json(data["summary"])
+            if (isinstance(data, dict) and is_count(data.get("size")) and data["size"] == size
+                    and data.get("v") == FORMAT_VERSION
+                    and data.get("check") == _checksum(data.get("summary"))):
+                summary = Summary.from_json(data.get("summary"))
+                if summary.meta["id"] == sid:
+                    return summary
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             pass
-        return None
+        return None  # missing, stale or damaged: the caller rebuilds it from the log
 
     def _rebuild_idx(self, sid: str) -> Summary:
         data = self._read_bytes(sid)
@@ -248,13 +261,16 @@ class FileStore:
                 summary.fold(parse_line(raw.decode("utf-8")))
             except (UnicodeDecodeError, ValueError):
                 continue
-        if not summary.meta.get("id"):
-            summary.meta["id"] = sid
+        # The file holding the log names the session, whatever a damaged header says (which
+        # --validate-session reports); appends through this summary go to that file.
+        summary.meta["id"] = sid
         self._write_idx(sid, len(complete), summary)
         return summary
 
     def _write_idx(self, sid: str, size: int, summary: Summary) -> None:
-        payload = json.dumps({"v": FORMAT_VERSION, "size": size, "summary": summary.to_json()})
+        content = summary.to_json()
+        payload = json.dumps({"v": FORMAT_VERSION, "size": size, "summary": content,
+                              "check": _checksum(content)})
         try:
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".idx-")
         except OSError:
