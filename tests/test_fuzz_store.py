@@ -5,6 +5,7 @@ export, validate, tail. A damaged cache is rebuilt from the log."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -135,21 +136,21 @@ def _run_commands(home: str) -> None:
                  ["--export-sessions", "--skip-corrupted"]):
         out = Output(stdout=io.StringIO(), stderr=io.StringIO(), environ={})
         ctx = Context(environ={"HOME": home}, out=out)
-        try:
+        with contextlib.suppress(AishError):
             dispatch(ctx, argv)
-        except AishError:
-            pass
+
+
+def _without_crash(*operations) -> None:
+    for operation in operations:
+        with contextlib.suppress(AishError):
+            operation()
 
 
 def _store_operations(sessions: Sessions, sid: str) -> None:
     store = sessions.store
-    for operation in (store.summaries, lambda: store.summary(sid), lambda: store.load(sid),
-                      lambda: store.tail(sid, 1), lambda: store.tail(sid, 3),
-                      lambda: sessions.listing(include_all=True)):
-        try:
-            operation()
-        except AishError:
-            pass
+    _without_crash(store.summaries, lambda: store.summary(sid), lambda: store.load(sid),
+                   lambda: store.tail(sid, 1), lambda: store.tail(sid, 3),
+                   lambda: sessions.listing(include_all=True))
 
 
 @FUZZ
@@ -183,10 +184,8 @@ def test_damaged_logs_and_caches_never_crash_a_command(log_changes, idx_changes)
         fresh = Path(home) / "rebuilt"
         fresh.mkdir()
         shutil.copy(log, fresh / "s1.jsonl")
-        try:
+        with contextlib.suppress(AishError):
             assert store.summary("s1").to_json() == FileStore(fresh).summary("s1").to_json()
-        except AishError:
-            pass
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -219,20 +218,14 @@ def test_damaged_redis_hash_and_log_never_crash(redis_url, fields, items):
         client.hset("aish:{s1}:meta", name, raw if name.startswith("m:") else raw[:40])
     for index, value in items:
         raw = value if isinstance(value, bytes) else _dump(value)
-        try:
+        with contextlib.suppress(redis.ResponseError):  # an index past the end
             client.lset("aish:{s1}:log", index, raw)
-        except redis.ResponseError:
-            pass
     _store_operations(sessions, "s1")
     from aish.management.integrity import inspect
     from aish.management.stats import format_stats, session_stats
     from aish.reports import format_info, session_info
 
-    for operation in (lambda: format_info(session_info(sessions, "s1"), time.time()),
-                      lambda: format_stats(session_stats(sessions)),
-                      lambda: inspect(sessions, "s1")):
-        try:
-            operation()
-        except AishError:
-            pass
+    _without_crash(lambda: format_info(session_info(sessions, "s1"), time.time()),
+                   lambda: format_stats(session_stats(sessions)),
+                   lambda: inspect(sessions, "s1"))
     client.close()

@@ -4,7 +4,9 @@ inaccessible and read-only stores."""
 from __future__ import annotations
 
 import errno
+import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -12,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import BIN, run
 from manage_support import conversation, ok
 
 from aish import config as config_module
@@ -80,12 +82,18 @@ def _mount_tmpfs(path: Path, size: str) -> None:
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A real 256 KiB tmpfs (needs root), unmounted afterwards."""
-    path = tmp_path / "small"
-    _mount_tmpfs(path, "256k")
-    yield path
-    subprocess.run(["umount", "-l", str(path)], check=False)
+def tmpfs(tmp_path):
+    """``tmpfs(name, size)`` mounts a real tmpfs (needs root), unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str) -> Path:
+        _mount_tmpfs(tmp_path / name, size)
+        mounted.append(tmp_path / name)
+        return tmp_path / name
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def _fill(disk: Path) -> Path:
@@ -118,7 +126,8 @@ def _after_a_failed_append_everything_works(aish, disk: Path, sid: str, before: 
     assert loaded.problems == [] and len(loaded.messages) == 4 + 6
 
 
-def test_a_full_disk_leaves_the_log_as_it_was(env, small_disk):
+def test_a_full_disk_leaves_the_log_as_it_was(env, tmpfs):
+    small_disk = tmpfs("small", "256k")
     env = {**env, "AISH_SESSION_DIR": str(small_disk)}
     aish = Runner(env)
     _seed(env, "full")
@@ -170,3 +179,80 @@ class Runner:
 
     def __call__(self, *args: str, input=None, timeout: float = 120):
         return run(self.env, *args, input=input, timeout=timeout)
+
+
+# -- a store this user may not use, and a read-only store ------------------------------------
+
+READING = [["--list-sessions", "--all"], ["--session-info", "s1"], ["--session-stats"],
+           ["--validate-session", "s1"], ["--search-sessions", "question"],
+           ["--export-sessions"], ["--save-session", "s1"]]
+
+
+def _one_error_line(done, *expected: str) -> str:
+    assert done.returncode == 5, (done.returncode, done.stderr)
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and b"Traceback" not in done.stderr, lines
+    for text in expected:
+        assert text in lines[0]
+    return lines[0]
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or SETPRIV is None,
+                    reason="needs root and setpriv to act as a user without DAC override")
+@pytest.mark.parametrize("mode", [0o700, 0o711])  # not even enterable; enterable, not listable
+@pytest.mark.parametrize("argv", READING + [["apollo", "--session-id", "s1"]])
+def test_a_store_owned_by_another_user_is_one_line(env, sessions_dir, argv, mode):
+    _seed(env, "s1")
+    os.chown(sessions_dir, 65534, 65534)  # nobody's
+    for path in sessions_dir.rglob("*"):
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    os.chmod(sessions_dir, mode)
+    # Root without the capability to bypass file modes meets the modes as any other user does.
+    command = [SETPRIV, "--bounding-set=-dac_override,-dac_read_search,-fowner",
+               str(BIN / (argv[0] if argv[0] == "apollo" else "aish"))]
+    command += argv[1:] if argv[0] == "apollo" else argv
+    done = subprocess.run(command, env=env, input=b"hello", capture_output=True, timeout=120)
+    _one_error_line(done, str(sessions_dir), "Permission denied")
+
+
+@pytest.mark.parametrize("argv", READING + [["apollo", "--session-id", "s1"]])
+def test_a_store_path_that_is_a_file_is_one_line(env, tmp_path, argv):
+    path = tmp_path / "not-a-dir"
+    path.write_text("x")
+    program = argv[0] if argv[0] == "apollo" else "aish"
+    rest = argv[1:] if argv[0] == "apollo" else argv
+    done = run({**env, "AISH_SESSION_DIR": str(path)}, program, *rest, input="hello")
+    _one_error_line(done, str(path))
+    assert path.read_text() == "x"
+
+
+@pytest.mark.parametrize("locks", ["kept", "missing"])  # a copy may lack .locks and caches
+def test_a_read_only_store_can_be_read(env, tmpfs, locks):
+    read_only_disk = tmpfs("ro", "1m")
+    env = {**env, "AISH_SESSION_DIR": str(read_only_disk)}
+    aish = Runner(env)
+    _seed(env, "s1")
+    if locks == "missing":
+        shutil.rmtree(read_only_disk / ".locks")
+        (read_only_disk / ".s1.idx").unlink(missing_ok=True)
+    remount = subprocess.run(["mount", "-o", "remount,ro", str(read_only_disk)],
+                             capture_output=True)
+    if remount.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {remount.stderr.decode().strip()}")
+    listing = ok(aish("aish", "--list-sessions", "--all"))
+    assert "s1" in listing and "apollo-ai" in listing
+    assert "Messages: 6" in ok(aish("aish", "--session-info", "s1"))
+    assert "Stored sessions: 1" in ok(aish("aish", "--session-stats"))
+    assert "OK (6 messages)" in ok(aish("aish", "--validate-session", "s1"))
+    assert "question 1 for apollo" in ok(aish("aish", "--search-sessions", "question 1"))
+    assert len(json.loads(ok(aish("aish", "--save-session", "s1")))["messages"]) == 6
+    exported = ok(aish("aish", "--export-sessions"))
+    assert "question 2 for apollo" in exported
+    before = sorted(p.name for p in read_only_disk.rglob("*"))
+    done = aish("apollo", "--session-id", "s1", input="one more")
+    _one_error_line(done, "Read-only file system")
+    _one_error_line(aish("aish", "--end-session", "s1"), "Read-only file system")
+    assert sorted(p.name for p in read_only_disk.rglob("*")) == before

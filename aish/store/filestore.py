@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -62,6 +63,28 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _guarded(method):
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:  # EACCES, ENOTDIR, EROFS, EIO, ... on any path of the store
+            where = exc.filename or "the session store"
+            raise StorageError(f"cannot access {where}: {exc.strerror or exc}") from None
+    return call
+
+
+def _os_errors_as_storage_errors(cls):
+    """Every public operation reports an OS error as one StorageError line naming the path and
+    the cause (a directory owned by another user, a path that is a file, ...), never a
+    traceback."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and (name == "__init__" or not name.startswith("_")):
+            setattr(cls, name, _guarded(member))
+    return cls
+
+
+@_os_errors_as_storage_errors
 class FileStore:
     def __init__(self, root: Path, codec=None, max_session_bytes: int = 64 * 1024 * 1024):
         self.root = Path(root)
@@ -91,13 +114,34 @@ class FileStore:
 
     @contextlib.contextmanager
     def _locked(self, sid: str, exclusive: bool):
+        if not exclusive:
+            with self._read_locked(sid):
+                yield
+            return
         lock = self._dir(".locks") / f"{check_id(sid)}.lock"
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StorageError(f"cannot open lock {lock}: {exc.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _read_locked(self, sid: str):
+        """A shared lock on the existing lock file, opened read-only; without one (a read-only
+        store, a copy without .locks) read unlocked: appends never expose a partial line to a
+        reader that ignores a torn tail, and rewrites replace the log in one rename."""
+        lock = self.root / ".locks" / f"{check_id(sid)}.lock"
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
             yield
         finally:
             os.close(fd)
@@ -107,10 +151,14 @@ class FileStore:
         return self._log(sid).exists()
 
     def ids(self) -> list[str]:
-        if not self.root.is_dir():
+        # os.listdir, unlike glob, reports a directory it may not read (or a path that is a
+        # file) instead of listing nothing; only a store not created yet holds no session.
+        try:
+            listed = os.listdir(self.root)
+        except FileNotFoundError:
             return []
         # A stray file whose name is no valid id is not a session (and must not break listing).
-        names = (p.name[:-6] for p in self.root.glob("*.jsonl"))
+        names = (n[:-6] for n in listed if n.endswith(".jsonl"))
         return sorted(n for n in names if ID_PATTERN.fullmatch(n) and ".." not in n)
 
     def _read_bytes(self, sid: str) -> bytes:
@@ -119,7 +167,8 @@ class FileStore:
         except FileNotFoundError:
             raise SessionNotFound(f"session {sid} not found") from None
         except OSError as exc:
-            raise StorageError(f"cannot read session {sid}: {exc.strerror}") from None
+            raise StorageError(f"cannot read session {sid} ({self._log(sid)}): {exc.strerror}"
+                               ) from None
         with os.fdopen(fd, "rb") as f:
             return f.read()
 
@@ -308,7 +357,7 @@ class FileStore:
             except FileNotFoundError:
                 raise SessionNotFound(f"session {sid} not found") from None
             except OSError as exc:
-                raise StorageError(f"cannot open session {sid}: {exc.strerror}") from None
+                raise StorageError(f"cannot open session {sid} ({log}): {exc.strerror}") from None
             try:
                 size = os.fstat(fd).st_size
                 size = self._cut_torn_tail(sid, fd, size)
@@ -332,7 +381,7 @@ class FileStore:
                         os.fsync(fd)
                     raise
             except OSError as exc:
-                raise StorageError(f"cannot write session {sid}: {exc.strerror}") from None
+                raise StorageError(f"cannot write session {sid} ({log}): {exc.strerror}") from None
             finally:
                 os.close(fd)
             for record in records:
@@ -386,7 +435,8 @@ class FileStore:
         try:
             self._write_private(self._log(sid), data)
         except OSError as exc:
-            raise StorageError(f"cannot write session {sid}: {exc.strerror}") from None
+            raise StorageError(f"cannot write session {sid} ({self._log(sid)}): "
+                               f"{exc.strerror}") from None
 
     def replace(self, sid: str, meta: dict, messages: list[Message],
                 since: object = None) -> Summary:
