@@ -114,11 +114,18 @@ class Sessions:
             summary = self.store.summary(sid)
         except SessionNotFound:
             if create_missing:
-                return self.create(ai, sid, named=True, context_window=context_window)
-            raise SessionNotFound(
-                f"session {sid} not found",
-                hint="see 'aish --list-sessions --all', or restore it with aish --restore-session",
-            ) from None
+                try:
+                    return self.create(ai, sid, named=True, context_window=context_window)
+                except SessionExists:
+                    # Another process created it between our look and our create: join it,
+                    # so concurrent first writers of a named session all succeed.
+                    summary = self.store.summary(sid)
+            else:
+                raise SessionNotFound(
+                    f"session {sid} not found",
+                    hint="see 'aish --list-sessions --all', or restore it with "
+                    "aish --restore-session",
+                ) from None
         meta = summary.meta
         owner = summary.owner
         participants = summary.participants

@@ -60,7 +60,8 @@ class Summary:
 
     @property
     def id(self) -> str:
-        return self.meta.get("id", "")
+        sid = self.meta.get("id")
+        return sid if isinstance(sid, str) else ""  # stores set it to the id they hold
 
     @property
     def updated(self) -> float:
@@ -123,8 +124,21 @@ class Summary:
 
     @classmethod
     def from_json(cls, data: dict) -> Summary:
-        return cls(data["meta"], data["messages"], data["user_messages"], data["by_ai"],
-                   data["tokens"], data["last_time"])
+        """A summary read back from a cache; raises ValueError on any doubt about a field.
+
+        A cache is only trusted whole: the caller rebuilds it from the log instead.
+        """
+        if not isinstance(data, dict):
+            raise ValueError("not a summary")
+        meta, by_ai = data.get("meta"), data.get("by_ai")
+        counts = [data.get(k) for k in ("messages", "user_messages", "tokens")]
+        if not (isinstance(meta, dict) and isinstance(meta.get("id"), str)
+                and isinstance(by_ai, dict) and all(is_count(n) for n in counts)
+                and all(isinstance(k, str) and is_count(n) for k, n in by_ai.items())
+                and counts[1] + sum(by_ai.values()) == counts[0]
+                and is_time(data.get("last_time"))):
+            raise ValueError("not a summary")
+        return cls(meta, counts[0], counts[1], by_ai, counts[2], float(data["last_time"]))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import json
 import os
 import stat
@@ -33,6 +35,7 @@ from aish.store.base import (
     UnusableLog,
     dump_line,
     fold_records,
+    is_count,
     merge_tombstones,
     open_doc,
     parse_line,
@@ -51,6 +54,13 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _checksum(summary) -> str:
+    """A digest of a cached summary: a flipped byte or a changed value makes the cache a miss
+    (a damaged value may still have a plausible type)."""
+    text = json.dumps(summary, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -102,6 +112,28 @@ def _fix_mode(path: Path, mode: int) -> bool:
         return False
 
 
+def _guarded(method):
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:  # EACCES, ENOTDIR, EROFS, EIO, ... on any path of the store
+            where = exc.filename or "the session store"
+            raise StorageError(f"cannot access {where}: {exc.strerror or exc}") from None
+    return call
+
+
+def _os_errors_as_storage_errors(cls):
+    """Every public operation reports an OS error as one StorageError line naming the path and
+    the cause (a directory owned by another user, a path that is a file, ...), never a
+    traceback."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and (name == "__init__" or not name.startswith("_")):
+            setattr(cls, name, _guarded(member))
+    return cls
+
+
+@_os_errors_as_storage_errors
 class FileStore:
     def __init__(self, root: Path, codec=None, max_session_bytes: int = 64 * 1024 * 1024,
                  warn: Callable[[str], None] | None = None):
@@ -187,13 +219,34 @@ class FileStore:
 
     @contextlib.contextmanager
     def _locked(self, sid: str, exclusive: bool):
+        if not exclusive:
+            with self._read_locked(sid):
+                yield
+            return
         lock = self._dir(".locks") / f"{check_id(sid)}.lock"
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StorageError(f"cannot open lock {lock}: {exc.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _read_locked(self, sid: str):
+        """A shared lock on the existing lock file, opened read-only; without one (a read-only
+        store, a copy without .locks) read unlocked: appends never expose a partial line to a
+        reader that ignores a torn tail, and rewrites replace the log in one rename."""
+        lock = self.root / ".locks" / f"{check_id(sid)}.lock"
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
             yield
         finally:
             os.close(fd)
@@ -203,12 +256,19 @@ class FileStore:
         return os.path.lexists(self._log(sid))
 
     def ids(self) -> list[str]:
-        if not self.root.is_dir():
+        # os.listdir, unlike glob, reports a directory it may not read (or a path that is a
+        # file) instead of listing nothing; only a store not created yet holds no session.
+        try:
+            listed = os.listdir(self.root)
+        except FileNotFoundError:
             return []
         self._check_root()
         found = []
-        for path in self.root.glob("*.jsonl"):
-            sid = path.name[:-6]
+        for name in listed:
+            if not name.endswith(".jsonl"):
+                continue
+            sid = name[:-6]
+            path = self.root / name
             # A stray file whose name is no valid id is not a session (and must not break listing).
             if not ID_PATTERN.fullmatch(sid) or ".." in sid:
                 continue
@@ -386,11 +446,15 @@ class FileStore:
     def _read_idx(self, sid: str, size: int) -> Summary | None:
         try:
             data = json.loads(_read_regular(self._idx(sid), 1 << 20))
-            if data.get("size") == size and data.get("v") == FORMAT_VERSION:
-                return Summary.from_json(data["summary"])
+            if (isinstance(data, dict) and is_count(data.get("size")) and data["size"] == size
+                    and data.get("v") == FORMAT_VERSION
+                    and data.get("check") == _checksum(data.get("summary"))):
+                summary = Summary.from_json(data.get("summary"))
+                if summary.meta["id"] == sid:
+                    return summary
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             pass
-        return None
+        return None  # missing, stale or damaged: the caller rebuilds it from the log
 
     def _rebuild_idx(self, sid: str) -> Summary:
         data = self._read_bytes(sid)
@@ -403,20 +467,27 @@ class FileStore:
                 summary.fold(parse_line(raw.decode("utf-8")))
             except (UnicodeDecodeError, ValueError):
                 continue
-        if not summary.meta.get("id"):
-            summary.meta["id"] = sid
+        # The file holding the log names the session, whatever a damaged header says (which
+        # --validate-session reports); appends through this summary go to that file.
+        summary.meta["id"] = sid
         self._write_idx(sid, len(complete), summary)
         return summary
 
     def _write_idx(self, sid: str, size: int, summary: Summary) -> None:
-        payload = json.dumps({"v": FORMAT_VERSION, "size": size, "summary": summary.to_json()})
+        content = summary.to_json()
+        payload = json.dumps({"v": FORMAT_VERSION, "size": size, "summary": content,
+                              "check": _checksum(content)})
         try:
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".idx-")
+        except OSError:
+            return  # the index is only a cache; the next reader rebuilds it
+        try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(payload)
             os.replace(tmp, self._idx(sid))
         except OSError:
-            pass  # the index is only a cache; the next reader rebuilds it
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # a full disk must not keep a half-written cache around
 
     # -- writing -------------------------------------------------------------------------
     def _encode(self, records: list[dict]) -> bytes:
@@ -443,7 +514,7 @@ class FileStore:
             except FileNotFoundError:
                 raise SessionNotFound(f"session {sid} not found") from None
             except OSError as exc:
-                raise StorageError(f"cannot open session {sid}: {exc.strerror}") from None
+                raise StorageError(f"cannot open session {sid} ({log}): {exc.strerror}") from None
             try:
                 size = os.fstat(fd).st_size
                 size = self._cut_torn_tail(sid, fd, size)
@@ -456,10 +527,18 @@ class FileStore:
                 summary = self._read_idx(sid, size)
                 if summary is None:
                     summary = self._rebuild_idx(sid)
-                _write_all(fd, payload)
-                os.fsync(fd)
+                try:
+                    _write_all(fd, payload)
+                    os.fsync(fd)
+                except OSError:
+                    # A full disk or an I/O error mid-write: put the log back exactly as it
+                    # was, so no torn line makes later rewrites refuse the session.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                        os.fsync(fd)
+                    raise
             except OSError as exc:
-                raise StorageError(f"cannot write session {sid}: {exc.strerror}") from None
+                raise StorageError(f"cannot write session {sid} ({log}): {exc.strerror}") from None
             finally:
                 os.close(fd)
             for record in records:
@@ -513,7 +592,8 @@ class FileStore:
         try:
             self._write_private(self._log(sid), data)
         except OSError as exc:
-            raise StorageError(f"cannot write session {sid}: {exc.strerror}") from None
+            raise StorageError(f"cannot write session {sid} ({self._log(sid)}): "
+                               f"{exc.strerror}") from None
 
     def replace(self, sid: str, meta: dict, messages: list[Message],
                 since: object = None) -> Summary:

@@ -220,8 +220,7 @@ def summary_from_hash(fields: dict, sid: str) -> Summary:
             summary.tokens = _number(value)
         elif key == "last_time":
             summary.last_time = _number(value, float)
-    if not isinstance(summary.meta.get("id"), str) or not summary.meta.get("id"):
-        summary.meta["id"] = sid
+    summary.meta["id"] = sid  # the keys name the session, whatever a damaged header says
     return summary
 
 
