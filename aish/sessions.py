@@ -292,12 +292,17 @@ class Session:
         parts: list[str] = []
         usage = None
         finished = False
+        shown: Exception | None = None  # showing the reply failed: still read and store it
         try:
             chunk: Chunk
             for chunk in provider.stream(chat, specialist):
                 if chunk.text:
                     parts.append(chunk.text)
-                    on_text(chunk.text)
+                    if shown is None:
+                        try:
+                            on_text(chunk.text)
+                        except Exception as exc:  # noqa: BLE001 - raised once the reply is kept
+                            shown = exc
                 if chunk.finished:
                     usage = chunk.usage
                     finished = True
@@ -313,6 +318,9 @@ class Session:
         reply = Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
                         usage=usage)
         self.add(reply)
+        if shown is not None:
+            self.save_if_auto()
+            raise shown
         return Reply(reply.content, reply)
 
     def add_user(self, specialist: Specialist, text: str) -> Message:

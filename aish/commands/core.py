@@ -137,7 +137,7 @@ def _provider(ctx: Context, specialist, args):
 
 
 def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
-    from aish.errors import ProviderError
+    from aish.errors import Interrupted, ProviderError
 
     text = None if args.retry else text
     try:
@@ -154,11 +154,14 @@ def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
                 ctx.out.note("(reply interrupted; what arrived is kept in the session)")
             return
         try:
-            session.exchange(specialist, text, provider,
-                             on_text=ctx.out.reply_chunk if show else (lambda _t: None))
+            reply = session.exchange(specialist, text, provider,
+                                     on_text=ctx.out.reply_chunk if show else (lambda _t: None))
         finally:
             if show:
                 ctx.out.reply_end()
+        if reply.interrupted:  # `> analysis.md` must not pass for a whole answer
+            raise Interrupted(f"interrupted: reply kept in session {session.id}, "
+                              "marked interrupted")
     except ProviderError as exc:
         exc.hint = (f"your message is kept in session {session.id}; retry with: "
                     f"{specialist.name} --session {session.id} --retry")
