@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import sys
 
@@ -82,10 +83,9 @@ def _replace_invalid_stdin(ctx) -> None:
         return "\ufffd", exc.end
 
     codecs.register_error("aish-stdin", replace)
-    try:
+    # Not a real text stream (e.g. under a test), or already read from: leave it as it is.
+    with contextlib.suppress(AttributeError, ValueError, OSError):
         stream.reconfigure(encoding="utf-8", errors="aish-stdin")
-    except (AttributeError, ValueError, OSError):  # not a real text stream (e.g. under a test)
-        pass
 
 
 def _specialist(name: str):

@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 
 __all__ = ["ASCII_MARKS", "MAX_SEQUENCE", "UNICODE_MARKS", "Marks", "StreamSanitizer",
-           "marks_for", "sanitize"]
+           "marks_for", "sanitize", "valid_unicode"]
 
 #: Longest body (parameters, intermediates or string payload) of a recognised sequence.
 MAX_SEQUENCE = 256
@@ -111,6 +111,18 @@ def marks_for(encoding: str | None) -> Marks:
     except (UnicodeError, LookupError):
         return ASCII_MARKS
     return UNICODE_MARKS
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD.
+
+    Undecodable argv bytes arrive as surrogates, and a JSON stream may carry an unpaired
+    ``\\ud800``; either would be stored, then fail every later request that has to encode it.
+    """
+    return _SURROGATE.sub(REPLACEMENT, text)
 
 
 def sanitize(text: str, marks: Marks = UNICODE_MARKS) -> str:

@@ -24,6 +24,7 @@ from aish.errors import (
 )
 from aish.ids import check_id, new_id
 from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
+from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Summary
 
@@ -297,10 +298,11 @@ class Session:
             chunk: Chunk
             for chunk in provider.stream(chat, specialist):
                 if chunk.text:
-                    parts.append(chunk.text)
+                    piece = valid_unicode(chunk.text)
+                    parts.append(piece)
                     if shown is None:
                         try:
-                            on_text(chunk.text)
+                            on_text(piece)
                         except Exception as exc:  # noqa: BLE001 - raised once the reply is kept
                             shown = exc
                 if chunk.finished:
@@ -326,6 +328,7 @@ class Session:
     def add_user(self, specialist: Specialist, text: str) -> Message:
         """Store the user's message; with auto-save on it is durable before anyone is asked,
         so a provider that fails (or cannot even be built) never loses it."""
+        text = valid_unicode(text)  # a lone surrogate stored would fail every later request
         check_message(self.sessions.config, text)
         message = Message(USER, text, ai_key(specialist.name), self.sessions.now())
         self.add(message)

@@ -9,6 +9,7 @@ from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
 from aish.errors import UsageError
 from aish.humanize import ago, iso, window
 from aish.ids import ID_PATTERN, check_id
+from aish.sanitize import valid_unicode
 
 NEW = "\0new"  # `--session` given without an id
 
@@ -59,6 +60,9 @@ def ask(ctx: Context, args) -> int:
             flag = "--" + given[0].replace("_", "-")
             raise UsageError(f"{flag} needs --session or --session-id")
     text = " ".join(words) if words else None
+    if text is not None and valid_unicode(text) != text:
+        ctx.out.warn("the message is not valid UTF-8; invalid bytes were replaced")
+        text = valid_unicode(text)
     if text is not None and args.retry:
         raise UsageError("--retry sends the unanswered message again; it takes no message")
     if text is None and not args.end and not args.retry and not ctx.stdin_is_tty:
@@ -182,7 +186,7 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
     def produce(on_text) -> bool:
         for chunk in provider.stream(chat, specialist):
             if chunk.text:
-                on_text(chunk.text)
+                on_text(valid_unicode(chunk.text))
             if chunk.finished:
                 return True
         return False
