@@ -100,7 +100,7 @@ class Output:
 
             from aish.theme import load_theme
 
-            self._console = Console(file=self.stdout, no_color=not self.color,
+            self._console = Console(file=_Guarded(self), no_color=not self.color,
                                     force_terminal=self.stdout_tty or None,
                                     highlight=False, theme=load_theme(self.theme_name).rich)
         return self._console
@@ -119,6 +119,24 @@ class Output:
 
         return StreamRenderer(self.console(), code_theme=load_theme(self.theme_name).code,
                               prefix=prefix, markdown=self.color)
+
+
+class _Guarded:
+    """stdout as Rich sees it: writes go through :meth:`Output._write`, so the shell's rendered
+    replies cannot fail on an encoding or a reader that left either."""
+
+    def __init__(self, out: Output) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        self._out._write(self._out.stdout, text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass  # every write is flushed
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding, ...
+        return getattr(self._out.stdout, name)
 
 
 def _isatty(stream) -> bool:

@@ -144,3 +144,14 @@ def test_lone_surrogates_never_poison_a_session(env, server):
     assert [m["content"] for m in stored(env, sid)][1:] == [
         "bad \ufffd half", "x\ufffdy", "bad \ufffd half"]
     assert server.requests[-1]["messages"][-1]["content"] == "x\ufffdy"
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_session_mode_on_a_stdout_that_is_not_utf8(env, server, encoding):
+    server.reply = HOSTILE
+    result = run(env, "aish", "--session", "apollo", "--session-id", "narrow",
+                 input="show me\nexit\n", PYTHONIOENCODING=encoding)
+    assert result.returncode == 0, result.stderr.decode()
+    shown = result.stdout.decode(encoding)
+    assert "red" in shown and " end" in shown and "\x1b" not in shown
+    assert [m["content"] for m in stored(env, "narrow")] == ["show me", HOSTILE]
