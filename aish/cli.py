@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
 import sys
 
@@ -18,28 +20,72 @@ def main(argv: list[str] | None = None) -> int:
     from aish.commands.context import Context
 
     ctx = Context()
+    _replace_invalid_stdin(ctx)
     from aish.shell.hooks import install
 
     install(ctx)
     try:
-        if not argv:
-            from aish.shell.repl import run_shell
-
-            return run_shell(ctx)
-        from aish.commands.dispatch import run
-
-        return run(ctx, argv)
+        code = _run(ctx, argv)
+    except errors.Interrupted as exc:
+        ctx.out.note(f"aish: {exc}")
+        code = exc.exit_code
     except errors.AishError as exc:
         ctx.out.error(str(exc))
-        return exc.exit_code
+        code = exc.exit_code
     except KeyboardInterrupt:
         ctx.out.note("interrupted")
-        return errors.INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`); stop quietly, as Unix tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        code = errors.INTERRUPTED
+    except BrokenPipeError:  # a write that did not go through Output
+        ctx.out.drop_stdout()
+        code = errors.BROKEN_PIPE
+    except OSError as exc:  # e.g. a path too long for the file system, a missing directory
+        ctx.out.error(_os_error(exc))
+        code = errors.STORAGE
+    if ctx.out.broken_pipe:  # the reply was still read and stored; say the output was cut
+        return errors.BROKEN_PIPE
+    return code
+
+
+def _run(ctx, argv: list[str]) -> int:
+    if not argv:
+        from aish.shell.repl import run_shell
+
+        return run_shell(ctx)
+    from aish.commands.dispatch import run
+
+    return run(ctx, argv)
+
+
+def _os_error(exc: OSError) -> str:
+    cause = exc.strerror or exc.__class__.__name__
+    if exc.filename is None:
+        return cause
+    shown = repr(str(exc.filename))
+    if len(shown) > 80:
+        shown = shown[:60] + "..." + shown[-16:]
+    return f"{shown}: {cause}"
+
+
+def _replace_invalid_stdin(ctx) -> None:
+    """Piped stdin is read as UTF-8; invalid bytes become U+FFFD with one warning, so a line
+    never reaches a session (or a provider) carrying undecodable surrogates."""
+    stream = sys.stdin
+    if stream is None or ctx.stdin is not None or ctx.stdin_is_tty:
+        return
+    warned: list[bool] = []
+
+    def replace(exc: UnicodeError) -> tuple[str, int]:
+        if not warned:
+            warned.append(True)
+            ctx.out.warn("stdin is not valid UTF-8; invalid bytes were replaced")
+        if not isinstance(exc, UnicodeDecodeError):
+            raise exc
+        return "\ufffd", exc.end
+
+    codecs.register_error("aish-stdin", replace)
+    # Not a real text stream (e.g. under a test), or already read from: leave it as it is.
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        stream.reconfigure(encoding="utf-8", errors="aish-stdin")
 
 
 def _specialist(name: str):

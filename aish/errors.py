@@ -14,6 +14,7 @@ LIMIT = 6
 REFUSED = 7
 CONFIG = 8
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # stdout's reader left (128 + SIGPIPE, as `cat` and `yes` exit)
 
 
 class AishError(Exception):
@@ -67,3 +68,9 @@ class Refused(AishError):
 
 class ConfigError(AishError):
     exit_code = CONFIG
+
+
+class Interrupted(AishError):
+    """Ctrl-C cut a reply short; what arrived is stored, marked interrupted."""
+
+    exit_code = INTERRUPTED

@@ -4,6 +4,11 @@ Replies and data go to stdout, everything else to stderr. All text is sanitised 
 (model and file text may carry escape sequences, and `apollo ... | cat` reaches a terminal too),
 so output is plain text with no control sequences; JSON is written as ASCII, which sanitising
 leaves untouched. Colour is only for the shell, where Rich is loaded.
+
+Writing never fails a command. A stream that cannot encode a character (``PYTHONIOENCODING=
+ascii``, latin-1) gets ASCII marks from the sanitiser and ``?`` for the rest. A reader that
+leaves (``| head -c 1``, quitting ``less``) makes stdout a sink: later writes are dropped so the
+reply is still read to the end and stored, and the face reports it with :attr:`broken_pipe`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import os
 import sys
 from typing import TextIO
 
-from aish.sanitize import StreamSanitizer, sanitize
+from aish.sanitize import StreamSanitizer, marks_for, sanitize
 
 
 class Output:
@@ -26,32 +31,60 @@ class Output:
         self.color = "NO_COLOR" not in environ and self.stdout_tty
         self._stream: StreamSanitizer | None = None
         self._console = None
+        self.broken_pipe = False  # stdout's reader went away; stdout now goes to devnull
+        # Marks the sanitiser may use: ␛ and � only where the stream can encode them.
+        self._out_marks = marks_for(getattr(self.stdout, "encoding", None))
+        self._err_marks = marks_for(getattr(self.stderr, "encoding", None))
 
     # -- stdout ----------------------------------------------------------------------------
     def data(self, text: str = "", end: str = "\n") -> None:
         """Write text on stdout (ids, listings, JSON), sanitised."""
-        self.stdout.write(sanitize(text) + end)
-        self.stdout.flush()
+        self._write(self.stdout, sanitize(text, self._out_marks) + end)
 
     def reply_chunk(self, text: str) -> None:
         """Write a piece of a streamed reply on stdout as it arrives."""
         if self._stream is None:
-            self._stream = StreamSanitizer()
-        self.stdout.write(self._stream.feed(text))
-        self.stdout.flush()
+            self._stream = StreamSanitizer(self._out_marks)
+        self._write(self.stdout, self._stream.feed(text))
 
     def reply_end(self) -> None:
         if self._stream is None:  # nothing arrived (e.g. the provider failed): no blank line
             return
-        self.stdout.write(self._stream.flush() + "\n")
+        text = self._stream.flush() + "\n"
         self._stream = None
-        self.stdout.flush()
+        self._write(self.stdout, text)
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        if stream is self.stdout and self.broken_pipe:
+            return
+        try:
+            try:
+                stream.write(text)
+            except UnicodeEncodeError:  # e.g. an emoji on latin-1, a lone surrogate on UTF-8
+                encoding = getattr(stream, "encoding", None) or "ascii"
+                stream.write(text.encode(encoding, "replace").decode(encoding))
+            stream.flush()
+        except BrokenPipeError:
+            if stream is self.stdout:
+                self.drop_stdout()
+        except ValueError:  # the stream was closed under us: nothing to write to
+            pass
+
+    def drop_stdout(self) -> None:
+        """Send stdout to devnull, so later writes and the interpreter's final flush of what is
+        still buffered go nowhere instead of raising again."""
+        self.broken_pipe = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # not a real file (a test's StringIO)
+            pass
 
     # -- stderr ----------------------------------------------------------------------------
     def note(self, text: str) -> None:
         """Progress and status on stderr."""
-        self.stderr.write(sanitize(text) + "\n")
-        self.stderr.flush()
+        self._write(self.stderr, sanitize(text, self._err_marks) + "\n")
 
     def warn(self, text: str) -> None:
         self.note(f"aish: warning: {text}")
@@ -67,7 +100,7 @@ class Output:
 
             from aish.theme import load_theme
 
-            self._console = Console(file=self.stdout, no_color=not self.color,
+            self._console = Console(file=_Guarded(self), no_color=not self.color,
                                     force_terminal=self.stdout_tty or None,
                                     highlight=False, theme=load_theme(self.theme_name).rich)
         return self._console
@@ -86,6 +119,24 @@ class Output:
 
         return StreamRenderer(self.console(), code_theme=load_theme(self.theme_name).code,
                               prefix=prefix, markdown=self.color)
+
+
+class _Guarded:
+    """stdout as Rich sees it: writes go through :meth:`Output._write`, so the shell's rendered
+    replies cannot fail on an encoding or a reader that left either."""
+
+    def __init__(self, out: Output) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        self._out._write(self._out.stdout, text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass  # every write is flushed
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding, ...
+        return getattr(self._out.stdout, name)
 
 
 def _isatty(stream) -> bool:

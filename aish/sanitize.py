@@ -22,6 +22,10 @@ What is shown instead:
 
 ``\\n`` and ``\\t`` are kept, and ``\\r\\n`` becomes ``\\n``.
 
+A stream that cannot encode those marks (``PYTHONIOENCODING=ascii``, latin-1, cp1252) gets
+:data:`ASCII_MARKS` instead: ``^[`` for an escape sequence or a stray ESC, ``?`` for anything
+else neutralised, so the marks themselves can never make printing fail.
+
 Everything is one compiled regex with possessive, bounded quantifiers, so the cost is
 linear in the input even for hostile input such as a megabyte of ``ESC [``. A sequence
 whose body is longer than :data:`MAX_SEQUENCE` characters is not treated as a sequence:
@@ -36,7 +40,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_SEQUENCE", "StreamSanitizer", "sanitize"]
+__all__ = ["ASCII_MARKS", "MAX_SEQUENCE", "UNICODE_MARKS", "Marks", "StreamSanitizer",
+           "marks_for", "sanitize", "valid_unicode"]
 
 #: Longest body (parameters, intermediates or string payload) of a recognised sequence.
 MAX_SEQUENCE = 256
@@ -78,16 +83,51 @@ _PICTURES = {chr(c): chr(0x2400 + c) for c in range(0x20)}
 _PICTURES["\x7f"] = "\u2421"  # ␡
 
 
-def _replace(match: re.Match[str]) -> str:
-    found = match.group()
-    if len(found) > 1:
-        return "\n" if found == "\r\n" else SEQUENCE_MARK
-    return _PICTURES.get(found, REPLACEMENT)
+class Marks:
+    """What neutralised text is shown as; called with each match of the danger regex."""
+
+    def __init__(self, sequence: str, pictures: dict[str, str], other: str) -> None:
+        self.sequence = sequence  # a whole escape sequence
+        self.pictures = pictures  # single control characters
+        self.other = other  # anything else neutralised (C1, bidi, controls without a picture)
+
+    def __call__(self, match: re.Match[str]) -> str:
+        found = match.group()
+        if len(found) > 1:
+            return "\n" if found == "\r\n" else self.sequence
+        return self.pictures.get(found, self.other)
 
 
-def sanitize(text: str) -> str:
+UNICODE_MARKS = Marks(SEQUENCE_MARK, _PICTURES, REPLACEMENT)
+ASCII_MARKS = Marks("^[", {"\x1b": "^["}, "?")
+
+
+def marks_for(encoding: str | None) -> Marks:
+    """The marks a stream with ``encoding`` can show: the Unicode ones when it can encode them."""
+    if not encoding:
+        return UNICODE_MARKS
+    try:
+        (SEQUENCE_MARK + REPLACEMENT + "".join(_PICTURES.values())).encode(encoding)
+    except (UnicodeError, LookupError):
+        return ASCII_MARKS
+    return UNICODE_MARKS
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD.
+
+    Undecodable argv bytes arrive as surrogates, and a JSON stream may carry an unpaired
+    ``\\ud800``; either would be stored, then fail every later request that has to encode it.
+    """
+    return _SURROGATE.sub(REPLACEMENT, text)
+
+
+def sanitize(text: str, marks: Marks = UNICODE_MARKS) -> str:
     """Return ``text`` with every terminal control neutralised (see the module doc)."""
-    return _DANGER.sub(_replace, text)
+    return _DANGER.sub(marks, text)
 
 
 class StreamSanitizer:
@@ -103,8 +143,9 @@ class StreamSanitizer:
     :meth:`flush` equal ``sanitize(text)``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, marks: Marks = UNICODE_MARKS) -> None:
         self._pending = ""
+        self._marks = marks
 
     def feed(self, chunk: str) -> str:
         """Take the next chunk; return the sanitised text that is now decided."""
@@ -113,9 +154,9 @@ class StreamSanitizer:
         tail = _UNFINISHED.search(text, start)
         cut = tail.start() if tail else len(text)
         self._pending = text[cut:]
-        return sanitize(text[:cut])
+        return sanitize(text[:cut], self._marks)
 
     def flush(self) -> str:
         """End of stream: return whatever was held back, sanitised."""
         text, self._pending = self._pending, ""
-        return sanitize(text)
+        return sanitize(text, self._marks)

@@ -24,6 +24,7 @@ from aish.errors import (
 )
 from aish.ids import ID_PATTERN, check_id, new_id
 from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
+from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Summary
 
@@ -309,12 +310,18 @@ class Session:
         parts: list[str] = []
         usage = None
         finished = False
+        shown: Exception | None = None  # showing the reply failed: still read and store it
         try:
             chunk: Chunk
             for chunk in provider.stream(chat, specialist):
                 if chunk.text:
-                    parts.append(chunk.text)
-                    on_text(chunk.text)
+                    piece = valid_unicode(chunk.text)
+                    parts.append(piece)
+                    if shown is None:
+                        try:
+                            on_text(piece)
+                        except Exception as exc:  # noqa: BLE001 - raised once the reply is kept
+                            shown = exc
                 if chunk.finished:
                     usage = chunk.usage
                     finished = True
@@ -330,11 +337,15 @@ class Session:
         reply = Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
                         usage=usage)
         self.add(reply)
+        if shown is not None:
+            self.save_if_auto()
+            raise shown
         return Reply(reply.content, reply)
 
     def add_user(self, specialist: Specialist, text: str) -> Message:
         """Store the user's message; with auto-save on it is durable before anyone is asked,
         so a provider that fails (or cannot even be built) never loses it."""
+        text = valid_unicode(text)  # a lone surrogate stored would fail every later request
         check_message(self.sessions.config, text)
         message = Message(USER, text, ai_key(specialist.name), self.sessions.now())
         self.add(message)

@@ -23,6 +23,8 @@ Modes (``server.mode`` or the head of ``server.script``):
 - ``stall``    accept the request and send nothing until the client gives up;
 - ``stall_mid``  send the headers and one piece, then nothing until the client gives up.
 
+``server.piece_size`` (default 6) is how many characters each streamed piece carries.
+
 ``refused_url()`` gives a base URL on a loopback port where nothing listens.
 """
 
@@ -64,6 +66,7 @@ class FaultServer:
         self.reply = reply
         self.lifetime = lifetime
         self.stall_seconds = stall_seconds
+        self.piece_size = 6  # characters per streamed piece; raise it for big, fast replies
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self._lock = threading.Lock()
@@ -195,7 +198,7 @@ def _handler_for(server: FaultServer):
                     self.wfile.write(data)
                 self.wfile.flush()
 
-            pieces = _pieces(text)
+            pieces = _pieces(text, server.piece_size)
             try:
                 send(_chunk(model, {"role": "assistant", "content": ""}))
                 if mode == "stall_mid":

@@ -13,7 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aish.sanitize import MAX_SEQUENCE, StreamSanitizer, sanitize
+from aish.sanitize import (
+    ASCII_MARKS,
+    MAX_SEQUENCE,
+    UNICODE_MARKS,
+    StreamSanitizer,
+    marks_for,
+    sanitize,
+    valid_unicode,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,15 +139,41 @@ def _split(text: str, cuts: list[int]) -> list[str]:
     return [text[a:b] for a, b in pairwise(points)]
 
 
-def _stream(chunks: list[str]) -> str:
-    sanitizer = StreamSanitizer()
+def _stream(chunks: list[str], marks=UNICODE_MARKS) -> str:
+    sanitizer = StreamSanitizer(marks)
     return "".join(sanitizer.feed(chunk) for chunk in chunks) + sanitizer.flush()
 
 
 @settings(max_examples=500)
-@given(st.lists(_PIECES, max_size=60).map("".join), st.lists(st.integers(0, 200), max_size=20))
-def test_stream_equals_whole_for_any_chunking(text: str, cuts: list[int]) -> None:
-    assert _stream(_split(text, cuts)) == sanitize(text)
+@given(st.lists(_PIECES, max_size=60).map("".join), st.lists(st.integers(0, 200), max_size=20),
+       st.sampled_from([UNICODE_MARKS, ASCII_MARKS]))
+def test_stream_equals_whole_for_any_chunking(text: str, cuts: list[int], marks) -> None:
+    assert _stream(_split(text, cuts), marks) == sanitize(text, marks)
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "cp1252", "ANSI_X3.4-1968"])
+def test_streams_that_cannot_show_the_marks_get_ascii_ones(encoding: str) -> None:
+    marks = marks_for(encoding)
+    assert marks is ASCII_MARKS
+    shown = sanitize("a\x1b[31mb\x1b]52;c;eA==\x07c\x07d\u202ee\x9bf\x1b", marks)
+    assert shown == "a^[b^[c?d?e?f^[" and not DANGEROUS.search(shown)
+    shown.encode(encoding)  # the marks themselves can always be written
+
+
+@settings(max_examples=300)
+@given(st.text(st.characters(max_codepoint=0x7f)))
+def test_ascii_marks_keep_ascii_text_ascii_and_inert(text: str) -> None:
+    shown = sanitize(text, ASCII_MARKS)
+    shown.encode("ascii")
+    assert not DANGEROUS.search(shown)
+
+
+def test_utf8_streams_keep_the_unicode_marks() -> None:
+    assert marks_for("utf-8") is marks_for("UTF8") is marks_for(None) is UNICODE_MARKS
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    assert valid_unicode("a\ud800b\udcffc \U0001f600") == "a\ufffdb\ufffdc \U0001f600"
 
 
 @pytest.mark.parametrize("opener", ["\x1b]", "\x1b[", "\x1bP", "\x1b "])

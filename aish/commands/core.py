@@ -9,6 +9,7 @@ from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
 from aish.errors import UsageError
 from aish.humanize import ago, iso, window
 from aish.ids import ID_PATTERN, check_id
+from aish.sanitize import valid_unicode
 
 NEW = "\0new"  # `--session` given without an id
 
@@ -59,6 +60,9 @@ def ask(ctx: Context, args) -> int:
             flag = "--" + given[0].replace("_", "-")
             raise UsageError(f"{flag} needs --session or --session-id")
     text = " ".join(words) if words else None
+    if text is not None and valid_unicode(text) != text:
+        ctx.out.warn("the message is not valid UTF-8; invalid bytes were replaced")
+        text = valid_unicode(text)
     if text is not None and args.retry:
         raise UsageError("--retry sends the unanswered message again; it takes no message")
     if text is None and not args.end and not args.retry and not ctx.stdin_is_tty:
@@ -137,7 +141,7 @@ def _provider(ctx: Context, specialist, args):
 
 
 def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
-    from aish.errors import ProviderError
+    from aish.errors import Interrupted, ProviderError
 
     text = None if args.retry else text
     try:
@@ -154,11 +158,14 @@ def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
                 ctx.out.note("(reply interrupted; what arrived is kept in the session)")
             return
         try:
-            session.exchange(specialist, text, provider,
-                             on_text=ctx.out.reply_chunk if show else (lambda _t: None))
+            reply = session.exchange(specialist, text, provider,
+                                     on_text=ctx.out.reply_chunk if show else (lambda _t: None))
         finally:
             if show:
                 ctx.out.reply_end()
+        if reply.interrupted:  # `> analysis.md` must not pass for a whole answer
+            raise Interrupted(f"interrupted: reply kept in session {session.id}, "
+                              "marked interrupted")
     except ProviderError as exc:
         exc.hint = (f"your message is kept in session {session.id}; retry with: "
                     f"{specialist.name} --session {session.id} --retry")
@@ -179,7 +186,7 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
     def produce(on_text) -> bool:
         for chunk in provider.stream(chat, specialist):
             if chunk.text:
-                on_text(chunk.text)
+                on_text(valid_unicode(chunk.text))
             if chunk.finished:
                 return True
         return False
