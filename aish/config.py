@@ -268,8 +268,9 @@ def load(env: dict[str, str] | None = None) -> Config:
     for name in (*ENV_KEYS, "AISH_CONFIG"):
         if not _clean_text(env.get(name) or ""):
             raise ConfigError(f"environment {name}: holds a NUL or bytes that are not UTF-8")
-    home = Path(env.get("HOME") or Path.home()) / ".aish"
-    file = Path(env["AISH_CONFIG"]).expanduser() if env.get("AISH_CONFIG") else home / "config.yaml"
+    home = Path(env.get("HOME") or _expand("~", "HOME")) / ".aish"
+    file = (_expand(env["AISH_CONFIG"], "environment AISH_CONFIG") if env.get("AISH_CONFIG")
+            else home / "config.yaml")
     from_file, mode = _read_file(file)
     warnings = _unknown_keys(from_file, KNOWN_KEYS, (), str(file))
     readable = from_file and mode & (stat.S_IRGRP | stat.S_IROTH)
@@ -290,7 +291,8 @@ def load(env: dict[str, str] | None = None) -> Config:
 
     _check_providers(c)
     path = c.text("sessions", "storage", "path", optional=True)
-    session_dir = Path(path).expanduser() if path else home / "sessions"
+    where = f"{c.sources.get(('sessions', 'storage', 'path'), 'config')}: sessions.storage.path"
+    session_dir = _expand(path, where) if path else home / "sessions"
     # `auto_save: true` (yes, on) writes every message, `false` only on save, N every N messages.
     auto = c.raw("sessions", "defaults", "auto_save")
     if isinstance(auto, bool) or str(auto).lower() in BOOLEAN_WORDS:
@@ -342,10 +344,18 @@ def _check_providers(c: _Checker) -> None:
                 c.fail(keys, "a number >= 0", value)
 
 
+def _expand(path: str, where: str) -> Path:
+    try:
+        return Path(path).expanduser()
+    except (RuntimeError, KeyError):  # `~name` of a user that does not exist, or no home at all
+        raise ConfigError(f"{where}: cannot find the home directory for {_shown(path)}") from None
+
+
 def _redis_url(c: _Checker) -> str | None:
     url = c.text("sessions", "storage", "url", optional=True)
     if url is not None:
-        check_redis_url(url, c.sources.get(("sessions", "storage", "url"), "config"))
+        source = c.sources.get(("sessions", "storage", "url"), "config")
+        check_redis_url(url, f"{source}: sessions.storage.url")
     return url
 
 
