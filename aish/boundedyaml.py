@@ -70,6 +70,7 @@ def load(text: str, where: str) -> Any:
     """The one YAML document in ``text`` (None when it holds none), or ConfigError naming
     ``where``. The top level must be a mapping."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.parser import Parser
     from ruamel.yaml.reader import ReaderError
 
@@ -93,6 +94,8 @@ def load(text: str, where: str) -> Any:
         # A parser's own message says what is wrong; others (an int too long to convert, ...)
         # might quote the value, so only their kind is shown.
         problem = getattr(exc, "problem", None)
+        if isinstance(exc, DuplicateKeyError):  # its message quotes both values: maybe a secret
+            problem = str(problem).split(" with value ")[0]
         if problem is None and isinstance(exc, ReaderError):  # names the character, not the text
             problem = str(exc).split(":")[0]
         problem = problem or f"unreadable value ({type(exc).__name__})"

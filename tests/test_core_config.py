@@ -371,6 +371,13 @@ def test_oversized_and_special_files(tmp_path):
     assert load({"HOME": str(tmp_path), "AISH_CONFIG": os.devnull}).context_window == 10
 
 
+def test_yaml_errors_never_quote_an_api_key(tmp_path):
+    message = config_error(tmp_path, "providers:\n  openai:\n    api_key: sk-first\n"
+                                     "    api_key: sk-second\n")
+    assert "duplicate key" in message and "api_key" in message
+    assert "sk-first" not in message and "sk-second" not in message
+
+
 # -- misspelt keys warn, naming the file, the key and the nearest known key ----------------------
 
 
