@@ -7,6 +7,8 @@ checked here and typed, so the rest of the code never sees strings standing in f
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import math
 import os
 import re
@@ -35,6 +37,28 @@ DEFAULTS: dict[str, Any] = {
 }
 
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+MAX_FILE_BYTES = 64 * 1024  # a config file is a few KiB; the cap bounds the parser's work
+MAX_INTEGER = 2**53  # larger counts are nonsense here, and JSON readers lose precision past it
+MAX_TIMEOUT_MINUTES = 10 * 365 * 24 * 60  # ten years; keeps Redis TTLs in range
+
+PROVIDER_KINDS = {"base_url": "text", "api_key": "text", "model": "text", "model_path": "text",
+                  "timeout": "positive", "max_retries": "count", "n_ctx": "count",
+                  "max_tokens": "count", "temperature": "number", "top_p": "number",
+                  "repeat_penalty": "number"}
+SPECIALIST_KEYS = ("persona", "description", "provider", "model", "temperature", "max_tokens",
+                   "top_p")
+MAX_KEY_WARNINGS = 10  # past that the file is likely not an aish config at all
+ANY_NAME = "*"  # in KNOWN_KEYS: the keys here are names the user chooses
+
+# The keys aish reads, for telling a misspelt key from a deliberate one; None marks a leaf.
+KNOWN_KEYS: dict[str, Any] = {
+    "sessions": {section: dict.fromkeys(keys) for section, keys in DEFAULTS["sessions"].items()},
+    "providers": {"default": None, "openai": dict.fromkeys(PROVIDER_KINDS),
+                  "local": dict.fromkeys(PROVIDER_KINDS)},
+    "specialists": {ANY_NAME: dict.fromkeys(SPECIALIST_KEYS)},
+    "ui": dict.fromkeys(DEFAULTS["ui"]),
+}
 
 ENV_KEYS = {
     "AISH_SESSION_DIR": ("sessions", "storage", "path"),
@@ -80,29 +104,82 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _read_file(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    if not text.strip():
-        return {}
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+def _read_file(path: Path) -> tuple[dict, int]:
+    """The file's settings and its permission bits; ({}, 0) when there is no file.
 
+    Opened without blocking and refused unless it is a regular file of at most MAX_FILE_BYTES,
+    so a FIFO, a device or a huge file cannot stall or swamp the parser.
+    """
     try:
-        data = YAML(typ="safe").load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return {}, 0
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {_reason(exc)}") from None
+    try:
+        info = os.fstat(fd)
+        if _is_dev_null(info):  # AISH_CONFIG=/dev/null: run with no config file
+            return {}, 0
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: cannot read config: not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {_reason(exc)}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: config file is larger than {MAX_FILE_BYTES // 1024} KiB")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        return {}, info.st_mode
+    from aish import boundedyaml
+
+    data = boundedyaml.load(text, str(path))
     if data is None:
-        return {}
+        return {}, info.st_mode
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    _check_keys(data, (), str(path))
+    return data, info.st_mode
+
+
+def _is_dev_null(info: os.stat_result) -> bool:
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == null.st_rdev
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)[:120]
+
+
+def _check_keys(node: Any, keys: tuple, source: str) -> None:
+    """Every mapping key must be a string (YAML also allows numbers, booleans, null, lists...).
+    The walk is bounded: the loader caps how many values the tree can hold."""
+    if isinstance(node, list):
+        for item in node:
+            _check_keys(item, keys, source)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                where = f" in {_dotted(keys)}" if keys else ""
+                raise ConfigError(f"{source}: key {_shown(key)}{where}: expected a string key")
+            _check_keys(value, keys + (key,), source)
+
+
+def _dotted(keys: tuple) -> str:
+    return ".".join(k if k.isprintable() and "." not in k else repr(k) for k in keys)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _Checker:
@@ -122,25 +199,29 @@ class _Checker:
 
     def fail(self, keys: tuple, expected: str, value: Any = None):
         source = self.sources.get(tuple(keys), "config")
-        shown = f", got {value!r}" if value is not None else ""
-        raise ConfigError(f"{source}: {'.'.join(keys)}: expected {expected}{shown}")
+        shown = f", got {_shown(value)}" if value is not None else ""
+        raise ConfigError(f"{source}: {_dotted(keys)}: expected {expected}{shown}")
 
     def integer(self, *keys: str, minimum: int = 0) -> int:
         value = self.raw(*keys)
-        if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+        # At most 16 digits: int() of a huge digit string is slow or refused outright.
+        if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,16}\s*", value):
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.fail(keys, f"a whole number >= {minimum}", value)
+        if (isinstance(value, bool) or not isinstance(value, int)
+                or not minimum <= value <= MAX_INTEGER):
+            self.fail(keys, f"a whole number >= {minimum} and <= {MAX_INTEGER}", value)
         return value
 
-    def number(self, *keys: str) -> float:
+    def number(self, *keys: str, maximum: float = float(MAX_INTEGER)) -> float:
         value = self.raw(*keys)
-        try:
-            number = float(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            number = None
-        if number is None or number <= 0 or not math.isfinite(number):
-            self.fail(keys, "a positive number", value)
+        number = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value) if abs(value) <= MAX_INTEGER else math.inf
+        elif isinstance(value, str) and len(value) <= 40:
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None or not 0 < number <= maximum:  # NaN fails every comparison
+            self.fail(keys, f"a positive number up to {maximum:g}", value)
         return number
 
     def boolean(self, *keys: str) -> bool:
@@ -152,12 +233,15 @@ class _Checker:
         return value
 
     def text(self, *keys: str, choices: tuple[str, ...] | None = None,
-             optional: bool = False) -> str | None:
+             optional: bool = False, secret: bool = False) -> str | None:
         value = self.raw(*keys)
         if value is None and optional:
             return None
         if not isinstance(value, str) or (choices and value not in choices):
-            self.fail(keys, " or ".join(choices) if choices else "a string", value)
+            self.fail(keys, " or ".join(choices) if choices else "a string",
+                      None if secret else value)
+        if not _clean_text(value):
+            self.fail(keys, "text without NUL or undecodable bytes", None if secret else value)
         return value
 
     def mapping(self, *keys: str) -> dict:
@@ -181,11 +265,15 @@ def _sources(tree: dict, label: str, prefix: tuple = ()) -> dict[tuple, str]:
 def load(env: dict[str, str] | None = None) -> Config:
     """Load the effective configuration for this process."""
     env = dict(os.environ if env is None else env)
-    home = Path(env.get("HOME") or Path.home()) / ".aish"
-    file = Path(env["AISH_CONFIG"]).expanduser() if env.get("AISH_CONFIG") else home / "config.yaml"
-    from_file = _read_file(file)
-    warnings = []
-    readable = from_file and file.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH)
+    for name in (*ENV_KEYS, "AISH_CONFIG"):
+        if not _clean_text(env.get(name) or ""):
+            raise ConfigError(f"environment {name}: holds a NUL or bytes that are not UTF-8")
+    home = Path(env.get("HOME") or _expand("~", "HOME")) / ".aish"
+    file = (_expand(env["AISH_CONFIG"], "environment AISH_CONFIG") if env.get("AISH_CONFIG")
+            else home / "config.yaml")
+    from_file, mode = _read_file(file)
+    warnings = _unknown_keys(from_file, KNOWN_KEYS, (), str(file))
+    readable = from_file and mode & (stat.S_IRGRP | stat.S_IROTH)
     if readable and _mentions_key(from_file):
         warnings.append(f"{file} holds an API key and is readable by others (chmod 600 it)")
     from_env: dict = {}
@@ -203,7 +291,8 @@ def load(env: dict[str, str] | None = None) -> Config:
 
     _check_providers(c)
     path = c.text("sessions", "storage", "path", optional=True)
-    session_dir = Path(path).expanduser() if path else home / "sessions"
+    where = f"{c.sources.get(('sessions', 'storage', 'path'), 'config')}: sessions.storage.path"
+    session_dir = _expand(path, where) if path else home / "sessions"
     # `auto_save: true` (yes, on) writes every message, `false` only on save, N every N messages.
     auto = c.raw("sessions", "defaults", "auto_save")
     if isinstance(auto, bool) or str(auto).lower() in BOOLEAN_WORDS:
@@ -215,10 +304,11 @@ def load(env: dict[str, str] | None = None) -> Config:
         file=file,
         session_dir=session_dir,
         storage_type=c.text("sessions", "storage", "type", choices=("file", "redis")),
-        redis_url=c.text("sessions", "storage", "url", optional=True),
+        redis_url=_redis_url(c),
         encrypt=c.boolean("sessions", "storage", "encrypt"),
         context_window=c.integer("sessions", "defaults", "context_window"),
-        timeout_minutes=c.number("sessions", "defaults", "timeout_minutes"),
+        timeout_minutes=c.number("sessions", "defaults", "timeout_minutes",
+                                 maximum=MAX_TIMEOUT_MINUTES),
         auto_save=auto_save,
         max_sessions=c.integer("sessions", "limits", "max_sessions", minimum=1),
         max_context_size=c.integer("sessions", "limits", "max_context_size", minimum=1),
@@ -236,26 +326,137 @@ def _check_providers(c: _Checker) -> None:
     """Type-check provider settings here, so a bad one is a config error naming its key rather
     than a provider failure later. An API key's value is never shown."""
     c.text("providers", "default", choices=("openai", "local"), optional=True)
-    kinds = {"base_url": "text", "api_key": "text", "model": "text", "model_path": "text",
-             "timeout": "positive", "max_retries": "count", "n_ctx": "count",
-             "max_tokens": "count", "temperature": "number", "top_p": "number",
-             "repeat_penalty": "number"}
     for provider in ("openai", "local"):
         settings = c.mapping("providers", provider)
-        for key, kind in kinds.items():
+        for key, kind in PROVIDER_KINDS.items():
             value = settings.get(key)
             keys = ("providers", provider, key)
             if value is None:
                 continue
-            if kind == "text" and not isinstance(value, str):
-                c.fail(keys, "a string", None if key == "api_key" else value)
+            if kind == "text":
+                c.text(*keys, secret=key == "api_key")
             elif kind == "positive":
                 c.number(*keys)
             elif kind == "count":
                 c.integer(*keys, minimum=1 if key in ("n_ctx", "max_tokens") else 0)
-            elif kind == "number" and (isinstance(value, bool)
-                                       or not isinstance(value, int | float) or value < 0):
+            elif kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)
+                                       or not 0 <= value <= MAX_INTEGER):  # NaN fails this too
                 c.fail(keys, "a number >= 0", value)
+
+
+def _expand(path: str, where: str) -> Path:
+    try:
+        return Path(path).expanduser()
+    except (RuntimeError, KeyError):  # `~name` of a user that does not exist, or no home at all
+        raise ConfigError(f"{where}: cannot find the home directory for {_shown(path)}") from None
+
+
+def _redis_url(c: _Checker) -> str | None:
+    url = c.text("sessions", "storage", "url", optional=True)
+    if url is not None:
+        source = c.sources.get(("sessions", "storage", "url"), "config")
+        check_redis_url(url, f"{source}: sessions.storage.url")
+    return url
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+MAX_REDIS_DB = 2**31 - 1  # Redis numbers its databases with a C int
+
+
+def check_redis_url(url: str, source: str) -> None:
+    """Refuse a Redis URL whose database is not a number in range: redis-py quietly uses db 0
+    for `/notadb` or `/3x`, so sessions would land where nobody looks for them. The URL is shown
+    without its password."""
+    from urllib.parse import parse_qs, urlsplit
+
+    shown = redacted_url(url)
+    try:
+        # The redacted form is parsed, so no part of a password can reach a message.
+        parts = urlsplit(shown)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"{source}: {shown}: not a usable Redis URL",
+                          hint="expected redis://HOST:PORT/DB") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(f"{source}: {shown}: not a Redis URL",
+                          hint="expected redis://, rediss:// or unix://")
+    dbs = parse_qs(parts.query).get("db", [])
+    if parts.scheme != "unix" and parts.path not in ("", "/"):
+        dbs.append(parts.path[1:])
+    for db in dbs:
+        if not (db.isascii() and db.isdigit() and int(db[:12]) <= MAX_REDIS_DB):
+            raise ConfigError(f"{source}: {shown}: database {_shown(db)} is not a number "
+                              f"from 0 to {MAX_REDIS_DB}")
+
+
+def redacted_url(url: str) -> str:
+    """The URL with everything between `//` and the last `@` but a user name shown as ***:
+    a password may itself hold `/` or `@`, so the last `@` is the only safe boundary."""
+    scheme, sep, rest = url.partition("//")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0] + ":" if ":" in userinfo else ""
+    return f"{scheme}//{user}***@{host}"
+
+
+def _unknown_keys(tree: dict, known: dict, keys: tuple, source: str) -> list[str]:
+    """Warnings for keys aish does not read, each with the nearest known one: a misspelt key
+    would otherwise be ignored without a word. Names the user chooses are not checked."""
+    unknown = list(_unknown_paths(tree, known, keys))
+    warnings = [f"{source}: unknown key {_dotted(path)} ignored ({_nearest(path)})"
+                for path in unknown[:MAX_KEY_WARNINGS]]
+    if len(unknown) > MAX_KEY_WARNINGS:
+        warnings.append(f"{source}: {len(unknown) - MAX_KEY_WARNINGS} more unknown keys ignored")
+    return warnings
+
+
+def _unknown_paths(tree: dict, known: dict, keys: tuple):
+    for key, value in tree.items():
+        sub = known.get(ANY_NAME, known.get(key, ...))
+        if sub is ...:
+            yield keys + (key,)
+        elif isinstance(sub, dict) and isinstance(value, dict):
+            yield from _unknown_paths(value, sub, keys + (key,))
+
+
+def _nearest(path: tuple) -> str:
+    """A hint for an unknown key: the closest key of its own section, else the closest key
+    anywhere (`defaults` written at the top level means `sessions.defaults`)."""
+    *section, key = path
+    known: Any = KNOWN_KEYS
+    for name in section:
+        known = known.get(ANY_NAME, known.get(name))
+    names = [k for k in known if k != ANY_NAME]
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return f"did you mean {'.'.join((*section, close[0]))!r}?"
+    # Elsewhere, but not the section the key is already in.
+    here = ".".join(section)
+    paths = {k: p for k, p in _known_paths(KNOWN_KEYS, ()) if not here.startswith(p)}
+    close = difflib.get_close_matches(key, list(paths), n=1)
+    if close:
+        return f"did you mean {paths[close[0]]!r}?"
+    return f"known here: {', '.join(names) or 'none'}"
+
+
+def _known_paths(known: dict, keys: tuple):
+    """(key, dotted path) for every key in KNOWN_KEYS; user-chosen names show as NAME."""
+    for key, sub in known.items():
+        path = keys + ("NAME" if key == ANY_NAME else key,)
+        if key != ANY_NAME:
+            yield key, ".".join(path)
+        if isinstance(sub, dict):
+            yield from _known_paths(sub, path)
+
+
+def _clean_text(text: str) -> bool:
+    """No NUL (the OS cuts strings there) and no lone surrogates (bytes that were not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in text
 
 
 def _mentions_key(tree: Any) -> bool:

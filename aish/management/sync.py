@@ -237,6 +237,10 @@ def open_pair(config, url: str | None, warn=None):
     from aish.store.filestore import FileStore
     from aish.store.redisstore import RedisStore
 
+    if url:
+        from aish.config import check_redis_url
+
+        check_redis_url(url, "--url")
     url = url or config.redis_url
     if not url:
         raise UsageError("--sync-sessions needs a Redis URL",
