@@ -26,6 +26,7 @@ class Output:
         self.color = "NO_COLOR" not in environ and self.stdout_tty
         self._stream: StreamSanitizer | None = None
         self._console = None
+        self._waiting = ""  # the "waiting for ..." note on a terminal's stderr, until erased
 
     # -- stdout ----------------------------------------------------------------------------
     def data(self, text: str = "", end: str = "\n") -> None:
@@ -52,6 +53,22 @@ class Output:
         """Progress and status on stderr."""
         self.stderr.write(sanitize(text) + "\n")
         self.stderr.flush()
+
+    def provider_event(self, kind: str, text: str) -> None:
+        """What a provider reports while it waits: each ``retry`` as a note; on a terminal, a
+        ``waiting`` note that the first token (``answered``) or an error erases."""
+        if self._waiting and self.stderr_tty:
+            self.stderr.write("\r\x1b[K")
+            self.stderr.flush()
+        if kind == "retry":
+            self.note(f"aish: {text}")
+        elif kind == "waiting":
+            self._waiting = sanitize(text) + "..."
+        elif kind == "answered":
+            self._waiting = ""
+        if self._waiting and self.stderr_tty:
+            self.stderr.write(self._waiting)
+            self.stderr.flush()
 
     def warn(self, text: str) -> None:
         self.note(f"aish: warning: {text}")
