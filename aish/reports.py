@@ -24,9 +24,15 @@ def session_info(sessions, sid: str) -> dict:
         "context_used": summary.context_used(default),
         "context_window": summary.context_window(default),
         "tokens": summary.tokens,
+        "model": last_model(sessions.store.tail(sid, 1)),
         "origin": summary.origin,
         "location": sessions.store.location(sid),
     }
+
+
+def last_model(messages) -> str | None:
+    """The model that wrote the newest reply, as its endpoint reported it."""
+    return next((m.model for m in reversed(messages) if m.model), None)
 
 
 def format_info(info: dict, now: float) -> str:
@@ -45,6 +51,8 @@ def format_info(info: dict, now: float) -> str:
     ]
     if info["tokens"]:
         lines.append(f"Tokens: {info['tokens']:,}")
+    if info.get("model"):
+        lines.append(f"Model: {info['model']}")
     if info.get("origin"):
         lines.append("Origin: " + ", ".join(f"{k} {v}" for k, v in info["origin"].items()))
     return "\n".join(lines)
