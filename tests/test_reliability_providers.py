@@ -234,6 +234,29 @@ def test_window_sent_and_reported_fits_the_models_context(tmp_path):
     assert "do not fit" not in format_context(context_report(fresh, apollo, now=100.0))
 
 
+def test_context_command_sizes_the_window_before_anything_is_sent(tmp_path):
+    from types import SimpleNamespace
+
+    from aish.commands.context import Context
+    from aish.commands.session_cmds import SessionState, context
+    from aish.messages import ASSISTANT, USER, Message
+    from aish.output import Output
+    from aish.specialists import roster
+
+    shown = io.StringIO()
+    ctx = Context(environ={"HOME": str(tmp_path)},
+                  out=Output(stdout=shown, stderr=io.StringIO(), environ={}))
+    session = ctx.sessions.create("apollo")
+    for i in range(10):  # the local model (4,096 tokens, 512 for the reply) takes 3 of these
+        session.add(Message(USER, "x" * 2000, "apollo", float(i)))
+        session.add(Message(ASSISTANT, "y" * 2000, "apollo", float(i)))
+    session.save()
+    apollo = roster({})["apollo"]
+    assert context(ctx, SimpleNamespace(state=SessionState(session, apollo))) == 0
+    assert shown.getvalue().splitlines()[0] == (
+        "Using 3/10 context window (7 older pairs do not fit the model's 4096-token context)")
+
+
 def test_providers_say_their_context_and_what_a_prompt_may_use():
     from aish.providers.local import LocalProvider
     from aish.providers.openai_provider import OpenAIProvider
