@@ -10,6 +10,18 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 4 + 4
 
 
+# Tokens a chat template adds around the messages (role markers, the reply's opening).
+TEMPLATE_TOKENS = 64
+
+
+def prompt_budget(context_length: int | None, reply_tokens: int) -> int | None:
+    """Tokens a prompt may use in a model of ``context_length`` tokens (None: unknown) while
+    leaving room for a reply of ``reply_tokens``; the persona and messages must fit in it."""
+    if not context_length:
+        return None
+    return max(256, context_length - reply_tokens - TEMPLATE_TOKENS)
+
+
 def pairs_of(messages: list[Message]) -> list[list[Message]]:
     """Group messages into pairs: each user message with the replies that follow it."""
     groups: list[list[Message]] = []

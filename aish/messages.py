@@ -32,6 +32,8 @@ class Message:
     id: str = field(default_factory=new_message_id)
     usage: Usage | None = None
     interrupted: bool = False  # a reply cut short by the user (Ctrl-C); what arrived is kept
+    model: str | None = None  # the model that wrote a reply, as its endpoint reported it
+    cut: bool = False  # the reply stopped at the max_tokens limit, not where the model ended it
 
     def to_record(self) -> dict:
         # Identity, not equality: `0.0 in (None, False)` is true and would drop a time of 0.
@@ -59,7 +61,11 @@ class Message:
         mid = record.get("id") or new_message_id()
         if not isinstance(mid, str):
             raise TypeError("id must be a string")
-        return cls(role, content, ai, float(time), mid, usage, bool(record.get("interrupted")))
+        model = record.get("model")
+        if model is not None and not isinstance(model, str):
+            raise TypeError("model must be a string")
+        return cls(role, content, ai, float(time), mid, usage, bool(record.get("interrupted")),
+                   model, bool(record.get("cut")))
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,15 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a streamed reply. The last chunk has ``finished=True`` and may carry usage."""
+    """A piece of a streamed reply. The last chunk has ``finished=True`` and may carry usage,
+    the model that answered and why it stopped (``"length"``: at the max_tokens limit)."""
 
     text: str = ""
     finished: bool = False
     usage: Usage | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+
+    @property
+    def cut(self) -> bool:
+        return self.finish_reason == "length"

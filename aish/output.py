@@ -35,6 +35,7 @@ class Output:
         # Marks the sanitiser may use: ␛ and � only where the stream can encode them.
         self._out_marks = marks_for(getattr(self.stdout, "encoding", None))
         self._err_marks = marks_for(getattr(self.stderr, "encoding", None))
+        self._waiting = ""  # the "waiting for ..." note on a terminal's stderr, until erased
 
     # -- stdout ----------------------------------------------------------------------------
     def data(self, text: str = "", end: str = "\n") -> None:
@@ -85,6 +86,20 @@ class Output:
     def note(self, text: str) -> None:
         """Progress and status on stderr."""
         self._write(self.stderr, sanitize(text, self._err_marks) + "\n")
+
+    def provider_event(self, kind: str, text: str) -> None:
+        """What a provider reports while it waits: each ``retry`` as a note; on a terminal, a
+        ``waiting`` note that the first token (``answered``) or an error erases."""
+        if self._waiting and self.stderr_tty:
+            self._write(self.stderr, "\r\x1b[K")
+        if kind == "retry":
+            self.note(f"aish: {text}")
+        elif kind == "waiting":
+            self._waiting = sanitize(text, self._err_marks) + "..."
+        elif kind == "answered":
+            self._waiting = ""
+        if self._waiting and self.stderr_tty:
+            self._write(self.stderr, self._waiting)
 
     def warn(self, text: str) -> None:
         self.note(f"aish: warning: {text}")

@@ -24,9 +24,15 @@ def session_info(sessions, sid: str) -> dict:
         "context_used": summary.context_used(default),
         "context_window": summary.context_window(default),
         "tokens": summary.tokens,
+        "model": last_model(sessions.store.tail(sid, 1)),
         "origin": summary.origin,
         "location": sessions.store.location(sid),
     }
+
+
+def last_model(messages) -> str | None:
+    """The model that wrote the newest reply, as its endpoint reported it."""
+    return next((m.model for m in reversed(messages) if m.model), None)
 
 
 def format_info(info: dict, now: float) -> str:
@@ -45,28 +51,38 @@ def format_info(info: dict, now: float) -> str:
     ]
     if info["tokens"]:
         lines.append(f"Tokens: {info['tokens']:,}")
+    if info.get("model"):
+        lines.append(f"Model: {info['model']}")
     if info.get("origin"):
         lines.append("Origin: " + ", ".join(f"{k} {v}" for k, v in info["origin"].items()))
     return "\n".join(lines)
 
 
 def context_report(session, specialist, now: float) -> dict:
-    """What the shell's `context` shows: the window in use, its oldest message, its tokens."""
-    from aish.messages import USER, Message
+    """What the shell's `context` shows: the window in use, its oldest message, its tokens.
+    Counted from what the next message would really carry: when the model's context is known
+    (``session.fit_to``), the older pairs that do not fit it are counted as left out."""
+    from aish.context import window_pairs
 
     specialist = session.as_owner_sees_it(specialist)
-    # The window as it would be sent with the next message (the persona counts too).
-    upcoming = Message(USER, "", specialist.name, session.sessions.now())
-    sent = session.window(specialist, upcoming=upcoming)[:-1]
+    sent = session.upcoming_window(specialist)
     oldest = sent[0].time if sent else None
     tokens = estimate_tokens(specialist.persona) + sum(estimate_tokens(m.content) for m in sent)
-    return {"used": len(pairs_of(sent)), "window": session.context_window, "oldest": oldest,
-            "tokens": tokens,
-            "age": None if oldest is None else now - oldest}
+    size = session.context_window
+    used = len(pairs_of(sent))
+    return {"used": used, "window": size, "oldest": oldest, "tokens": tokens,
+            "age": None if oldest is None else now - oldest,
+            "left_out": max(0, window_pairs(session.recent(size), size) - used),
+            "context_length": session.context_length}
 
 
 def format_context(report: dict) -> str:
     lines = [f"Using {window(report['used'], report['window'])} context window"]
+    if report.get("left_out"):
+        pairs = "pair does" if report["left_out"] == 1 else "pairs do"
+        limit = (f"the model's {report['context_length']}-token context"
+                 if report.get("context_length") else "sessions.limits.max_context_size")
+        lines[0] += f" ({report['left_out']} older {pairs} not fit {limit})"
     if report["oldest"] is not None:
         lines.append(f"Oldest message: {ago(report['age'])}")
     lines.append(f"Estimated tokens: {report['tokens']:,}")

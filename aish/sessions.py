@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from aish.audit import NULL_AUDIT, AuditLog
 from aish.config import Config
-from aish.context import estimate_tokens, select_window, window_pairs
+from aish.context import estimate_tokens, pairs_of, select_window, window_pairs
 from aish.conversation import build_chat
 from aish.errors import (
     LimitError,
@@ -195,6 +195,11 @@ class Session:
     ai: str
     pending: list[Message] = field(default_factory=list)
     auto_save: int | None = None  # None = config default; N = write every N messages; 0 = off
+    # What the provider's model can take, once known (fit_to): its whole context in tokens and
+    # the part of it a prompt may use (the rest is the reply's). None = no limit known.
+    context_length: int | None = None
+    token_limit: int | None = None
+    _fitted_for: Specialist | None = None
 
     @property
     def id(self) -> str:
@@ -262,10 +267,27 @@ class Session:
             return history[-1]
         return None
 
-    def window_use(self) -> tuple[int, int]:
-        """(pairs in the window, window size; 0 = unlimited)."""
+    def fit_to(self, provider, specialist: Specialist | None = None) -> None:
+        """Size the window to ``provider``'s model from now on, for sending and reporting
+        (``specialist``'s persona counts too)."""
+        self.context_length = getattr(provider, "context_length", None)
+        self.token_limit = getattr(provider, "context_limit", None)
+        self._fitted_for = specialist or self._fitted_for
+
+    def window_use(self, specialist: Specialist | None = None) -> tuple[int, int]:
+        """(pairs the next message would carry, window size; 0 = unlimited). Counted in pairs
+        alone until a provider's limit is known (fit_to); then what really fits."""
         size = self.context_window
-        return window_pairs(self.recent(size), size), size
+        specialist = specialist or self._fitted_for
+        if self.token_limit is None or specialist is None:
+            return window_pairs(self.recent(size), size), size
+        return len(pairs_of(self.upcoming_window(specialist))), size
+
+    def upcoming_window(self, specialist: Specialist) -> list[Message]:
+        """The earlier messages the next message would be sent with, as the owner sees it."""
+        specialist = self.as_owner_sees_it(specialist)
+        upcoming = Message(USER, "", specialist.name, self.sessions.now())
+        return self.window(specialist, upcoming=upcoming)[:-1]
 
     def chat_for(self, specialist: Specialist, token_limit: int | None = None
                  ) -> list[ChatMessage]:
@@ -289,6 +311,7 @@ class Session:
         if upcoming is not None:
             history = history + [upcoming]
         cap = self.sessions.config.max_context_size
+        token_limit = token_limit or self.token_limit
         if token_limit:
             cap = min(cap, token_limit)
         return select_window(history, self.context_window, cap,
@@ -306,10 +329,10 @@ class Session:
                 raise UsageError(f"session {self.id} has no unanswered message to retry")
         else:
             self.add_user(specialist, text)
-        chat = self.chat_for(specialist, getattr(provider, "context_limit", None))
+        self.fit_to(provider, specialist)
+        chat = self.chat_for(specialist)
         parts: list[str] = []
-        usage = None
-        finished = False
+        last: Chunk | None = None
         shown: Exception | None = None  # showing the reply failed: still read and store it
         try:
             chunk: Chunk
@@ -323,8 +346,7 @@ class Session:
                         except Exception as exc:  # noqa: BLE001 - raised once the reply is kept
                             shown = exc
                 if chunk.finished:
-                    usage = chunk.usage
-                    finished = True
+                    last = chunk
                     break
         except KeyboardInterrupt:
             reply = Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
@@ -332,10 +354,10 @@ class Session:
             self.add(reply)
             self.save_if_auto()
             return Reply(reply.content, reply, interrupted=True)
-        if not finished:
+        if last is None:
             raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
         reply = Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
-                        usage=usage)
+                        usage=last.usage, model=last.model, cut=last.cut)
         self.add(reply)
         if shown is not None:
             self.save_if_auto()

@@ -10,11 +10,15 @@ latest, and never sleeps longer than ``stall_seconds`` in any handler::
         server.script = ["500", "reply"]       # the next two requests, then ``server.mode``
         ...
         server.requests[-1]["messages"]        # what the client sent
+        server.gets                            # GET paths asked (``/v1/models`` lists
+                                               # ``server.models``)
 
 Modes (``server.mode`` or the head of ``server.script``):
 
 - ``reply``    stream ``server.reply`` (text, or a function of the request body) in small pieces,
-               then a chunk with ``finish_reason: stop``, a usage chunk and ``[DONE]``;
+               then a chunk with ``finish_reason: server.finish`` (``stop``; ``length`` for a
+               reply cut at max_tokens), a usage chunk and ``[DONE]``; replies report
+               ``server.served_model`` if set, else the model asked for;
 - ``500``/``429``  an HTTP error with an OpenAI-style JSON error body;
 - ``401``      an HTTP 401 whose message quotes the API key the client sent (as OpenAI's does);
 - ``cut``      a chunked stream that is aborted mid-chunk (the connection is reset), no finish;
@@ -69,6 +73,10 @@ class FaultServer:
         self.piece_size = 6  # characters per streamed piece; raise it for big, fast replies
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.gets: list[str] = []  # paths of GET requests (e.g. /v1/models)
+        self.models = ["fault"]  # what GET /v1/models lists
+        self.served_model: str | None = None  # the model replies report (None: the one asked)
+        self.finish = "stop"  # the finish_reason of a `reply` stream ("length": cut)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -142,9 +150,11 @@ def _handler_for(server: FaultServer):
             pass
 
         def do_GET(self) -> None:
+            server.gets.append(self.path)
             if self.path.rstrip("/").endswith("/models"):
                 self._json(200, {"object": "list",
-                                 "data": [{"id": "fault", "object": "model", "owned_by": "t"}]})
+                                 "data": [{"id": m, "object": "model", "owned_by": "t"}
+                                          for m in server.models]})
             else:
                 self._json(404, {"error": {"message": "not found"}})
 
@@ -157,7 +167,7 @@ def _handler_for(server: FaultServer):
                 body = {"unparsed": raw.decode("utf-8", "replace")}
             server.headers.append({k.lower(): v for k, v in self.headers.items()})
             mode = server.next_mode(body)
-            model = body.get("model", "fault")
+            model = server.served_model or body.get("model", "fault")
             if mode in ("500", "429", "401"):
                 key = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 message = {"500": "the fault server failed on purpose",
@@ -221,7 +231,7 @@ def _handler_for(server: FaultServer):
                     return  # eof: the connection closes with no finish and no [DONE]
                 for piece in pieces:
                     send(_chunk(model, {"content": piece}))
-                send(_chunk(model, {}, finish="stop"))
+                send(_chunk(model, {}, finish=server.finish))
                 usage = {"prompt_tokens": 11, "completion_tokens": len(pieces),
                          "total_tokens": 11 + len(pieces)}
                 send(_chunk(model, {}, usage=usage, choices=False))

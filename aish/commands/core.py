@@ -137,11 +137,16 @@ def _provider(ctx: Context, specialist, args):
     from aish.providers import choose, make_provider
 
     name = choose(specialist, ctx.config, getattr(args, "provider", None), ctx.environ)
-    return make_provider(name, specialist, ctx.config, getattr(args, "model", None), ctx.environ)
+    # The shell shows its own spinner; it hears only of retries.
+    notify = ctx.out.provider_event if not ctx.interactive else (
+        lambda kind, text: kind == "retry" and ctx.out.provider_event(kind, text))
+    return make_provider(name, specialist, ctx.config, getattr(args, "model", None), ctx.environ,
+                         notify)
 
 
 def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
     from aish.errors import Interrupted, ProviderError
+    from aish.providers import cut_note
 
     text = None if args.retry else text
     try:
@@ -156,6 +161,8 @@ def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
                 specialist, text, provider, on_text=on_text))
             if reply.interrupted:
                 ctx.out.note("(reply interrupted; what arrived is kept in the session)")
+            elif reply.message.cut:
+                ctx.out.note(cut_note(provider))
             return
         try:
             reply = session.exchange(specialist, text, provider,
@@ -163,6 +170,8 @@ def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
         finally:
             if show:
                 ctx.out.reply_end()
+        if reply.message.cut:
+            ctx.out.note(cut_note(provider))
         if reply.interrupted:  # `> analysis.md` must not pass for a whole answer
             raise Interrupted(f"interrupted: reply kept in session {session.id}, "
                               "marked interrupted")
@@ -179,17 +188,19 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
     from aish.conversation import build_chat
     from aish.errors import ProviderError
     from aish.messages import USER, Message
+    from aish.providers import cut_note
 
     provider = _provider(ctx, specialist, args)
     chat = build_chat(specialist, [Message(USER, text, specialist.name, time.time())], False)
 
-    def produce(on_text) -> bool:
+    def produce(on_text):
+        """The final chunk (true), or None if the stream ended without one."""
         for chunk in provider.stream(chat, specialist):
             if chunk.text:
                 on_text(valid_unicode(chunk.text))
             if chunk.finished:
-                return True
-        return False
+                return chunk
+        return None
 
     if ctx.present_reply:  # the shell: rendered, with a live preview
         finished = ctx.present_reply(ctx, specialist.name, produce)
@@ -200,6 +211,8 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
             ctx.out.reply_end()
     if not finished:
         raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
+    if finished.cut:
+        ctx.out.note(cut_note(provider))
     return 0
 
 

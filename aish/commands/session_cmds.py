@@ -75,6 +75,16 @@ def context(ctx: Context, args) -> int:
     from aish.reports import context_report, format_context
 
     state: SessionState = args.state
+    if state.session.token_limit is None:  # nothing sent yet: size it for the provider now
+        from aish.errors import AishError
+        from aish.providers import choose, make_provider
+
+        try:
+            name = choose(state.specialist, ctx.config, env=ctx.environ)
+            provider = make_provider(name, state.specialist, ctx.config, env=ctx.environ)
+            state.session.fit_to(provider, state.specialist)
+        except AishError:  # no usable provider: the window as counted in pairs
+            pass
     ctx.out.data(format_context(context_report(state.session, state.specialist, ctx.now())))
     return 0
 

@@ -260,8 +260,11 @@ def _message(raw, max_chars: int, seen: set[str]) -> Message:
         prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
         if is_count(prompt) and is_count(completion):
             tokens = Usage(prompt, completion)
+    model = raw.get("model")
+    if not (isinstance(model, str) and len(model) <= 200 and _text_ok(model)):
+        model = None
     return Message(role, content, ai_key(ai), float(time), mid, tokens,
-                   raw.get("interrupted") is True)
+                   raw.get("interrupted") is True, model, raw.get("cut") is True)
 
 
 def _plain(value) -> bool:

@@ -12,6 +12,7 @@ from aish.errors import UsageError
 from aish.specialists import Specialist
 
 PROVIDERS = ("openai", "local")
+DEFAULT_MAX_TOKENS = 512  # every request's reply budget, unless providers.<name>.max_tokens
 
 
 def choose(specialist: Specialist, config: Config, flag: str | None = None,
@@ -30,16 +31,22 @@ def choose(specialist: Specialist, config: Config, flag: str | None = None,
 
 
 def make_provider(name: str, specialist: Specialist, config: Config, model: str | None = None,
-                  env: dict | None = None):
+                  env: dict | None = None, notify=None):
+    """The provider; ``notify(kind, text)``, if given, hears about waits and retries."""
     env = os.environ if env is None else env
     settings = dict(config.providers.get(name) or {})
     if name == "openai":
         from aish.providers.openai_provider import OpenAIProvider
 
-        return OpenAIProvider.from_settings(settings, specialist, env, model)
-    from aish.providers.local import LocalProvider
+        provider = OpenAIProvider.from_settings(settings, specialist, env, model,
+                                                str(config.file))
+    else:
+        from aish.providers.local import LocalProvider
 
-    return LocalProvider.from_settings(settings, specialist, model)
+        provider = LocalProvider.from_settings(settings, specialist, model)
+    if notify is not None:
+        provider.notify = notify
+    return provider
 
 
 def generation_options(settings: dict, specialist: Specialist) -> dict:
@@ -47,3 +54,9 @@ def generation_options(settings: dict, specialist: Specialist) -> dict:
     options = {k: settings[k] for k in ("temperature", "max_tokens", "top_p") if k in settings}
     options.update(specialist.settings)
     return options
+
+
+def cut_note(provider) -> str:
+    """What a reply that stopped at the max_tokens limit is marked with."""
+    limit = getattr(provider, "max_tokens", None)
+    return f"[reply cut at {limit} tokens]" if limit else "[reply cut at the token limit]"

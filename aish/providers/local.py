@@ -9,11 +9,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from aish.context import prompt_budget
 from aish.errors import ProviderError
 from aish.messages import ChatMessage, Chunk, Usage
-from aish.providers import generation_options
-
-DEFAULT_MAX_TOKENS = 512
+from aish.providers import DEFAULT_MAX_TOKENS, generation_options
 
 
 def bundled_model() -> Path | None:
@@ -58,13 +57,18 @@ class LocalProvider:
         self.n_ctx = n_ctx
         self.endpoint = f"local model {model_path.name}"
         self.model = model_path.name
+        self.max_tokens = int(options.get("max_tokens") or DEFAULT_MAX_TOKENS)
+        self.notify = lambda kind, text: None  # the face's; nothing to report here yet
+
+    @property
+    def context_length(self) -> int:
+        return self.n_ctx
 
     @property
     def context_limit(self) -> int:
         """Tokens the prompt may use: the model's context less room for the reply, so that a
         long session is trimmed (oldest pairs first) instead of failing on every message."""
-        reply = int(self.options.get("max_tokens") or DEFAULT_MAX_TOKENS)
-        return max(256, self.n_ctx - reply - 64)
+        return prompt_budget(self.n_ctx, self.max_tokens)
 
     @classmethod
     def from_settings(cls, settings: dict, specialist, model: str | None = None):
@@ -121,7 +125,8 @@ class LocalProvider:
                 if choice.get("finish_reason"):
                     prompt = len(llm.tokenize(
                         "".join(m["content"] for m in messages).encode(), add_bos=False))
-                    yield Chunk(finished=True, usage=Usage(prompt, completion))
+                    yield Chunk(finished=True, usage=Usage(prompt, completion),
+                                model=self.model, finish_reason=choice["finish_reason"])
                     return
         except (ValueError, RuntimeError) as exc:  # e.g. prompt longer than the context
             raise ProviderError(self.endpoint, str(exc)) from None

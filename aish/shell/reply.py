@@ -98,4 +98,10 @@ def stream_reply(ctx, session, specialist, text: str | None, provider):
         ctx.out.note("(reply interrupted; what arrived is kept in the session)")
     elif not reply.text.strip():
         ctx.out.note(f"({specialist.name} sent an empty reply)")
+    if reply.message.cut:
+        from rich.text import Text
+
+        from aish.providers import cut_note
+
+        ctx.out.console().print(Text(cut_note(provider), style="dim"))
     return reply
