@@ -79,7 +79,7 @@ def test_tab_completion(term_env, terms):
     t.expect("No active sessions.")
     t.expect("aish> ")
     t.line("apollo --session")
-    sid = t.expect(rf"Session ID: {SID}").group(1)
+    t.expect(rf"Session ID: {SID}")
     t.expect(r"\(session: ")
     t.send("cont\t")
     t.settle()
@@ -88,7 +88,10 @@ def test_tab_completion(term_env, terms):
     t.send("/exi\t")
     t.settle()
     t.send("\r")
-    t.expect("Session ended")
+    t.expect("it had no messages, so nothing was stored")
+    t.expect("aish> ")
+    t.line("apollo --session --get-id")  # an empty session that does exist, to complete
+    sid = t.expect(rf"\n{SID}\s").group(1)
     t.expect("aish> ")
     t.send("--end-session sess_\t")
     t.settle()
@@ -216,16 +219,18 @@ def test_editor_opens_on_ctrl_x_ctrl_e(term_env, terms, tmp_path):
     assert t.wait() == 0
 
 
-def test_straight_into_session_mode_and_ctrl_d_keeps_it(term_env, terms, aish):
+def test_straight_into_session_mode_and_ctrl_d_leaves_no_empty_session(term_env, terms, aish,
+                                                                      sessions_dir):
     t = start(terms, term_env, "--session", "hermes", "--session-id", "learn-rust")
     t.expect("Welcome to session mode with hermes-ai")
     t.expect("Session ID: learn-rust")
     t.expect(re.escape("hermes (session: learn-rust)> "))
     t.send("\x04")
-    t.expect(r"Left session learn-rust; it stays active")
+    t.expect(r"Left session learn-rust; it had no messages, so nothing was stored")
     assert t.wait() == 0
-    listing = aish("aish", "--list-sessions").stdout.decode()
-    assert re.search(r"learn-rust\s+hermes-ai\S*\s+active", listing)
+    assert aish("aish", "--list-sessions", "--all").stdout.decode().strip() == (
+        "No sessions.")
+    assert not (sessions_dir / "learn-rust.jsonl").exists()
 
 
 def test_auto_save_off_asks_before_leaving(term_env, terms, sessions_dir):
