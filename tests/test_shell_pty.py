@@ -6,6 +6,7 @@ server (shell_support.ScriptedServer) so that replies are slow or hostile on pur
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 import subprocess
@@ -228,8 +229,7 @@ def test_straight_into_session_mode_and_ctrl_d_leaves_no_empty_session(term_env,
     t.send("\x04")
     t.expect(r"Left session learn-rust; it had no messages, so nothing was stored")
     assert t.wait() == 0
-    assert aish("aish", "--list-sessions", "--all").stdout.decode().strip() == (
-        "No sessions.")
+    assert json.loads(aish("aish", "--list-sessions", "--all", "--json").stdout) == []
     assert not (sessions_dir / "learn-rust.jsonl").exists()
 
 
