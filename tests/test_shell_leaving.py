@@ -172,3 +172,51 @@ def test_piped_empty_input_creates_no_session(aish, sessions_dir):
     assert script.returncode == 0, script.stderr.decode()
     assert "nothing was stored" in script.stderr.decode() + script.stdout.decode()
     assert not (sessions_dir / "learn-rust.jsonl").exists()
+
+
+# -- encryption on: session-mode input is never written in clear ---------------------------------
+
+def everything_under(root: Path) -> bytes:
+    return b"\n".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("backend", ["file", "redis", "plain"])
+def test_encrypted_session_input_stays_out_of_history(backend, term_env, terms, request):
+    home_dir = Path(term_env["HOME"])
+    config = home_dir / ".aish" / "config.yaml"
+    storage = {"file": "{encrypt: true}", "plain": "{encrypt: false}"}.get(backend)
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+        storage = f"{{type: redis, url: '{url}', encrypt: true}}"
+    config.write_text(config.read_text() + f"sessions:\n  storage: {storage}\n")
+    env = {**term_env, "AISH_ENCRYPTION_KEY": "correct horse battery staple",
+           "XDG_STATE_HOME": str(home_dir / "state"), "XDG_DATA_HOME": str(home_dir / "data"),
+           "XDG_CACHE_HOME": str(home_dir / "cache"), "XDG_CONFIG_HOME": str(home_dir / "cfg")}
+    marker = "zebra-marker-4417"
+    with ScriptedServer(["noted"]) as chat:
+        t = start(terms, {**env, "OPENAI_BASE_URL": chat.base_url})
+        t.expect("aish> ")
+        t.line("apollo --session")
+        t.expect(r"\(session: ")
+        t.line(f"my secret is {marker}")
+        t.expect("noted")
+        t.expect(re.escape("apollo (session)> "))
+        t.send("\x1b[A")  # the message is still recalled in this run, from memory
+        t.expect(marker)
+        t.send("\x15")
+        t.line("exit")
+        t.expect("Session ended")
+        t.line("exit")
+        assert t.wait() == 0
+        assert marker in json.dumps(chat.requests)  # it was really sent
+    history = home_dir / "state" / "aish" / "history"
+    assert "apollo --session" in history.read_text()  # command lines are still remembered
+    on_disk = everything_under(home_dir)
+    if backend == "plain":  # what the check would catch: without encryption it is there
+        assert marker.encode() in on_disk
+        return
+    assert marker.encode() not in on_disk
+    if backend == "redis":
+        from redis import Redis
+
+        assert marker.encode() not in redis_values(Redis.from_url(url))
