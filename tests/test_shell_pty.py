@@ -285,3 +285,25 @@ def test_management_commands_do_not_load_the_shell(home):
                             timeout=60)
     assert "HEAVY []" in result.stdout.decode(), result.stdout.decode() + result.stderr.decode()
 
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_the_reply_starts_on_the_speakers_line(no_color, term_env, terms):
+    reply = ["What kind of web app ", "are you **building**?\n\n", "- a list\n- below it\n"]
+    with ScriptedServer(reply) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+        if no_color:
+            env["NO_COLOR"] = "1"
+        t = start(terms, env)
+        t.expect("aish> ")
+        t.line("apollo --session")
+        t.expect(r"\(session: ")
+        t.line("I want to build a web app")
+        t.expect(r"apollo> What kind of web app are you building\?")
+        t.expect("• a list")  # Markdown layout, with colour or without
+        t.expect(re.escape("apollo (session)> "))
+        assert not re.search(r"apollo> *\n", t.text), "the prefix alone on its line"
+        t.line("exit")
+        t.expect("Session ended")
+        t.line("exit")
+        assert t.wait() == 0
