@@ -115,7 +115,9 @@ class Output:
 
             from aish.theme import load_theme
 
-            self._console = Console(file=_Guarded(self), no_color=not self.color,
+            # NO_COLOR: no escape sequences at all (rich would keep bold), same layout.
+            extra = {} if self.color else {"color_system": None}
+            self._console = Console(file=_Guarded(self), no_color=not self.color, **extra,
                                     force_terminal=self.stdout_tty or None,
                                     highlight=False, theme=load_theme(self.theme_name).rich)
         return self._console
@@ -128,12 +130,13 @@ class Output:
         return self._stream is not None
 
     def reply_renderer(self, prefix: str | None = None):
-        """A StreamRenderer for one reply: Markdown with highlighted code when colour is on."""
+        """A StreamRenderer for one reply: Markdown layout on a terminal (NO_COLOR takes the
+        colour away, not the layout), with highlighted code when colour is on."""
         from aish.render import StreamRenderer
         from aish.theme import load_theme
 
         return StreamRenderer(self.console(), code_theme=load_theme(self.theme_name).code,
-                              prefix=prefix, markdown=self.color)
+                              prefix=prefix, markdown=self.stdout_tty)
 
 
 class _Guarded:

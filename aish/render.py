@@ -357,6 +357,9 @@ class StreamRenderer:
 
         if block.kind == "markdown" and not block.text.strip():
             return
+        beside = not self._started and bool(self.prefix) and _starts_beside(block)
+        if beside:
+            self._started = True  # the prefix goes in front of the paragraph's first line
         self._start(inline=False)
         if block.opens and self._blocks_printed:
             self.console.print()
@@ -373,13 +376,37 @@ class StreamRenderer:
             )
             lines = self.console.render_lines(syntax, new_lines=True)
         else:
-            markdown = Markdown(block.text, code_theme=self.code_theme, hyperlinks=False)
+            text = _md_escape(sanitize(self.prefix or "")) + block.text if beside else block.text
+            markdown = Markdown(text, code_theme=self.code_theme, hyperlinks=False)
             lines = _trim_leading_blank(self.console.render_lines(markdown, new_lines=True))
+            if beside and lines:
+                lines[0] = self._style_prefix(lines[0])
         # Rendered: from now on the preview may drop this block's text, since the print
         # below redraws a live display under it in the same write.
         if last:
             self._hold = False
         self._print_lines(lines)
+
+    def _style_prefix(self, line: list[Segment]) -> list[Segment]:
+        """The first line of a paragraph that starts with the prefix, the prefix in its style."""
+        from rich.segment import Segment
+
+        style = self._prefix_label().style
+        if not style:
+            return line
+        left = len(sanitize(self.prefix or ""))
+        out = []
+        for segment in line:
+            if left > 0 and not segment.control:
+                head, tail = segment.text[:left], segment.text[left:]
+                left -= len(head)
+                out.append(Segment(head, self.console.get_style(style)
+                                   if isinstance(style, str) else style))
+                if tail:
+                    out.append(Segment(tail, segment.style))
+            else:
+                out.append(segment)
+        return out
 
     def _print_lines(self, lines: list[list[Segment]]) -> None:
         from rich.segment import Segments
@@ -405,15 +432,35 @@ class _Preview:
         tail, separate = renderer._preview_state(self.rows, self.rows * width)
         if not tail:
             return
-        if renderer.prefix and not renderer._started:
-            yield renderer._prefix_label()
+        text = Text(tail, end="")
+        if renderer.prefix and not renderer._started:  # the reply starts beside the prefix
+            text = Text.assemble(renderer._prefix_label(), text, end="")
         elif separate:  # where the block will be printed: after one blank line
             yield Text("")
-        text = Text(tail, end="")
         text.expand_tabs()
         for line in text.wrap(console, width, overflow="fold")[-self.rows :]:
             yield Segment(line.plain)  # already wrapped: not through Text again
             yield Segment.line()
+
+
+# A first block that opens with one of these starts on the line after the prefix: a heading,
+# table, list, quote, fence, indented code, HTML or a rule would not survive a prefix before it.
+_OWN_LINE = re.compile(r"( {4}|\t)| {0,3}(#|\||[-*+](\s|$)|\d+[.)](\s|$)|>|```|~~~|<"
+                       r"|(\*\s*){3}|(_\s*){3})")
+_SETEXT = re.compile(r"\s*(=+|-+)\s*$")
+
+
+def _starts_beside(block: Block) -> bool:
+    if block.kind != "markdown" or not block.opens:
+        return False
+    lines = block.text.lstrip("\n").split("\n", 2)
+    if _OWN_LINE.match(lines[0]):
+        return False
+    return not (len(lines) > 1 and _SETEXT.match(lines[1]))  # a `Title\n===` heading
+
+
+def _md_escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|>~<&])", r"\\\1", text)
 
 
 def _trim_leading_blank(lines: list[list[Segment]]) -> list[list[Segment]]:

@@ -85,7 +85,10 @@ class Sessions:
     # -- lifecycle -------------------------------------------------------------------------
     def create(self, ai: str, sid: str | None = None, *, named: bool = False,
                context_window: int | None = None, origin: dict | None = None,
-               messages: Iterable[Message] = (), extra_meta: dict | None = None) -> Session:
+               messages: Iterable[Message] = (), extra_meta: dict | None = None,
+               lazy: bool = False) -> Session:
+        """A new session. ``lazy``: its id is reserved in memory and the store sees it only at
+        its first save, so a session left without a message leaves nothing behind."""
         self._check_room()
         now = self.now()
         window = self.config.context_window if context_window is None else context_window
@@ -93,22 +96,38 @@ class Sessions:
                 "shared": named, "state": ACTIVE, "participants": [ai], **(extra_meta or {})}
         if origin:
             meta["origin"] = origin
+        if lazy:
+            meta["id"] = check_id(sid) if sid else self._unused_id()
+            return Session(self, Summary(meta), ai, stored=False, named=bool(sid))
+        summary = self._store_new(meta, list(messages), sid)
+        return Session(self, summary, ai)
 
+    def _unused_id(self) -> str:
         for _ in range(20):
-            meta["id"] = check_id(sid) if sid else new_id()
+            sid = new_id()
+            if not self.store.exists(sid):
+                return sid
+        raise LimitError("could not generate a free session id")  # pragma: no cover
+
+    def _store_new(self, meta: dict, messages: list[Message], sid: str | None) -> Summary:
+        """Create ``meta`` in the store; without a fixed ``sid`` an id taken meanwhile is
+        replaced by a fresh one."""
+        for _ in range(20):
+            meta["id"] = check_id(sid) if sid else meta.get("id") or new_id()
             try:
-                summary = self.store.create(meta, list(messages))
+                summary = self.store.create(meta, messages)
                 break
             except SessionExists:
                 if sid:
                     raise
+                meta["id"] = None
         else:  # pragma: no cover - 20 clashes in a 2e9 space
             raise LimitError("could not generate a free session id")
-        self.audit.record("create", summary.id, ai)
-        return Session(self, summary, ai)
+        self.audit.record("create", summary.id, meta["owner"])
+        return summary
 
     def open(self, ai: str, sid: str, *, shared: bool = False, create_missing: bool = False,
-             context_window: int | None = None) -> Session:
+             context_window: int | None = None, lazy: bool = False) -> Session:
         """Continue ``sid`` as ``ai``, applying the sharing rules; revive it if ended/expired."""
         check_id(sid)
         try:
@@ -116,7 +135,8 @@ class Sessions:
         except SessionNotFound:
             if create_missing:
                 try:
-                    return self.create(ai, sid, named=True, context_window=context_window)
+                    return self.create(ai, sid, named=True, context_window=context_window,
+                                       lazy=lazy)
                 except SessionExists:
                     # Another process created it between our look and our create: join it,
                     # so concurrent first writers of a named session all succeed.
@@ -200,6 +220,8 @@ class Session:
     context_length: int | None = None
     token_limit: int | None = None
     _fitted_for: Specialist | None = None
+    stored: bool = True  # False: created lazily, not in the store until its first save
+    named: bool = False  # its id was chosen by the user, so it is kept when stored
 
     @property
     def id(self) -> str:
@@ -227,6 +249,9 @@ class Session:
         return self.sessions.config.auto_save if self.auto_save is None else self.auto_save
 
     def set_meta(self, **update) -> None:
+        if not self.stored:
+            self.summary.meta.update(update)
+            return
         self.summary = self.sessions.store.append(
             self.id, [{"t": "meta", "time": self.sessions.now(), **update}]
         )
@@ -248,9 +273,23 @@ class Session:
         if not self.pending:
             return 0
         written = list(self.pending)
-        self.summary = self.sessions.store.append(self.id, [m.to_record() for m in written])
+        if self.stored:
+            self.summary = self.sessions.store.append(self.id, [m.to_record() for m in written])
+        else:
+            self._create_with(written)
         del self.pending[: len(written)]
         return len(written)
+
+    def _create_with(self, messages: list[Message]) -> None:
+        """The first save of a lazy session creates it, with its first messages, at once."""
+        sessions = self.sessions
+        meta = {**self.meta, "updated": sessions.now()}
+        try:
+            self.summary = sessions._store_new(meta, messages, self.id if self.named else None)
+        except SessionExists:  # the name was taken meanwhile: continue that session instead
+            self.summary = sessions.open(self.ai, self.id).summary
+            self.summary = sessions.store.append(self.id, [m.to_record() for m in messages])
+        self.stored = True
 
     @property
     def unsaved(self) -> int:
@@ -258,6 +297,8 @@ class Session:
 
     def recent(self, pairs: int) -> list[Message]:
         """The last ``pairs`` pairs (0 = all) including unsaved messages."""
+        if not self.stored:
+            return list(self.pending)
         stored = self.sessions.store.tail(self.id, pairs + 1 if pairs else 0)
         return stored + self.pending
 

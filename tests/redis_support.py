@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -64,14 +65,13 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, db=0)
 
 
-@pytest.fixture(scope="session")
-def redis_server(request, tmp_path_factory):
+def start_redis(workdir, port: int | None = None) -> RedisServer:
+    """A new redis-server (no persistence) on ``port`` or a free one, answering pings."""
     binary = shutil.which("redis-server")
     if binary is None:
-        _announce(request, SKIP_REASON)
         pytest.skip(SKIP_REASON)
-    workdir = tmp_path_factory.mktemp("redis")
-    port = _free_port()
+    port = port or _free_port()
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
          "--dir", str(workdir), "--protected-mode", "yes"],
@@ -82,19 +82,31 @@ def redis_server(request, tmp_path_factory):
     while True:
         try:
             if server.client().ping():
-                break
+                return server
         except Exception:
             if process.poll() is not None or time.time() > deadline:
                 process.kill()
                 raise RuntimeError("redis-server did not start") from None
             time.sleep(0.05)
-    yield server
-    process.terminate()
+
+
+def stop_redis(server: RedisServer) -> None:
+    server.process.terminate()
     try:
-        process.wait(timeout=10)
+        server.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(request, tmp_path_factory):
+    if shutil.which("redis-server") is None:
+        _announce(request, SKIP_REASON)
+        pytest.skip(SKIP_REASON)
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    stop_redis(server)
 
 
 @pytest.fixture

@@ -62,6 +62,20 @@ def test_cleanup_with_a_clock(home):
     assert much_later.store.ids() == []
 
 
+def test_cleanup_removes_empty_sessions_that_are_not_active_whatever_their_age(home):
+    t0 = 1_700_000_000.0
+    sessions = sessions_for(home, now=t0)
+    sessions.create("apollo", "empty-ended")
+    sessions.create("apollo", "empty-active")
+    sessions.create("apollo", "talked", messages=conversation("apollo", 1, t0))
+    for sid in ("empty-ended", "talked"):
+        sessions.end(sid)
+    removed = cleanup(sessions_for(home, now=t0 + 60), older_than=7 * DAY)
+    assert [r.id for r in removed] == ["empty-ended"]
+    assert all(r.backup for r in removed)
+    assert sorted(sessions.store.ids()) == ["empty-active", "talked"]
+
+
 # -- --cleanup-sessions through the console script ---------------------------------------------
 
 def test_cleanup_removes_ended_and_expired_with_backups(aish, home):

@@ -202,6 +202,29 @@ def test_prefix_is_printed_once_and_styled_from_the_theme() -> None:
     assert out.startswith("\x1b[1;35mapollo> ")
 
 
+@pytest.mark.parametrize("start, beside", [
+    ("What kind of web app are you building?", True),
+    ("Sure. **Bold** start and `code`.", True),
+    ("# A heading", False),
+    ("Title\n=====", False),
+    ("| a | b |\n| - | - |\n| 1 | 2 |", False),
+    ("```python\nx = 1\n```", False),
+    ("- a list", False),
+    ("1. a numbered list", False),
+    ("> a quote", False),
+])
+def test_the_reply_starts_beside_the_prefix_unless_it_opens_with_a_block(start, beside) -> None:
+    theme = Theme({"aish.reply_prefix": "bold magenta"})
+    out = render(start + "\n\nMore text.\n", colour_console(theme=theme), prefix="apollo> ")
+    lines = [SGR.sub("", line).rstrip() for line in out.splitlines()]
+    assert out.startswith("\x1b[1;35mapollo> \x1b[0m")  # styled either way
+    if beside:
+        assert lines[0] == "apollo> " + re.sub(r"[*`]", "", start)
+    else:
+        assert lines[0] == "apollo>"
+    assert out.count("apollo> ") == 1
+
+
 def test_prefix_without_a_theme_style_is_plain() -> None:
     out = render(REPLY, plain_console(), prefix="apollo> ")
     assert out.startswith("apollo> \n")
@@ -299,11 +322,11 @@ def test_live_preview_is_a_few_rows_after_the_prefix_then_after_a_blank_line() -
     words = [f"w{i:03}" for i in range(500)]
     feed_in_chunks(renderer, " ".join(words[:100]))
     shown = preview_rows(console, renderer, 3)
-    assert shown[0] == "apollo> "
-    assert len(shown) == 4 and all(len(row) <= 20 for row in shown)
+    assert len(shown) == 3 and all(len(row) <= 20 for row in shown)
     assert shown[-1].split()[-1] == "w099", "the newest words are shown"
+    assert preview_rows(console, renderer, 30)[0].startswith("apollo> w000 ")  # beside it
     feed_in_chunks(renderer, "\n\n" + "\t".join(words[100:400]))
-    assert console.file.getvalue().startswith("apollo> \n")
+    assert console.file.getvalue().startswith("apollo> w000 ")
     shown = preview_rows(console, renderer, 3)
     assert shown[0] == "", "a blank line where the next block will be printed"
     assert len(shown) == 4 and all(len(row) <= 20 for row in shown)
@@ -330,10 +353,10 @@ def test_text_of_a_block_being_printed_stays_visible_until_it_is() -> None:
     renderer.preview()  # a refresh: the screen shows the open paragraph
     renderer.feed("\n\nSecond")
     printed = [SGR.sub("", line).rstrip() for line in console.file.getvalue().splitlines()]
-    assert printed[:2] == ["apollo>", "First paragraph PRINTED here."]
-    # The prefix was printed (and the live area redrawn) before the paragraph: the preview
-    # kept the paragraph then; with the paragraph's own print it moved on.
-    assert seen == ["First paragraph PRINTED here.", "Second"]
+    assert printed[:1] == ["apollo> First paragraph PRINTED here."]
+    # The paragraph is printed with the prefix in one write, and the live area is redrawn
+    # with it: the preview moved on with that same print.
+    assert seen == ["Second"]
 
 
 def test_importing_render_does_not_import_rich_markdown() -> None:

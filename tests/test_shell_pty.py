@@ -6,6 +6,7 @@ server (shell_support.ScriptedServer) so that replies are slow or hostile on pur
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 import subprocess
@@ -79,7 +80,7 @@ def test_tab_completion(term_env, terms):
     t.expect("No active sessions.")
     t.expect("aish> ")
     t.line("apollo --session")
-    sid = t.expect(rf"Session ID: {SID}").group(1)
+    t.expect(rf"Session ID: {SID}")
     t.expect(r"\(session: ")
     t.send("cont\t")
     t.settle()
@@ -88,7 +89,10 @@ def test_tab_completion(term_env, terms):
     t.send("/exi\t")
     t.settle()
     t.send("\r")
-    t.expect("Session ended")
+    t.expect("it had no messages, so nothing was stored")
+    t.expect("aish> ")
+    t.line("apollo --session --get-id")  # an empty session that does exist, to complete
+    sid = t.expect(rf"\n{SID}\s").group(1)
     t.expect("aish> ")
     t.send("--end-session sess_\t")
     t.settle()
@@ -216,16 +220,17 @@ def test_editor_opens_on_ctrl_x_ctrl_e(term_env, terms, tmp_path):
     assert t.wait() == 0
 
 
-def test_straight_into_session_mode_and_ctrl_d_keeps_it(term_env, terms, aish):
+def test_straight_into_session_mode_and_ctrl_d_leaves_no_empty_session(term_env, terms, aish,
+                                                                      sessions_dir):
     t = start(terms, term_env, "--session", "hermes", "--session-id", "learn-rust")
     t.expect("Welcome to session mode with hermes-ai")
     t.expect("Session ID: learn-rust")
     t.expect(re.escape("hermes (session: learn-rust)> "))
     t.send("\x04")
-    t.expect(r"Left session learn-rust; it stays active")
+    t.expect(r"Left session learn-rust; it had no messages, so nothing was stored")
     assert t.wait() == 0
-    listing = aish("aish", "--list-sessions").stdout.decode()
-    assert re.search(r"learn-rust\s+hermes-ai\S*\s+active", listing)
+    assert json.loads(aish("aish", "--list-sessions", "--all", "--json").stdout) == []
+    assert not (sessions_dir / "learn-rust.jsonl").exists()
 
 
 def test_auto_save_off_asks_before_leaving(term_env, terms, sessions_dir):
@@ -280,3 +285,25 @@ def test_management_commands_do_not_load_the_shell(home):
                             timeout=600)
     assert "HEAVY []" in result.stdout.decode(), result.stdout.decode() + result.stderr.decode()
 
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_the_reply_starts_on_the_speakers_line(no_color, term_env, terms):
+    reply = ["What kind of web app ", "are you **building**?\n\n", "- a list\n- below it\n"]
+    with ScriptedServer(reply) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+        if no_color:
+            env["NO_COLOR"] = "1"
+        t = start(terms, env)
+        t.expect("aish> ")
+        t.line("apollo --session")
+        t.expect(r"\(session: ")
+        t.line("I want to build a web app")
+        t.expect(r"apollo> What kind of web app are you building\?")
+        t.expect("• a list")  # Markdown layout, with colour or without
+        t.expect(re.escape("apollo (session)> "))
+        assert not re.search(r"apollo> *\n", t.text), "the prefix alone on its line"
+        t.line("exit")
+        t.expect("Session ended")
+        t.line("exit")
+        assert t.wait() == 0

@@ -78,6 +78,9 @@ def test_no_color_turns_colour_off_in_rendered_replies():
     assert "\x1b[" in colour.stdout.getvalue()
     assert "\x1b[" not in plain.stdout.getvalue()
     assert "x = 1" in plain.stdout.getvalue()
+    # ... but not the layout: the heading is still laid out as Markdown, not `# Title`.
+    assert "# Title" not in plain.stdout.getvalue()
+    assert plain.stdout.getvalue().splitlines()[0].strip() == "Title"
 
 
 def test_config_picks_the_theme_and_a_bad_one_warns(tmp_path):

@@ -74,7 +74,7 @@ def ask(ctx: Context, args) -> int:
     if not in_session:
         if text is None:
             if ctx.stdin_is_tty and not ctx.interactive:
-                session = ctx.sessions.create(specialist.name)
+                session = ctx.sessions.create(specialist.name, lazy=True)
                 return _enter_session_mode(ctx, specialist, session, args)
             raise UsageError("no message given", hint="pass it as arguments or on stdin")
         return _one_shot(ctx, specialist, text, args)
@@ -87,6 +87,10 @@ def ask(ctx: Context, args) -> int:
     if text is None and not args.retry:
         if (ctx.stdin_is_tty or ctx.interactive) and not args.get_id:
             return _enter_session_mode(ctx, specialist, session, args)
+        if not session.stored:  # nothing to keep: an empty session is not left behind
+            raise UsageError("no message given; no session was created",
+                             hint=f"pass it as arguments or on stdin, or add --get-id to "
+                             f"create an empty session: {specialist.name} --session --get-id")
         session.save()
         if not args.get_id:
             ctx.out.note(f"Session {session.id} is ready (no message was given)")
@@ -113,6 +117,8 @@ def _end(ctx: Context, specialist, args) -> int:
 
 def _open_session(ctx: Context, specialist, args):
     sessions = ctx.sessions
+    # A new session is stored with its first message; `--get-id` asks for it to exist now.
+    lazy = not getattr(args, "get_id", False)
     sid = args.session_id or (args.session if args.session not in (None, NEW) else None)
     if args.template:
         if sid and sessions.store.exists(sid):
@@ -124,9 +130,10 @@ def _open_session(ctx: Context, specialist, args):
     elif sid:
         session = sessions.open(specialist.name, sid, shared=args.shared,
                                 create_missing=args.session_id is not None,
-                                context_window=args.context_window)
+                                context_window=args.context_window, lazy=lazy)
     else:
-        session = sessions.create(specialist.name, context_window=args.context_window)
+        session = sessions.create(specialist.name, context_window=args.context_window,
+                                  lazy=lazy)
     if args.extend_context:
         session.extend_context(args.extend_context)
     session.auto_save = args.auto_save

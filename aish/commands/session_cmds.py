@@ -25,6 +25,8 @@ ESCAPE_HELP = ("To send a message that starts with a command word, begin it with
 KEYS_HELP = ("Keys: Tab completes, Esc-Enter (Alt-Enter) starts a new line, Ctrl-X Ctrl-E edits "
              "in $EDITOR, Ctrl-C cancels a reply, Ctrl-D leaves without ending the session.")
 
+NOT_YET = "No messages yet: the session is stored with its first message."
+
 
 @dataclass
 class SessionState:
@@ -55,6 +57,9 @@ def save(ctx: Context, args) -> int:
     session = state.session
     if args.name is not None:
         check_id(args.name, "checkpoint name")
+    if not session.stored and not session.pending:
+        ctx.out.note(NOT_YET)
+        return 0
     session.save()
     ctx.out.note(f"Session saved to {tilde(session.location, ctx.environ)}")
     if args.name is not None:
@@ -94,6 +99,9 @@ def info(ctx: Context, args) -> int:
     from aish.reports import format_info, session_info
 
     session = args.state.session
+    if not session.stored:
+        ctx.out.data(f"Session: {session.id}\n{NOT_YET}")
+        return 0
     text = format_info(session_info(session.sessions, session.id), ctx.now())
     if session.unsaved:
         text += f"\nUnsaved messages: {session.unsaved} (type 'save' to write them)"
@@ -111,6 +119,11 @@ def clear(ctx: Context, args) -> int:
     state: SessionState = args.state
     session = state.session
     keep = args.keep_last or 0
+    if not session.stored:
+        if not session.pending:
+            ctx.out.note(NOT_YET)
+            return 0
+        session.save()  # clearing works on the stored log, with its backup
     loaded = session.sessions.store.load(session.id)
     groups = pairs_of(loaded.messages + list(session.pending))
     kept = groups[-keep:] if keep else []
@@ -136,6 +149,11 @@ def export(ctx: Context, args) -> int:
     from aish.management.transfer import save_session
 
     session = args.state.session
+    if not session.stored:
+        session.save()
+        if not session.stored:
+            raise UsageError(f"session {session.id} has nothing to export yet",
+                             hint="it is stored with its first message")
     path = Path(args.path or f"{session.id}.json").expanduser()
     if path.is_dir() or (args.path or "").endswith("/"):
         if not path.is_dir():

@@ -43,13 +43,14 @@ def _removal(summary, state: str) -> Removal:
 
 
 def cleanup(sessions, older_than: float | None = None, dry_run: bool = False) -> list[Removal]:
-    """Remove ended and expired sessions (idle for more than ``older_than`` seconds, if given)."""
+    """Remove ended and expired sessions (idle for more than ``older_than`` seconds, if given;
+    one without any message goes whatever its age, as it holds nothing to keep)."""
     now = sessions.now()
     removed = []
     for summary, state in sessions.listing(include_all=True):
         if state == ACTIVE:
             continue
-        if older_than is not None and now - summary.updated <= older_than:
+        if older_than is not None and now - summary.updated <= older_than and summary.messages:
             continue
         removal = _removal(summary, state)
         if not dry_run:

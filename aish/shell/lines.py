@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from aish.errors import AishError
+
 Fragments = list[tuple[str, str]]
 
 
@@ -84,7 +86,9 @@ class PromptLines:
     interactive = True
 
     def __init__(self, theme, vocabulary, *, color: bool = True, history: Path | None = None,
-                 input=None, output=None):
+                 private_sessions: bool = False, input=None, output=None):
+        """``private_sessions``: session-mode input is remembered in memory only (with
+        encryption on, messages must not reach the history file in clear)."""
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory, InMemoryHistory
         from prompt_toolkit.output import ColorDepth
@@ -101,21 +105,27 @@ class PromptLines:
         self._style = theme.prompt_style
         self._completers = {scope: make_completer(scope, vocabulary)
                             for scope in ("shell", "session")}
-        self._session = PromptSession(
-            history=stored,
-            key_bindings=load_bindings(),
-            enable_open_in_editor=True,
-            complete_while_typing=False,
-            prompt_continuation=continuation,
-            style=self._style,
-            include_default_pygments_style=False,
-            color_depth=self._color_depth,
-            reserve_space_for_menu=6,
-            **self._io,
-        )
+        def prompt_session(history):
+            return PromptSession(
+                history=history,
+                key_bindings=load_bindings(),
+                enable_open_in_editor=True,
+                complete_while_typing=False,
+                prompt_continuation=continuation,
+                style=self._style,
+                include_default_pygments_style=False,
+                color_depth=self._color_depth,
+                reserve_space_for_menu=6,
+                **self._io,
+            )
+
+        self._session = prompt_session(stored)
+        self._sessions = {"shell": self._session,
+                          "session": prompt_session(InMemoryHistory()) if private_sessions
+                          else self._session}
 
     def read(self, ask: Ask) -> str:
-        return self._session.prompt(ask.message, completer=self._completers[ask.scope],
+        return self._sessions[ask.scope].prompt(ask.message, completer=self._completers[ask.scope],
                                     bottom_toolbar=ask.toolbar)
 
     def confirm(self, question: str, default: bool = True) -> bool:
@@ -139,7 +149,15 @@ def open_lines(ctx) -> LineSource:
     from aish.shell.completion import ContextVocabulary
 
     color = ctx.out.color and "NO_COLOR" not in ctx.environ
-    return PromptLines(shell_theme(ctx), ContextVocabulary(ctx), color=color)
+    return PromptLines(shell_theme(ctx), ContextVocabulary(ctx), color=color,
+                       private_sessions=_encrypted(ctx))
+
+
+def _encrypted(ctx) -> bool:
+    try:
+        return bool(ctx.config.encrypt)
+    except AishError:  # a broken config is reported where it is used; stay on the safe side
+        return True
 
 
 def shell_theme(ctx):

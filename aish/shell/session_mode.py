@@ -53,6 +53,7 @@ class SessionMode:
         self._provider_error: ProviderError | None = None
         self._first_prompt = True
         self._toolbar: list[tuple[str, str]] = []
+        self.failed = False  # something could not be saved or ended when leaving
 
     @property
     def session(self):
@@ -74,16 +75,22 @@ class SessionMode:
             try:
                 line = self.lines.read(self._ask())
             except KeyboardInterrupt:
+                self.ctx.out.note("(type 'exit' to end the session, or Ctrl-D to leave it)")
                 continue
             except EOFError:
                 if self._leave(end=False):
-                    return 0
+                    return self._status()
                 continue
             self.handle(line)
             if self.state.leave:
                 self.state.leave = False
                 if self._leave(end=True):
-                    return 0
+                    return self._status()
+
+    def _status(self) -> int:
+        from aish.errors import STORAGE
+
+        return STORAGE if self.failed else 0
 
     def handle(self, line: str) -> None:
         """Run one line: a command or a message. Errors print one line; the session goes on."""
@@ -125,28 +132,36 @@ class SessionMode:
 
     # -- leaving ---------------------------------------------------------------------------
     def _leave(self, *, end: bool) -> bool:
-        """Save (or ask), then end or just leave; False when the user chose to stay."""
+        """Save (or ask), then end or just leave; False only when the user chose to stay.
+
+        Leaving always works: when the store cannot take the messages (Redis stopped, the
+        session removed elsewhere) they are kept in a recovery file and one line says so.
+        """
         out = self.ctx.out
         session = self.session
+        count = session.unsaved
+        plural = "s" if count != 1 else ""
+        if count and not session.save_every:
+            try:
+                keep = self.lines.confirm(f"Save {count} unsaved message{plural} before leaving?")
+            except KeyboardInterrupt:
+                out.note("(still in the session)")
+                return False
+            if not keep:
+                session.pending.clear()
+                out.note(f"{count} unsaved message{plural} discarded")
+        if session.pending:
+            try:
+                session.save()
+                if not session.save_every:
+                    out.note(f"Session saved to {tilde(session.location, self.ctx.environ)}")
+            except AishError as exc:
+                self._rescue(exc)
+                return True
+        if not session.stored:
+            out.note(f"Left session {session.id}; it had no messages, so nothing was stored")
+            return True
         try:
-            if session.unsaved:
-                if session.save_every:
-                    session.save()
-                else:
-                    count = session.unsaved
-                    plural = "s" if count != 1 else ""
-                    try:
-                        keep = self.lines.confirm(
-                            f"Save {count} unsaved message{plural} before leaving?")
-                    except KeyboardInterrupt:
-                        out.note("(still in the session)")
-                        return False
-                    if keep:
-                        session.save()
-                        out.note(f"Session saved to {tilde(session.location, self.ctx.environ)}")
-                    else:
-                        session.pending.clear()
-                        out.note(f"{count} unsaved message{plural} discarded")
             if end:
                 session.sessions.end(session.id, self.specialist.name)
                 out.note("Session ended")
@@ -154,9 +169,25 @@ class SessionMode:
                 out.note(f"Left session {session.id}; it stays active "
                          f"(continue with: {self.specialist.name} --session {session.id})")
         except AishError as exc:
-            out.error(str(exc))
-            return not self.lines.interactive  # a script cannot fix it; a person may retry
+            self.failed = True
+            out.error(f"could not end session {session.id}: {exc}")
         return True
+
+    def _rescue(self, exc: AishError) -> None:
+        """One line on what could not be saved, and where it was kept instead."""
+        from aish.management.rescue import keep_unsaved
+
+        self.failed = True
+        count = self.session.unsaved
+        what = f"could not save {count} message{'s' if count != 1 else ''}: {exc}"
+        try:
+            path = keep_unsaved(self.session, str(exc))
+        except AishError as again:
+            self.ctx.out.error(f"{what}; they are lost ({again})")
+            return
+        shown = tilde(path, self.ctx.environ)
+        self.ctx.out.error(f"{what}; kept in {shown} (restore with: aish --restore-session "
+                           f"{shown})")
 
     # -- prompt, toolbar, provider ---------------------------------------------------------
     def _ask(self) -> Ask:
