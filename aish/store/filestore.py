@@ -183,16 +183,20 @@ class FileStore:
         root is a real directory of this user, so that nothing is written through a link."""
         if not self.root.is_dir():
             make_private_dirs(self.root)
+            if not self.root.is_dir():
+                raise StorageError(f"cannot use {self.root}: it is not a directory")
         self._check_root()
         path = self.root
         for part in parts:
             path = path / part
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 st = os.lstat(path)
-                self._check_own_dir(path, st)
-                continue
-            make_private_dirs(path)
-            self._check_own_dir(path, os.lstat(path))
+            except FileNotFoundError:
+                make_private_dirs(path)
+                st = os.lstat(path)
+            except OSError as exc:
+                raise StorageError(f"cannot use {path}: {exc.strerror}") from None
+            self._check_own_dir(path, st)
         return path
 
     def _check_own_dir(self, path: Path, st: os.stat_result) -> None:
