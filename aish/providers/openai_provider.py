@@ -107,9 +107,10 @@ class OpenAIProvider:
     def _fail(self, cause: str) -> ProviderError:
         return ProviderError(self.endpoint, self._mask(cause))
 
-    def _discover_model(self, client, deadline: float) -> str:
+    def _discover_model(self, client, deadline: float) -> str | None:
         """The first model the endpoint lists, so that a local server is not asked for (and
-        does not label its replies with) a model it does not have."""
+        does not label its replies with) a model it does not have. None if it cannot be asked
+        now (the chat request will say why); asked again on the next request then."""
         import openai
 
         try:
@@ -117,8 +118,8 @@ class OpenAIProvider:
             first = next(iter(listing.data), None)
         except openai.APIStatusError:  # no /models here: the server will use its default
             first = None
-        except openai.APIError:  # unreachable or hung: the chat request will say so
-            return DEFAULT_MODEL
+        except openai.APIError:
+            return None
         return first.id if first is not None and first.id else DEFAULT_MODEL
 
     def stream(self, chat: list[ChatMessage], specialist) -> Iterator[Chunk]:
