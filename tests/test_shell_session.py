@@ -227,3 +227,48 @@ def test_session_commands_appear_in_aish_help(aish):
     result = aish("aish", "--help")
     text = result.stdout.decode()
     assert "Inside session mode:" in text and "clear [--keep-last N]" in text
+
+
+# -- lazy sessions: stored with their first message -------------------------------------------
+
+def test_a_lazy_session_is_stored_only_with_its_first_message(ctx):
+    session = ctx.sessions.create("apollo", lazy=True, context_window=4)
+    session.extend_context(2)  # settings before the first message are kept in memory
+    _, out, err, _ = run(ctx, "info\ncontext\nsave\nclear\nexit\n", session=session)
+    assert (out + err).count("No messages yet: the session is stored with its first message.") == 3
+    assert "Using 0/6 context window" in out
+    assert f"Left session {session.id}; it had no messages, so nothing was stored" in err
+    assert ctx.store.ids() == []
+    run(ctx, "Hello\n", session=session)
+    assert ctx.store.ids() == [session.id]
+    assert ctx.sessions.summary(session.id).context_window(10) == 6
+    assert [m.content for m in stored(ctx, session.id)] == ["Hello", "reply 1"]
+
+
+def test_a_named_lazy_session_keeps_its_name_and_auto_save_off_still_asks(ctx):
+    session = ctx.sessions.open("apollo", "learn-rust", create_missing=True, lazy=True)
+    assert ctx.store.ids() == []
+    _, _, err, _ = run(ctx, "Hello\nexit\nn\n", session=session, auto_save=0)
+    assert "2 unsaved messages discarded" in err and ctx.store.ids() == []
+    run(ctx, "Hello\nexit\ny\n", session=session, auto_save=0)
+    assert ctx.store.ids() == ["learn-rust"]
+    assert ctx.sessions.summary("learn-rust").meta["state"] == "ended"
+
+
+def test_leaving_a_removed_session_keeps_the_unsaved_messages(ctx):
+    session = ctx.sessions.create("apollo")
+    session.auto_save = 0
+    specialist = ctx.specialist("apollo")
+    mode = SessionMode(ctx, specialist, session, StreamLines(io.StringIO("Hello\nexit\ny\n")),
+                       Scripted())
+    mode.handle("Hello")
+    ctx.store.remove(session.id, "remove")  # another terminal removes it meanwhile
+    assert mode.run() == 5  # a script learns that something could not be saved
+    err = ctx.out.stderr.getvalue()
+    line = next(x for x in err.splitlines() if "could not save" in x)
+    assert line.startswith(f"aish: error: could not save 3 messages: session {session.id} "
+                           "not found; kept in ")
+    path = line.split("kept in ", 1)[1].split(" ", 1)[0].replace("~", ctx.environ["HOME"], 1)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    doc = json.loads(Path(path).read_text())
+    assert [m["content"] for m in doc["messages"]] == ["Hello", "reply 1", "Hello"]
