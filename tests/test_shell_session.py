@@ -262,7 +262,7 @@ def test_leaving_a_removed_session_keeps_the_unsaved_messages(ctx):
     mode = SessionMode(ctx, specialist, session, StreamLines(io.StringIO("Hello\nexit\ny\n")),
                        Scripted())
     mode.handle("Hello")
-    ctx.store.remove(session.id, "remove")  # another terminal removes it meanwhile
+    removed = ctx.store.remove(session.id, "remove")  # another terminal removes it meanwhile
     assert mode.run() == 5  # a script learns that something could not be saved
     err = ctx.out.stderr.getvalue()
     line = next(x for x in err.splitlines() if "could not save" in x)
@@ -270,5 +270,29 @@ def test_leaving_a_removed_session_keeps_the_unsaved_messages(ctx):
                            "not found; kept in ")
     path = line.split("kept in ", 1)[1].split(" ", 1)[0].replace("~", ctx.environ["HOME"], 1)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    doc = json.loads(Path(path).read_text())
-    assert [m["content"] for m in doc["messages"]] == ["Hello", "reply 1", "Hello"]
+    records = [json.loads(x) for x in Path(path).read_text().splitlines()]
+    assert records[0]["t"] == "meta" and records[0]["id"] == session.id
+    assert [r["content"] for r in records[1:]] == ["Hello", "reply 1", "Hello"]
+    assert ctx.store.backups(session.id) == [removed]  # not one of the session's backups
+
+
+def test_with_encryption_on_the_kept_messages_are_sealed_and_restorable(ctx, aish, home,
+                                                                       monkeypatch):
+    config = Path(home["HOME"]) / ".aish" / "config.yaml"
+    config.write_text(config.read_text() + "sessions:\n  storage: {encrypt: true}\n")
+    key = {"AISH_ENCRYPTION_KEY": "correct horse battery staple"}
+    monkeypatch.setenv("AISH_ENCRYPTION_KEY", key["AISH_ENCRYPTION_KEY"])
+    ctx = Context(environ={"HOME": home["HOME"], **key}, out=ctx.out)
+    session = ctx.sessions.create("apollo")
+    mode = SessionMode(ctx, ctx.specialist("apollo"), session,
+                       StreamLines(io.StringIO("the walrus-4471 secret\nexit\n")), Scripted())
+    mode.handle("Hello")
+    ctx.store.remove(session.id, "remove")
+    assert mode.run() == 5
+    line = next(x for x in ctx.out.stderr.getvalue().splitlines() if "could not save" in x)
+    path = Path(line.split("kept in ", 1)[1].split(" ", 1)[0].replace("~", home["HOME"], 1))
+    assert b"walrus-4471" not in path.read_bytes()
+    restored = aish("aish", "--restore-session", str(path), **key)
+    assert restored.returncode == 0, restored.stderr.decode()
+    shown = aish("aish", "--export-sessions", **key).stdout.decode()
+    assert "walrus-4471" in shown

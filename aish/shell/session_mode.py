@@ -181,7 +181,7 @@ class SessionMode:
         count = self.session.unsaved
         what = f"could not save {count} message{'s' if count != 1 else ''}: {exc}"
         try:
-            path = keep_unsaved(self.session, str(exc))
+            path = keep_unsaved(self.session)
         except AishError as again:
             self.ctx.out.error(f"{what}; they are lost ({again})")
             return
