@@ -296,3 +296,19 @@ def test_with_encryption_on_the_kept_messages_are_sealed_and_restorable(ctx, ais
     assert restored.returncode == 0, restored.stderr.decode()
     shown = aish("aish", "--export-sessions", **key).stdout.decode()
     assert "walrus-4471" in shown
+
+
+def test_ctrl_c_while_a_hung_store_saves_still_leaves(ctx, monkeypatch):
+    session = ctx.sessions.create("apollo")
+    mode = SessionMode(ctx, ctx.specialist("apollo"), session,
+                       StreamLines(io.StringIO("exit\ny\n")), Scripted())
+    session.auto_save = 0
+    mode.handle("Hello")
+
+    def hung(*_args):
+        raise KeyboardInterrupt  # what Ctrl-C does to a write that does not come back
+
+    monkeypatch.setattr(ctx.store, "append", hung)
+    assert mode.run() == 5
+    err = ctx.out.stderr.getvalue()
+    assert "could not save 2 messages: interrupted while saving; kept in " in err
