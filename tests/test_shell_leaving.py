@@ -56,7 +56,13 @@ def redis_values(client) -> bytes:
 
 
 def recovery_files(sessions_dir: Path, sid: str) -> list[Path]:
-    return sorted((sessions_dir / "backup").glob(f"{sid}-*-unsaved*.json"))
+    return sorted((sessions_dir / "backup").glob(f"{sid}-unsaved-*.jsonl"))
+
+
+def kept_messages(path: Path) -> list[str]:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert records[0]["t"] == "meta"
+    return [r["content"] for r in records[1:]]
 
 
 def enter_and_talk(t: Term) -> str:
@@ -94,8 +100,7 @@ def test_redis_stopped_mid_session_still_lets_you_leave(how, term_env, terms, tm
             assert t.wait() == 0
         kept = recovery_files(sessions_dir, sid)
         assert len(kept) == 1
-        doc = json.loads(kept[0].read_text())
-        assert [m["content"] for m in doc["messages"]] == ["second words while redis is down"]
+        assert kept_messages(kept[0]) == ["second words while redis is down"]
 
         # Redis back (empty: it keeps nothing on disk): the kept message can be restored.
         server = start_redis(tmp_path / "redis", port=server.port)
@@ -129,8 +134,7 @@ def test_session_removed_from_another_terminal_still_lets_you_leave(backend, ter
         t.send("\x04")
         assert t.wait() == 0
     kept = recovery_files(sessions_dir, sid)
-    assert [m["content"] for m in json.loads(kept[0].read_text())["messages"]] == [
-        "are you still there?"]
+    assert kept_messages(kept[0]) == ["are you still there?"]
 
 
 @pytest.mark.parametrize("how", ["exit", "ctrl-d"])

@@ -227,3 +227,88 @@ def test_session_commands_appear_in_aish_help(aish):
     result = aish("aish", "--help")
     text = result.stdout.decode()
     assert "Inside session mode:" in text and "clear [--keep-last N]" in text
+
+
+# -- lazy sessions: stored with their first message -------------------------------------------
+
+def test_a_lazy_session_is_stored_only_with_its_first_message(ctx):
+    session = ctx.sessions.create("apollo", lazy=True, context_window=4)
+    session.extend_context(2)  # settings before the first message are kept in memory
+    _, out, err, _ = run(ctx, "info\ncontext\nsave\nclear\nexit\n", session=session)
+    assert (out + err).count("No messages yet: the session is stored with its first message.") == 3
+    assert "Using 0/6 context window" in out
+    assert f"Left session {session.id}; it had no messages, so nothing was stored" in err
+    assert ctx.store.ids() == []
+    run(ctx, "Hello\n", session=session)
+    assert ctx.store.ids() == [session.id]
+    assert ctx.sessions.summary(session.id).context_window(10) == 6
+    assert [m.content for m in stored(ctx, session.id)] == ["Hello", "reply 1"]
+
+
+def test_a_named_lazy_session_keeps_its_name_and_auto_save_off_still_asks(ctx):
+    session = ctx.sessions.open("apollo", "learn-rust", create_missing=True, lazy=True)
+    assert ctx.store.ids() == []
+    _, _, err, _ = run(ctx, "Hello\nexit\nn\n", session=session, auto_save=0)
+    assert "2 unsaved messages discarded" in err and ctx.store.ids() == []
+    run(ctx, "Hello\nexit\ny\n", session=session, auto_save=0)
+    assert ctx.store.ids() == ["learn-rust"]
+    assert ctx.sessions.summary("learn-rust").meta["state"] == "ended"
+
+
+def test_leaving_a_removed_session_keeps_the_unsaved_messages(ctx):
+    session = ctx.sessions.create("apollo")
+    session.auto_save = 0
+    specialist = ctx.specialist("apollo")
+    mode = SessionMode(ctx, specialist, session, StreamLines(io.StringIO("Hello\nexit\ny\n")),
+                       Scripted())
+    mode.handle("Hello")
+    removed = ctx.store.remove(session.id, "remove")  # another terminal removes it meanwhile
+    assert mode.run() == 5  # a script learns that something could not be saved
+    err = ctx.out.stderr.getvalue()
+    line = next(x for x in err.splitlines() if "could not save" in x)
+    assert line.startswith(f"aish: error: could not save 3 messages: session {session.id} "
+                           "not found; kept in ")
+    path = line.split("kept in ", 1)[1].split(" ", 1)[0].replace("~", ctx.environ["HOME"], 1)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    records = [json.loads(x) for x in Path(path).read_text().splitlines()]
+    assert records[0]["t"] == "meta" and records[0]["id"] == session.id
+    assert [r["content"] for r in records[1:]] == ["Hello", "reply 1", "Hello"]
+    assert ctx.store.backups(session.id) == [removed]  # not one of the session's backups
+
+
+def test_with_encryption_on_the_kept_messages_are_sealed_and_restorable(ctx, aish, home,
+                                                                       monkeypatch):
+    config = Path(home["HOME"]) / ".aish" / "config.yaml"
+    config.write_text(config.read_text() + "sessions:\n  storage: {encrypt: true}\n")
+    key = {"AISH_ENCRYPTION_KEY": "correct horse battery staple"}
+    monkeypatch.setenv("AISH_ENCRYPTION_KEY", key["AISH_ENCRYPTION_KEY"])
+    ctx = Context(environ={"HOME": home["HOME"], **key}, out=ctx.out)
+    session = ctx.sessions.create("apollo")
+    mode = SessionMode(ctx, ctx.specialist("apollo"), session,
+                       StreamLines(io.StringIO("the walrus-4471 secret\nexit\n")), Scripted())
+    mode.handle("Hello")
+    ctx.store.remove(session.id, "remove")
+    assert mode.run() == 5
+    line = next(x for x in ctx.out.stderr.getvalue().splitlines() if "could not save" in x)
+    path = Path(line.split("kept in ", 1)[1].split(" ", 1)[0].replace("~", home["HOME"], 1))
+    assert b"walrus-4471" not in path.read_bytes()
+    restored = aish("aish", "--restore-session", str(path), **key)
+    assert restored.returncode == 0, restored.stderr.decode()
+    shown = aish("aish", "--export-sessions", **key).stdout.decode()
+    assert "walrus-4471" in shown
+
+
+def test_ctrl_c_while_a_hung_store_saves_still_leaves(ctx, monkeypatch):
+    session = ctx.sessions.create("apollo")
+    mode = SessionMode(ctx, ctx.specialist("apollo"), session,
+                       StreamLines(io.StringIO("exit\ny\n")), Scripted())
+    session.auto_save = 0
+    mode.handle("Hello")
+
+    def hung(*_args):
+        raise KeyboardInterrupt  # what Ctrl-C does to a write that does not come back
+
+    monkeypatch.setattr(ctx.store, "append", hung)
+    assert mode.run() == 5
+    err = ctx.out.stderr.getvalue()
+    assert "could not save 2 messages: interrupted while saving; kept in " in err

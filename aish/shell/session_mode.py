@@ -156,7 +156,10 @@ class SessionMode:
                 if not session.save_every:
                     out.note(f"Session saved to {tilde(session.location, self.ctx.environ)}")
             except AishError as exc:
-                self._rescue(exc)
+                self._rescue(str(exc))
+                return True
+            except KeyboardInterrupt:  # a store that hangs must not trap the user either
+                self._rescue("interrupted while saving")
                 return True
         if not session.stored:
             out.note(f"Left session {session.id}; it had no messages, so nothing was stored")
@@ -171,17 +174,20 @@ class SessionMode:
         except AishError as exc:
             self.failed = True
             out.error(f"could not end session {session.id}: {exc}")
+        except KeyboardInterrupt:
+            self.failed = True
+            out.error(f"could not end session {session.id}: interrupted")
         return True
 
-    def _rescue(self, exc: AishError) -> None:
+    def _rescue(self, reason: str) -> None:
         """One line on what could not be saved, and where it was kept instead."""
         from aish.management.rescue import keep_unsaved
 
         self.failed = True
         count = self.session.unsaved
-        what = f"could not save {count} message{'s' if count != 1 else ''}: {exc}"
+        what = f"could not save {count} message{'s' if count != 1 else ''}: {reason}"
         try:
-            path = keep_unsaved(self.session, str(exc))
+            path = keep_unsaved(self.session)
         except AishError as again:
             self.ctx.out.error(f"{what}; they are lost ({again})")
             return
