@@ -19,10 +19,12 @@ from manage_support import conversation, ok
 
 from aish import config as config_module
 from aish.errors import StorageError
+from aish.management.integrity import inspect
 from aish.messages import USER, Message
 from aish.sessions import Sessions
 from aish.store import open_store
 from aish.store.filestore import FileStore
+from aish.store.redisstore import RedisStore
 
 # Each of the 16 processes sends this many messages; a nightly run asks for 50 (800 in all).
 ROUNDS = int(os.environ.get("AISH_STRESS_ROUNDS", "3"))
@@ -311,3 +313,28 @@ def test_a_damaged_header_survives_every_reading_command(aish, home, sessions_di
     validated = aish("aish", "--validate-session", "s1")
     assert validated.returncode == 1 and b"Traceback" not in validated.stderr
     assert b"problem" in validated.stdout
+
+
+def test_a_full_redis_refuses_an_append_whole(redis_url):
+    """Redis's counterpart of a full disk: out of memory, the write is refused and nothing of
+    it is stored (one script, run whole or not at all)."""
+    import redis
+
+    store = RedisStore(redis_url)
+    config = config_module.load({"HOME": "/nonexistent"})
+    Sessions(store, config).create("apollo", "s1", named=True,
+                                   messages=conversation("apollo", 3, time.time() - 100))
+    client = redis.Redis.from_url(redis_url)
+    before = (client.lrange("aish:{s1}:log", 0, -1), client.hgetall("aish:{s1}:meta"))
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        record = Message(USER, "y" * 10000, "apollo", time.time()).to_record()
+        with pytest.raises(StorageError, match="maxmemory"):
+            store.append("s1", [record])
+    finally:
+        client.config_set("maxmemory", "0")
+    assert (client.lrange("aish:{s1}:log", 0, -1), client.hgetall("aish:{s1}:meta")) == before
+    found = inspect(Sessions(store, config), "s1")
+    assert found.problems == [] and len(found.messages) == 6
+    client.close()
