@@ -284,6 +284,8 @@ def test_a_damaged_cache_is_rebuilt_from_the_log(aish, home, sessions_dir):
     store = FileStore(sessions_dir)
     right = store.summary("s1").to_json()
     idx = sessions_dir / ".s1.idx"
+    size = (sessions_dir / "s1.jsonl").stat().st_size
+    assert store._read_idx("s1", size).to_json() == right  # an intact cache is used
     for damaged in _cache_damage(json.loads(idx.read_bytes())):
         idx.write_bytes(damaged)
         assert FileStore(sessions_dir).summary("s1").to_json() == right, damaged
