@@ -19,10 +19,12 @@ from manage_support import conversation, ok
 
 from aish import config as config_module
 from aish.errors import StorageError
+from aish.management.integrity import inspect
 from aish.messages import USER, Message
 from aish.sessions import Sessions
 from aish.store import open_store
 from aish.store.filestore import FileStore
+from aish.store.redisstore import RedisStore
 
 # Each of the 16 processes sends this many messages; a nightly run asks for 50 (800 in all).
 ROUNDS = int(os.environ.get("AISH_STRESS_ROUNDS", "3"))
@@ -256,3 +258,85 @@ def test_a_read_only_store_can_be_read(env, tmpfs, locks):
     _one_error_line(done, "Read-only file system")
     _one_error_line(aish("aish", "--end-session", "s1"), "Read-only file system")
     assert sorted(p.name for p in read_only_disk.rglob("*")) == before
+
+
+# -- damaged summary caches and headers -------------------------------------------------------
+
+def _cache_damage(doc: dict) -> list[bytes]:
+    summary = doc["summary"]
+    out = []
+    for path, value in ((("last_time",), -1e308), (("messages",), float("nan")),
+                        (("messages",), "6"), (("tokens",), -5), (("by_ai",), ["apollo"]),
+                        (("meta",), "apollo"), (("meta", "updated"), "yesterday"),
+                        (("meta", "owner"), None), (("messages",), 7)):
+        changed = json.loads(json.dumps(summary))
+        node = changed
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        out.append(json.dumps({**doc, "summary": changed}).encode())
+    whole = json.dumps(doc).encode()
+    return out + [whole[: len(whole) // 2], b"[]", b'"x"', b"NaN"]
+
+
+def test_a_damaged_cache_is_rebuilt_from_the_log(aish, home, sessions_dir):
+    _seed(home, "s1")
+    store = FileStore(sessions_dir)
+    right = store.summary("s1").to_json()
+    idx = sessions_dir / ".s1.idx"
+    size = (sessions_dir / "s1.jsonl").stat().st_size
+    assert store._read_idx("s1", size).to_json() == right  # an intact cache is used
+    for damaged in _cache_damage(json.loads(idx.read_bytes())):
+        idx.write_bytes(damaged)
+        assert FileStore(sessions_dir).summary("s1").to_json() == right, damaged
+        idx.write_bytes(damaged)
+        assert "apollo-ai" in ok(aish("aish", "--list-sessions", "--all"))
+        idx.write_bytes(damaged)
+        assert "Messages: 6" in ok(aish("aish", "--session-info", "s1"))
+
+
+@pytest.mark.parametrize("header", [
+    '"just a string"', '["a", "list"]',
+    '{"t":"meta","id":"s1","owner":["x"],"created":"monday","updated":-1e308,'
+    '"participants":"apollo","shared":"yes","origin":5,"context_window":-3,"state":[]}',
+    '{"t":"meta","id":"s1","owner":"apollo","created":NaN,"updated":"x","participants":[1]}'])
+def test_a_damaged_header_survives_every_reading_command(aish, home, sessions_dir, header):
+    _seed(home, "s1")
+    _seed(home, "s2")
+    log = sessions_dir / "s1.jsonl"
+    lines = log.read_bytes().split(b"\n")
+    log.write_bytes(b"\n".join([header.encode()] + lines[1:]))
+    listing = ok(aish("aish", "--list-sessions", "--all"))
+    assert "s1" in listing and "s2" in listing
+    assert "Messages: 6" in ok(aish("aish", "--session-info", "s1"))
+    assert "Stored sessions: 2" in ok(aish("aish", "--session-stats"))
+    assert "question 1" in ok(aish("aish", "--search-sessions", "question 1"))
+    ok(aish("aish", "--export-sessions", "--skip-corrupted"))
+    validated = aish("aish", "--validate-session", "s1")
+    assert validated.returncode == 1 and b"Traceback" not in validated.stderr
+    assert b"problem" in validated.stdout
+
+
+def test_a_full_redis_refuses_an_append_whole(redis_url):
+    """Redis's counterpart of a full disk: out of memory, the write is refused and nothing of
+    it is stored (one script, run whole or not at all)."""
+    import redis
+
+    store = RedisStore(redis_url)
+    config = config_module.load({"HOME": "/nonexistent"})
+    Sessions(store, config).create("apollo", "s1", named=True,
+                                   messages=conversation("apollo", 3, time.time() - 100))
+    client = redis.Redis.from_url(redis_url)
+    before = (client.lrange("aish:{s1}:log", 0, -1), client.hgetall("aish:{s1}:meta"))
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        record = Message(USER, "y" * 10000, "apollo", time.time()).to_record()
+        with pytest.raises(StorageError, match="maxmemory"):
+            store.append("s1", [record])
+    finally:
+        client.config_set("maxmemory", "0")
+    assert (client.lrange("aish:{s1}:log", 0, -1), client.hgetall("aish:{s1}:meta")) == before
+    found = inspect(Sessions(store, config), "s1")
+    assert found.problems == [] and len(found.messages) == 6
+    client.close()
