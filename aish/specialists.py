@@ -81,8 +81,9 @@ def roster(config_specialists: dict, source: str = "config") -> dict[str, Specia
                                   f"got {spec[key]!r}")
         for key in ("temperature", "max_tokens", "top_p"):
             value = spec.get(key)
+            # NaN and infinities fail the range check; huge ints would overflow a float later.
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                      or value < 0):
+                                      or not 0 <= value <= 2**53):
                 raise ConfigError(f"{source}: specialists.{name}.{key}: expected a number >= 0, "
                                   f"got {value!r}")
         merged[name] = {**merged.get(name, {}), **spec}

@@ -164,13 +164,17 @@ def _safe_name(name: str) -> bool:
 
 
 def _read(path: Path, problems: list[str]):
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    # A theme file is user-written text like the config: parsed with the same bounds, so an
+    # alias bomb or deep nesting is a problem reported, not a hang.
+    from aish.boundedyaml import load
+    from aish.errors import ConfigError
 
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read theme ({str(exc).splitlines()[0][:120]})")
+        if path.stat().st_size > 64 * 1024:
+            raise ConfigError(f"{path}: larger than 64 KiB")
+        data = load(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, ConfigError) as exc:
+        problems.append(f"cannot read theme ({str(exc).splitlines()[0][:160]})")
         return None
     if not isinstance(data, dict):
         problems.append(f"{path}: a theme is a mapping with 'code' and 'styles'")

@@ -160,6 +160,8 @@ def test_cli_bad_config_exits_8_with_one_line(aish, home):
 @pytest.mark.parametrize("spec, key", [
     ("apollo: {provider: gemini}", "specialists.apollo.provider"),
     ("apollo: {temperature: warm}", "specialists.apollo.temperature"),
+    ("apollo: {temperature: .nan}", "specialists.apollo.temperature"),
+    ("apollo: {top_p: .inf}", "specialists.apollo.top_p"),
     ("apollo: [1]", "specialists.apollo"),
     ("bad/name: {persona: x}", "specialists"),
 ])

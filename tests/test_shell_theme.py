@@ -103,3 +103,22 @@ def test_config_picks_the_theme_and_a_bad_one_warns(tmp_path):
     theme = shell_theme(Context(environ={"HOME": str(home)}, out=out))
     assert theme.name == "nope" and theme.source is None
     assert "aish: warning: ui.theme: no theme called 'nope'" in out.stderr.getvalue()
+
+
+@pytest.mark.parametrize("text, why", [
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+     + "styles: *i\n", "aliases"),
+    ("styles: " + "[" * 5000 + "]" * 5000 + "\n", "nest"),
+    ("styles: {prompt: \"bold\"}\n".encode() + b"\xff\xfe", None),
+])
+def test_a_hostile_theme_file_is_a_problem_not_a_hang(tmp_path, text, why):
+    folder = tmp_path / ".aish" / "themes"
+    folder.mkdir(parents=True)
+    data = text if isinstance(text, bytes) else text.encode()
+    (folder / "evil.yaml").write_bytes(data)
+    theme = load_theme("evil", {"HOME": str(tmp_path)})
+    assert theme.source is not None and len(theme.problems) == 1
+    assert "cannot read theme" in theme.problems[0]
+    if why:
+        assert why in theme.problems[0]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aish.errors import StorageError
 from aish.store.base import FORMAT_VERSION, PlainCodec, dump_line
+from aish.store.filestore import FileStore
 
 
 def keep_unsaved(session) -> str:
@@ -25,10 +26,10 @@ def keep_unsaved(session) -> str:
     meta = {"t": "meta", "v": FORMAT_VERSION, **session.meta, "updated": sessions.now()}
     data = dump_line(meta) + b"".join(dump_line(codec.seal(m.to_record()))
                                       for m in session.pending)
-    folder = Path(sessions.config.session_dir) / "backup"
     stamp = time.strftime("%Y%m%dT%H%M%S")
+    # Checked as the file store checks its own folders: never written through a link.
+    folder = FileStore(Path(sessions.config.session_dir), codec=codec).private_dir("backup")
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for n in range(1, 100):
             path = folder / f"{session.id}-unsaved-{stamp}{'' if n == 1 else f'-{n}'}.jsonl"
             try:

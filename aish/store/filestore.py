@@ -178,6 +178,10 @@ class FileStore:
             self._check_loose(self.root, os.stat(self.root), is_dir=True)
 
     # -- paths ---------------------------------------------------------------------------
+    def private_dir(self, *parts: str) -> Path:
+        """A folder of the store for others to write in (e.g. recovery files), checked as ours."""
+        return self._dir(*parts)
+
     def _dir(self, *parts: str) -> Path:
         """The directory ``root/parts...``, created 0700; refused unless each part below the
         root is a real directory of this user, so that nothing is written through a link."""
