@@ -161,7 +161,8 @@ def test_embedded_model_answers_the_pipeline_and_one_shots(home, sessions_dir, t
     prompts = [m.usage.prompt_tokens for m in stored if m.role == "assistant"]
     assert prompts == sorted(prompts) and prompts[0] < prompts[-1]
     one = run(home, "hermes", "What is a variable?")
-    assert one.returncode == 0 and one.stdout.strip() and one.stderr == b""
+    assert one.returncode == 0 and one.stdout.strip()
+    assert one.stderr in (b"", b"[reply cut at 24 tokens]\n"), one.stderr
     assert FileStore(sessions_dir).ids() == [sid], "a one-shot question stores nothing"
 
 

@@ -259,7 +259,8 @@ def test_openai_path_end_to_end_against_llama_server(home, llama_server, session
     follow = run(env, "apollo", "--session", sid, input="What is my name?")
     assert follow.returncode == 0, follow.stderr.decode()
     assert follow.stdout.decode().strip()
-    assert follow.stderr == b""
+    # Quiet but for the mark of a reply that reached the test config's max_tokens.
+    assert follow.stderr in (b"", b"[reply cut at 24 tokens]\n"), follow.stderr
     stored = FileStore(sessions_dir).load(sid)
     assert [m.role for m in stored.messages] == ["user", "assistant", "user", "assistant"]
     assert stored.messages[0].content == "Hello, my name is Bob"

@@ -302,7 +302,7 @@ class FileStore:
             try:
                 st = os.lstat(log)
             except OSError as exc:
-                return UnusableLog(f"cannot read session {sid}: {exc.strerror}")
+                return UnusableLog(f"cannot read {log}: {exc.strerror}")
         kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
         return UnusableLog(f"{log} is {kind}; aish does not read or write through it",
                            hint="replace it with the session's real log file")
@@ -320,8 +320,10 @@ class FileStore:
             raise SessionNotFound(f"session {sid} not found") from None
         except OSError as exc:
             if not os.path.islink(log):
-                raise UnusableLog(f"cannot read session {sid}: {exc.strerror}",
-                                  hint=f"check the permissions of {log}") from None
+                # Not the log's own shape but access to it (permissions, a path that is a
+                # file): a storage failure, which store-wide commands skip with a warning.
+                raise StorageError(f"cannot read {log}: {exc.strerror}",
+                                   hint="check the permissions of the session dir") from None
             raise self._unusable(sid) from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -428,7 +430,7 @@ class FileStore:
         except FileNotFoundError:
             raise SessionNotFound(f"session {sid} not found") from None
         except OSError as exc:
-            raise StorageError(f"cannot read session {sid}: {exc.strerror}") from None
+            raise StorageError(f"cannot read {self._log(sid)}: {exc.strerror}") from None
         if not stat.S_ISREG(st.st_mode):
             raise self._unusable(sid, st)
         self._check_root()
