@@ -113,7 +113,7 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(  # billion laughs, nine 
 @pytest.mark.parametrize("text, why", [
     (BOMB, "aliases"),
     ("styles: " + "[" * 5000 + "]" * 5000 + "\n", "nest"),
-    ("styles: {prompt: \"bold\"}\n".encode() + b"\xff\xfe", None),
+    (b"styles: {prompt: \"bold\"}\n" + b"\xff\xfe", None),
 ])
 def test_a_hostile_theme_file_is_a_problem_not_a_hang(tmp_path, text, why):
     folder = tmp_path / ".aish" / "themes"
