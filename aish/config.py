@@ -41,6 +41,7 @@ BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": Fa
 MAX_FILE_BYTES = 64 * 1024  # a config file is a few KiB; the cap bounds the parser's work
 MAX_INTEGER = 2**53  # larger counts are nonsense here, and JSON readers lose precision past it
 MAX_TIMEOUT_MINUTES = 10 * 365 * 24 * 60  # ten years; keeps Redis TTLs in range
+MAX_TIMEOUT_SECONDS = 7 * 86400.0  # a provider's timeout: longer is a typo, not a wish
 
 PROVIDER_KINDS = {"base_url": "text", "api_key": "text", "model": "text", "model_path": "text",
                   "timeout": "positive", "max_retries": "count", "n_ctx": "count",
@@ -335,8 +336,8 @@ def _check_providers(c: _Checker) -> None:
                 continue
             if kind == "text":
                 c.text(*keys, secret=key == "api_key")
-            elif kind == "positive":
-                c.number(*keys)
+            elif kind == "positive":  # a timeout: sockets take at most about 9e9 s
+                c.number(*keys, maximum=MAX_TIMEOUT_SECONDS)
             elif kind == "count":
                 c.integer(*keys, minimum=1 if key in ("n_ctx", "max_tokens") else 0)
             elif kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)

@@ -23,8 +23,10 @@ from aish.sanitize import StreamSanitizer, marks_for, sanitize
 class Output:
     def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None,
                  environ: dict | None = None):
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
+        # A stream closed by the caller (`>&-`, `2>&-`) is None in Python: write nowhere
+        # instead of failing, so the command still runs and exits with its own code.
+        self.stdout = stdout or sys.stdout or open(os.devnull, "w")  # noqa: SIM115
+        self.stderr = stderr or sys.stderr or open(os.devnull, "w")  # noqa: SIM115
         environ = os.environ if environ is None else environ
         self.stdout_tty = _isatty(self.stdout)
         self.stderr_tty = _isatty(self.stderr)

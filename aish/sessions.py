@@ -26,7 +26,7 @@ from aish.ids import ID_PATTERN, check_id, new_id
 from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
-from aish.store.base import Summary
+from aish.store.base import Summary, tombstone
 
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
 
@@ -178,12 +178,19 @@ class Sessions:
         return Session(self, summary, ai)
 
     def rewrite(self, sid: str, meta: dict, messages: list[Message], reason: str,
-                ai: str | None = None, since: object = None) -> str:
+                ai: str | None = None, since: object = None,
+                dropped: Iterable[str] = ()) -> str:
         """Replace a session's content, keeping a backup first; returns the backup's path.
 
         Pass ``since=loaded.mark`` of the load the content came from, so that messages other
-        processes append meanwhile are kept rather than lost.
+        processes append meanwhile are kept rather than lost. ``dropped``: ids of the messages
+        this removes on purpose; they are remembered (a tombstone) before anything is changed,
+        so that --sync-sessions never copies them back, even after a failure half-way.
         """
+        dropped = list(dropped)
+        if dropped:
+            self.store.add_tombstone(tombstone(check_id(sid), reason, self.now(),
+                                               messages=dropped))
         backup = self.store.backup(check_id(sid), reason)
         self.store.replace(sid, {**meta, "updated": self.now()}, messages, since=since)
         self.audit.record(reason, sid, ai, backup=backup)

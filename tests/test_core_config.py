@@ -355,6 +355,7 @@ def test_invalid_utf8_names_the_file(tmp_path):
     ("sessions:\n  defaults: {timeout_minutes: .nan}\n", "timeout_minutes"),
     ("sessions:\n  defaults: {timeout_minutes: 1e300}\n", "timeout_minutes"),
     ("providers:\n  local: {temperature: .nan}\n", "providers.local.temperature"),
+    ("providers:\n  openai: {timeout: 1e12}\n", "providers.openai.timeout"),
     ("ui: {theme: \"a\\0b\"}\n", "ui.theme"),
     ("sessions:\n  storage: {path: \"\\udc80\"}\n", "sessions.storage.path"),
 ], ids=lambda v: v if len(v) < 30 else v[:27] + "...")

@@ -155,3 +155,18 @@ def test_session_mode_on_a_stdout_that_is_not_utf8(env, server, encoding):
     shown = result.stdout.decode(encoding)
     assert "red" in shown and " end" in shown and "\x1b" not in shown
     assert [m["content"] for m in stored(env, "narrow")] == ["show me", HOSTILE]
+
+
+def test_a_closed_stdout_or_stderr_is_no_traceback(env):
+    # `>&-` / `2>&-`: Python sees no stream at all; aish writes nowhere and keeps its exit code.
+    stored = subprocess.run("echo hi | apollo --session-id closed >&-", shell=True, env=env,
+                            capture_output=True, timeout=600)
+    assert stored.returncode == 0 and b"Traceback" not in stored.stderr, stored.stderr
+    listed = subprocess.run("aish --list-sessions >&-", shell=True, env=env,
+                            capture_output=True, timeout=600)
+    assert listed.returncode == 0 and listed.stderr == b"", listed.stderr
+    missing = subprocess.run("aish --session-info nosuch 2>&-", shell=True, env=env,
+                             capture_output=True, timeout=600)
+    assert missing.returncode == 3 and missing.stdout == b""
+    saved = run(env, "aish", "--save-session", "closed")
+    assert saved.returncode == 0 and b'"hi"' in saved.stdout

@@ -186,3 +186,37 @@ def test_a_damaged_tombstone_never_breaks_sync(data, junk):
         assert isinstance(removed, bool) and dropped <= set(merged["messages"])
         assert ("m1" in dropped) == (merged["cleared"] < merged["messages"]["m1"])
         assert merge_tombstones(merged, record) == merged
+
+
+def test_an_old_copy_is_never_merged_into_a_session_made_anew_under_its_id(tmp_path, redis_url,
+                                                                            home):
+    # Removed here while Redis still holds the old copy, then made anew here: sync must remove
+    # the old copy there, not merge its messages into the new session.
+    t0 = time.time() - 100
+    local, remote = FileStore(tmp_path / "local"), RedisStore(redis_url)
+    sessions_over(local, home, t0).create("apollo", "q1", messages=[
+        Message(USER, "oldsecret", "apollo", t0)])
+    sync_stores(local, remote)
+    remove_session(sessions_over(local, home, t0 + 5), "q1", "remove")
+    sessions_over(local, home, t0 + 10).create("apollo", "q1", messages=[
+        Message(USER, "fresh", "apollo", t0 + 10)])
+    sync_stores(local, remote)
+    for store in (local, remote):
+        assert [m.content for m in store.load("q1").messages] == ["fresh"]
+
+
+def test_a_cleared_history_stays_cleared_after_sync(sides, home, redis_url):
+    # The shell's `clear` deletes like prune does: sync must not copy the messages back.
+    from types import SimpleNamespace
+
+    from aish.commands.context import Context
+    from aish.commands.session_cmds import SessionState, clear
+
+    (_, local), (_, remote) = sides["local"], sides["remote"]
+    ctx = Context(environ=home)
+    session = ctx.sessions.open("athena", "s")
+    state = SessionState(session=session, specialist=ctx.specialists["athena"])
+    clear(ctx, SimpleNamespace(state=state, keep_last=0))
+    assert messages(local, "s") == 0 and messages(remote, "s") == 6
+    sync(home, redis_url)
+    assert messages(local, "s") == messages(remote, "s") == 0

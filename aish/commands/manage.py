@@ -345,7 +345,10 @@ def validate_session(ctx: Context, args) -> int:
         lines = [f"Session {args.id}: {_plural(len(found.problems), 'problem')}"]
         lines += [f"  {p}" for p in found.problems]
         ctx.out.data("\n".join(lines))
-        ctx.out.note(f"repair it with: aish --repair-session {args.id}")
+        if found.unusable is not None:  # repair will not touch such a log either: say what will
+            ctx.out.note(found.unusable.hint or "replace it with the session's real log file")
+        else:
+            ctx.out.note(f"repair it with: aish --repair-session {args.id}")
     return 1 if found.problems else 0
 
 

@@ -131,8 +131,12 @@ def clear(ctx: Context, args) -> int:
     if not removed:
         ctx.out.note("Nothing to clear.")
         return 0
-    backup = session.sessions.rewrite(session.id, loaded.meta, [m for g in kept for m in g],
-                                      "clear", _ai(state), since=loaded.mark)
+    kept_messages = [m for g in kept for m in g]
+    kept_ids = {m.id for m in kept_messages}
+    backup = session.sessions.rewrite(session.id, loaded.meta, kept_messages, "clear", _ai(state),
+                                      since=loaded.mark,
+                                      dropped=[m.id for m in loaded.messages
+                                               if m.id not in kept_ids])
     session.pending.clear()
     session.summary = session.sessions.summary(session.id)
     what = f"kept the last {len(kept)} pair{'s' if len(kept) != 1 else ''}" if kept else (

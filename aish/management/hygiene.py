@@ -30,9 +30,10 @@ class Removal:
 
 def remove_session(sessions, sid: str, reason: str, ai: str | None = None) -> str:
     """Delete a session after keeping a backup of it; returns the backup's location."""
-    backup = sessions.store.remove(sid, reason)
-    # Remembered so that --sync-sessions removes the other side's copy instead of copying it back.
+    # Remembered first, so that --sync-sessions removes the other side's copy instead of copying
+    # it back, even if the removal itself then fails half-way.
     sessions.store.add_tombstone(tombstone(sid, reason, sessions.now(), removed=True))
+    backup = sessions.store.remove(sid, reason)
     sessions.audit.record(reason, sid, ai, backup=backup)
     return backup
 
@@ -107,9 +108,8 @@ def prune(sessions, sid: str, keep: int) -> Pruned:
     total = len(found.messages)
     if len(groups) <= keep:
         return Pruned(sid, len(groups), len(groups), total, total, None)
-    backup = sessions.rewrite(sid, clean_meta(found.meta), kept, "prune", ai=found.owner,
-                              since=found.mark)
     kept_ids = {m.id for m in kept}
     dropped = [m.id for m in found.messages if m.id not in kept_ids]
-    sessions.store.add_tombstone(tombstone(sid, "prune", sessions.now(), messages=dropped))
+    backup = sessions.rewrite(sid, clean_meta(found.meta), kept, "prune", ai=found.owner,
+                              since=found.mark, dropped=dropped)
     return Pruned(sid, min(keep, len(groups)), len(groups), len(kept), total, backup)

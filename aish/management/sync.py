@@ -124,18 +124,6 @@ def _born(store, sid: str) -> float:
     return float(created) if is_time(created) else 0.0
 
 
-def _apply_removal(local, remote, sid: str, on_local: bool, on_remote: bool, push: bool,
-                   pull: bool, dry_run: bool) -> list[Change]:
-    changes = []
-    for there, target, direction, enabled in ((on_remote, remote, "push", push),
-                                              (on_local, local, "pull", pull)):
-        if there and enabled:
-            backup = None if dry_run else target.remove(sid, "sync")
-            changes.append(Change(sid, direction, "delete", backup=backup,
-                                  detail="removed on the other side"))
-    return changes
-
-
 def _without(loaded, dropped: set[str]):
     return replace(loaded, messages=[m for m in loaded.messages if m.id not in dropped])
 
@@ -144,29 +132,46 @@ def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
                  dry_run: bool = False, tomb: dict | None = None) -> list[Change]:
     """Sync one session; ``tomb`` is what was deleted from it on either side (see the module)."""
     on_local, on_remote = local.exists(sid), remote.exists(sid)
-    removed, dropped = False, set()
+    changes: list[Change] = []
+    dropped: dict[str, set[str]] = {"local": set(), "remote": set()}
     if tomb is not None:
-        born = max((_born(store, sid) for store, there in ((local, on_local),
-                                                           (remote, on_remote)) if there),
-                   default=0.0)
-        removed, dropped = in_force(tomb, born)
-    if removed:
-        return _apply_removal(local, remote, sid, on_local, on_remote, push, pull, dry_run)
+        # Each copy is judged by its own birth: a copy made anew under a removed id is a new
+        # session, but an old copy on the other side is still removed, never merged into it.
+        for side, store, there, direction, enabled in (
+                ("local", local, on_local, "pull", pull),
+                ("remote", remote, on_remote, "push", push)):
+            if not there:
+                continue
+            removed, dropped[side] = in_force(tomb, _born(store, sid))
+            if not removed:
+                continue
+            if not enabled:  # it may not be removed from here: then it is not copied either
+                return changes
+            backup = None if dry_run else store.remove(sid, "sync")
+            changes.append(Change(sid, direction, "delete", backup=backup,
+                                  detail="removed on the other side"))
+            if side == "local":
+                on_local = False
+            else:
+                on_remote = False
+        if not (on_local or on_remote):
+            return changes
     if on_local and not on_remote or on_remote and not on_local:
         source, target, direction = (local, remote, "push") if on_local else (
             remote, local, "pull")
         if (direction == "push" and not push) or (direction == "pull" and not pull):
-            return []
-        loaded = _without(source.load(sid), dropped)
+            return changes
+        loaded = _without(source.load(sid), dropped["local" if on_local else "remote"])
         meta = {k: v for k, v in loaded.meta.items() if k not in _TRANSIENT}
         meta["id"] = sid
         if not dry_run:
             target.create(meta, loaded.messages)
-        return [Change(sid, direction, "copy", len(loaded.messages))]
+        return [*changes, Change(sid, direction, "copy", len(loaded.messages))]
     if not on_local:
         return []
     mine, theirs = local.load(sid), remote.load(sid)
-    merged = merge_messages(_without(mine, dropped).messages, _without(theirs, dropped).messages)
+    merged = merge_messages(_without(mine, dropped["local"]).messages,
+                            _without(theirs, dropped["remote"]).messages)
     meta = merge_meta(mine.meta, _updated(local, sid), theirs.meta, _updated(remote, sid))
     meta["id"] = sid
     changes = []
