@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 from aish.sanitize import StreamSanitizer, marks_for, sanitize
@@ -22,7 +23,7 @@ from aish.sanitize import StreamSanitizer, marks_for, sanitize
 
 class Output:
     def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None,
-                 environ: dict | None = None):
+                 environ: Mapping[str, str] | None = None):
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         environ = os.environ if environ is None else environ

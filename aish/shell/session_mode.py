@@ -124,6 +124,7 @@ class SessionMode:
             if provider is None:
                 if text is not None:  # keep the user's words, unanswered, for `retry`
                     self.session.add_user(self.specialist, text)
+                assert self._provider_error is not None  # _make_provider keeps why it failed
                 raise self._provider_error
             stream_reply(self.ctx, self.session, self.specialist, text, provider)
         except ProviderError as exc:
