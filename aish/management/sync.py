@@ -144,7 +144,8 @@ def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
                  dry_run: bool = False, tomb: dict | None = None) -> list[Change]:
     """Sync one session; ``tomb`` is what was deleted from it on either side (see the module)."""
     on_local, on_remote = local.exists(sid), remote.exists(sid)
-    removed, dropped = False, set()
+    removed = False
+    dropped: set[str] = set()
     if tomb is not None:
         born = max((_born(store, sid) for store, there in ((local, on_local),
                                                            (remote, on_remote)) if there),

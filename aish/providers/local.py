@@ -75,7 +75,8 @@ class LocalProvider:
         return prompt_budget(self.n_ctx, self.max_tokens)
 
     @classmethod
-    def from_settings(cls, settings: dict, specialist, model: str | None = None):
+    def from_settings(cls, settings: dict, specialist, model: str | None = None
+                      ) -> LocalProvider:
         # A model name ending in .gguf is a path; anything else names an OpenAI-side model.
         path = next((p for p in (model, specialist.model) if p and p.endswith(".gguf")), None)
         path = path or settings.get("model_path")

@@ -77,7 +77,7 @@ class OpenAIProvider:
 
     @classmethod
     def from_settings(cls, settings: dict, specialist, env, model: str | None = None,
-                      config_file: str = "config"):
+                      config_file: str = "config") -> OpenAIProvider:
         base_url = settings.get("base_url") or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         raw = [settings.get("api_key"), env.get("OPENAI_API_KEY")]
         key = (clean_key(raw[0], f"{config_file}: providers.openai.api_key")
@@ -142,7 +142,8 @@ class OpenAIProvider:
             if self.model is None:
                 self.model = self._discover_model(client, deadline)
             for attempt in range(1, attempts + 1):
-                got: list[bool] = []  # texts yielded in this attempt: once any, no retry (no repeats)
+                # Texts yielded in this attempt: once any, no retry (no repeats).
+                got: list[bool] = []
                 try:
                     yield from self._attempt(client, messages, deadline, got)
                     return

@@ -133,7 +133,8 @@ class PromptLines:
         from prompt_toolkit import PromptSession
 
         hint = " [Y/n] " if default else " [y/N] "
-        asker: PromptSession[str] = PromptSession(style=self._style, color_depth=self._color_depth, **self._io)
+        asker: PromptSession[str] = PromptSession(style=self._style,
+                                                  color_depth=self._color_depth, **self._io)
         try:
             return answer_is_yes(asker.prompt([("class:prompt", question + hint)]), default)
         except EOFError:
