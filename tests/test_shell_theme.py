@@ -107,10 +107,11 @@ def test_config_picks_the_theme_and_a_bad_one_warns(tmp_path):
 
 @pytest.mark.parametrize("text, why", [
     ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True))
      + "styles: *i\n", "aliases"),
     ("styles: " + "[" * 5000 + "]" * 5000 + "\n", "nest"),
-    ("styles: {prompt: \"bold\"}\n".encode() + b"\xff\xfe", None),
+    (b"styles: {prompt: \"bold\"}\n" + b"\xff\xfe", None),
 ])
 def test_a_hostile_theme_file_is_a_problem_not_a_hang(tmp_path, text, why):
     folder = tmp_path / ".aish" / "themes"
