@@ -29,6 +29,7 @@ run: setup
 
 lint: setup
 	$(VENV)/bin/ruff check aish tests benchmarks
+	$(VENV)/bin/mypy aish
 
 # pytest prints its own time; the line after it is the whole run's, setup and lint included.
 test: setup system-deps lint

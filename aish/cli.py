@@ -85,7 +85,9 @@ def _replace_invalid_stdin(ctx) -> None:
     codecs.register_error("aish-stdin", replace)
     # Not a real text stream (e.g. under a test), or already read from: leave it as it is.
     with contextlib.suppress(AttributeError, ValueError, OSError):
-        stream.reconfigure(encoding="utf-8", errors="aish-stdin")
+        # typeshed's TextIO has no reconfigure (TextIOWrapper does); other streams are
+        # caught by the suppress above.
+        stream.reconfigure(encoding="utf-8", errors="aish-stdin")  # type: ignore[union-attr]
 
 
 def _specialist(name: str):

@@ -15,7 +15,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn, overload
 
 from aish.errors import ConfigError
 
@@ -198,7 +198,7 @@ class _Checker:
             node = node.get(key)
         return node
 
-    def fail(self, keys: tuple, expected: str, value: Any = None):
+    def fail(self, keys: tuple, expected: str, value: Any = None) -> NoReturn:
         source = self.sources.get(tuple(keys), "config")
         shown = f", got {_shown(value)}" if value is not None else ""
         raise ConfigError(f"{source}: {_dotted(keys)}: expected {expected}{shown}")
@@ -232,6 +232,14 @@ class _Checker:
         if not isinstance(value, bool):
             self.fail(keys, "true or false", value)
         return value
+
+    @overload
+    def text(self, *keys: str, choices: tuple[str, ...] | None = None,
+             optional: Literal[False] = False, secret: bool = False) -> str: ...
+
+    @overload
+    def text(self, *keys: str, choices: tuple[str, ...] | None = None,
+             optional: bool, secret: bool = False) -> str | None: ...
 
     def text(self, *keys: str, choices: tuple[str, ...] | None = None,
              optional: bool = False, secret: bool = False) -> str | None:

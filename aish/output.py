@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 from aish.sanitize import StreamSanitizer, marks_for, sanitize
@@ -22,7 +23,7 @@ from aish.sanitize import StreamSanitizer, marks_for, sanitize
 
 class Output:
     def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None,
-                 environ: dict | None = None):
+                 environ: Mapping[str, str] | None = None):
         # A stream closed by the caller (`>&-`, `2>&-`) is None in Python: write nowhere
         # instead of failing, so the command still runs and exits with its own code.
         self.stdout = stdout or sys.stdout or open(os.devnull, "w")  # noqa: SIM115

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from aish.audit import NULL_AUDIT, AuditLog
 from aish.config import Config
@@ -27,6 +28,9 @@ from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Summary, tombstone
+
+if TYPE_CHECKING:
+    from aish.providers.base import Provider
 
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
 
@@ -315,7 +319,7 @@ class Session:
             return history[-1]
         return None
 
-    def fit_to(self, provider, specialist: Specialist | None = None) -> None:
+    def fit_to(self, provider: Provider, specialist: Specialist | None = None) -> None:
         """Size the window to ``provider``'s model from now on, for sending and reporting
         (``specialist``'s persona counts too)."""
         self.context_length = getattr(provider, "context_length", None)
@@ -365,7 +369,7 @@ class Session:
         return select_window(history, self.context_window, cap,
                              estimate_tokens(specialist.persona))
 
-    def exchange(self, specialist: Specialist, text: str | None, provider,
+    def exchange(self, specialist: Specialist, text: str | None, provider: Provider,
                  on_text: Callable[[str], None] = lambda _t: None) -> Reply:
         """Send ``text`` (or retry the last unanswered message when None) and store the reply.
 

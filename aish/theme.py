@@ -24,9 +24,11 @@ Neither Rich nor prompt_toolkit is imported until a style object is asked for.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 #: The keys aish's own code uses. Rich sees them as ``aish.KEY``; prompt_toolkit as below.
 STYLE_KEYS = {
@@ -42,7 +44,7 @@ STYLE_KEYS = {
 }
 
 #: Used when no theme file can be read: plain attributes that suit any terminal.
-FALLBACK = {
+FALLBACK: dict[str, Any] = {
     "description": "built-in fallback",
     "code": "ansi_light",
     "styles": {"prompt": "bold", "prompt.session": "", "reply_prefix": "bold",
@@ -53,7 +55,7 @@ _ANSI = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "white")
 _PT_ATTRS = {"bold", "italic", "underline", "reverse", "blink", "strike", "hidden"}
 
 
-def theme_dirs(environ: dict | None = None) -> list[Path]:
+def theme_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
     """Where themes are looked for, first match wins: the user's, then the shipped ones."""
     environ = os.environ if environ is None else environ
     home = Path(environ.get("HOME") or Path.home())
@@ -61,8 +63,8 @@ def theme_dirs(environ: dict | None = None) -> list[Path]:
     return [home / ".aish" / "themes", package.parent / "themes", package / "themes"]
 
 
-def available(environ: dict | None = None) -> list[str]:
-    names = set()
+def available(environ: Mapping[str, str] | None = None) -> list[str]:
+    names: set[str] = set()
     for folder in theme_dirs(environ):
         if folder.is_dir():
             names.update(p.stem for p in folder.glob("*.yaml"))
@@ -137,7 +139,7 @@ def _colour(word: str) -> str | None:
     return f"ansibright{base}" if bright else f"ansi{base}"
 
 
-def load_theme(name: str = "default", environ: dict | None = None) -> Theme:
+def load_theme(name: str = "default", environ: Mapping[str, str] | None = None) -> Theme:
     """The theme called ``name``; problems are collected, never raised."""
     problems: list[str] = []
     data = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from aish.commands.context import Context
 from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
@@ -10,6 +11,9 @@ from aish.errors import UsageError
 from aish.humanize import ago, iso, window
 from aish.ids import ID_PATTERN, check_id
 from aish.sanitize import valid_unicode
+
+if TYPE_CHECKING:
+    from aish.providers.base import Notify, Provider
 
 NEW = "\0new"  # `--session` given without an id
 
@@ -140,13 +144,13 @@ def _open_session(ctx: Context, specialist, args):
     return session
 
 
-def _provider(ctx: Context, specialist, args):
+def _provider(ctx: Context, specialist, args) -> Provider:
     from aish.providers import choose, make_provider
 
     name = choose(specialist, ctx.config, getattr(args, "provider", None), ctx.environ)
     # The shell shows its own spinner; it hears only of retries.
-    notify = ctx.out.provider_event if not ctx.interactive else (
-        lambda kind, text: kind == "retry" and ctx.out.provider_event(kind, text))
+    notify: Notify = ctx.out.provider_event if not ctx.interactive else (
+        lambda kind, text: ctx.out.provider_event(kind, text) if kind == "retry" else None)
     return make_provider(name, specialist, ctx.config, getattr(args, "model", None), ctx.environ,
                          notify)
 

@@ -28,9 +28,9 @@ def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]
         from aish.specialists import ai_key
 
         if ai_key(head) in ctx.specialists:
-            return REGISTRY.get("specialist", "ask"), argv[1:], ai_key(head)
+            return REGISTRY.require("specialist", "ask"), argv[1:], ai_key(head)
         if head in ("help",):
-            return REGISTRY.get("aish", "help"), argv[1:], None
+            return REGISTRY.require("aish", "help"), argv[1:], None
         raise UsageError(f"unknown command or specialist {head!r}",
                          hint="see 'aish --help' for commands and specialists")
     for i, token in enumerate(argv):

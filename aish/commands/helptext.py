@@ -30,7 +30,7 @@ def render_help(ctx, topic: str | None = None) -> str:
     if topic:
         word = topic.lstrip("-/")
         if word in ctx.specialists or word.removesuffix("-ai") in ctx.specialists:
-            ask = REGISTRY.get("specialist", "ask")
+            ask = REGISTRY.require("specialist", "ask")
             return "\n".join(_describe(ask, f"{word.removesuffix('-ai')} {ask.usage[4:]}"))
         for scope in ("aish", "session"):
             if found := REGISTRY.get(scope, word):
@@ -43,7 +43,7 @@ def render_help(ctx, topic: str | None = None) -> str:
              "       aish --COMMAND [options]", "", "Specialists:"]
     for name, spec in sorted(ctx.specialists.items()):
         lines.append(f"  {name:<14} {spec.description}")
-    ask = REGISTRY.get("specialist", "ask")
+    ask = REGISTRY.require("specialist", "ask")
     lines += ["", "Specialist options:"]
     for arg in ask.args:
         if not arg.positional:

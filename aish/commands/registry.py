@@ -117,6 +117,10 @@ class Registry:
     def get(self, scope: str, word: str) -> Command | None:
         return self.commands.get((scope, word))
 
+    def require(self, scope: str, word: str) -> Command:
+        """A command that is always registered (``ask``, ``help``); KeyError if it is not."""
+        return self.commands[(scope, word)]
+
     def in_scope(self, scope: str) -> list[Command]:
         seen: dict[str, Command] = {}
         for (s, _), command in self.commands.items():

@@ -14,11 +14,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aish.commands.context import Context
 from aish.commands.registry import REGISTRY, Arg, command, positive_int
 from aish.errors import StorageError, UsageError
 from aish.ids import check_id
+
+if TYPE_CHECKING:
+    from aish.sessions import Session
+    from aish.specialists import Specialist
 
 ESCAPE_HELP = ("To send a message that starts with a command word, begin it with a backslash: "
                "\\save the whales")
@@ -32,8 +37,8 @@ NOT_YET = "No messages yet: the session is stored with its first message."
 class SessionState:
     """What a session command acts on. Session mode owns one for as long as it runs."""
 
-    session: object  # aish.sessions.Session
-    specialist: object  # aish.specialists.Specialist
+    session: Session
+    specialist: Specialist
     send: Callable[[str | None], None] = lambda _text: None  # None = retry the unanswered one
     leave: bool = False  # set by `exit`: end the session and leave session mode
 

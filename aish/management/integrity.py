@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from aish.errors import AishError, StorageError
 from aish.ids import ID_PATTERN, check_id
@@ -29,7 +30,7 @@ LOSSLESS = frozenset({"out of order", "bad meta"})
 NOT_META = ("t", "v", "time")  # record keys that fold into the meta but are not part of it
 
 
-def is_name(value) -> bool:
+def is_name(value: object) -> TypeGuard[str]:
     """A specialist or session name: what `ids.check_id` accepts."""
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None and ".." not in value
 

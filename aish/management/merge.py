@@ -85,7 +85,7 @@ def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = Fals
     messages = interleave([f.messages for f in found])
     metas = [f.meta for f in found]
     owner = found[0].owner or (messages[0].ai if messages else None)
-    names = [owner]
+    names: list[str | None] = [owner]
     for meta in metas:
         names.append(meta.get("owner"))
         if isinstance(meta.get("participants"), list):

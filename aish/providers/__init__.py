@@ -6,17 +6,22 @@ Selection order: flag > specialist config > global config > environment > local.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from aish.config import Config
 from aish.errors import UsageError
 from aish.specialists import Specialist
+
+if TYPE_CHECKING:
+    from aish.providers.base import Notify, Provider
 
 PROVIDERS = ("openai", "local")
 DEFAULT_MAX_TOKENS = 512  # every request's reply budget, unless providers.<name>.max_tokens
 
 
 def choose(specialist: Specialist, config: Config, flag: str | None = None,
-           env: dict | None = None) -> str:
+           env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     for choice in (flag, specialist.provider, config.providers.get("default")):
         if choice:
@@ -31,10 +36,12 @@ def choose(specialist: Specialist, config: Config, flag: str | None = None,
 
 
 def make_provider(name: str, specialist: Specialist, config: Config, model: str | None = None,
-                  env: dict | None = None, notify=None):
+                  env: Mapping[str, str] | None = None, notify: Notify | None = None
+                  ) -> Provider:
     """The provider; ``notify(kind, text)``, if given, hears about waits and retries."""
     env = os.environ if env is None else env
     settings = dict(config.providers.get(name) or {})
+    provider: Provider
     if name == "openai":
         from aish.providers.openai_provider import OpenAIProvider
 
@@ -56,7 +63,7 @@ def generation_options(settings: dict, specialist: Specialist) -> dict:
     return options
 
 
-def cut_note(provider) -> str:
+def cut_note(provider: Provider) -> str:
     """What a reply that stopped at the max_tokens limit is marked with."""
     limit = getattr(provider, "max_tokens", None)
     return f"[reply cut at {limit} tokens]" if limit else "[reply cut at the token limit]"

@@ -8,11 +8,15 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aish.context import prompt_budget
 from aish.errors import ProviderError
 from aish.messages import ChatMessage, Chunk, Usage
 from aish.providers import DEFAULT_MAX_TOKENS, generation_options
+
+if TYPE_CHECKING:
+    from aish.providers.base import Notify
 
 
 def bundled_model() -> Path | None:
@@ -58,20 +62,21 @@ class LocalProvider:
         self.endpoint = f"local model {model_path.name}"
         self.model = model_path.name
         self.max_tokens = int(options.get("max_tokens") or DEFAULT_MAX_TOKENS)
-        self.notify = lambda kind, text: None  # the face's; nothing to report here yet
+        self.notify: Notify = lambda kind, text: None  # the face's; nothing to report here yet
 
     @property
     def context_length(self) -> int:
         return self.n_ctx
 
     @property
-    def context_limit(self) -> int:
+    def context_limit(self) -> int | None:
         """Tokens the prompt may use: the model's context less room for the reply, so that a
         long session is trimmed (oldest pairs first) instead of failing on every message."""
         return prompt_budget(self.n_ctx, self.max_tokens)
 
     @classmethod
-    def from_settings(cls, settings: dict, specialist, model: str | None = None):
+    def from_settings(cls, settings: dict, specialist, model: str | None = None
+                      ) -> LocalProvider:
         # A model name ending in .gguf is a path; anything else names an OpenAI-side model.
         path = next((p for p in (model, specialist.model) if p and p.endswith(".gguf")), None)
         path = path or settings.get("model_path")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from aish.context import prompt_budget
 from aish.errors import ConfigError, ProviderError
 from aish.messages import ChatMessage, Chunk, Usage
 from aish.providers import DEFAULT_MAX_TOKENS, generation_options
+
+if TYPE_CHECKING:
+    from aish.providers.base import Notify
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -62,7 +66,7 @@ class OpenAIProvider:
         self.context_length = context_length
         # notify(kind, text) tells the face what is going on while we wait: "waiting" before
         # the first token, "answered" when it arrives, "retry" before another attempt.
-        self.notify = lambda kind, text: None
+        self.notify: Notify = lambda kind, text: None
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIProvider({self.base_url!r}, model={self.model!r})"
@@ -73,7 +77,7 @@ class OpenAIProvider:
 
     @classmethod
     def from_settings(cls, settings: dict, specialist, env, model: str | None = None,
-                      config_file: str = "config"):
+                      config_file: str = "config") -> OpenAIProvider:
         base_url = settings.get("base_url") or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         raw = [settings.get("api_key"), env.get("OPENAI_API_KEY")]
         key = (clean_key(raw[0], f"{config_file}: providers.openai.api_key")
@@ -138,7 +142,8 @@ class OpenAIProvider:
             if self.model is None:
                 self.model = self._discover_model(client, deadline)
             for attempt in range(1, attempts + 1):
-                got = []  # texts yielded in this attempt: once any, no retry (no repeats)
+                # Texts yielded in this attempt: once any, no retry (no repeats).
+                got: list[bool] = []
                 try:
                     yield from self._attempt(client, messages, deadline, got)
                     return
@@ -189,10 +194,10 @@ class OpenAIProvider:
         except openai.APITimeoutError:
             raise _Retryable(f"timed out after {self.timeout:g}s") from None
         except openai.APIConnectionError as exc:
-            cause = exc.__cause__ or exc
+            origin = exc.__cause__ or exc
             if started:
-                raise _Retryable(f"the reply stream broke ({_short(cause)})") from None
-            raise _Retryable(f"cannot connect ({_short(cause)})") from None
+                raise _Retryable(f"the reply stream broke ({_short(origin)})") from None
+            raise _Retryable(f"cannot connect ({_short(origin)})") from None
         except openai.APIStatusError as exc:
             cause = f"HTTP {exc.status_code}: {_status_text(exc)}"
             if exc.status_code == 429 or exc.status_code >= 500:

@@ -90,14 +90,14 @@ class PromptLines:
         """``private_sessions``: session-mode input is remembered in memory only (with
         encryption on, messages must not reach the history file in clear)."""
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.history import FileHistory, History, InMemoryHistory
         from prompt_toolkit.output import ColorDepth
 
         from aish.shell.completion import make_completer
         from aish.shell.keys import continuation, load_bindings
 
         try:
-            stored = FileHistory(str(_private_file(history or history_file())))
+            stored: History = FileHistory(str(_private_file(history or history_file())))
         except OSError:
             stored = InMemoryHistory()  # an unwritable state dir must not stop the shell
         self._io = {"input": input, "output": output}
@@ -133,7 +133,8 @@ class PromptLines:
         from prompt_toolkit import PromptSession
 
         hint = " [Y/n] " if default else " [y/N] "
-        asker = PromptSession(style=self._style, color_depth=self._color_depth, **self._io)
+        asker: PromptSession[str] = PromptSession(style=self._style,
+                                                  color_depth=self._color_depth, **self._io)
         try:
             return answer_is_yes(asker.prompt([("class:prompt", question + hint)]), default)
         except EOFError:

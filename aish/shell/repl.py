@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import io
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aish import errors
 from aish.commands.context import Context
-from aish.shell.lines import Ask, LineSource, open_lines
+from aish.shell.lines import Ask, Fragments, LineSource, open_lines
 from aish.shell.toolbar import shell_toolbar
 
 PROMPT = [("class:prompt", "aish> ")]
@@ -50,13 +51,14 @@ def run_shell(ctx: Context) -> int:
 def loop(ctx: ShellContext) -> int:
     ctx.interactive = True
     lines = ctx.lines
+    assert lines is not None, "run() opens the line source before the loop"
     if lines.interactive:
         _banner(ctx)
     status = 0
     while True:
-        toolbar = _toolbar(ctx) if lines.interactive else []
+        toolbar: Fragments = _toolbar(ctx) if lines.interactive else []
         try:
-            line = lines.read(Ask(PROMPT, "shell", toolbar=lambda toolbar=toolbar: toolbar))
+            line = lines.read(Ask(PROMPT, "shell", toolbar=_showing(toolbar)))
         except KeyboardInterrupt:
             continue
         except EOFError:
@@ -114,6 +116,11 @@ def _banner(ctx: Context) -> None:
     ctx.out.note(f"aish {__version__} — AI specialists: {names}")
     ctx.out.note("Type 'help' for commands, 'apollo --session' to start a session, "
                  "Ctrl-D or 'exit' to leave.")
+
+
+def _showing(fragments: Fragments) -> Callable[[], Fragments]:
+    """A toolbar callback fixed to this prompt's fragments."""
+    return lambda: fragments
 
 
 def _toolbar(ctx: Context):

@@ -18,6 +18,11 @@ interrupted; here we only make sure the live area is gone and what arrived is on
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aish.providers.base import Provider
+
 PREVIEW_ROWS = 6
 REFRESH_PER_SECOND = 12.5  # as rich's Status: smooth dots, bounded redraw cost
 
@@ -90,7 +95,7 @@ def show_streaming(ctx, name: str, produce):
                 status.stop()
 
 
-def stream_reply(ctx, session, specialist, text: str | None, provider):
+def stream_reply(ctx, session, specialist, text: str | None, provider: Provider):
     """Send ``text`` (None: retry the unanswered message) and show the reply as it streams."""
     reply = show_streaming(ctx, specialist.name, lambda on_text: session.exchange(
         specialist, text, provider, on_text=on_text))

@@ -16,10 +16,15 @@ with unsaved messages asks first.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aish.commands.session_cmds import SessionState, parse_session_line, tilde
 from aish.errors import AishError, ProviderError, UsageError
 from aish.shell.lines import Ask, LineSource, open_lines
 from aish.shell.toolbar import session_toolbar
+
+if TYPE_CHECKING:
+    from aish.providers.base import Provider
 
 ESCAPE_HINT = ("type 'help' for session commands, or send the line as a message with a leading "
                "backslash: \\{line}")
@@ -43,13 +48,14 @@ class SessionMode:
     """One run of session mode; ``provider`` may be given directly (tests use a scripted one),
     else it is chosen as for the pipe face, with ``flags`` = (--provider, --model)."""
 
-    def __init__(self, ctx, specialist, session, lines: LineSource, provider=None,
+    def __init__(self, ctx, specialist, session, lines: LineSource,
+                 provider: Provider | None = None,
                  flags: tuple[str | None, str | None] = (None, None)):
         self.ctx = ctx
         self.flags = flags
         self.lines = lines
         self.state = SessionState(session, specialist, send=self.send)
-        self._provider = provider
+        self._provider: Provider | None = provider
         self._provider_error: ProviderError | None = None
         self._first_prompt = True
         self._toolbar: list[tuple[str, str]] = []
@@ -124,6 +130,7 @@ class SessionMode:
             if provider is None:
                 if text is not None:  # keep the user's words, unanswered, for `retry`
                     self.session.add_user(self.specialist, text)
+                assert self._provider_error is not None  # _make_provider keeps why it failed
                 raise self._provider_error
             stream_reply(self.ctx, self.session, self.specialist, text, provider)
         except ProviderError as exc:
@@ -216,7 +223,7 @@ class SessionMode:
         self._toolbar = session_toolbar(session.id, used, size, self.specialist.name, model,
                                         unsaved)
 
-    def _make_provider(self):
+    def _make_provider(self) -> Provider | None:
         """The provider, made once; a failure is shown once and retried on the next message."""
         if self._provider is not None:
             return self._provider

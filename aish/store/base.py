@@ -12,8 +12,9 @@ listing sessions and checking sharing rules never reads a whole history.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeGuard
 
 from aish.errors import StorageError
 from aish.messages import Message
@@ -25,12 +26,12 @@ MAX_LINE_CHARS = 16 * 1024 * 1024  # a longer line is reported as a problem, nev
 MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59: later timestamps cannot be shown
 
 
-def is_time(value) -> bool:
+def is_time(value: object) -> TypeGuard[int | float]:
     # The range check alone excludes NaN and infinities; math.isfinite(10**400) would overflow.
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIME
 
 
-def is_count(value) -> bool:
+def is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
 
 
@@ -123,7 +124,7 @@ class Summary:
                 "by_ai": self.by_ai, "tokens": self.tokens, "last_time": self.last_time}
 
     @classmethod
-    def from_json(cls, data: dict) -> Summary:
+    def from_json(cls, data: object) -> Summary:
         """A summary read back from a cache; raises ValueError on any doubt about a field.
 
         A cache is only trusted whole: the caller rebuilds it from the log instead.
@@ -131,7 +132,8 @@ class Summary:
         if not isinstance(data, dict):
             raise ValueError("not a summary")
         meta, by_ai = data.get("meta"), data.get("by_ai")
-        counts = [data.get(k) for k in ("messages", "user_messages", "tokens")]
+        # Checked below before any arithmetic: JSON values of unknown type until then.
+        counts: list[Any] = [data.get(k) for k in ("messages", "user_messages", "tokens")]
         if not (isinstance(meta, dict) and isinstance(meta.get("id"), str)
                 and isinstance(by_ai, dict) and all(is_count(n) for n in counts)
                 and all(isinstance(k, str) and is_count(n) for k, n in by_ai.items())
@@ -181,7 +183,8 @@ def merge_tombstones(a: dict | None, b: dict | None) -> dict | None:
     of them (what the retention period counts from); ``ops``: the operations involved.
     """
     if not a or not b:
-        return dict(a or b) if (a or b) else None
+        either = a or b
+        return dict(either) if either else None
     messages = dict(a["messages"])
     for mid, when in b["messages"].items():
         messages[mid] = max(when, messages.get(mid, 0.0))
@@ -192,7 +195,7 @@ def merge_tombstones(a: dict | None, b: dict | None) -> dict | None:
 
 
 def tombstone(sid: str, op: str, when: float, removed: bool = False,
-              messages: list[str] = (), cleared: bool = False) -> dict:
+              messages: Iterable[str] = (), cleared: bool = False) -> dict:
     """The record of one deletion (or, with ``cleared``, of a restore that undoes the earlier)."""
     return {"id": sid, "time": when, "ops": [op], "removed": when if removed else 0.0,
             "messages": dict.fromkeys(messages, when), "cleared": when if cleared else 0.0}
@@ -316,7 +319,7 @@ class Store(Protocol):
     """The operations the session core needs; `file` and `redis` implement them."""
 
     def exists(self, sid: str) -> bool: ...
-    def create(self, meta: dict, messages: list[Message] = ...) -> Summary: ...
+    def create(self, meta: dict, messages: Sequence[Message] = ...) -> Summary: ...
     def append(self, sid: str, records: list[dict]) -> Summary: ...
     def summary(self, sid: str) -> Summary: ...
     def summaries(self) -> list[Summary]: ...

@@ -19,8 +19,9 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
@@ -505,7 +506,7 @@ class FileStore:
             dump_line(self.codec.seal(r) if r.get("t") == "msg" else r) for r in records
         )
 
-    def create(self, meta: dict, messages: list[Message] = ()) -> Summary:
+    def create(self, meta: dict, messages: Sequence[Message] = ()) -> Summary:
         sid = check_id(meta["id"])
         self._dir()
         records = [{"t": "meta", "v": FORMAT_VERSION, **meta}] + [m.to_record() for m in messages]
@@ -627,7 +628,8 @@ class FileStore:
     def _appended_since(self, sid: str, since: object) -> bytes:
         """The complete lines appended to the log after ``since`` (a ``Loaded.mark``)."""
         try:
-            ino, offset = since  # type: ignore[misc]
+            # A mark is opaque to callers; a foreign one fails to unpack (TypeError, below).
+            ino, offset = cast("tuple[int, int]", since)
             if os.lstat(self._log(sid)).st_ino != ino:
                 raise StorageError(f"session {sid} was rewritten by another process meanwhile",
                                    hint="run the command again")

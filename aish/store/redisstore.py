@@ -32,6 +32,8 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Sequence
+from typing import Any, cast
 
 from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
@@ -188,7 +190,7 @@ def connect(url: str | None) -> Connection:
     return Connection(url)
 
 
-def _number(value: bytes, kind=int):
+def _number(value: object, kind=int):
     try:
         number = kind(value)
     except (TypeError, ValueError, OverflowError):
@@ -405,7 +407,7 @@ class RedisStore:
                 for r in records]
 
     def _write_args(self, mode: str, sid: str, records: list[dict], fresh: bool,
-                    extra: list[bytes] = ()) -> tuple[list, list]:
+                    extra: Sequence[bytes] = ()) -> tuple[list, list]:
         """KEYS and ARGV of the write script: ``records`` encoded, then ``extra`` (already
         stored elements, kept as they are), and the summary delta of both."""
         items = self._encode(records) + list(extra)
@@ -458,7 +460,7 @@ class RedisStore:
                 hint="prune it with aish --prune-session ID --keep-recent N",
             ) from None
 
-    def create(self, meta: dict, messages: list[Message] = ()) -> Summary:
+    def create(self, meta: dict, messages: Sequence[Message] = ()) -> Summary:
         sid = check_id(meta["id"])
         records = [{"t": "meta", "v": FORMAT_VERSION, **meta}] + [m.to_record() for m in messages]
         return self._run_write("create", sid, records, fresh=True)
@@ -476,7 +478,8 @@ class RedisStore:
         if since is None:
             return self._run_write("replace", sid, records, fresh=True)
         try:
-            gen, offset = since  # type: ignore[misc]
+            # A mark is opaque to callers; a foreign one fails to unpack (TypeError, below).
+            gen, offset = cast("tuple[Any, Any]", since)
             offset = int(offset)
         except (TypeError, ValueError):
             raise ValueError(f"not a mark of this store: {since!r}") from None
