@@ -312,3 +312,26 @@ def test_ctrl_c_while_a_hung_store_saves_still_leaves(ctx, monkeypatch):
     assert mode.run() == 5
     err = ctx.out.stderr.getvalue()
     assert "could not save 2 messages: interrupted while saving; kept in " in err
+
+
+def test_kept_messages_go_back_into_the_session_they_came_from(ctx, aish):
+    # The store refused the save (here: the session was removed), then the session exists again
+    # (restored from its backup): restoring the recovery file adds just the unsaved messages.
+    session = ctx.sessions.create("apollo")
+    session.auto_save = 0
+    mode = SessionMode(ctx, ctx.specialist("apollo"), session,
+                       StreamLines(io.StringIO("exit\ny\n")), Scripted())
+    mode.handle("first")
+    session.save()
+    mode.handle("second")
+    removed = ctx.store.remove(session.id, "remove")
+    assert mode.run() == 5
+    line = next(x for x in ctx.out.stderr.getvalue().splitlines() if "could not save" in x)
+    path = line.split("kept in ", 1)[1].split(" ", 1)[0].replace("~", ctx.environ["HOME"], 1)
+    assert aish("aish", "--restore-session", removed).returncode == 0
+    back = aish("aish", "--restore-session", path)
+    assert back.returncode == 0, back.stderr
+    assert b"Added 2 unsaved messages back to session" in back.stderr
+    contents = [m.content for m in ctx.store.load(session.id).messages]
+    assert contents == ["first", "reply 1", "second", "reply 2"]
+    assert len(ctx.store.ids()) == 1  # no `-restored` copy

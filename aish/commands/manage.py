@@ -118,7 +118,9 @@ def restore_session(ctx: Context, args) -> int:
                                skip_corrupted=args.skip_corrupted, source=label)
     for r in results:
         _warn_skipped(ctx, r.id, r.skipped)
-        if r.replaced:
+        if r.appended:
+            ctx.out.note(f"Added {_plural(r.messages, 'unsaved message')} back to session {r.id}")
+        elif r.replaced:
             ctx.out.note(f"Replaced session {r.id} with {_plural(r.messages, 'message')} "
                          f"(its previous content is kept in {r.backup})")
         elif r.renamed:

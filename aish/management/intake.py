@@ -338,6 +338,9 @@ class Prepared:
     meta: dict
     messages: list[Message]
     skipped: list[str]
+    # A recovery file of messages session mode could not save: they belong to that session,
+    # so restoring adds them to it when it still exists, instead of making a copy.
+    unsaved: bool = False
 
 
 def prepare(incoming: Incoming, config, now: float, skip_corrupted: bool) -> Prepared:
@@ -373,7 +376,8 @@ def prepare(incoming: Incoming, config, now: float, skip_corrupted: bool) -> Pre
         raise LimitError(f"{incoming.label}: the session would hold {size:,} bytes, over the "
                          f"session size limit ({config.max_session_bytes:,} bytes)",
                          hint="raise sessions.limits.max_session_bytes")
-    return Prepared(incoming.label, source_id, meta, messages, described)
+    return Prepared(incoming.label, source_id, meta, messages, described,
+                    unsaved=incoming.meta.get("unsaved") is True)
 
 
 def _describe(problem: Problem, where: str) -> str:

@@ -23,7 +23,8 @@ def keep_unsaved(session) -> str:
     """Write ``session``'s unsaved messages to a new private file; returns its path."""
     sessions = session.sessions
     codec = getattr(sessions.store, "codec", None) or PlainCodec()
-    meta = {"t": "meta", "v": FORMAT_VERSION, **session.meta, "updated": sessions.now()}
+    meta = {"t": "meta", "v": FORMAT_VERSION, **session.meta, "updated": sessions.now(),
+            "unsaved": True}
     data = dump_line(meta) + b"".join(dump_line(codec.seal(m.to_record()))
                                       for m in session.pending)
     stamp = time.strftime("%Y%m%dT%H%M%S")

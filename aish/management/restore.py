@@ -24,6 +24,7 @@ class Restored:
     skipped: list[str]
     renamed: bool = False  # its id was taken, so it got a new one
     replaced: bool = False
+    appended: bool = False  # a recovery file's messages added to the session they came from
     backup: str | None = None  # the replaced session's backup
 
     def to_json(self) -> dict:
@@ -75,7 +76,9 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
             if sid in taken:
                 sid = _free_id(store, sid, taken)
             elif store.exists(sid):
-                if force:
+                if item.unsaved and not force:
+                    mode = "append"
+                elif force:
                     mode = "replace"
                 else:
                     sid = _free_id(store, sid, taken)
@@ -102,7 +105,15 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
         owner = meta.get("owner")
         result = Restored(sid, item.source_id, len(item.messages), item.skipped,
                           renamed=target is None and item.source_id not in (None, sid))
-        if mode == "replace":
+        if mode == "append":
+            # Only what the session does not hold yet (message ids are stable), in order.
+            have = {m.id for m in store.load(sid).messages}
+            missing = [m for m in item.messages if m.id not in have]
+            if missing:
+                store.append(sid, [m.to_record() for m in missing])
+            result.messages = len(missing)
+            result.appended = True
+        elif mode == "replace":
             # Backup, then replace; messages appended meanwhile are kept, not lost.
             mark = store.load(sid).mark
             result.backup = sessions.rewrite(sid, meta, item.messages, "restore", owner,
@@ -124,8 +135,10 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
             else:  # pragma: no cover - twenty ids taken by others as we chose them
                 raise StorageError(f"could not find a free id to restore {item.label} under")
         # Deletions recorded before now no longer apply to it, here or (through
-        # --sync-sessions) on any other store: it was restored on purpose.
-        store.add_tombstone(tombstone(sid, "restore", sessions.now(), cleared=True))
+        # --sync-sessions) on any other store: it was restored on purpose. Messages added back
+        # to a session that still exists bring nothing deleted back with them.
+        if mode != "append":
+            store.add_tombstone(tombstone(sid, "restore", sessions.now(), cleared=True))
         sessions.audit.record("restore", sid, owner, source=source, from_id=item.source_id,
                               replaced=result.replaced, backup=result.backup)
         results.append(result)
