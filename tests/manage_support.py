@@ -15,6 +15,12 @@ from aish.store.filestore import FileStore
 HOUR = 3600.0
 
 
+def select_redis(env: dict, url: str) -> None:
+    """Make the configuration in ``env``'s HOME keep sessions in the Redis server at ``url``."""
+    cfg = Path(env["HOME"]) / ".aish" / "config.yaml"
+    cfg.write_text(cfg.read_text() + f"sessions:\n  storage: {{type: redis, url: '{url}'}}\n")
+
+
 def sessions_for(home: dict, now: float | None = None, **env: str) -> Sessions:
     """Sessions over the file store of the test HOME; ``now`` fixes the clock."""
     config = config_module.load({**home, **env})

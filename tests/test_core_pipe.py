@@ -1,4 +1,4 @@
-"""The pipe face, run as a user would: the example commands of issue 2 and the guide's multi-stage
+"""The pipe face, run as a user would: the README's example commands and its multi-stage
 pipeline in a real bash, against the recording fault server (fast, and the requests can be
 checked) and against the embedded model; streams, exit codes, and that listing sessions loads no
 model client."""

@@ -72,15 +72,22 @@ def _dump(value) -> bytes:
     return json.dumps(value, allow_nan=True, default=str).encode()
 
 
+def _byte_damage(data: bytes, kind: str, where: float, mask: int) -> bytes | None:
+    """A flipped byte or a cut at ``where`` (0..1), or None for the other kinds of damage."""
+    if kind == "flip":
+        at = int(where * len(data))
+        return data[:at] + bytes([data[at] ^ mask]) + data[at + 1:]
+    if kind == "truncate":
+        return data[: int(where * len(data))]
+    return None
+
+
 def mutate_log(data: bytes, mutation) -> bytes:
     kind, where, key, value = mutation
     if not data:
         return data
-    if kind == "flip":
-        at = int(where * len(data))
-        return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
-    if kind == "truncate":
-        return data[: int(where * len(data))]
+    if (damaged := _byte_damage(data, kind, where, 0xFF)) is not None:
+        return damaged
     lines = data.split(b"\n")[:-1]
     if not lines:
         return data
@@ -106,11 +113,8 @@ def mutate_idx(data: bytes, mutation, size: int) -> bytes:
         return _dump(value)
     if not data:
         return data
-    if kind == "flip":
-        at = int(where * len(data))
-        return data[:at] + bytes([data[at] ^ 0x20]) + data[at + 1:]
-    if kind == "truncate":
-        return data[: int(where * len(data))]
+    if (damaged := _byte_damage(data, kind, where, 0x20)) is not None:
+        return damaged
     try:
         doc = json.loads(data)
     except ValueError:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
-from manage_support import conversation, ok, stderr
+from manage_support import conversation, ok, select_redis, stderr
 
 from aish import config as config_module
 from aish.sessions import Sessions
@@ -18,9 +17,7 @@ from aish.store import open_store
 def backend(request, home):
     """(env, Sessions) for a HOME whose configuration selects the store under test."""
     if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
-        cfg.write_text(cfg.read_text() + f"sessions:\n  storage: {{type: redis, url: '{url}'}}\n")
+        select_redis(home, request.getfixturevalue("redis_url"))
     config = config_module.load(home)
     return home, config
 
@@ -40,7 +37,7 @@ def test_save_restore_prune_and_back(aish, backend):
     pruned = json.loads(ok(aish("aish", "--prune-session", "sess_abc123", "--keep-recent", "2",
                                 "--json")))
     assert pruned["kept_messages"] == 4 and pruned["backup"]
-    # the location the prune reported restores; so does the guide's path, naming the session
+    # the location the prune reported restores; so does backup/ID.json, naming the session
     by_location = aish("aish", "--restore-session", pruned["backup"], "--as", "from-backup")
     assert ok(by_location).strip() == "from-backup"
     by_name = aish("aish", "--restore-session", "~/.aish/sessions/backup/sess_abc123.json",

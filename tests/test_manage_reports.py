@@ -1,4 +1,4 @@
-"""`--session-stats` and `--session-info` in the guide's formats, and what management commands
+"""`--session-stats` and `--session-info` in the README's formats, and what management commands
 cost to start."""
 
 from __future__ import annotations

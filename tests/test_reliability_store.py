@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, run
-from manage_support import conversation, ok
+from manage_support import conversation, ok, select_redis
 
 from aish import config as config_module
 from aish.errors import StorageError
@@ -35,9 +35,7 @@ WRITERS = 16
 def store_env(request, env):
     """``env`` (pointed at the scripted server) with its configuration selecting the store."""
     if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        cfg = Path(env["HOME"]) / ".aish" / "config.yaml"
-        cfg.write_text(cfg.read_text() + f"sessions:\n  storage: {{type: redis, url: '{url}'}}\n")
+        select_redis(env, request.getfixturevalue("redis_url"))
     return env
 
 
