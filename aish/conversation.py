@@ -15,7 +15,9 @@ def build_chat(specialist: Specialist, window: list[Message], shared: bool) -> l
     persona = specialist.persona + (SHARED_NOTE if shared else "")
     chat = [ChatMessage("system", persona)]
     for message in window:
-        if message.role == "user":
+        if message.note:  # context aish added (a merged branch's summary): nobody's words
+            chat.append(ChatMessage("user", f"(Note: {message.content})"))
+        elif message.role == "user":
             chat.append(ChatMessage("user", message.content))
         elif message.ai == specialist.name:
             chat.append(ChatMessage("assistant", message.content))

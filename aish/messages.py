@@ -34,10 +34,26 @@ class Message:
     interrupted: bool = False  # a reply cut short by the user (Ctrl-C); what arrived is kept
     model: str | None = None  # the model that wrote a reply, as its endpoint reported it
     cut: bool = False  # the reply stopped at the max_tokens limit, not where the model ended it
+    # The message this one follows ("" = none: it starts the conversation). None only in logs
+    # written before branches existed, where it means the message stored before this one; the
+    # loader fills it in, so code above the store always sees an explicit parent. Links are
+    # not part of equality: two messages are equal when they say the same thing.
+    parent: str | None = field(default=None, compare=False)
+    ref: str | None = field(default=None, compare=False)  # the branch it moved when stored
+    # A note is context added by aish, not said by anyone: "merge" for the summary of a branch
+    # merged in. ``source``: what it came from (for a note, the head of the branch it
+    # summarised; for a copy picked from another branch, the message it copies).
+    note: str | None = None
+    source: str | None = None
+    # Where the store keeps it (a byte offset, a list index): a hint for walking to it again,
+    # not part of the record and never compared.
+    pos: int | None = field(default=None, compare=False, repr=False)
+    pp: int | None = field(default=None, compare=False, repr=False)  # the parent's, likewise
 
     def to_record(self) -> dict:
         # Identity, not equality: `0.0 in (None, False)` is true and would drop a time of 0.
-        record = {k: v for k, v in asdict(self).items() if v is not None and v is not False}
+        record = {k: v for k, v in asdict(self).items()
+                  if v is not None and v is not False and k not in ("pos", "pp")}
         record["t"] = "msg"
         return record
 
@@ -64,8 +80,20 @@ class Message:
         model = record.get("model")
         if model is not None and not isinstance(model, str):
             raise TypeError("model must be a string")
+        parent, ref = record.get("parent"), record.get("ref")
+        if parent is not None and not isinstance(parent, str):
+            raise TypeError("parent must be a string")
+        if ref is not None and not isinstance(ref, str):
+            raise TypeError("ref must be a string")
+        note, source = record.get("note"), record.get("source")
+        if note is not None and not isinstance(note, str):
+            raise TypeError("note must be a string")
+        if source is not None and not isinstance(source, str):
+            raise TypeError("source must be a string")
+        pp = record.get("pp")
+        pp = pp if isinstance(pp, int) and not isinstance(pp, bool) and pp >= 0 else None
         return cls(role, content, ai, float(time), mid, usage, bool(record.get("interrupted")),
-                   model, bool(record.get("cut")))
+                   model, bool(record.get("cut")), parent, ref, note, source, pp=pp)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from aish.errors import (
     Refused,
     SessionExists,
     SessionNotFound,
+    StorageError,
     UsageError,
 )
 from aish.ids import ID_PATTERN, check_id, new_id
@@ -28,6 +29,7 @@ from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Summary, tombstone
+from aish.store.refs import MAIN, Head, RefMoved
 
 if TYPE_CHECKING:
     from aish.providers.base import Provider
@@ -113,13 +115,14 @@ class Sessions:
                 return sid
         raise LimitError("could not generate a free session id")  # pragma: no cover
 
-    def _store_new(self, meta: dict, messages: list[Message], sid: str | None) -> Summary:
+    def _store_new(self, meta: dict, messages: list[Message], sid: str | None,
+                   refs: dict[str, str] | None = None) -> Summary:
         """Create ``meta`` in the store; without a fixed ``sid`` an id taken meanwhile is
         replaced by a fresh one."""
         for _ in range(20):
             meta["id"] = check_id(sid) if sid else meta.get("id") or new_id()
             try:
-                summary = self.store.create(meta, messages)
+                summary = self.store.create(meta, messages, refs)
                 break
             except SessionExists:
                 if sid:
@@ -233,6 +236,22 @@ class Session:
     _fitted_for: Specialist | None = None
     stored: bool = True  # False: created lazily, not in the store until its first save
     named: bool = False  # its id was chosen by the user, so it is kept when stored
+    branch: str = MAIN  # where this session's messages go and its context comes from
+    # What the faces should tell the user about this session's writes (a lost race, ...).
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def head(self) -> Head:
+        """The newest message of this session's branch, unsaved ones included."""
+        if self.pending:
+            return Head(self.pending[-1].id)
+        return self.stored_head
+
+    @property
+    def stored_head(self) -> Head:
+        if not self.stored:
+            return Head("")
+        return self.summary.head(self.branch) or Head("")
 
     @property
     def id(self) -> str:
@@ -273,11 +292,14 @@ class Session:
         if self.context_window and pairs:
             self.set_meta(context_window=self.context_window + pairs)
 
-    def add(self, message: Message) -> None:
+    def add(self, message: Message) -> Message:
+        """Queue ``message`` as the next one on this session's branch."""
+        message = replace(message, parent=self.head.id, ref=self.branch)
         self.pending.append(message)
         every = self.save_every
         if every and len(self.pending) >= every:
             self.save()
+        return message
 
     def save(self) -> int:
         """Write pending messages; returns how many were written."""
@@ -285,21 +307,72 @@ class Session:
             return 0
         written = list(self.pending)
         if self.stored:
-            self.summary = self.sessions.store.append(self.id, [m.to_record() for m in written])
+            self._append(written)
         else:
             self._create_with(written)
         del self.pending[: len(written)]
         return len(written)
+
+    def _append(self, written: list[Message]) -> None:
+        """Append ``written`` to this session's branch, moving it by compare-and-set.
+
+        When another writer moved the branch first: messages nobody has answered yet simply
+        follow what it wrote; an exchange (a reply among them) is kept whole on a new branch
+        beside it, and the user is told — a turn is never lost or silently re-parented.
+        """
+        store = self.sessions.store
+        for _ in range(50):
+            head = self.stored_head
+            records = [m.to_record() for m in written]
+            if written[0].parent == head.id and head.pos is not None:
+                records[0]["pp"] = head.pos  # where the walk to the root goes next
+            try:
+                self.summary = store.append(self.id, records)
+                return
+            except RefMoved:
+                self.summary = store.summary(self.id)
+            moved = self.stored_head
+            if all(m.role == USER for m in written):
+                written[0] = replace(written[0], parent=moved.id)
+            else:
+                written[:] = self._aside(written, head)
+            self.pending[: len(written)] = written
+        raise StorageError(f"session {self.id} is too busy to write to; try again")
+
+    def _aside(self, written: list[Message], start: Head) -> list[Message]:
+        """Put ``written`` on a new branch starting at ``start`` (where this session's branch
+        was), created in the same write as the messages; returns them relabelled."""
+        store = self.sessions.store
+        taken = set(self.summary.tree.refs)
+        number = 2
+        while f"{self.branch}-{number}" in taken:
+            number += 1
+        name = f"{self.branch}-{number}"
+        parent = written[0].parent or ""
+        relabelled = [replace(m, ref=name) for m in written]
+        records = [{"t": "ref", "name": name, "to": parent, "op": "branch",
+                    "time": self.sessions.now(),
+                    **({"at": start.pos} if start.id == parent and start.pos is not None
+                       else {})}]
+        records += [m.to_record() for m in relabelled]
+        self.summary = store.append(self.id, records)  # RefMoved: the name was just taken
+        self.notices.append(f"another exchange reached branch {self.branch} of session "
+                            f"{self.id} first; this one is kept on branch {name}")
+        self.branch = name
+        return relabelled
 
     def _create_with(self, messages: list[Message]) -> None:
         """The first save of a lazy session creates it, with its first messages, at once."""
         sessions = self.sessions
         meta = {**self.meta, "updated": sessions.now()}
         try:
-            self.summary = sessions._store_new(meta, messages, self.id if self.named else None)
+            refs = {self.branch: messages[-1].id} if self.branch != MAIN else None
+            self.summary = sessions._store_new(meta, messages, self.id if self.named else None,
+                                               refs)
         except SessionExists:  # the name was taken meanwhile: continue that session instead
             self.summary = sessions.open(self.ai, self.id).summary
-            self.summary = sessions.store.append(self.id, [m.to_record() for m in messages])
+            self.stored = True
+            self._append(messages)
         self.stored = True
 
     @property
@@ -310,7 +383,7 @@ class Session:
         """The last ``pairs`` pairs (0 = all) including unsaved messages."""
         if not self.stored:
             return list(self.pending)
-        stored = self.sessions.store.tail(self.id, pairs + 1 if pairs else 0)
+        stored = self.sessions.store.path(self.id, self.stored_head, pairs + 1 if pairs else 0)
         return stored + self.pending
 
     def last_unanswered(self) -> Message | None:
@@ -401,16 +474,14 @@ class Session:
                     last = chunk
                     break
         except KeyboardInterrupt:
-            reply = Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
-                            interrupted=True)
-            self.add(reply)
+            reply = self.add(Message(ASSISTANT, "".join(parts), specialist.name,
+                                     self.sessions.now(), interrupted=True))
             self.save_if_auto()
             return Reply(reply.content, reply, interrupted=True)
         if last is None:
             raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
-        reply = Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
-                        usage=last.usage, model=last.model, cut=last.cut)
-        self.add(reply)
+        reply = self.add(Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
+                                 usage=last.usage, model=last.model, cut=last.cut))
         if shown is not None:
             self.save_if_auto()
             raise shown
@@ -421,8 +492,7 @@ class Session:
         so a provider that fails (or cannot even be built) never loses it."""
         text = valid_unicode(text)  # a lone surrogate stored would fail every later request
         check_message(self.sessions.config, text)
-        message = Message(USER, text, ai_key(specialist.name), self.sessions.now())
-        self.add(message)
+        message = self.add(Message(USER, text, ai_key(specialist.name), self.sessions.now()))
         self.save_if_auto()
         return message
 

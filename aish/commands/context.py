@@ -57,6 +57,13 @@ class Context:
         return Sessions(self.store, self.config, now=self.now, audit=self.audit)
 
     @cached_property
+    def checkouts(self):
+        """Which branch of each session this user works on (local to this user)."""
+        from aish.checkout import Checkouts
+
+        return Checkouts(self.config.home / "checkouts.json")
+
+    @cached_property
     def specialists(self):
         from aish.specialists import roster
 
@@ -74,6 +81,15 @@ class Context:
             return stream is not None and stream.isatty()
         except (AttributeError, ValueError):
             return False
+
+    def ask_line(self, question: str) -> str:
+        """One line typed by the user at a terminal, after ``question`` on stderr ("" at EOF)."""
+        self.out.note(question.rstrip())
+        stream = self.stdin if self.stdin is not None else sys.stdin
+        try:
+            return stream.readline() if stream is not None else ""
+        except (OSError, ValueError, KeyboardInterrupt):
+            return ""
 
     def read_stdin(self) -> str:
         """All of stdin as text, bounded by the stdin limit; invalid UTF-8 is replaced (noted)."""

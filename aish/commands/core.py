@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 NEW = "\0new"  # `--session` given without an id
 
 SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend_context",
-                "auto_save", "retry")
+                "auto_save", "retry", "branch", "regenerate", "edit")
 
 
 @command(
@@ -41,6 +41,12 @@ SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend
         Arg("--auto-save", "write every N messages (0 = only on save)", type=positive_int,
             metavar="N"),
         Arg("--retry", "send the session's last unanswered message again", flag=True),
+        Arg("--branch", "talk on this branch of the session (made at the current head if "
+            "new)", metavar="NAME"),
+        Arg("--regenerate", "a new reply to the last message; both replies are kept",
+            flag=True),
+        Arg("--edit", "replace message N (yours) with this message and answer it; the "
+            "original stays on its own path", type=positive_int, metavar="N"),
         Arg("--provider", "openai or local", metavar="NAME"),
         Arg("--model", "model name (openai) or GGUF path (local)", metavar="MODEL"),
         Arg("message", "the message (default: stdin)", nargs="*", metavar="MESSAGE"),
@@ -69,7 +75,12 @@ def ask(ctx: Context, args) -> int:
         text = valid_unicode(text)
     if text is not None and args.retry:
         raise UsageError("--retry sends the unanswered message again; it takes no message")
-    if text is None and not args.end and not args.retry and not ctx.stdin_is_tty:
+    if text is not None and args.regenerate:
+        raise UsageError("--regenerate answers the last message again; it takes no message")
+    if sum(1 for flag in (args.retry, args.regenerate, args.edit is not None) if flag) > 1:
+        raise UsageError("use one of --retry, --regenerate and --edit")
+    if text is None and not args.end and not args.retry and not args.regenerate \
+            and not ctx.stdin_is_tty:
         text = ctx.read_stdin().rstrip("\n") or None
     if text is not None:
         from aish.sessions import check_message
@@ -88,6 +99,17 @@ def ask(ctx: Context, args) -> int:
     session = _open_session(ctx, specialist, args)
     if args.get_id:
         ctx.out.data(session.id)
+    if args.edit is not None and text is None:
+        raise UsageError("--edit N needs the new text", hint=f'echo "new text" | '
+                         f"{specialist.name} --session {session.id} --edit {args.edit}")
+    if args.regenerate or args.edit is not None:
+        from aish import branches
+
+        if args.regenerate:
+            branches.rewind_to_regenerate(session)
+            args.retry = True  # the branch now ends with the message to answer again
+        else:
+            branches.rewind_to_edit(session, args.edit)
     if text is None and not args.retry:
         if (ctx.stdin_is_tty or ctx.interactive) and not args.get_id:
             return _enter_session_mode(ctx, specialist, session, args)
@@ -103,6 +125,8 @@ def ask(ctx: Context, args) -> int:
         _exchange(ctx, specialist, session, text, args, show=not args.get_id)
     finally:
         session.save()
+        for notice in session.notices:
+            ctx.out.warn(notice)
     if args.end:
         ctx.sessions.end(session.id, specialist.name)
         ctx.out.note(f"Session {session.id} ended")
@@ -141,7 +165,31 @@ def _open_session(ctx: Context, specialist, args):
     if args.extend_context:
         session.extend_context(args.extend_context)
     session.auto_save = args.auto_save
+    _choose_branch(ctx, session, args.branch)
     return session
+
+
+def _choose_branch(ctx: Context, session, wanted: str | None) -> None:
+    """Put ``session`` on ``wanted`` (made at the checked-out head if new), else on the branch
+    this user has checked out."""
+    from aish.branches import check_branch
+
+    checked_out = ctx.checkouts.get(session.location) if session.stored else "main"
+    if session.stored and session.summary.head(checked_out) is None:
+        checked_out = "main"  # a checkout of a branch this store does not have
+    if wanted is None:
+        session.branch = checked_out
+        return
+    check_branch(wanted)
+    if session.stored and session.summary.head(wanted) is None:
+        from aish import branches
+
+        session.branch = checked_out
+        branches.create(ctx.sessions, session.id, wanted, None, checked_out)
+        session.summary = ctx.sessions.summary(session.id)
+        ctx.out.note(f"New branch {wanted} of session {session.id}, at the head of "
+                     f"{checked_out}")
+    session.branch = wanted
 
 
 def _provider(ctx: Context, specialist, args) -> Provider:

@@ -3,7 +3,8 @@
 A session is a log of records, one JSON object each:
 - ``{"t": "meta", ...}`` — the first one holds the session's identity and settings; later ones
   update keys (state, context_window, shared, participants, ...).
-- ``{"t": "msg", ...}`` — a message (see `aish.messages.Message.to_record`).
+- ``{"t": "msg", ...}`` — a message (see `aish.messages.Message.to_record`);
+- ``{"t": "ref", ...}`` — a branch head moved (see `aish.store.refs`).
 
 A store appends records atomically and keeps a *summary* (meta folded with counts) so that
 listing sessions and checking sharing rules never reads a whole history.
@@ -12,12 +13,13 @@ listing sessions and checking sharing rules never reads a whole history.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeGuard
 
 from aish.errors import StorageError
 from aish.messages import Message
+from aish.store.refs import Head, RefState
 
 FORMAT_VERSION = 1
 MAX_LINE_CHARS = 16 * 1024 * 1024  # a longer line is reported as a problem, never parsed
@@ -58,6 +60,7 @@ class Summary:
     by_ai: dict = field(default_factory=dict)  # assistant replies per specialist
     tokens: int = 0
     last_time: float = 0.0
+    tree: RefState = field(default_factory=RefState)
 
     @property
     def id(self) -> str:
@@ -99,8 +102,13 @@ class Summary:
         window = self.context_window(default)
         return self.user_messages if window == 0 else min(self.user_messages, window)
 
-    def fold(self, record: dict) -> None:
-        """Apply one record; used both incrementally on append and when rebuilding."""
+    def head(self, branch: str) -> Head | None:
+        return self.tree.head(branch)
+
+    def fold(self, record: dict, pos: int | None = None, strict: bool = False) -> None:
+        """Apply one record stored at ``pos``; used both incrementally on append and when
+        rebuilding. ``strict``: a ref move that does not apply raises RefMoved first."""
+        self.tree.fold(record, pos, strict)
         kind = record.get("t")
         if kind == "meta":
             update = {k: v for k, v in record.items() if k != "t"}
@@ -121,7 +129,8 @@ class Summary:
 
     def to_json(self) -> dict:
         return {"meta": self.meta, "messages": self.messages, "user_messages": self.user_messages,
-                "by_ai": self.by_ai, "tokens": self.tokens, "last_time": self.last_time}
+                "by_ai": self.by_ai, "tokens": self.tokens, "last_time": self.last_time,
+                "tree": self.tree.to_json()}
 
     @classmethod
     def from_json(cls, data: object) -> Summary:
@@ -140,7 +149,8 @@ class Summary:
                 and counts[1] + sum(by_ai.values()) == counts[0]
                 and is_time(data.get("last_time"))):
             raise ValueError("not a summary")
-        return cls(meta, counts[0], counts[1], by_ai, counts[2], float(data["last_time"]))
+        return cls(meta, counts[0], counts[1], by_ai, counts[2], float(data["last_time"]),
+                   RefState.from_json(data.get("tree")))
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,31 @@ class Loaded:
     # Where this read ended, for ``Store.replace(..., since=mark)``: records appended after it
     # by other processes are kept after the rewritten content instead of being lost.
     mark: object = None
+    tree: RefState = field(default_factory=RefState)
+
+    def ref_ids(self) -> dict[str, str]:
+        """Every named branch and the message it points at (for rewrites and copies)."""
+        return {name: head.id for name, head in self.tree.refs.items()}
+
+    def by_id(self) -> dict[str, Message]:
+        return {m.id: m for m in self.messages}
+
+    def path(self, head: Head | None) -> list[Message]:
+        """The messages from the root to ``head``, oldest first (a parent that is missing ends
+        the path: --validate-session reports it)."""
+        return path_in(self.by_id(), head.id if head else "")
+
+
+def path_in(by_id: dict[str, Message], head: str) -> list[Message]:
+    out: list[Message] = []
+    seen: set[str] = set()
+    while head and head in by_id and head not in seen:  # ``seen``: a damaged log's cycle
+        seen.add(head)
+        message = by_id[head]
+        out.append(message)
+        head = message.parent or ""
+    out.reverse()
+    return out
 
 
 class UnusableLog(StorageError):
@@ -237,7 +272,7 @@ def parse_line(text: str) -> dict:
         raise ValueError("nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"bad json: {exc.msg}") from None
-    if not isinstance(record, dict) or record.get("t") not in ("meta", "msg"):
+    if not isinstance(record, dict) or record.get("t") not in ("meta", "msg", "ref"):
         raise ValueError("not a session record")
     return record
 
@@ -250,14 +285,24 @@ def dump_line(record: dict) -> bytes:
         return (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
 
 
-def fold_records(records: list[tuple[int, dict]], problems: list[Problem]) -> Loaded:
-    """Turn parsed records into meta + messages, collecting problems instead of raising."""
+def fold_records(records: list[tuple[int, dict]], problems: list[Problem],
+                 positions: Callable[[int], int | None] = lambda _line: None) -> Loaded:
+    """Turn parsed records into meta + messages + refs, collecting problems instead of raising.
+
+    A message stored without a parent follows the message stored before it; it is given that
+    parent here, so nothing above the store needs to know the older form. ``positions`` maps a
+    record's line to where the store keeps it.
+    """
     meta: dict = {}
     messages: list[Message] = []
+    tree = RefState()
     last_time = float("-inf")
     for line, record in records:
         if record["t"] == "meta":
             meta.update({k: v for k, v in record.items() if k != "t"})
+            continue
+        if record["t"] == "ref":
+            tree.fold(record, positions(line))
             continue
         try:
             message = Message.from_record(record)
@@ -270,10 +315,69 @@ def fold_records(records: list[tuple[int, dict]], problems: list[Problem]) -> Lo
         if message.time < last_time - 1:  # one second of clock skew between writers is normal
             problems.append(Problem(line, "out of order", "message older than the one before"))
         last_time = max(last_time, message.time)
+        pos = positions(line)
+        tree.fold(record, pos)
+        message = replace(message, pos=pos, parent=(
+            message.parent if message.parent is not None
+            else (messages[-1].id if messages else "")))
         messages.append(message)
     if not meta.get("id"):
         problems.insert(0, Problem(0, "missing meta", "no session header record"))
-    return Loaded(meta, messages, problems)
+    return Loaded(meta, messages, problems, tree=tree)
+
+
+class Medium(Protocol):
+    """Raw access to a stored log, for walking a branch from its head without reading it all."""
+
+    def at(self, pos: int) -> bytes | None: ...  # the record stored at ``pos``
+    # Records before ``pos`` (None: the end of the log), newest first, with their positions.
+    def before(self, pos: int | None) -> Iterator[tuple[bytes, int]]: ...
+
+
+def walk(medium: Medium, decode: Callable[[bytes], Message | None], head: Head,
+         pairs: int) -> list[Message] | None:
+    """The path from the root to ``head``, limited to its last ``pairs`` user messages and what
+    follows them (0: all), oldest first; None when the log must be read whole to find it.
+
+    Each step tries the record right before the child (where a straight conversation keeps
+    it), then the position the child names (``pp``), then scans back from the child; the cost
+    is the path's length, not the session's.
+    """
+    out: list[Message] = []
+    users = 0
+    want: str | None = head.id  # None: the message stored before the last one (older logs)
+    hint, scan_from = head.pos, None
+    while want != "":
+        found = _find(medium, decode, want, hint, scan_from)
+        if out and out[-1].parent is None:  # an older log's parent is whatever came before
+            out[-1] = replace(out[-1], parent=found[0].id if found else "")
+        if found is None:
+            return out[::-1] if want is None else None
+        message, pos = found
+        out.append(replace(message, pos=pos))
+        want, hint, scan_from = message.parent, message.pp, pos
+        if message.role == "user":
+            users += 1
+            if users == pairs:
+                if want is None:
+                    found = _find(medium, decode, None, None, pos)
+                    out[-1] = replace(out[-1], parent=found[0].id if found else "")
+                break
+    return out[::-1]
+
+
+def _find(medium: Medium, decode: Callable[[bytes], Message | None], want: str | None,
+          hint: int | None, scan_from: int | None) -> tuple[Message, int] | None:
+    if hint is not None:
+        raw = medium.at(hint)
+        message = decode(raw) if raw is not None else None
+        if message is not None and message.id == want:
+            return message, hint
+    for raw, pos in medium.before(scan_from):
+        message = decode(raw)
+        if message is not None and (want is None or message.id == want):
+            return message, pos
+    return None
 
 
 class Codec(Protocol):
@@ -319,16 +423,18 @@ class Store(Protocol):
     """The operations the session core needs; `file` and `redis` implement them."""
 
     def exists(self, sid: str) -> bool: ...
-    def create(self, meta: dict, messages: Sequence[Message] = ...) -> Summary: ...
+    def create(self, meta: dict, messages: Sequence[Message] = ...,
+               refs: dict[str, str] | None = ...) -> Summary: ...
     def append(self, sid: str, records: list[dict]) -> Summary: ...
     def summary(self, sid: str) -> Summary: ...
     def summaries(self) -> list[Summary]: ...
     def ids(self) -> list[str]: ...
     def load(self, sid: str) -> Loaded: ...
     def tail(self, sid: str, pairs: int) -> list[Message]: ...
+    def path(self, sid: str, head: Head | None, pairs: int) -> list[Message]: ...
     def raw_lines(self, sid: str) -> list[str]: ...
     def replace(self, sid: str, meta: dict, messages: list[Message],
-                since: object = None) -> Summary: ...
+                since: object = None, refs: dict[str, str] | None = None) -> Summary: ...
     def delete(self, sid: str) -> None: ...
     def remove(self, sid: str, reason: str) -> str: ...  # backup + delete, atomically
     def backup(self, sid: str, reason: str) -> str: ...
@@ -341,3 +447,38 @@ class Store(Protocol):
     # Deletions remembered so that sync does not bring them back (see `merge_tombstones`).
     def tombstones(self) -> dict[str, dict]: ...
     def add_tombstone(self, record: dict) -> None: ...  # merged with the one stored
+
+
+def rewrite_records(sid: str, meta: dict, messages: Sequence[Message],
+                    refs: dict[str, str] | None, encode: Callable[[dict], bytes],
+                    by_bytes: bool) -> list[tuple[dict, bytes]]:
+    """The records (and their stored form) of a log rewritten as ``meta`` + ``messages``,
+    then one record per ref in ``refs`` (name -> message id) restating where it points.
+
+    Each message names where its parent is (``pp``), so walking a branch stays cheap after a
+    rewrite; positions count bytes (``by_bytes``, the file store) or records (Redis).
+    """
+    meta = {k: v for k, v in meta.items() if k not in ("t", "v")}
+    out: list[tuple[dict, bytes]] = []
+    where: dict[str, int] = {}
+    pos = 0
+
+    def add(record: dict) -> int:
+        nonlocal pos
+        line = encode(record)
+        out.append((record, line))
+        at, pos = pos, pos + (len(line) if by_bytes else 1)
+        return at
+
+    add({"t": "meta", "v": FORMAT_VERSION, **meta, "id": sid})
+    for message in messages:
+        record = message.to_record()
+        if message.parent and message.parent in where:
+            record["pp"] = where[message.parent]
+        where[message.id] = add(record)
+    for name, target in (refs or {}).items():
+        ref = {"t": "ref", "name": name, "from": "*", "to": target, "op": "keep"}
+        if target in where:
+            ref["at"] = where[target]
+        add(ref)
+    return out

@@ -19,7 +19,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -41,8 +41,11 @@ from aish.store.base import (
     open_doc,
     parse_line,
     parse_tombstone,
+    rewrite_records,
     seal_doc,
+    walk,
 )
+from aish.store.refs import MAIN, Head
 
 DOC_KINDS = ("templates", "checkpoints")
 # Every directory aish writes in below the store's root; each must be a real one of the user's.
@@ -341,7 +344,9 @@ class FileStore:
             data = self._read_bytes(sid)
         return data.decode("utf-8", "replace").split("\n")
 
-    def _parse(self, data: bytes) -> tuple[list[tuple[int, dict]], list[Problem], list[str]]:
+    def _parse(self, data: bytes, offsets: dict[int, int] | None = None
+               ) -> tuple[list[tuple[int, dict]], list[Problem], list[str]]:
+        """Records with their line numbers; ``offsets`` is filled with each line's offset."""
         lines = data.split(b"\n")
         problems: list[Problem] = []
         bad: list[str] = []
@@ -349,7 +354,11 @@ class FileStore:
             problems.append(Problem(len(lines), "torn tail", "last line has no newline"))
             bad.append(lines[-1].decode("utf-8", "replace"))
         records = []
+        offset = 0
         for number, raw in enumerate(lines[:-1], start=1):
+            if offsets is not None:
+                offsets[number] = offset
+            offset += len(raw) + 1
             if not raw.strip():
                 continue
             try:
@@ -371,48 +380,36 @@ class FileStore:
         with self._locked(sid, exclusive=False):
             data = self._read_bytes(sid)
             ino = os.lstat(self._log(sid)).st_ino
-        records, problems, bad = self._parse(data)
-        loaded = fold_records(records, problems)
+        offsets: dict[int, int] = {}
+        records, problems, bad = self._parse(data, offsets)
+        loaded = fold_records(records, problems, offsets.get)
         loaded.raw_bad = bad
         loaded.mark = (ino, data.rfind(b"\n") + 1)  # the log file and its complete part read
         return loaded
 
     def tail(self, sid: str, pairs: int) -> list[Message]:
-        """The last ``pairs`` user messages and everything after them, read from the end.
+        """The last ``pairs`` user messages of ``main`` and what follows them (0: all)."""
+        return self.path(sid, None, pairs)
 
-        Reading backwards keeps the cost of a new message independent of the session's length.
+    def path(self, sid: str, head: Head | None, pairs: int) -> list[Message]:
+        """The path from the root to ``head`` (None: ``main``'s), limited to its last ``pairs``
+        user messages and what follows them (0: all), oldest first.
+
+        Walked from the head through parent links, so the cost of a new message does not grow
+        with the session's length or its number of branches.
         """
-        if pairs <= 0:
-            return self.load(sid).messages
-        out: list[Message] = []
-        users = 0
         with self._locked(sid, exclusive=False):
+            if head is None:
+                head = self.summary(sid).head(MAIN) or Head("")
             f = os.fdopen(self._open_log(sid), "rb")  # noqa: SIM115 - closed below
             with f:
-                pos = f.seek(0, os.SEEK_END)
-                carry = b""
-                first = True
-                while pos > 0 and users < pairs:
-                    size = min(_BLOCK, pos)
-                    pos -= size
-                    f.seek(pos)
-                    lines = (f.read(size) + carry).split(b"\n")
-                    carry = lines.pop(0) if pos > 0 else b""
-                    if first and lines:
-                        lines.pop()  # b"" after the final newline, or a torn tail to ignore
-                        first = False
-                    # (no lines: this block lies inside a long torn tail, now in ``carry``)
-                    for raw in reversed(lines):
-                        message = self._message(raw)
-                        if message is None:
-                            continue
-                        out.append(message)
-                        if message.role == "user":
-                            users += 1
-                            if users == pairs:
-                                break
-        out.reverse()
-        return out
+                found = walk(_LogMedium(f), self._message, head, pairs)
+        if found is None:  # a hint led nowhere and the scan did not find it: read it all
+            loaded = self.load(sid)
+            found = loaded.path(head)
+            if pairs > 0:
+                found = _last_pairs(found, pairs)
+        return found
 
     def _message(self, raw: bytes) -> Message | None:
         if not raw.strip():
@@ -471,11 +468,13 @@ class FileStore:
         data = self._read_bytes(sid)
         complete = data[: data.rfind(b"\n") + 1]
         summary = Summary()
+        offset = 0
         for raw in complete.split(b"\n"):
+            pos, offset = offset, offset + len(raw) + 1
             if not raw.strip():
                 continue
             try:
-                summary.fold(parse_line(raw.decode("utf-8")))
+                summary.fold(parse_line(raw.decode("utf-8")), pos)
             except (UnicodeDecodeError, ValueError):
                 continue
         # The file holding the log names the session, whatever a damaged header says (which
@@ -502,22 +501,31 @@ class FileStore:
 
     # -- writing -------------------------------------------------------------------------
     def _encode(self, records: list[dict]) -> bytes:
-        return b"".join(
-            dump_line(self.codec.seal(r) if r.get("t") == "msg" else r) for r in records
-        )
+        return b"".join(self._lines(records))
 
-    def create(self, meta: dict, messages: Sequence[Message] = ()) -> Summary:
+    def _line(self, record: dict) -> bytes:
+        return dump_line(self.codec.seal(record) if record.get("t") == "msg" else record)
+
+    def _lines(self, records: list[dict]) -> list[bytes]:
+        return [dump_line(self.codec.seal(r) if r.get("t") == "msg" else r) for r in records]
+
+    def create(self, meta: dict, messages: Sequence[Message] = (),
+               refs: dict[str, str] | None = None) -> Summary:
+        """A new log holding ``meta``, ``messages`` and the branch heads ``refs``."""
         sid = check_id(meta["id"])
         self._dir()
-        records = [{"t": "meta", "v": FORMAT_VERSION, **meta}] + [m.to_record() for m in messages]
+        rewritten = rewrite_records(sid, meta, messages, refs, self._line, True)
         with self._locked(sid, exclusive=True):
             if os.path.lexists(self._log(sid)):
                 raise SessionExists(f"session {sid} already exists")
-            self._write_whole(sid, self._encode(records))
+            self._write_whole(sid, b"".join(line for _, line in rewritten))
             return self._rebuild_idx(sid)
 
     def append(self, sid: str, records: list[dict]) -> Summary:
-        payload = self._encode(records)
+        """Append ``records`` whole, or nothing: RefMoved when a ref move among them does not
+        start where the ref now is (another writer moved it first)."""
+        lines = self._lines(records)
+        payload = b"".join(lines)
         log = self._log(sid)
         with self._locked(sid, exclusive=True):
             try:
@@ -538,6 +546,13 @@ class FileStore:
                 summary = self._read_idx(sid, size)
                 if summary is None:
                     summary = self._rebuild_idx(sid)
+                positions, at = [], size
+                for line in lines:
+                    positions.append(at)
+                    at += len(line)
+                trial = summary.tree.copy()
+                for record, pos in zip(records, positions, strict=True):
+                    trial.fold(record, pos, strict=True)
                 try:
                     _write_all(fd, payload)
                     os.fsync(fd)
@@ -552,8 +567,8 @@ class FileStore:
                 raise StorageError(f"cannot write session {sid} ({log}): {exc.strerror}") from None
             finally:
                 os.close(fd)
-            for record in records:
-                summary.fold(record)
+            for record, pos in zip(records, positions, strict=True):
+                summary.fold(record, pos)
             self._write_idx(sid, size + len(payload), summary)
             return summary
 
@@ -607,7 +622,7 @@ class FileStore:
                                f"{exc.strerror}") from None
 
     def replace(self, sid: str, meta: dict, messages: list[Message],
-                since: object = None) -> Summary:
+                since: object = None, refs: dict[str, str] | None = None) -> Summary:
         """Rewrite the log as ``meta`` + ``messages``.
 
         ``since`` is the ``mark`` of the load the new content was computed from: records other
@@ -615,11 +630,9 @@ class FileStore:
         itself rewritten since, StorageError asks for a new attempt and nothing changes. Without
         ``since`` the content is replaced exactly as given.
         """
-        meta = {k: v for k, v in meta.items() if k not in ("t", "v")}
-        records = [{"t": "meta", "v": FORMAT_VERSION, **meta, "id": sid}]
-        records += [m.to_record() for m in messages]
         with self._locked(sid, exclusive=True):
-            payload = self._encode(records)
+            rewritten = rewrite_records(sid, meta, messages, refs, self._line, True)
+            payload = b"".join(line for _, line in rewritten)
             if since is not None:
                 payload += self._appended_since(sid, since)
             self._write_whole(sid, payload)
@@ -791,3 +804,71 @@ class FileStore:
             if _fix_mode(path, 0o600):
                 changed.append(str(path))
         return changed
+
+
+def _last_pairs(messages: list[Message], pairs: int) -> list[Message]:
+    """The last ``pairs`` user messages of ``messages`` and everything after them."""
+    users = 0
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "user":
+            users += 1
+            if users == pairs:
+                return messages[index:]
+    return messages
+
+
+class _LogMedium:
+    """Reads single records of an open log by offset, for `aish.store.base.walk`."""
+
+    def __init__(self, f):
+        self.f = f
+        self.end = f.seek(0, os.SEEK_END)
+
+    def at(self, pos: int) -> bytes | None:
+        if not 0 <= pos < self.end:
+            return None
+        if pos > 0:
+            self.f.seek(pos - 1)
+            if self.f.read(1) != b"\n":  # not the start of a line: a stale hint
+                return None
+        self.f.seek(pos)
+        parts = []
+        while True:
+            chunk = self.f.read(_BLOCK)
+            cut = chunk.find(b"\n")
+            if cut >= 0:
+                parts.append(chunk[:cut])
+                return b"".join(parts)
+            if not chunk:  # the torn tail: not a record
+                return None
+            parts.append(chunk)
+
+    def before(self, pos: int | None) -> Iterator[tuple[bytes, int]]:
+        """Complete lines starting before ``pos`` (None: the end), newest first."""
+        f = self.f
+        read_start = self.end if pos is None else min(pos, self.end)
+        pending, limit = b"", 0  # pending[:limit]: read, not yet yielded
+        if pos is None or read_start == self.end:
+            # Only what ends with a newline is a record: skip a torn tail.
+            while read_start > 0:
+                start = max(0, read_start - _BLOCK)
+                f.seek(start)
+                chunk = f.read(read_start - start)
+                cut = chunk.rfind(b"\n")
+                if cut >= 0:
+                    read_start = start + cut + 1
+                    break
+                read_start = start
+        while limit > 0 or read_start > 0:
+            idx = pending.rfind(b"\n", 0, limit - 1) if limit > 1 else -1
+            while idx < 0 and read_start > 0:
+                start = max(0, read_start - _BLOCK)
+                f.seek(start)
+                pending = f.read(read_start - start) + pending[:limit]
+                limit, read_start = len(pending), start
+                idx = pending.rfind(b"\n", 0, limit - 1)
+            begin = idx + 1
+            line, at = pending[begin:limit - 1], read_start + begin
+            limit = begin
+            if line.strip():
+                yield line, at

@@ -52,9 +52,12 @@ from aish.store.base import (
     open_doc,
     parse_line,
     parse_tombstone,
+    rewrite_records,
     seal_doc,
+    walk,
 )
-from aish.store.filestore import DOC_KINDS
+from aish.store.filestore import DOC_KINDS, _last_pairs
+from aish.store.refs import ANY, MAIN, Head, RefMoved, decode_head, move_of
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 PREFIX = "aish"
@@ -67,7 +70,11 @@ _SCAN_COUNT = 1000
 # One script for every write. KEYS: meta hash, log list.
 # ARGV: mode (create|append|replace), ttl ms, size limit, bytes added,
 #       n records, records..., n hash fields, (field, value)..., n counters, (field, incr)...,
-#       last_time.
+#       last_time, last message (id and its index in the batch, or ""),
+#       n ref moves, (name, from, to, index in the batch or -1, index in the log or "", op)...
+# A ref move's from is "!" (the ref must not exist), "*" (any) or "=" followed by the id the
+# ref must point at; every move is checked, in order, before anything is written, and the
+# script fails with AISH_REF when one does not hold. Heads are stored as "ID INDEX".
 _WRITE = """
 local meta, log = KEYS[1], KEYS[2]
 local mode = ARGV[1]
@@ -80,6 +87,70 @@ if mode == 'append' then
   if not exists then return redis.error_reply('AISH_MISSING') end
   local size = tonumber(redis.call('HGET', meta, 'bytes') or '0') or 0
   if size + add > limit then return redis.error_reply('AISH_TOO_BIG ' .. size) end
+end
+local base = 0
+if mode == 'append' then base = redis.call('LLEN', log) end
+local n_rec = tonumber(ARGV[5])
+local j = 6 + n_rec
+j = j + 1 + 2 * tonumber(ARGV[j])
+j = j + 1 + 2 * tonumber(ARGV[j])
+local last_t = ARGV[j]
+local lm_id, lm_k = ARGV[j + 1], ARGV[j + 2]
+j = j + 3
+local n_moves = tonumber(ARGV[j]); j = j + 1
+local heads, stacks = {}, {}
+local function head(name)
+  if heads[name] ~= nil then return heads[name] end
+  local v = redis.call('HGET', meta, 'r:' .. name)
+  if not v and name == 'main' then
+    v = redis.call('HGET', meta, 'lm') or ' '
+    heads[name] = v
+    return v, true
+  end
+  heads[name] = v or false
+  return heads[name]
+end
+local explicit = {}
+local moves = {}
+for m = 1, n_moves do
+  local name, from, to = ARGV[j], ARGV[j + 1], ARGV[j + 2]
+  local k, at, op = tonumber(ARGV[j + 3]), ARGV[j + 4], ARGV[j + 5]
+  j = j + 6
+  local cur, implicit = head(name)
+  if explicit[name] then implicit = false end
+  local cur_id = cur and string.match(cur, '^([^ ]*)') or nil
+  local ok, soft = false, string.sub(from, 1, 1) == '~'
+  if from == '*' then ok = true
+  elseif from == '!' then ok = (not cur) or (name == 'main' and implicit)
+  elseif from == '~' then
+    local lm = redis.call('HGET', meta, 'lm') or ' '
+    ok = cur and cur_id == string.match(lm, '^([^ ]*)')
+  elseif soft then ok = cur and cur_id == string.sub(from, 3)
+  else ok = cur and cur_id == string.sub(from, 2) end
+  if not ok and not soft then
+    return redis.error_reply('AISH_REF ' .. name .. ' ' .. (cur or '-'))
+  end
+  if ok then
+    local pos = at
+    if k >= 0 then pos = tostring(base + k) end
+    local stack = stacks[name]
+    if stack == nil then stack = redis.call('HGET', meta, 'rd:' .. name) or '' end
+    if op == 'undo' and cur then
+      if stack == '' then stack = cur else stack = cur .. ';' .. stack end
+    elseif op == 'redo' and stack ~= '' then
+      local first, rest = string.match(stack, '^([^;]*);?(.*)$')
+      if string.match(first, '^([^ ]*)') == to then
+        if pos == '' then pos = string.match(first, ' (.*)$') or '' end
+        stack = rest
+      end
+    elseif op ~= 'keep' then
+      stack = ''
+    end
+    stacks[name] = stack
+    heads[name] = to .. ' ' .. pos
+    explicit[name] = true
+    moves[#moves + 1] = name
+  end
 end
 if mode == 'replace' then
   local gen = redis.call('HINCRBY', meta, 'gen', 1)
@@ -101,9 +172,17 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HSET', meta, ARGV[i], ARGV[i + 1]); i = i + 2 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HINCRBY', meta, ARGV[i], ARGV[i + 1]); i = i + 2 end
-local t = tonumber(ARGV[i]) or 0
+local t = tonumber(last_t) or 0
 local old = tonumber(redis.call('HGET', meta, 'last_time') or '0') or 0
-if t > old then redis.call('HSET', meta, 'last_time', ARGV[i]) end
+if t > old then redis.call('HSET', meta, 'last_time', last_t) end
+if lm_id ~= '' then
+  redis.call('HSET', meta, 'lm', lm_id .. ' ' .. tostring(base + tonumber(lm_k)))
+end
+for _, name in ipairs(moves) do
+  redis.call('HSET', meta, 'r:' .. name, heads[name])
+  if stacks[name] == '' then redis.call('HDEL', meta, 'rd:' .. name)
+  else redis.call('HSET', meta, 'rd:' .. name, stacks[name]) end
+end
 if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   redis.call('PEXPIRE', log, ttl)
@@ -119,6 +198,23 @@ if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
 return 1
 """
 
+
+# Sessions written before branches existed have no "lm" (the last message, main's head until
+# main has a ref): find it once, from the end. HSETNX: an append meanwhile has set it already.
+# KEYS: meta hash, log list.
+_LAST_MESSAGE = """
+local lm = redis.call('HGET', KEYS[1], 'lm')
+if lm then return lm end
+local n = redis.call('LLEN', KEYS[2])
+for i = n - 1, 0, -1 do
+  local ok, rec = pcall(cjson.decode, redis.call('LINDEX', KEYS[2], i))
+  if ok and type(rec) == 'table' and rec.t == 'msg' and type(rec.id) == 'string' then
+    redis.call('HSETNX', KEYS[1], 'lm', rec.id .. ' ' .. i)
+    return redis.call('HGET', KEYS[1], 'lm')
+  end
+end
+return false
+"""
 
 # Back up and delete in one step: nothing appended in between can be lost.
 _REMOVE = """
@@ -222,6 +318,12 @@ def summary_from_hash(fields: dict, sid: str) -> Summary:
             summary.tokens = _number(value)
         elif key == "last_time":
             summary.last_time = _number(value, float)
+        elif key.startswith("r:"):
+            summary.tree.refs[key[2:]] = decode_head(value)
+        elif key.startswith("rd:"):
+            summary.tree.redo[key[3:]] = [decode_head(h) for h in value.split(";") if h]
+        elif key == "lm":
+            summary.tree.last = decode_head(value)
     summary.meta["id"] = sid  # the keys name the session, whatever a damaged header says
     return summary
 
@@ -266,6 +368,7 @@ class RedisStore:
         self._write = self.client.register_script(_WRITE)
         self._backup = self.client.register_script(_BACKUP)
         self._remove = self.client.register_script(_REMOVE)
+        self._last_message = self.client.register_script(_LAST_MESSAGE)
         if codec is None:
             with self._guard("check for encryption"):
                 encrypted = self.client.exists(CRYPTO_KEY)
@@ -313,7 +416,17 @@ class RedisStore:
             fields = self.client.hgetall(self._key(sid, "meta"))
         if not fields:
             raise SessionNotFound(f"session {sid} not found")
-        return summary_from_hash(fields, sid)
+        return self._with_last(summary_from_hash(fields, sid), fields)
+
+    def _with_last(self, summary: Summary, fields: dict) -> Summary:
+        """``summary`` with its last message found, for a session stored by an older aish."""
+        if b"lm" not in fields and summary.messages:
+            with self._guard("read a session"):
+                found = self._last_message(keys=[self._key(summary.id, "meta"),
+                                                 self._key(summary.id, "log")])
+            if found:
+                summary.tree.last = decode_head(found.decode("utf-8", "replace"))
+        return summary
 
     def summaries(self) -> list[Summary]:
         ids = self.ids()
@@ -354,42 +467,36 @@ class RedisStore:
         return loaded
 
     def tail(self, sid: str, pairs: int) -> list[Message]:
-        """The last ``pairs`` user messages and everything after them, read from the end.
+        """The last ``pairs`` user messages of ``main`` and what follows them (0: all)."""
+        return self.path(sid, None, pairs)
 
-        Reads chunks from the end by absolute index (appends after the first LLEN do not
-        shift them) and starts again if a rewrite bumped ``gen`` meanwhile.
+    def path(self, sid: str, head: Head | None, pairs: int) -> list[Message]:
+        """The path from the root to ``head`` (None: ``main``'s), limited to its last ``pairs``
+        user messages and what follows them (0: all), oldest first.
+
+        Walked through parent links by absolute index (appends do not shift them); started
+        again if a rewrite bumped ``gen`` meanwhile.
         """
-        if pairs <= 0:
-            return self.load(sid).messages
         meta, log = self._key(sid, "meta"), self._key(sid, "log")
         for _ in range(5):
             with self._guard("read a session"):
                 pipe = self.client.pipeline(transaction=True)
                 pipe.hget(meta, "gen")
                 pipe.llen(log)
-                gen, length = pipe.execute()
-                if not length:
-                    if not self.client.exists(meta):
-                        raise SessionNotFound(f"session {sid} not found")
-                    return []
-                out: list[Message] = []
-                users = 0
-                stop, size = length - 1, _FIRST_CHUNK
-                while stop >= 0 and users < pairs:
-                    start = max(0, stop - size + 1)
-                    for raw in reversed(self.client.lrange(log, start, stop)):
-                        message = self._message(raw)
-                        if message is None:
-                            continue
-                        out.append(message)
-                        if message.role == "user":
-                            users += 1
-                            if users == pairs:
-                                break
-                    stop, size = start - 1, min(size * 2, _MAX_CHUNK)
-                if self.client.hget(meta, "gen") == gen:
-                    out.reverse()
-                    return out
+                pipe.hgetall(meta)
+                gen, length, fields = pipe.execute()
+                if not fields:
+                    raise SessionNotFound(f"session {sid} not found")
+                start = head or self._with_last(summary_from_hash(fields, sid),
+                                                fields).head(MAIN) or Head("")
+                found = walk(_ListMedium(self.client, log, length), self._message, start, pairs)
+                if self.client.hget(meta, "gen") != gen:
+                    continue
+            if found is None:
+                found = self.load(sid).path(start)
+                if pairs > 0:
+                    found = _last_pairs(found, pairs)
+            return found
         raise StorageError(f"session {sid} kept being rewritten while it was read; try again")
 
     def _message(self, raw: bytes) -> Message | None:
@@ -402,21 +509,43 @@ class RedisStore:
             return None
 
     # -- writing -----------------------------------------------------------------------------
+    def _encode_one(self, record: dict) -> bytes:
+        return self._encode([record])[0]
+
     def _encode(self, records: list[dict]) -> list[bytes]:
         return [dump_line(self.codec.seal(r) if r.get("t") == "msg" else r)[:-1]
                 for r in records]
 
     def _write_args(self, mode: str, sid: str, records: list[dict], fresh: bool,
-                    extra: Sequence[bytes] = ()) -> tuple[list, list]:
-        """KEYS and ARGV of the write script: ``records`` encoded, then ``extra`` (already
-        stored elements, kept as they are), and the summary delta of both."""
-        items = self._encode(records) + list(extra)
-        delta = Summary()
-        for record in records:
-            delta.fold(record)
+                    extra: Sequence[bytes] = (), encoded: list[bytes] | None = None
+                    ) -> tuple[list, list]:
+        """KEYS and ARGV of the write script: ``records`` (``encoded``: already in their
+        stored form), then ``extra`` (already stored elements, kept as they are), and the
+        summary delta of both. A fresh log's refs are folded here; an append's ref moves are
+        checked and applied by the script, against the refs as they are when it runs."""
+        items = (self._encode(records) if encoded is None else list(encoded)) + list(extra)
+        all_records = list(records)
         for raw in extra:
             with contextlib.suppress(UnicodeDecodeError, ValueError):
-                delta.fold(parse_line(raw.decode("utf-8")))
+                all_records.append(parse_line(raw.decode("utf-8")))
+                continue
+            all_records.append({})
+        delta = Summary()
+        moves: list = []
+        last_msg: list = ["", ""]
+        for index, record in enumerate(all_records):
+            delta.fold(record, index)
+            if not fresh:
+                move = move_of(record, index, Head(last_msg[0]))
+                if move is not None:
+                    frm = "!" if move.frm is None else ANY if move.frm == ANY else "=" + move.frm
+                    if move.soft:  # follows the last message before it, or is skipped
+                        frm = "~=" + last_msg[0] if last_msg[0] else "~"
+                    k = index if record.get("t") == "msg" else -1
+                    moves += [move.name, frm, move.to, k,
+                              "" if move.pos is None or k >= 0 else move.pos, move.op]
+            if record.get("t") == "msg" and isinstance(record.get("id"), str):
+                last_msg = [record["id"], index]
         if fresh:
             delta.meta.setdefault("id", sid)
         fields: list = []
@@ -424,6 +553,9 @@ class RedisStore:
             fields += [f"m:{key}", json.dumps(value, ensure_ascii=False)]
         if fresh:
             fields += ["v", str(FORMAT_VERSION)]
+            for key, value in delta.tree.to_fields().items():
+                fields += [key, value]
+            last_msg = ["", ""]  # already among the fields
         counters: list = []
         for key, value in (("n:messages", delta.messages),
                            ("n:user_messages", delta.user_messages), ("n:tokens", delta.tokens)):
@@ -433,13 +565,15 @@ class RedisStore:
         last = delta.last_time if math.isfinite(delta.last_time) else 0.0
         size = sum(len(item) + 1 for item in items)  # +1: the newline the file store writes
         args = [mode, self.ttl_ms, self.max_session_bytes, size, len(items), *items,
-                len(fields) // 2, *fields, len(counters) // 2, *counters, repr(last)]
+                len(fields) // 2, *fields, len(counters) // 2, *counters, repr(last),
+                *last_msg, len(moves) // 6, *moves]
         keys = [self._key(sid, "meta"), self._key(sid, "log")]
         return keys, args
 
-    def _run_write(self, mode: str, sid: str, records: list[dict], fresh: bool) -> Summary:
+    def _run_write(self, mode: str, sid: str, records: list[dict], fresh: bool,
+                   encoded: list[bytes] | None = None) -> Summary:
         """Push ``records`` and fold them into the summary hash, atomically."""
-        keys, args = self._write_args(mode, sid, records, fresh)
+        keys, args = self._write_args(mode, sid, records, fresh, encoded=encoded)
         with self._guard("write a session"):
             try:
                 flat = self._write(keys=keys, args=args)
@@ -453,6 +587,10 @@ class RedisStore:
             raise SessionExists(f"session {sid} already exists") from None
         if "AISH_MISSING" in text:
             raise SessionNotFound(f"session {sid} not found") from None
+        if "AISH_REF" in text:
+            words = text[text.index("AISH_REF"):].split(" ", 2)
+            current = decode_head(words[2]) if len(words) > 2 and words[2] != "-" else None
+            raise RefMoved(words[1] if len(words) > 1 else MAIN, current) from None
         if "AISH_TOO_BIG" in text:
             raise LimitError(
                 f"session {sid} would exceed the session size limit "
@@ -460,23 +598,29 @@ class RedisStore:
                 hint="prune it with aish --prune-session ID --keep-recent N",
             ) from None
 
-    def create(self, meta: dict, messages: Sequence[Message] = ()) -> Summary:
+    def create(self, meta: dict, messages: Sequence[Message] = (),
+               refs: dict[str, str] | None = None) -> Summary:
+        """A new log holding ``meta``, ``messages`` and the branch heads ``refs``."""
         sid = check_id(meta["id"])
-        records = [{"t": "meta", "v": FORMAT_VERSION, **meta}] + [m.to_record() for m in messages]
-        return self._run_write("create", sid, records, fresh=True)
+        rewritten = rewrite_records(sid, meta, messages, refs, self._encode_one, False)
+        return self._run_write("create", sid, [r for r, _ in rewritten], fresh=True,
+                               encoded=[line for _, line in rewritten])
 
     def append(self, sid: str, records: list[dict]) -> Summary:
         check_id(sid)
         return self._run_write("append", sid, records, fresh=False)
 
     def replace(self, sid: str, meta: dict, messages: list[Message],
-                since: object = None) -> Summary:
+                since: object = None, refs: dict[str, str] | None = None) -> Summary:
         """Rewrite the log as ``meta`` + ``messages`` (see FileStore.replace for ``since``)."""
-        meta = {k: v for k, v in meta.items() if k not in ("t", "v")}
-        records = [{"t": "meta", "v": FORMAT_VERSION, **meta, "id": sid}]
-        records += [m.to_record() for m in messages]
+        rewritten = rewrite_records(sid, meta, messages, refs, self._encode_one, False)
+        records = [record for record, _ in rewritten]
+        encoded = [line for _, line in rewritten]
         if since is None:
-            return self._run_write("replace", sid, records, fresh=True)
+            keys, args = self._write_args("replace", sid, records, True, encoded=encoded)
+            with self._guard("write a session"):
+                flat = self._write(keys=keys, args=args)
+            return summary_from_hash(_pairs(flat), sid)
         try:
             # A mark is opaque to callers; a foreign one fails to unpack (TypeError, below).
             gen, offset = cast("tuple[Any, Any]", since)
@@ -496,7 +640,8 @@ class RedisStore:
                                 hint="run the command again")
                         extra = pipe.lrange(keys[1], offset, -1) if pipe.exists(keys[0]) else []
                         pipe.multi()
-                        _, args = self._write_args("replace", sid, records, True, extra)
+                        _, args = self._write_args("replace", sid, records, True, extra,
+                                                   encoded)
                         self._write(keys=keys, args=args, client=pipe)
                         flat = pipe.execute()[0]
                     except watch_error:
@@ -632,3 +777,25 @@ class RedisStore:
 
     def fix_modes(self, sid: str) -> list[str]:
         return []  # access to a Redis server is the server's business, not file modes
+
+
+class _ListMedium:
+    """Reads single records of a session's list by index, for `aish.store.base.walk`."""
+
+    def __init__(self, client, key: str, length: int):
+        self.client, self.key, self.length = client, key, length
+
+    def at(self, pos: int) -> bytes | None:
+        if not 0 <= pos < self.length:
+            return None
+        return self.client.lindex(self.key, pos)
+
+    def before(self, pos: int | None):
+        stop = (self.length if pos is None else min(pos, self.length)) - 1
+        size = 8
+        while stop >= 0:
+            start = max(0, stop - size + 1)
+            items = self.client.lrange(self.key, start, stop)
+            for offset in range(len(items) - 1, -1, -1):
+                yield items[offset], start + offset
+            stop, size = start - 1, min(size * 2, _MAX_CHUNK)
