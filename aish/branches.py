@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from aish.errors import SessionNotFound, StorageError, UsageError
 from aish.ids import check_id
-from aish.messages import USER, Message
+from aish.messages import USER, Message, relinked
 from aish.sessions import Sessions
 from aish.store.base import Loaded, Summary, path_in
 from aish.store.refs import MAIN, Head, RefMoved
@@ -145,16 +145,6 @@ def listing(loaded: Loaded) -> list[BranchInfo]:
         last = max((m.time for m in path[-1:]), default=0.0)
         out.append(BranchInfo(name, head.id, len(path), last, speakers,
                               len(loaded.tree.redo.get(name, []))))
-    return out
-
-
-def relinked(messages: list[Message], parent: str = "", ref: str = MAIN) -> list[Message]:
-    """``messages`` as one straight branch after ``parent``: for copies into a session that
-    has none of their original parents (a fork, a template, a merge of sessions)."""
-    out = []
-    for message in messages:
-        out.append(replace(message, parent=parent, ref=ref, pos=None, pp=None))
-        parent = message.id
     return out
 
 
@@ -295,3 +285,22 @@ def apply_merge(sessions: Sessions, sid: str, plan: MergePlan, note: Message | N
     sessions.audit.record("merge-branch", sid, None, src=plan.src, dst=plan.dst,
                           mode=plan.mode, messages=len(messages))
     return summary
+
+
+def keep_only(messages: list[Message], refs: dict[str, str], kept: list[Message]
+              ) -> tuple[list[Message], dict[str, str]]:
+    """``kept`` (some of ``messages``) linked as they were, with every parent that is not
+    kept replaced by its nearest kept ancestor (or the root), and each named branch of
+    ``refs`` moved to the nearest kept message on its path: what a prune or clear stores."""
+    by_id = {m.id: m for m in messages}
+    kept_ids = {m.id for m in kept}
+
+    def nearest(mid: str) -> str:
+        seen = set()
+        while mid and mid not in kept_ids and mid in by_id and mid not in seen:
+            seen.add(mid)
+            mid = by_id[mid].parent or ""
+        return mid if mid in kept_ids else ""
+
+    return ([replace(m, parent=nearest(m.parent or "")) for m in kept],
+            {name: nearest(target) for name, target in refs.items()})

@@ -6,7 +6,8 @@ Identity and storage are concerns of the store; a Message is just what was said,
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 
 USER = "user"
 ASSISTANT = "assistant"
@@ -118,3 +119,13 @@ class Chunk:
     @property
     def cut(self) -> bool:
         return self.finish_reason == "length"
+
+
+def relinked(messages: Iterable[Message], parent: str = "", ref: str = "main") -> list[Message]:
+    """``messages`` as one straight branch ``ref`` after ``parent``: for copies into a session
+    that holds none of their original parents (a fork, a template, a merge of sessions)."""
+    out = []
+    for message in messages:
+        out.append(replace(message, parent=parent, ref=ref, pos=None, pp=None))
+        parent = message.id
+    return out

@@ -27,6 +27,8 @@ def session_info(sessions, sid: str) -> dict:
         "model": last_model(sessions.store.tail(sid, 1)),
         "origin": summary.origin,
         "location": sessions.store.location(sid),
+        # Names only: counting each branch's messages walks it (aish --list-branches does).
+        "branches": summary.tree.names(),
     }
 
 
@@ -53,6 +55,10 @@ def format_info(info: dict, now: float) -> str:
         lines.append(f"Tokens: {info['tokens']:,}")
     if info.get("model"):
         lines.append(f"Model: {info['model']}")
+    branches = info.get("branches") or []
+    if len(branches) > 1:
+        lines.append(f"Branches: {len(branches)} ({', '.join(branches[:8])}"
+                     f"{', ...' if len(branches) > 8 else ''})")
     if info.get("origin"):
         lines.append("Origin: " + ", ".join(f"{k} {v}" for k, v in info["origin"].items()))
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from aish.errors import (
     UsageError,
 )
 from aish.ids import ID_PATTERN, check_id, new_id
-from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
+from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message, relinked
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Summary, tombstone
@@ -105,7 +105,7 @@ class Sessions:
         if lazy:
             meta["id"] = check_id(sid) if sid else self._unused_id()
             return Session(self, Summary(meta), ai, stored=False, named=bool(sid))
-        summary = self._store_new(meta, list(messages), sid)
+        summary = self._store_new(meta, relinked(messages), sid)
         return Session(self, summary, ai)
 
     def _unused_id(self) -> str:
@@ -186,20 +186,22 @@ class Sessions:
 
     def rewrite(self, sid: str, meta: dict, messages: list[Message], reason: str,
                 ai: str | None = None, since: object = None,
-                dropped: Iterable[str] = ()) -> str:
+                dropped: Iterable[str] = (), refs: dict[str, str] | None = None) -> str:
         """Replace a session's content, keeping a backup first; returns the backup's path.
 
         Pass ``since=loaded.mark`` of the load the content came from, so that messages other
         processes append meanwhile are kept rather than lost. ``dropped``: ids of the messages
         this removes on purpose; they are remembered (a tombstone) before anything is changed,
         so that --sync-sessions never copies them back, even after a failure half-way.
+        ``refs``: the named branches the new content keeps (name -> message id).
         """
         dropped = list(dropped)
         if dropped:
             self.store.add_tombstone(tombstone(check_id(sid), reason, self.now(),
                                                messages=dropped))
         backup = self.store.backup(check_id(sid), reason)
-        self.store.replace(sid, {**meta, "updated": self.now()}, messages, since=since)
+        self.store.replace(sid, {**meta, "updated": self.now()}, messages, since=since,
+                           refs=refs)
         self.audit.record(reason, sid, ai, backup=backup)
         return backup
 
@@ -331,12 +333,15 @@ class Session:
                 return
             except RefMoved:
                 self.summary = store.summary(self.id)
-            moved = self.stored_head
             if all(m.role == USER for m in written):
-                written[0] = replace(written[0], parent=moved.id)
-            else:
+                written[0] = replace(written[0], parent=self.stored_head.id)
+                self.pending[: len(written)] = written
+                continue
+            try:
                 written[:] = self._aside(written, head)
-            self.pending[: len(written)] = written
+                return
+            except RefMoved:  # the new branch's name was taken meanwhile: pick another
+                self.summary = store.summary(self.id)
         raise StorageError(f"session {self.id} is too busy to write to; try again")
 
     def _aside(self, written: list[Message], start: Head) -> list[Message]:

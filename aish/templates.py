@@ -24,7 +24,7 @@ def save_template(sessions, name: str, sid: str, persona: str | None = None) -> 
         "owner": meta.get("owner"),
         "context_window": meta.get("context_window"),
         "persona": persona,
-        "messages": [m.to_record() for m in loaded.messages],
+        "messages": [m.to_record() for m in loaded.path(loaded.tree.head("main"))],
     }
     path = sessions.store.put_doc(KIND, name, doc)
     sessions.audit.record("template", sid, meta.get("owner"), template=name)

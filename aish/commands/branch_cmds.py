@@ -61,7 +61,7 @@ def list_branches(ctx: Context, args) -> int:
     for row in rows:
         mark = "*" if row.name == current else " "
         who = ", ".join(row.speakers) or "-"
-        when = ago(row.last_activity, now) if row.last_activity else "-"
+        when = ago(now - row.last_activity) if row.last_activity else "-"
         ctx.out.data(f"{mark} {row.name:<20} {row.head or '(root)':<16} "
                      f"{row.messages:>5} messages  {when:<12} {who}")
     return 0

@@ -419,7 +419,9 @@ def fork_session(ctx: Context, args) -> int:
 
     if args.at is None:
         raise UsageError("--fork-session needs --at N (how many messages to keep)")
-    session = fork(ctx.sessions, args.id, args.at, args.output)
+    from aish.commands.branch_cmds import current_branch
+
+    session = fork(ctx.sessions, args.id, args.at, args.output, current_branch(ctx, args.id))
     if args.json:
         _json(ctx, {"id": session.id, "source": args.id, "messages": args.at})
     else:

@@ -136,10 +136,13 @@ def clear(ctx: Context, args) -> int:
     if not removed:
         ctx.out.note("Nothing to clear.")
         return 0
+    from aish.branches import keep_only
+
     kept_messages = [m for g in kept for m in g]
     kept_ids = {m.id for m in kept_messages}
+    kept_messages, refs = keep_only(loaded.messages, loaded.ref_ids(), kept_messages)
     backup = session.sessions.rewrite(session.id, loaded.meta, kept_messages, "clear", _ai(state),
-                                      since=loaded.mark,
+                                      since=loaded.mark, refs=refs,
                                       dropped=[m.id for m in loaded.messages
                                                if m.id not in kept_ids])
     session.pending.clear()

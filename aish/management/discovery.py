@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aish.errors import UsageError
 from aish.ids import check_id
 from aish.management.integrity import load_intact
+from aish.store.base import path_in
 
 
 @dataclass
@@ -50,13 +51,17 @@ def search(sessions, text: str, ai: str | None = None, limit: int = 50) -> list[
     return hits
 
 
-def fork(sessions, sid: str, at: int, output: str | None):
-    """A new session holding the first ``at`` messages of ``sid``; the original is kept."""
+def fork(sessions, sid: str, at: int, output: str | None, branch: str = "main"):
+    """A new session holding the first ``at`` messages of ``branch`` of ``sid`` (its path
+    from the root); the original is kept."""
     found = load_intact(sessions, check_id(sid), "fork")
-    if not 1 <= at <= len(found.messages):
-        raise UsageError(f"--at must be between 1 and {len(found.messages)} for session {sid}")
     summary = sessions.summary(sid)
-    kept = found.messages[:at]
+    head = summary.head(branch)
+    by_id = {m.id: m for m in found.messages}
+    path = path_in(by_id, head.id) if head else []
+    if not 1 <= at <= len(path):
+        raise UsageError(f"--at must be between 1 and {len(path)} for session {sid}")
+    kept = path[:at]
     participants = list(dict.fromkeys([summary.owner, *(m.ai for m in kept)]))
     session = sessions.create(
         summary.owner, output, named=output is not None,

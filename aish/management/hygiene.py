@@ -110,6 +110,10 @@ def prune(sessions, sid: str, keep: int) -> Pruned:
         return Pruned(sid, len(groups), len(groups), total, total, None)
     kept_ids = {m.id for m in kept}
     dropped = [m.id for m in found.messages if m.id not in kept_ids]
+    from aish.branches import keep_only
+
+    kept, refs = keep_only(found.messages, found.refs, kept)
     backup = sessions.rewrite(sid, clean_meta(found.meta), kept, "prune", ai=found.owner,
-                              since=found.mark, dropped=dropped)
+                              since=found.mark, dropped=dropped, refs=refs)
     return Pruned(sid, min(keep, len(groups)), len(groups), len(kept), total, backup)
+

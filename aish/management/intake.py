@@ -22,6 +22,7 @@ from aish.management.transfer import ALL_FORMAT, FORMAT, VERSION
 from aish.messages import ROLES, Message, Usage, new_message_id
 from aish.specialists import ai_key
 from aish.store.base import PlainCodec, Problem, dump_line, parse_line
+from aish.store.refs import RefState
 
 MAX_WINDOW = 1_000_000
 MAX_PLAIN_CHARS = 4096  # an unknown header value longer than this is dropped
@@ -115,6 +116,7 @@ class Incoming:
     records: list[tuple[int, object]]  # (position, raw record)
     problems: list[Problem] = field(default_factory=list)
     where: str = "message"  # what a position counts: "message" or "line"
+    refs: object = None  # the branches it names (name -> message id), checked in `prepare`
 
 
 def _reject_constant(name: str):
@@ -181,7 +183,7 @@ def _from_session(item, label: str) -> Incoming:
         raise BadInput(f'{label}: "session" is not an object')
     if not isinstance(messages, list):
         raise BadInput(f'{label}: "messages" is not a list')
-    return Incoming(label, meta, list(enumerate(messages, start=1)))
+    return Incoming(label, meta, list(enumerate(messages, start=1)), refs=item.get("refs"))
 
 
 def _from_log(text: str, codec) -> Incoming:
@@ -189,6 +191,7 @@ def _from_log(text: str, codec) -> Incoming:
     meta: dict = {}
     records: list[tuple[int, object]] = []
     problems: list[Problem] = []
+    tree = RefState()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -198,8 +201,11 @@ def _from_log(text: str, codec) -> Incoming:
             kind = "torn tail" if number == len(lines) else "bad record"
             problems.append(Problem(number, kind, str(exc)[:100]))
             continue
+        tree.fold(record, None)
         if record["t"] == "meta":
             meta.update({k: v for k, v in record.items() if k != "t"})
+            continue
+        if record["t"] == "ref":
             continue
         try:
             record = codec.open(record)
@@ -209,7 +215,8 @@ def _from_log(text: str, codec) -> Incoming:
         records.append((number, record))
     if not meta:
         problems.insert(0, Problem(0, "missing meta", "no session header record"))
-    return Incoming("the log", meta, records, problems, where="line")
+    refs = {name: head.id for name, head in tree.refs.items()}
+    return Incoming("the log", meta, records, problems, where="line", refs=refs)
 
 
 # -- checking restore input --------------------------------------------------------------------
@@ -263,8 +270,19 @@ def _message(raw, max_chars: int, seen: set[str]) -> Message:
     model = raw.get("model")
     if not (isinstance(model, str) and len(model) <= 200 and _text_ok(model)):
         model = None
+    # Tree links: a value that is not a plausible id is dropped (the message then follows the
+    # one before it), never trusted.
+    parent, source = raw.get("parent"), raw.get("source")
+    if not (parent == "" or (isinstance(parent, str) and _MESSAGE_ID.fullmatch(parent))):
+        parent = None
+    if not (isinstance(source, str) and _MESSAGE_ID.fullmatch(source)):
+        source = None
+    ref, note = raw.get("ref"), raw.get("note")
+    ref = ref if is_name(ref) else None
+    note = note if isinstance(note, str) and _KEY.fullmatch(note) else None
     return Message(role, content, ai_key(ai), float(time), mid, tokens,
-                   raw.get("interrupted") is True, model, raw.get("cut") is True)
+                   raw.get("interrupted") is True, model, raw.get("cut") is True,
+                   parent, ref, note, source)
 
 
 def _plain(value) -> bool:
@@ -341,6 +359,7 @@ class Prepared:
     # A recovery file of messages session mode could not save: they belong to that session,
     # so restoring adds them to it when it still exists, instead of making a copy.
     unsaved: bool = False
+    refs: dict[str, str] = field(default_factory=dict)  # branch name -> message id ("": root)
 
 
 def prepare(incoming: Incoming, config, now: float, skip_corrupted: bool) -> Prepared:
@@ -376,8 +395,12 @@ def prepare(incoming: Incoming, config, now: float, skip_corrupted: bool) -> Pre
         raise LimitError(f"{incoming.label}: the session would hold {size:,} bytes, over the "
                          f"session size limit ({config.max_session_bytes:,} bytes)",
                          hint="raise sessions.limits.max_session_bytes")
+    ids = {m.id for m in messages}
+    refs = incoming.refs if isinstance(incoming.refs, dict) else {}
+    kept_refs = {name: target for name, target in refs.items()
+                 if is_name(name) and isinstance(target, str) and (target == "" or target in ids)}
     return Prepared(incoming.label, source_id, meta, messages, described,
-                    unsaved=incoming.meta.get("unsaved") is True)
+                    unsaved=incoming.meta.get("unsaved") is True, refs=kept_refs)
 
 
 def _describe(problem: Problem, where: str) -> str:

@@ -26,7 +26,7 @@ from aish.store.base import (  # noqa: F401 - MAX_TIME re-exported
 )
 
 # Problems that lose nothing when the session is read: its messages are all there.
-LOSSLESS = frozenset({"out of order", "bad meta"})
+LOSSLESS = frozenset({"out of order", "bad meta", "missing parent", "bad ref", "bad parent"})
 NOT_META = ("t", "v", "time")  # record keys that fold into the meta but are not part of it
 
 
@@ -57,6 +57,7 @@ class Inspection:
     problems: list[Problem]
     mark: object = None  # the store's read mark, for a rewrite that keeps later appends
     unusable: UnusableLog | None = None  # why the log could not be read at all
+    refs: dict[str, str] = field(default_factory=dict)  # named branches -> message ids
 
     def usable(self) -> Inspection:
         """This inspection, for a command that goes on to write: an unusable log stops it."""
@@ -121,8 +122,10 @@ def inspect(sessions, sid: str) -> Inspection:
         unusable = exc
         loaded = Loaded({}, [], [Problem(0, "unusable log", str(exc))])
     problems = list(loaded.problems) + meta_problems(sid, loaded.meta, bool(loaded.messages))
+    problems += tree_problems(loaded)
     problems.sort(key=lambda p: p.line)
-    return Inspection(sid, loaded.meta, loaded.messages, problems, loaded.mark, unusable)
+    return Inspection(sid, loaded.meta, loaded.messages, problems, loaded.mark, unusable,
+                      loaded.ref_ids())
 
 
 def load_intact(sessions, sid: str, doing: str, *, skip_corrupted: bool = False,
@@ -133,6 +136,72 @@ def load_intact(sessions, sid: str, doing: str, *, skip_corrupted: bool = False,
         raise DamagedSession(sid, found.damage, doing, hint or (
             f"see aish --validate-session {sid}; repair it with aish --repair-session {sid}"))
     return found
+
+
+def tree_problems(loaded: Loaded) -> list[Problem]:
+    """Links that lead nowhere: a parent that is not stored, a branch at a missing message, a
+    message that follows itself (a loop)."""
+    by_id = loaded.by_id()
+    found = []
+    for message in loaded.messages:
+        if message.parent and message.parent not in by_id:
+            found.append(Problem(0, "missing parent", f"message {message.id} follows "
+                                 f"{message.parent[:20]}, which is not stored"))
+    for name, target in loaded.ref_ids().items():
+        if target and target not in by_id:
+            found.append(Problem(0, "bad ref", f"branch {name[:40]} points at "
+                                 f"{target[:20]}, which is not stored"))
+    if looping(loaded.messages, by_id):
+        found.append(Problem(0, "bad parent", "some messages are their own ancestors"))
+    return found
+
+
+def looping(messages: list[Message], by_id: dict[str, Message]) -> set[str]:
+    """Ids of messages whose ancestry never reaches the root (each walked once)."""
+    rooted: set[str] = set()
+    bad: set[str] = set()
+    for message in messages:
+        trail: list[str] = []
+        on_trail: set[str] = set()
+        at: Message | None = message
+        while at is not None and at.id not in rooted and at.id not in bad:
+            if at.id in on_trail:
+                bad.update(trail)
+                break
+            trail.append(at.id)
+            on_trail.add(at.id)
+            at = by_id.get(at.parent) if at.parent else None
+        else:
+            (bad if at is not None and at.id in bad else rooted).update(trail)
+    return bad
+
+
+def mend_tree(messages: list[Message], refs: dict[str, str]
+              ) -> tuple[list[Message], dict[str, str]]:
+    """``messages`` with every missing or looping parent replaced by the message stored before
+    it (what parents meant before branches), and ``refs`` without those pointing nowhere (a
+    branch moves to the newest message written on it, if any)."""
+    from dataclasses import replace
+
+    by_id = {m.id: m for m in messages}
+    bad = looping(messages, by_id)
+    mended: list[Message] = []
+    for message in messages:
+        if (message.parent and message.parent not in by_id) or message.id in bad:
+            message = replace(message, parent=mended[-1].id if mended else "")
+        mended.append(message)
+    if bad:  # a loop may survive one pass when it runs through earlier messages
+        mended = [replace(m, parent=mended[i - 1].id if i else "") if m.id in bad else m
+                  for i, m in enumerate(mended)]
+    fixed_refs = {}
+    for name, target in refs.items():
+        if not target or target in by_id:
+            fixed_refs[name] = target
+            continue
+        written = [m.id for m in mended if m.ref == name]
+        if written:
+            fixed_refs[name] = written[-1]
+    return mended, fixed_refs
 
 
 # -- repair ------------------------------------------------------------------------------------
@@ -202,8 +271,9 @@ def repair(sessions, sid: str) -> Repair:
     meta = repaired_meta(sid, found.meta, messages, sessions.config.context_window,
                          sessions.now())
     set_aside = sum(1 for p in found.damage if p.line)
+    messages, refs = mend_tree(messages, found.refs)
     backup = sessions.rewrite(sid, meta, messages, "repair", ai=meta.get("owner"),
-                              since=found.mark)
+                              since=found.mark, refs=refs)
     after = inspect(sessions, sid)
     if after.problems:  # only if another process damaged it again meanwhile
         raise StorageError(f"session {sid} still has problems after repair ({after.problems[0]})",

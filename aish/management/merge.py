@@ -14,7 +14,7 @@ from aish.errors import LimitError, Refused, UsageError
 from aish.ids import check_id
 from aish.management.hygiene import remove_session
 from aish.management.integrity import clean_meta, is_count, is_name, load_intact
-from aish.messages import Message, new_message_id
+from aish.messages import Message, new_message_id, relinked
 from aish.store.base import dump_line
 
 
@@ -82,7 +82,8 @@ def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = Fals
                       hint="choose a new --output id, or add --replace to rewrite it "
                       "(a backup is kept first)")
     found = [load_intact(sessions, sid, "merge") for sid in ids]
-    messages = interleave([f.messages for f in found])
+    # Several sessions' messages in time order: one straight branch in the merged session.
+    messages = relinked(interleave([f.messages for f in found]))
     metas = [f.meta for f in found]
     owner = found[0].owner or (messages[0].ai if messages else None)
     names: list[str | None] = [owner]

@@ -7,13 +7,15 @@ it instead, after keeping a backup. Restoring respects the limit on active sessi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aish.errors import LimitError, Refused, StorageError, UsageError
 from aish.ids import check_id, new_id
 from aish.management.intake import Prepared, prepare, read_input
 from aish.management.integrity import ACTIVE, ENDED
+from aish.messages import Message
 from aish.store.base import tombstone
+from aish.store.refs import RefMoved
 
 
 @dataclass
@@ -110,19 +112,19 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
             have = {m.id for m in store.load(sid).messages}
             missing = [m for m in item.messages if m.id not in have]
             if missing:
-                store.append(sid, [m.to_record() for m in missing])
+                _append_missing(store, sid, missing, have)
             result.messages = len(missing)
             result.appended = True
         elif mode == "replace":
             # Backup, then replace; messages appended meanwhile are kept, not lost.
             mark = store.load(sid).mark
             result.backup = sessions.rewrite(sid, meta, item.messages, "restore", owner,
-                                             since=mark)
+                                             since=mark, refs=item.refs)
             result.replaced = True
         else:
             for _ in range(20):
                 try:
-                    store.create(meta, item.messages)
+                    store.create(meta, item.messages, item.refs)
                     break
                 except SessionExists:  # taken meanwhile by another process
                     if target is not None:
@@ -143,3 +145,24 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
                               replaced=result.replaced, backup=result.backup)
         results.append(result)
     return results
+
+
+def _append_missing(store, sid: str, missing: list[Message], have: set[str]) -> None:
+    """Add messages a session lacks (a recovery file's): on the branch they were written for
+    when it is still where they left it, else on a new branch beside it, so nothing written
+    since is moved."""
+    try:
+        store.append(sid, [m.to_record() for m in missing])
+        return
+    except RefMoved:
+        pass
+    known = have | {m.id for m in missing}
+    fixed = [replace(m, ref=None) if m.parent in known else replace(m, ref=None, parent="")
+             for m in missing]
+    taken = set(store.summary(sid).tree.refs)
+    number = 1
+    while f"restored-{number}" in taken:
+        number += 1
+    name = f"restored-{number}"
+    store.append(sid, [m.to_record() for m in fixed]
+                 + [{"t": "ref", "name": name, "to": fixed[-1].id, "op": "branch"}])

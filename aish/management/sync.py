@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from aish.errors import AishError, UsageError
 from aish.ids import check_id
 from aish.messages import Message
-from aish.store.base import in_force, is_time, merge_tombstones
+from aish.store.base import in_force, is_time, merge_tombstones, path_in
 
 # Keys of a folded meta that describe one write rather than the session.
 _TRANSIENT = ("t", "v", "time")
@@ -86,35 +86,86 @@ def merge_meta(a: dict, a_updated: float, b: dict, b_updated: float) -> dict:
     return {k: v for k, v in meta.items() if k not in _TRANSIENT}
 
 
+def merge_refs(mine, theirs, merged: list[Message], other_side: str) -> dict[str, str]:
+    """The branches after sync: a branch one side moved further (the other's head is on its
+    path) is taken at its further head; one that both sides moved apart keeps the local head,
+    and the other side's becomes ``NAME@SIDE``, so neither path is dropped."""
+    by_id = {m.id: m for m in merged}
+    out: dict[str, str] = {}
+
+    def heads(loaded) -> dict[str, str]:
+        found = {n: h.id for n, h in loaded.tree.refs.items()}
+        main = loaded.tree.head("main")
+        if main is not None:
+            found["main"] = main.id
+        return {n: h for n, h in found.items() if h == "" or h in by_id}
+
+    a, b = heads(mine), heads(theirs)
+    for name in sorted(set(a) | set(b)):
+        x, y = a.get(name), b.get(name)
+        if x is None or y is None or x == y:
+            out[name] = x if x is not None else y  # type: ignore[assignment]
+            continue
+        on_x = {m.id for m in path_in(by_id, x)}
+        on_y = {m.id for m in path_in(by_id, y)}
+        if y == "" or y in on_x:
+            out[name] = x
+        elif x == "" or x in on_y:
+            out[name] = y
+        else:
+            out[name] = x
+            out[f"{name}@{other_side}"] = y
+    return out
+
+
+def _ref_records(have, refs: dict[str, str]) -> list[dict]:
+    """Moves bringing ``have``'s branches to ``refs``, each from where ``have`` saw it."""
+    records = []
+    for name, target in refs.items():
+        current = have.tree.head(name)
+        if current is not None and current.id == target:
+            continue
+        record = {"t": "ref", "name": name, "to": target, "op": "sync"}
+        if current is not None:
+            record["from"] = current.id
+        records.append(record)
+    return records
+
+
 def _updated(store, sid: str) -> float:
     return store.summary(sid).updated
 
 
 def _bring(target, sid: str, have, merged: list[Message], meta: dict, direction: str,
-           dry_run: bool) -> Change | None:
-    """Make ``target``'s copy of ``sid`` hold ``merged`` and ``meta``; None when it does."""
+           dry_run: bool, refs: dict[str, str]) -> Change | None:
+    """Make ``target``'s copy of ``sid`` hold ``merged``, ``meta`` and the branches ``refs``;
+    None when it does."""
     have_ids = [m.id for m in have.messages]
     want_ids = [m.id for m in merged]
     meta_diff = {k: v for k, v in meta.items() if have.meta.get(k) != v}
+    moves = _ref_records(have, refs)
     if have_ids == want_ids:
-        if not meta_diff:
+        if not meta_diff and not moves:
             return None
         if not dry_run:
-            target.append(sid, [{"t": "meta", **meta_diff}])
-        return Change(sid, direction, "meta", 0, detail=", ".join(sorted(meta_diff)))
+            target.append(sid, ([{"t": "meta", **meta_diff}] if meta_diff else []) + moves)
+        detail = ", ".join(sorted(meta_diff) + (["branches"] if moves else []))
+        return Change(sid, direction, "meta", 0, detail=detail)
     if want_ids[: len(have_ids)] == have_ids:
         new = merged[len(have_ids):]
         if not dry_run:
-            records = [m.to_record() for m in new]
+            # Copied messages keep their parents; the branches move after them, each by
+            # compare-and-set from where this copy had it.
+            records = [{k: v for k, v in m.to_record().items() if k != "ref"} for m in new]
             if meta_diff:
                 records.append({"t": "meta", **meta_diff})
-            target.append(sid, records)
+            target.append(sid, records + moves)
         return Change(sid, direction, "append", len(new))
     added = len(set(want_ids) - set(have_ids))
     if dry_run:
         return Change(sid, direction, "rewrite", added)
     backup = target.backup(sid, "sync")
-    target.replace(sid, meta, merged, since=have.mark)
+    target.replace(sid, meta, merged, since=have.mark, refs=refs)
     return Change(sid, direction, "rewrite", added, backup=backup)
 
 
@@ -165,7 +216,7 @@ def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
         meta = {k: v for k, v in loaded.meta.items() if k not in _TRANSIENT}
         meta["id"] = sid
         if not dry_run:
-            target.create(meta, loaded.messages)
+            target.create(meta, loaded.messages, loaded.ref_ids())
         return [*changes, Change(sid, direction, "copy", len(loaded.messages))]
     if not on_local:
         return []
@@ -174,10 +225,11 @@ def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,
                             _without(theirs, dropped["remote"]).messages)
     meta = merge_meta(mine.meta, _updated(local, sid), theirs.meta, _updated(remote, sid))
     meta["id"] = sid
+    refs = merge_refs(mine, theirs, merged, "redis")
     changes = []
-    if push and (change := _bring(remote, sid, theirs, merged, meta, "push", dry_run)):
+    if push and (change := _bring(remote, sid, theirs, merged, meta, "push", dry_run, refs)):
         changes.append(change)
-    if pull and (change := _bring(local, sid, mine, merged, meta, "pull", dry_run)):
+    if pull and (change := _bring(local, sid, mine, merged, meta, "pull", dry_run, refs)):
         changes.append(change)
     return changes
 

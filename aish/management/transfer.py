@@ -2,7 +2,8 @@
 
 Document format (``--save-session``; ``--export-sessions`` wraps several in ``sessions``)::
 
-    {"format": "aish-session", "version": 1, "session": {META}, "messages": [RECORD, ...]}
+    {"format": "aish-session", "version": 1, "session": {META}, "messages": [RECORD, ...],
+     "refs": {BRANCH: MESSAGE_ID, ...}}
 
 A damaged session is refused unless the caller asks to skip what is damaged; then the document
 lists what was skipped under ``skipped``. `aish.management.restore` takes these documents back.
@@ -25,6 +26,8 @@ def session_doc(found: Inspection) -> dict:
     meta.setdefault("id", found.sid)  # a header lost to damage, exported with --skip-corrupted
     doc = {"format": FORMAT, "version": VERSION, "session": meta,
            "messages": [m.to_record() for m in found.messages]}
+    if found.refs:
+        doc["refs"] = found.refs  # the named branches; without them it is one straight branch
     if found.damage:
         doc["skipped"] = [str(p) for p in found.damage]
     return doc

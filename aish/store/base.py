@@ -477,7 +477,8 @@ def rewrite_records(sid: str, meta: dict, messages: Sequence[Message],
             record["pp"] = where[message.parent]
         where[message.id] = add(record)
     for name, target in (refs or {}).items():
-        ref = {"t": "ref", "name": name, "from": "*", "to": target, "op": "keep"}
+        ref: dict[str, object] = {"t": "ref", "name": name, "from": "*", "to": target,
+                                  "op": "keep"}
         if target in where:
             ref["at"] = where[target]
         add(ref)

@@ -1,0 +1,113 @@
+"""Branches through the management commands: info, validate, repair, prune, save/restore, fork,
+sync — every one keeps the tree (parents and named branches) intact or mends it."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run
+
+from aish.store.filestore import FileStore
+from aish.store.refs import MAIN
+
+
+def ok(env, *args, input=None):
+    result = run(env, *args, input=input)
+    assert result.returncode == 0, result.stderr.decode()
+    return result
+
+
+def say(env, sid, text, *flags):
+    return ok(env, "apollo", "--session", sid, *flags, input=text)
+
+
+def branched(env) -> str:
+    """main: q1 a1 q2 a2 q3 a3; alt: q1 a1 side a(side)."""
+    sid = ok(env, "apollo", "--session", "--get-id", input="q1").stdout.decode().strip()
+    say(env, sid, "q2")
+    say(env, sid, "q3")
+    ok(env, "aish", "--branch-session", sid, "alt", "--at", "2")
+    say(env, sid, "side", "--branch", "alt")
+    return sid
+
+
+def paths(sessions_dir, sid) -> dict[str, list[str]]:
+    loaded = FileStore(sessions_dir).load(sid)
+    return {name: [m.content for m in loaded.path(loaded.tree.head(name))]
+            for name in loaded.tree.names()}
+
+
+def test_info_names_branches_and_validate_is_clean(env, server):
+    sid = branched(env)
+    info = json.loads(ok(env, "aish", "--session-info", sid, "--json").stdout)
+    assert info["branches"] == ["main", "alt"]
+    assert "Branches: 2 (main, alt)" in ok(env, "aish", "--session-info", sid).stdout.decode()
+    assert ok(env, "aish", "--validate-session", sid).returncode == 0
+
+
+def test_validate_reports_and_repair_mends_broken_links(env, server, sessions_dir):
+    sid = branched(env)
+    log = sessions_dir / f"{sid}.jsonl"
+    lines = log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    # A parent that is not stored, and a branch pointing at a message that is not stored.
+    victim = next(i for i, r in enumerate(records) if r.get("content") == "q3")
+    records[victim]["parent"] = "0123456789abcdef"
+    records.append({"t": "ref", "name": "ghost", "to": "fedcba9876543210", "op": "branch"})
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = run(env, "aish", "--validate-session", sid)
+    assert result.returncode == 1
+    report = result.stdout.decode() + result.stderr.decode()
+    assert "missing parent" in report and "bad ref" in report
+    ok(env, "aish", "--repair-session", sid)
+    assert ok(env, "aish", "--validate-session", sid).returncode == 0
+    loaded = FileStore(sessions_dir).load(sid)
+    by_content = {m.content: m for m in loaded.messages}
+    # The lost parent is replaced by the message stored before it; no message is dropped.
+    assert by_content["q3"].parent == by_content["ok: q2"].id
+    assert len(loaded.messages) == 8 and "ghost" not in loaded.tree.refs
+    after = paths(sessions_dir, sid)
+    assert after["main"][:4] == ["q1", "ok: q1", "q2", "ok: q2"]
+    assert after["alt"] == ["q1", "ok: q1", "side", "ok: side"]
+
+
+def test_prune_keeps_branches_pointing_at_kept_messages(env, server, sessions_dir):
+    sid = branched(env)
+    ok(env, "aish", "--prune-session", sid, "--keep-recent", "2")
+    assert ok(env, "aish", "--validate-session", sid).returncode == 0
+    after = paths(sessions_dir, sid)
+    assert after["alt"] == ["side", "ok: side"]
+    assert after["main"] == ["q3", "ok: q3"]
+
+
+def test_save_and_restore_keep_the_tree(env, server, sessions_dir):
+    sid = branched(env)
+    before = paths(sessions_dir, sid)
+    doc = ok(env, "aish", "--save-session", sid).stdout
+    assert json.loads(doc)["refs"]["alt"]
+    ok(env, "aish", "--restore-session", "--as", "copy", input=doc.decode())
+    assert paths(sessions_dir, "copy") == before
+
+
+def test_restore_of_a_backup_log_keeps_the_tree(env, server, sessions_dir):
+    sid = branched(env)
+    before = paths(sessions_dir, sid)
+    ok(env, "aish", "--prune-session", sid, "--keep-recent", "1")
+    backup = sorted((sessions_dir / "backup").glob(f"{sid}-*-prune.jsonl"))[-1]
+    ok(env, "aish", "--restore-session", str(backup), "--as", "back")
+    assert paths(sessions_dir, "back") == before
+
+
+def test_fork_copies_the_checked_out_branch(env, server, sessions_dir):
+    sid = branched(env)
+    ok(env, "aish", "--checkout", sid, "alt")
+    ok(env, "aish", "--fork-session", sid, "--at", "3", "--output", "forked")
+    assert paths(sessions_dir, "forked") == {MAIN: ["q1", "ok: q1", "side"]}
+
+
+def test_list_branches_plain_and_json(env, server):
+    sid = branched(env)
+    text = ok(env, "aish", "--list-branches", sid).stdout.decode().splitlines()
+    assert text[0].startswith("* main") and "alt" in text[1]
+    rows = json.loads(ok(env, "aish", "--list-branches", sid, "--json").stdout)
+    assert [r["name"] for r in rows] == ["main", "alt"] and all(r["head"] for r in rows)
