@@ -11,9 +11,17 @@ import json
 
 import pytest
 from conftest import run
+from fault_server import FaultServer
 
 from aish.store.filestore import FileStore
 from aish.store.refs import MAIN
+
+
+@pytest.fixture
+def server():
+    """The scripted server, alive for as long as a long test on a loaded machine takes."""
+    with FaultServer(lifetime=3600) as s:
+        yield s
 
 
 def ok(env, *args, input=None):

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import run
+from fault_server import FaultServer
 
 from aish.store.filestore import FileStore
 from aish.store.refs import MAIN
+
+
+@pytest.fixture
+def server():
+    """The scripted server, alive for as long as a long test on a loaded machine takes."""
+    with FaultServer(lifetime=3600) as s:
+        yield s
 
 
 def ok(env, *args, input=None):
@@ -111,3 +120,60 @@ def test_list_branches_plain_and_json(env, server):
     assert text[0].startswith("* main") and "alt" in text[1]
     rows = json.loads(ok(env, "aish", "--list-branches", sid, "--json").stdout)
     assert [r["name"] for r in rows] == ["main", "alt"] and all(r["head"] for r in rows)
+
+
+def test_every_branch_command_on_redis(env, server, redis_url):
+    from manage_support import select_redis
+
+    from aish.store.redisstore import RedisStore
+
+    select_redis(env, redis_url)
+    sid = branched(env)
+    say(env, sid, "more on alt", "--branch", "alt")
+    rows = {r["name"]: r for r in json.loads(ok(env, "aish", "--list-branches", sid,
+                                                "--json").stdout)}
+    assert rows["main"]["messages"] == 6 and rows["alt"]["messages"] == 6
+    ok(env, "aish", "--undo", sid, "--branch", "alt")
+    say(env, sid, "again", "--branch", "alt")
+    assert [m["content"] for m in server.last_messages[1:]] == [
+        "q1", "ok: q1", "side", "ok: side", "again"]
+    ok(env, "aish", "--undo", sid)
+    ok(env, "aish", "--redo", sid)
+    server.reply = lambda body: "another"
+    ok(env, "apollo", "--session", sid, "--regenerate")
+    say(env, sid, "edited q1", "--edit", "1")
+    assert [m["content"] for m in server.last_messages[1:]] == ["edited q1"]
+    ok(env, "aish", "--merge-branch", sid, "alt", "--into", "main", "--mode", "pick",
+       "--pick", "3..4")
+    ok(env, "aish", "--validate-session", sid)
+    loaded = RedisStore(redis_url).load(sid)
+    main = [m.content for m in loaded.path(loaded.tree.head(MAIN))]
+    assert main == ["edited q1", "another", "side", "ok: side"]
+    store = RedisStore(redis_url)
+    assert [m.content for m in store.path(sid, None, 0)] == main  # the walk agrees
+
+
+def test_sync_carries_branches_and_keeps_both_sides_of_a_divergence(env, server, redis_url,
+                                                                    sessions_dir):
+    from aish.store.redisstore import RedisStore
+
+    sid = branched(env)
+    url = ["--url", redis_url]
+    ok(env, "aish", "--sync-sessions", *url)
+    remote = RedisStore(redis_url).load(sid)
+    assert {n: [m.content for m in remote.path(remote.tree.head(n))]
+            for n in remote.tree.names()} == paths(sessions_dir, sid)
+    # Each side moves main on its own; after sync both paths are kept.
+    say(env, sid, "local only")
+    from manage_support import select_redis
+
+    remote_env = {**env, "HOME": env["HOME"]}
+    select_redis(remote_env, redis_url)
+    say(remote_env, sid, "remote only")
+    cfg = sessions_dir.parent / "config.yaml"
+    cfg.write_text(cfg.read_text().split("sessions:\n  storage:")[0])
+    ok(env, "aish", "--sync-sessions", *url)
+    after = paths(sessions_dir, sid)
+    assert after["main"][-2:] == ["local only", "ok: local only"]
+    assert after["main@redis"][-2:] == ["remote only", "ok: remote only"]
+    assert ok(env, "aish", "--validate-session", sid).returncode == 0
