@@ -23,7 +23,8 @@ from aish.errors import (
     SessionNotFound,
     UsageError,
 )
-from aish.ids import ID_PATTERN, check_id, new_id
+from aish.header import State, is_name
+from aish.ids import check_id, new_id
 from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
@@ -42,12 +43,8 @@ def check_message(config: Config, text: str) -> None:
                          hint="raise sessions.limits.max_message_chars")
 
 
-def _is_name(value) -> bool:
-    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None and ".." not in value
-
-
 def state_of(summary: Summary, now: float, timeout_minutes: float) -> str:
-    if summary.meta.get("state") == ENDED:
+    if summary.header.state is State.ENDED:
         return ENDED
     if now - summary.updated > timeout_minutes * 60:
         return EXPIRED
@@ -151,30 +148,30 @@ class Sessions:
                     hint="see 'aish --list-sessions --all', or restore it with "
                     "aish --restore-session",
                 ) from None
-        meta = summary.meta
+        header = summary.header
         owner = summary.owner
         participants = summary.participants
         update: dict = {}
-        if not _is_name(meta.get("owner")):
+        if header.owner is None:
             # Nothing says whose it is (a repair could not tell): the first to continue takes it.
             update["owner"] = ai
-            participants = [p for p in participants if _is_name(p)]
+            participants = [p for p in participants if is_name(p)]
             if ai not in participants:
                 update["participants"] = participants + [ai]
         elif ai not in participants:
-            if not (meta.get("shared") or shared):
+            if not (header.shared or shared):
                 raise Refused(
                     f"session {sid} belongs to {owner}-ai",
                     hint=f"add --shared to join it as {ai}-ai",
                 )
             update["participants"] = participants + [ai]
             update["shared"] = True
-        elif shared and not meta.get("shared"):
+        elif shared and not header.shared:
             update["shared"] = True
         if self.state(summary) != ACTIVE:
             self._check_room()
             update["state"] = ACTIVE
-        if context_window is not None and context_window != meta.get("context_window"):
+        if context_window is not None and context_window != header.context_window:
             update["context_window"] = context_window
         if update:
             summary = self.store.append(sid, [{"t": "meta", "time": self.now(), **update}])
@@ -202,7 +199,7 @@ class Sessions:
 
     def end(self, sid: str, ai: str | None = None) -> Summary:
         summary = self.summary(sid)
-        if ai and ai not in summary.participants and not summary.meta.get("shared"):
+        if ai and ai not in summary.participants and not summary.header.shared:
             raise Refused(f"session {sid} belongs to {summary.owner}-ai",
                           hint=f"end it as {summary.owner} or with 'aish --end-session {sid}'")
         summary = self.store.append(sid, [{"t": "meta", "state": ENDED, "time": self.now()}])
