@@ -24,9 +24,9 @@ def session_info(sessions, sid: str) -> dict:
         "context_used": summary.context_used(default),
         "context_window": summary.context_window(default),
         "tokens": summary.tokens,
-        "model": last_model(sessions.store.tail(sid, 1)),
+        "model": last_model(sessions.tail(sid, 1)),
         "origin": summary.origin,
-        "location": sessions.store.location(sid),
+        "location": sessions.location(sid),
     }
 
 

@@ -16,7 +16,7 @@ KIND = "templates"
 
 def save_template(sessions, name: str, sid: str, persona: str | None = None) -> str:
     check_id(name, "template name")
-    loaded = sessions.store.load(check_id(sid))
+    loaded = sessions.load(sid)
     meta = loaded.meta
     doc = {
         "name": name,
@@ -26,15 +26,14 @@ def save_template(sessions, name: str, sid: str, persona: str | None = None) -> 
         "persona": persona,
         "messages": [m.to_record() for m in loaded.messages],
     }
-    path = sessions.store.put_doc(KIND, name, doc)
-    sessions.audit.record("template", sid, meta.get("owner"), template=name)
-    return path
+    return sessions.put_doc(KIND, name, doc, action="template", sid=sid, ai=meta.get("owner"),
+                            template=name)
 
 
 def load_template(sessions, name: str) -> tuple[dict, list[Message]]:
-    doc = sessions.store.get_doc(KIND, check_id(name, "template name"))
+    doc = sessions.get_doc(KIND, check_id(name, "template name"))
     if doc is None:
-        known = ", ".join(sessions.store.list_docs(KIND)) or "none saved yet"
+        known = ", ".join(sessions.list_docs(KIND)) or "none saved yet"
         raise SessionNotFound(f"template {name!r} not found", hint=f"templates: {known}")
     try:
         if not isinstance(doc, dict) or not isinstance(doc.get("messages", []), list):

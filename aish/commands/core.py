@@ -125,7 +125,7 @@ def _open_session(ctx: Context, specialist, args):
     lazy = not getattr(args, "get_id", False)
     sid = args.session_id or (args.session if args.session not in (None, NEW) else None)
     if args.template:
-        if sid and sessions.store.exists(sid):
+        if sid and sessions.exists(sid):
             raise UsageError("--template starts a new session; it cannot apply to " + sid)
         from aish.templates import start_from_template
 

@@ -11,7 +11,6 @@ from aish.humanize import iso
 from aish.management.integrity import clean_meta, is_name, load_intact
 from aish.sessions import ACTIVE
 from aish.specialists import ai_key
-from aish.store.base import tombstone
 
 
 @dataclass
@@ -30,12 +29,7 @@ class Removal:
 
 def remove_session(sessions, sid: str, reason: str, ai: str | None = None) -> str:
     """Delete a session after keeping a backup of it; returns the backup's location."""
-    # Remembered first, so that --sync-sessions removes the other side's copy instead of copying
-    # it back, even if the removal itself then fails half-way.
-    sessions.store.add_tombstone(tombstone(sid, reason, sessions.now(), removed=True))
-    backup = sessions.store.remove(sid, reason)
-    sessions.audit.record(reason, sid, ai, backup=backup)
-    return backup
+    return sessions.remove(sid, reason, ai)
 
 
 def _removal(summary, state: str) -> Removal:

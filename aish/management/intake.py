@@ -35,23 +35,24 @@ class BadInput(AishError):
     """What was given to restore is not a session we can take in."""
 
 
-def stored_backup(store, path: str) -> tuple[bytes, str, str | None] | None:
-    """(data, location, note) of the store's backup that ``path`` names, or None.
+def stored_backup(sessions, path: str) -> tuple[bytes, str, str | None] | None:
+    """(data, location, note) of the stored backup that ``path`` names, or None.
 
     ``path`` is either a location `Store.backup` returned (a file, or a Redis key), or it names
     a session: users restore with ``--restore-session ~/.aish/sessions/backup/ID.json``, and
     backups are kept as ``ID-STAMP-REASON``, so a missing ``ID.json`` (or a bare ``ID``) means
     the newest full backup of ID. Torn-tail fragments are not full backups.
     """
-    data = store.read_backup(path)
+    data = sessions.read_backup(path)
     if data is not None:
         return data, path, None
     name = path.rstrip("/").rsplit("/", 1)[-1]
     stem = name.removesuffix(".jsonl").removesuffix(".json")
     if not is_name(stem):
         return None
-    full = [loc for loc in store.backups(stem) if not loc.removesuffix(".jsonl").endswith("-torn")]
-    data = store.read_backup(full[-1]) if full else None
+    full = [loc for loc in sessions.backups(stem)
+            if not loc.removesuffix(".jsonl").endswith("-torn")]
+    data = sessions.read_backup(full[-1]) if full else None
     if data is None:
         return None
     return data, full[-1], f"{path} does not exist; restoring the newest backup of {stem}, " \
@@ -59,9 +60,9 @@ def stored_backup(store, path: str) -> tuple[bytes, str, str | None] | None:
 
 
 def read_source(path: str | None, stdin, limit: int,
-                store=None) -> tuple[bytes, str, str | None]:
-    """(data, label, note) from ``path`` (a file, or a backup in ``store``) or stdin, refusing
-    more than ``limit`` bytes."""
+                sessions=None) -> tuple[bytes, str, str | None]:
+    """(data, label, note) from ``path`` (a file, or a stored backup) or stdin, refusing more
+    than ``limit`` bytes."""
     note = None
     if path in (None, "-"):
         if stdin is None or _isatty(stdin):
@@ -84,7 +85,7 @@ def read_source(path: str | None, stdin, limit: int,
             raise AishError(f"cannot read {path}: {exc.strerror}") from None
         label = str(file)
     else:
-        found = stored_backup(store, path) if store is not None else None
+        found = stored_backup(sessions, path) if sessions is not None else None
         if found is None:
             raise SessionNotFound(f"{path}: no such file or backup",
                                   hint="see the backups in the session directory's backup/")

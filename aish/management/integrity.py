@@ -21,7 +21,6 @@ from aish.header import (  # noqa: F401 - MAX_TIME, is_count re-exported
     is_name,
     is_time,
 )
-from aish.ids import check_id
 from aish.messages import Message
 from aish.store.base import Loaded, Problem, UnusableLog
 
@@ -90,7 +89,7 @@ def inspect(sessions, sid: str) -> Inspection:
     """Read a session and list every problem, in file order (header problems first)."""
     unusable = None
     try:
-        loaded = sessions.store.load(check_id(sid))
+        loaded = sessions.load(sid)
     except UnusableLog as exc:  # a linked or unreadable log: a problem to report, not a crash
         unusable = exc
         loaded = Loaded({}, [], [Problem(0, "unusable log", str(exc))])
@@ -157,7 +156,7 @@ def repair(sessions, sid: str) -> Repair:
 
     The backup taken first holds the original byte for byte, unusable lines included.
     """
-    fixed = sessions.store.fix_modes(check_id(sid))
+    fixed = sessions.fix_modes(sid)
     found = inspect(sessions, sid).usable()
     if not found.problems:
         return Repair(sid, [], len(found.messages), 0, False, None, found.owner, fixed)

@@ -73,8 +73,7 @@ def _window(headers: list[Header], default: int) -> int:
 
 def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = False) -> Merged:
     check_id(output, "output session id")
-    store = sessions.store
-    if output not in ids and store.exists(output):
+    if output not in ids and sessions.exists(output):
         raise Refused(f"session {output} already exists",
                       hint="choose a new --output id (or name one of the merged sessions and "
                       "add --replace)")
@@ -106,12 +105,12 @@ def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = Fals
         meta = replace(source.header, owner=owner, participants=tuple(participants),
                        shared=True, context_window=window, origin=origin).to_meta()
         result.backups[output] = sessions.rewrite(output, meta, messages, "merge", ai=owner,
-                                                  since=source.mark)
+                                                  since=source.mark, sources=list(ids))
         result.rewritten = True
     else:
-        sessions.create(owner, output, context_window=window, origin=origin, messages=messages,
+        sessions.derive(owner, output, action="merge", details={"sources": list(ids)},
+                        context_window=window, origin=origin, messages=messages,
                         extra_meta={"participants": participants, "shared": True})
-    sessions.audit.record("merge", output, owner, sources=list(ids))
     if replace_sources:
         for sid in ids:
             if sid != output:
