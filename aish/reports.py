@@ -15,7 +15,7 @@ def session_info(sessions, sid: str) -> dict:
         "ai": f"{summary.owner}-ai",
         "participants": [f"{p}-ai" for p in summary.participants],
         "state": sessions.state(summary),
-        "shared": bool(summary.meta.get("shared")),
+        "shared": bool(summary.header.shared),
         "created": summary.created,
         "updated": summary.updated,
         "messages": summary.messages,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from aish.errors import SessionNotFound, StorageError
+from aish.header import Header
 from aish.ids import check_id
 from aish.messages import Message
 
@@ -17,16 +18,16 @@ KIND = "templates"
 def save_template(sessions, name: str, sid: str, persona: str | None = None) -> str:
     check_id(name, "template name")
     loaded = sessions.load(sid)
-    meta = loaded.meta
+    header, _ = Header.decode(loaded.meta)
     doc = {
         "name": name,
         "source": sid,
-        "owner": meta.get("owner"),
-        "context_window": meta.get("context_window"),
+        "owner": header.owner,
+        "context_window": header.context_window,
         "persona": persona,
         "messages": [m.to_record() for m in loaded.messages],
     }
-    return sessions.put_doc(KIND, name, doc, action="template", sid=sid, ai=meta.get("owner"),
+    return sessions.put_doc(KIND, name, doc, action="template", sid=sid, ai=header.owner,
                             template=name)
 
 

@@ -150,8 +150,8 @@ def save_template(ctx: Context, args) -> int:
 
     found = load_intact(ctx.sessions, args.id, "save a template of")
     owner = found.owner
-    persona = found.meta.get("persona")
-    if not isinstance(persona, str):
+    persona = found.header.persona
+    if persona is None:
         persona = ctx.specialists[owner].persona if owner in ctx.specialists else None
     location = save(ctx.sessions, args.name, args.id, persona)
     if args.json:

@@ -64,5 +64,5 @@ def fork(sessions, sid: str, at: int, output: str | None):
         context_window=summary.context_window(sessions.config.context_window),
         origin={"fork": f"{sid} at message {at}"}, messages=kept,
         extra_meta={"participants": participants,
-                    "shared": bool(summary.meta.get("shared")) or len(participants) > 1
+                    "shared": bool(summary.header.shared) or len(participants) > 1
                     or output is not None})

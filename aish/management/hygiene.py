@@ -33,7 +33,7 @@ def remove_session(sessions, sid: str, reason: str, ai: str | None = None) -> st
 
 
 def _removal(summary, state: str) -> Removal:
-    return Removal(summary.id, f"{summary.meta.get('owner', '?')}-ai", state, summary.messages,
+    return Removal(summary.id, f"{summary.owner}-ai", state, summary.messages,
                    summary.updated)
 
 
@@ -55,7 +55,7 @@ def cleanup(sessions, older_than: float | None = None, dry_run: bool = False) ->
             except SessionNotFound:
                 continue
             removal.backup = remove_session(sessions, summary.id, "cleanup",
-                                            summary.meta.get("owner"))
+                                            summary.header.owner)
         removed.append(removal)
     return removed
 
@@ -67,7 +67,7 @@ def remove_for_ai(sessions, ai: str, dry_run: bool = False) -> list[Removal]:
         raise UsageError(f"invalid specialist name {ai!r}"[:100])
     removed = []
     for summary, state in sessions.listing(include_all=True):
-        if summary.meta.get("owner") != key:
+        if summary.header.owner != key:
             continue
         removal = _removal(summary, state)
         if not dry_run:
