@@ -16,7 +16,6 @@ from aish.header import (  # noqa: F401 - MAX_TIME, is_count re-exported
     MAX_TIME,
     RECORD_KEYS,
     Header,
-    State,
     is_count,
     is_name,
     is_time,
@@ -24,15 +23,12 @@ from aish.header import (  # noqa: F401 - MAX_TIME, is_count re-exported
 from aish.messages import Message
 from aish.store.base import Loaded, Problem, UnusableLog
 
-ACTIVE, ENDED = State.ACTIVE.value, State.ENDED.value  # re-exported for restore
-
 # Problems that lose nothing when the session is read: its messages are all there.
 LOSSLESS = frozenset({"out of order", "bad meta"})
-NOT_META = RECORD_KEYS
 
 
 def clean_meta(meta: dict) -> dict:
-    return {k: v for k, v in meta.items() if k not in NOT_META}
+    return {k: v for k, v in meta.items() if k not in RECORD_KEYS}
 
 
 class DamagedSession(AishError):

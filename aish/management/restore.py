@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aish.errors import LimitError, Refused, StorageError, UsageError
 from aish.ids import check_id, new_id
 from aish.management.intake import Prepared, prepare, read_input
-from aish.management.integrity import ACTIVE, ENDED
+from aish.sessions import ACTIVE, ENDED
 
 
 @dataclass
