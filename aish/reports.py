@@ -15,7 +15,7 @@ def session_info(sessions, sid: str) -> dict:
         "ai": f"{summary.owner}-ai",
         "participants": [f"{p}-ai" for p in summary.participants],
         "state": sessions.state(summary),
-        "shared": bool(summary.meta.get("shared")),
+        "shared": bool(summary.header.shared),
         "created": summary.created,
         "updated": summary.updated,
         "messages": summary.messages,
@@ -24,9 +24,9 @@ def session_info(sessions, sid: str) -> dict:
         "context_used": summary.context_used(default),
         "context_window": summary.context_window(default),
         "tokens": summary.tokens,
-        "model": last_model(sessions.store.tail(sid, 1)),
+        "model": last_model(sessions.tail(sid, 1)),
         "origin": summary.origin,
-        "location": sessions.store.location(sid),
+        "location": sessions.location(sid),
         # Names only: counting each branch's messages walks it (aish --list-branches does).
         "branches": summary.tree.names(),
     }

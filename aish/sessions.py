@@ -24,11 +24,12 @@ from aish.errors import (
     StorageError,
     UsageError,
 )
-from aish.ids import ID_PATTERN, check_id, new_id
+from aish.header import State, is_name
+from aish.ids import check_id, new_id
 from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message, relinked
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
-from aish.store.base import Summary, tombstone
+from aish.store.base import Codec, Loaded, Summary, tombstone
 from aish.store.refs import MAIN, Head, RefMoved
 
 if TYPE_CHECKING:
@@ -44,12 +45,8 @@ def check_message(config: Config, text: str) -> None:
                          hint="raise sessions.limits.max_message_chars")
 
 
-def _is_name(value) -> bool:
-    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None and ".." not in value
-
-
 def state_of(summary: Summary, now: float, timeout_minutes: float) -> str:
-    if summary.meta.get("state") == ENDED:
+    if summary.header.state is State.ENDED:
         return ENDED
     if now - summary.updated > timeout_minutes * 60:
         return EXPIRED
@@ -154,30 +151,30 @@ class Sessions:
                     hint="see 'aish --list-sessions --all', or restore it with "
                     "aish --restore-session",
                 ) from None
-        meta = summary.meta
+        header = summary.header
         owner = summary.owner
         participants = summary.participants
         update: dict = {}
-        if not _is_name(meta.get("owner")):
+        if header.owner is None:
             # Nothing says whose it is (a repair could not tell): the first to continue takes it.
             update["owner"] = ai
-            participants = [p for p in participants if _is_name(p)]
+            participants = [p for p in participants if is_name(p)]
             if ai not in participants:
                 update["participants"] = participants + [ai]
         elif ai not in participants:
-            if not (meta.get("shared") or shared):
+            if not (header.shared or shared):
                 raise Refused(
                     f"session {sid} belongs to {owner}-ai",
                     hint=f"add --shared to join it as {ai}-ai",
                 )
             update["participants"] = participants + [ai]
             update["shared"] = True
-        elif shared and not meta.get("shared"):
+        elif shared and not header.shared:
             update["shared"] = True
         if self.state(summary) != ACTIVE:
             self._check_room()
             update["state"] = ACTIVE
-        if context_window is not None and context_window != meta.get("context_window"):
+        if context_window is not None and context_window != header.context_window:
             update["context_window"] = context_window
         if update:
             summary = self.store.append(sid, [{"t": "meta", "time": self.now(), **update}])
@@ -186,14 +183,16 @@ class Sessions:
 
     def rewrite(self, sid: str, meta: dict, messages: list[Message], reason: str,
                 ai: str | None = None, since: object = None,
-                dropped: Iterable[str] = (), refs: dict[str, str] | None = None) -> str:
+                dropped: Iterable[str] = (), refs: dict[str, str] | None = None,
+                **details) -> str:
         """Replace a session's content, keeping a backup first; returns the backup's path.
 
         Pass ``since=loaded.mark`` of the load the content came from, so that messages other
         processes append meanwhile are kept rather than lost. ``dropped``: ids of the messages
         this removes on purpose; they are remembered (a tombstone) before anything is changed,
         so that --sync-sessions never copies them back, even after a failure half-way.
-        ``refs``: the named branches the new content keeps (name -> message id).
+        ``refs``: the named branches the new content keeps (name -> message id);
+        ``details`` go into the audit entry.
         """
         dropped = list(dropped)
         if dropped:
@@ -202,17 +201,146 @@ class Sessions:
         backup = self.store.backup(check_id(sid), reason)
         self.store.replace(sid, {**meta, "updated": self.now()}, messages, since=since,
                            refs=refs)
-        self.audit.record(reason, sid, ai, backup=backup)
+        self.audit.record(reason, sid, ai, backup=backup, **details)
         return backup
 
     def end(self, sid: str, ai: str | None = None) -> Summary:
         summary = self.summary(sid)
-        if ai and ai not in summary.participants and not summary.meta.get("shared"):
+        if ai and ai not in summary.participants and not summary.header.shared:
             raise Refused(f"session {sid} belongs to {summary.owner}-ai",
                           hint=f"end it as {summary.owner} or with 'aish --end-session {sid}'")
         summary = self.store.append(sid, [{"t": "meta", "state": ENDED, "time": self.now()}])
         self.audit.record("end", sid, ai)
         return summary
+
+    # -- the one door to storage for commands, management and faces ------------------------
+    # Nothing outside the session core reaches the store or the audit log: each write below
+    # records its own audit entry, so no operation escapes the log, the limit on active
+    # sessions or the uniqueness of ids.
+    @property
+    def codec(self) -> Codec | None:
+        """How the store seals messages (None: it does not), for files written beside it."""
+        return getattr(self.store, "codec", None)
+
+    def exists(self, sid: str) -> bool:
+        return self.store.exists(check_id(sid))
+
+    def ids(self) -> list[str]:
+        return self.store.ids()
+
+    def load(self, sid: str) -> Loaded:
+        return self.store.load(check_id(sid))
+
+    def tail(self, sid: str, pairs: int) -> list[Message]:
+        return self.store.tail(check_id(sid), pairs)
+
+    def location(self, sid: str) -> str:
+        return self.store.location(check_id(sid))
+
+    def fix_modes(self, sid: str) -> list[str]:
+        """Make a session's stored files private again; returns the paths changed."""
+        return self.store.fix_modes(check_id(sid))
+
+    def skip(self, sid: str, reason: str) -> None:
+        """Tell the user, once, that an unreadable session is left out."""
+        self.store.skip(check_id(sid), reason)
+
+    def backups(self, sid: str) -> list[str]:
+        return self.store.backups(check_id(sid))
+
+    def read_backup(self, location: str) -> bytes | None:
+        return self.store.read_backup(location)
+
+    def get_doc(self, kind: str, name: str) -> dict | None:
+        return self.store.get_doc(kind, name)
+
+    def list_docs(self, kind: str) -> list[str]:
+        return self.store.list_docs(kind)
+
+    def put_doc(self, kind: str, name: str, doc: dict, /, *, action: str, sid: str,
+                ai: str | None, **details) -> str:
+        """Keep a document made from session ``sid`` (a template, a checkpoint); audited as
+        ``action``. Returns where it was stored."""
+        location = self.store.put_doc(kind, name, doc)
+        self.audit.record(action, sid, ai, **details)
+        return location
+
+    def record_read(self, action: str, sid: str, ai: str | None, **details) -> None:
+        """Audit a read that hands content out (save, export). Reading changes nothing, so the
+        reader records it once it knows what it read (its owner, what was skipped)."""
+        self.audit.record(action, sid, ai, **details)
+
+    def derive(self, ai: str, sid: str | None, *, action: str, details: dict,
+               **create) -> Session:
+        """A new session made from others (a fork, a merge): created as `create` makes any
+        session, then audited as ``action`` with ``details`` saying where it came from."""
+        session = self.create(ai, sid, **create)
+        self.audit.record(action, session.id, ai, **details)
+        return session
+
+    def remove(self, sid: str, reason: str, ai: str | None = None) -> str:
+        """Delete a session after keeping a backup of it; returns the backup's location."""
+        # Remembered first, so that --sync-sessions removes the other side's copy instead of
+        # copying it back, even if the removal itself then fails half-way.
+        self.store.add_tombstone(tombstone(check_id(sid), reason, self.now(), removed=True))
+        backup = self.store.remove(sid, reason)
+        self.audit.record(reason, sid, ai, backup=backup)
+        return backup
+
+    def restore_new(self, meta: dict, messages: list[Message],
+                    refs: dict[str, str] | None = None, **details) -> Summary:
+        """Store a restored session exactly as checked, under ``meta["id"]``, with its named
+        branches ``refs``; raises SessionExists when the id is taken. The caller has counted
+        the room it needs."""
+        summary = self.store.create(meta, messages, refs)
+        self._clear_deletions(summary.id)
+        self.audit.record("restore", summary.id, meta.get("owner"), **details)
+        return summary
+
+    def restore_over(self, sid: str, meta: dict, messages: list[Message], since: object,
+                     refs: dict[str, str] | None = None, **details) -> str:
+        """Replace session ``sid`` with a restored one (a backup is kept); returns the backup."""
+        backup = self.rewrite(sid, meta, messages, "restore", meta.get("owner"), since=since,
+                              refs=refs, **details)
+        self._clear_deletions(sid)
+        return backup
+
+    def restore_missing(self, sid: str, messages: list[Message], ai: str | None,
+                        **details) -> int:
+        """Add back to ``sid`` the messages it does not hold (ids are stable), in order; returns
+        how many. Deletions recorded earlier still apply to the rest of it."""
+        have = {m.id for m in self.load(sid).messages}
+        missing = [m for m in messages if m.id not in have]
+        if missing:
+            self._append_elsewhere_if_moved(sid, missing, have)
+        self.audit.record("restore", sid, ai, **details)
+        return len(missing)
+
+    def _append_elsewhere_if_moved(self, sid: str, missing: list[Message], have: set[str]
+                                   ) -> None:
+        """Add messages a session lacks (a recovery file's) on the branch they were written
+        for when it is still where they left it, else on a new branch ``restored-N`` beside
+        it, so that nothing written since is moved."""
+        try:
+            self.store.append(sid, [m.to_record() for m in missing])
+            return
+        except RefMoved:
+            pass
+        known = have | {m.id for m in missing}
+        fixed = [replace(m, ref=None, parent=m.parent if m.parent in known else "")
+                 for m in missing]
+        taken = set(self.store.summary(sid).tree.refs)
+        number = 1
+        while f"restored-{number}" in taken:
+            number += 1
+        self.store.append(sid, [m.to_record() for m in fixed] + [
+            {"t": "ref", "name": f"restored-{number}", "to": fixed[-1].id, "op": "branch",
+             "time": self.now()}])
+
+    def _clear_deletions(self, sid: str) -> None:
+        # Deletions recorded before now no longer apply to a restored session, here or (through
+        # --sync-sessions) on any other store: it was restored on purpose.
+        self.store.add_tombstone(tombstone(sid, "restore", self.now(), cleared=True))
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from aish.errors import SessionNotFound, StorageError
+from aish.header import Header
 from aish.ids import check_id
 from aish.messages import Message
 
@@ -16,25 +17,24 @@ KIND = "templates"
 
 def save_template(sessions, name: str, sid: str, persona: str | None = None) -> str:
     check_id(name, "template name")
-    loaded = sessions.store.load(check_id(sid))
-    meta = loaded.meta
+    loaded = sessions.load(sid)
+    header, _ = Header.decode(loaded.meta)
     doc = {
         "name": name,
         "source": sid,
-        "owner": meta.get("owner"),
-        "context_window": meta.get("context_window"),
+        "owner": header.owner,
+        "context_window": header.context_window,
         "persona": persona,
         "messages": [m.to_record() for m in loaded.path(loaded.tree.head("main"))],
     }
-    path = sessions.store.put_doc(KIND, name, doc)
-    sessions.audit.record("template", sid, meta.get("owner"), template=name)
-    return path
+    return sessions.put_doc(KIND, name, doc, action="template", sid=sid, ai=header.owner,
+                            template=name)
 
 
 def load_template(sessions, name: str) -> tuple[dict, list[Message]]:
-    doc = sessions.store.get_doc(KIND, check_id(name, "template name"))
+    doc = sessions.get_doc(KIND, check_id(name, "template name"))
     if doc is None:
-        known = ", ".join(sessions.store.list_docs(KIND)) or "none saved yet"
+        known = ", ".join(sessions.list_docs(KIND)) or "none saved yet"
         raise SessionNotFound(f"template {name!r} not found", hint=f"templates: {known}")
     try:
         if not isinstance(doc, dict) or not isinstance(doc.get("messages", []), list):

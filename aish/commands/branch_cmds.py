@@ -17,7 +17,7 @@ ON_BRANCH = Arg("--branch", "the branch (default: the one checked out)", metavar
 
 def current_branch(ctx: Context, sid: str) -> str:
     """The branch this user has checked out in ``sid`` (``main`` unless they chose one)."""
-    return ctx.checkouts.get(ctx.sessions.store.location(sid))
+    return ctx.checkouts.get(ctx.sessions.location(sid))
 
 
 def _where(message) -> str:
@@ -50,7 +50,7 @@ def list_branches(ctx: Context, args) -> int:
 
     from aish import branches
 
-    loaded = ctx.sessions.store.load(ctx.sessions.summary(args.id).id)
+    loaded = ctx.sessions.load(ctx.sessions.summary(args.id).id)
     rows = branches.listing(loaded)
     current = current_branch(ctx, args.id)
     if args.json:
@@ -76,7 +76,7 @@ def checkout(ctx: Context, args) -> int:
 
     check_branch(args.branch)
     head_of(ctx.sessions.summary(args.id), args.branch)  # it must exist
-    ctx.checkouts.set(ctx.sessions.store.location(args.id), args.branch)
+    ctx.checkouts.set(ctx.sessions.location(args.id), args.branch)
     ctx.out.note(f"Session {args.id}: now on branch {args.branch}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aish.commands.context import Context
@@ -16,6 +17,21 @@ if TYPE_CHECKING:
     from aish.providers.base import Notify, Provider
 
 NEW = "\0new"  # `--session` given without an id
+
+@dataclass(frozen=True)
+class Opening:
+    """Which session a command works in and how to open it: what `apollo --session ...` and
+    `aish --session NAME` both ask for, read once from their parsed options."""
+
+    sid: str | None = None  # None: a new session
+    create_missing: bool = False  # a `--session-id` names it: create it when missing
+    shared: bool = False
+    template: str | None = None
+    context_window: int | None = None
+    extend_context: int | None = None
+    auto_save: int | None = None
+    lazy: bool = True  # a new session is stored with its first message
+
 
 SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend_context",
                 "auto_save", "retry", "branch", "regenerate", "edit")
@@ -56,14 +72,15 @@ SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend
 def ask(ctx: Context, args) -> int:
     specialist = ctx.specialist(args.specialist)
     words = list(args.message)
-    if args.session not in (None, NEW) and not ID_PATTERN.fullmatch(args.session) \
-            and " " in args.session.strip():
-        words.insert(0, args.session)  # `apollo --session "what is x?"`: a message, not an id
-        args.session = NEW
-    for given in (args.session_id, args.session):
+    named = args.session
+    if named not in (None, NEW) and not ID_PATTERN.fullmatch(named) and " " in named.strip():
+        words.insert(0, named)  # `apollo --session "what is x?"`: a message, not an id
+        named = NEW
+    for given in (args.session_id, named):
         if given not in (None, NEW):
             check_id(given)  # `../x`, "" or control characters: a usage error, nothing written
-    in_session = args.session is not None or args.session_id is not None
+    in_session = named is not None or args.session_id is not None
+    sid = args.session_id or (named if named != NEW else None)
     if not in_session:
         given = [name for name in SESSION_ONLY if getattr(args, name) not in (None, False)]
         if given:
@@ -90,13 +107,18 @@ def ask(ctx: Context, args) -> int:
         if text is None:
             if ctx.stdin_is_tty and not ctx.interactive:
                 session = ctx.sessions.create(specialist.name, lazy=True)
-                return _enter_session_mode(ctx, specialist, session, args)
+                return _enter_session_mode(ctx, specialist, session, args.provider,
+                                           args.model)
             raise UsageError("no message given", hint="pass it as arguments or on stdin")
         return _one_shot(ctx, specialist, text, args)
 
     if args.end and text is None and not args.retry:
-        return _end(ctx, specialist, args)
-    session = _open_session(ctx, specialist, args)
+        return _end(ctx, specialist, sid)
+    # `--get-id` asks for the session to exist now, before any message.
+    session = _open_session(ctx, specialist, Opening(
+        sid, args.session_id is not None, args.shared, args.template, args.context_window,
+        args.extend_context, args.auto_save, lazy=not args.get_id))
+    _choose_branch(ctx, session, args.branch)
     if args.get_id:
         ctx.out.data(session.id)
     if args.edit is not None and text is None:
@@ -112,7 +134,7 @@ def ask(ctx: Context, args) -> int:
             branches.rewind_to_edit(session, args.edit)
     if text is None and not args.retry:
         if (ctx.stdin_is_tty or ctx.interactive) and not args.get_id:
-            return _enter_session_mode(ctx, specialist, session, args)
+            return _enter_session_mode(ctx, specialist, session, args.provider, args.model)
         if not session.stored:  # nothing to keep: an empty session is not left behind
             raise UsageError("no message given; no session was created",
                              hint=f"pass it as arguments or on stdin, or add --get-id to "
@@ -133,9 +155,8 @@ def ask(ctx: Context, args) -> int:
     return 0
 
 
-def _end(ctx: Context, specialist, args) -> int:
+def _end(ctx: Context, specialist, sid: str | None) -> int:
     """`apollo --session ID --end`: end it without reviving it first (no limit check)."""
-    sid = args.session_id or (args.session if args.session not in (None, NEW) else None)
     if not sid:
         raise UsageError("--end needs a session id", hint="apollo --session ID --end")
     ctx.sessions.end(sid, specialist.name)
@@ -143,29 +164,26 @@ def _end(ctx: Context, specialist, args) -> int:
     return 0
 
 
-def _open_session(ctx: Context, specialist, args):
+def _open_session(ctx: Context, specialist, opening: Opening):
     sessions = ctx.sessions
-    # A new session is stored with its first message; `--get-id` asks for it to exist now.
-    lazy = not getattr(args, "get_id", False)
-    sid = args.session_id or (args.session if args.session not in (None, NEW) else None)
-    if args.template:
-        if sid and sessions.store.exists(sid):
+    sid = opening.sid
+    if opening.template:
+        if sid and sessions.exists(sid):
             raise UsageError("--template starts a new session; it cannot apply to " + sid)
         from aish.templates import start_from_template
 
-        session = start_from_template(sessions, args.template, specialist.name, sid,
-                                      args.context_window)
+        session = start_from_template(sessions, opening.template, specialist.name, sid,
+                                      opening.context_window)
     elif sid:
-        session = sessions.open(specialist.name, sid, shared=args.shared,
-                                create_missing=args.session_id is not None,
-                                context_window=args.context_window, lazy=lazy)
+        session = sessions.open(specialist.name, sid, shared=opening.shared,
+                                create_missing=opening.create_missing,
+                                context_window=opening.context_window, lazy=opening.lazy)
     else:
-        session = sessions.create(specialist.name, context_window=args.context_window,
-                                  lazy=lazy)
-    if args.extend_context:
-        session.extend_context(args.extend_context)
-    session.auto_save = args.auto_save
-    _choose_branch(ctx, session, args.branch)
+        session = sessions.create(specialist.name, context_window=opening.context_window,
+                                  lazy=opening.lazy)
+    if opening.extend_context:
+        session.extend_context(opening.extend_context)
+    session.auto_save = opening.auto_save
     return session
 
 
@@ -195,12 +213,11 @@ def _choose_branch(ctx: Context, session, wanted: str | None) -> None:
 def _provider(ctx: Context, specialist, args) -> Provider:
     from aish.providers import choose, make_provider
 
-    name = choose(specialist, ctx.config, getattr(args, "provider", None), ctx.environ)
+    name = choose(specialist, ctx.config, args.provider, ctx.environ)
     # The shell shows its own spinner; it hears only of retries.
     notify: Notify = ctx.out.provider_event if not ctx.interactive else (
         lambda kind, text: ctx.out.provider_event(kind, text) if kind == "retry" else None)
-    return make_provider(name, specialist, ctx.config, getattr(args, "model", None), ctx.environ,
-                         notify)
+    return make_provider(name, specialist, ctx.config, args.model, ctx.environ, notify)
 
 
 def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
@@ -275,12 +292,12 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
     return 0
 
 
-def _enter_session_mode(ctx: Context, specialist, session, args) -> int:
+def _enter_session_mode(ctx: Context, specialist, session, provider: str | None = None,
+                        model: str | None = None) -> int:
     if ctx.enter_session is None:
         raise UsageError("interactive session mode is not available here",
                          hint=f"send a message: echo hi | {specialist.name} --session {session.id}")
-    return ctx.enter_session(ctx, specialist, session, provider=getattr(args, "provider", None),
-                             model=getattr(args, "model", None))
+    return ctx.enter_session(ctx, specialist, session, provider=provider, model=model)
 
 
 @command("session", "aish", "Interactive session mode with a specialist.",
@@ -297,8 +314,11 @@ def session_mode(ctx: Context, args) -> int:
     specialist = ctx.specialist(args.name)
     if args.session_id is not None:
         check_id(args.session_id)
-    args.session, args.extend_context = None, None  # what `_open_session` reads besides these
-    return _enter_session_mode(ctx, specialist, _open_session(ctx, specialist, args), args)
+    opening = Opening(args.session_id, args.session_id is not None, args.shared, args.template,
+                      args.context_window, auto_save=args.auto_save)
+    session = _open_session(ctx, specialist, opening)
+    _choose_branch(ctx, session, None)  # the shell starts where this user left the session
+    return _enter_session_mode(ctx, specialist, session)
 
 
 def summary_row(ctx: Context, summary, state: str) -> dict:
@@ -307,7 +327,7 @@ def summary_row(ctx: Context, summary, state: str) -> dict:
         "ai": f"{summary.owner}-ai",
         "participants": [f"{p}-ai" for p in summary.participants],
         "state": state,
-        "shared": bool(summary.meta.get("shared")),
+        "shared": bool(summary.header.shared),
         "messages": summary.messages,
         "pairs": summary.user_messages,
         "context_used": summary.context_used(ctx.config.context_window),
@@ -331,7 +351,7 @@ def list_sessions(ctx: Context, args) -> int:
     now = ctx.now()
     lines = [f"{'SESSION':<24} {'AI':<16} {'STATE':<8} {'MSGS':>5} {'WINDOW':>9}  LAST ACTIVITY"]
     for summary, state in rows:
-        ai = f"{summary.owner}-ai" + ("+" if summary.meta.get("shared") else "")
+        ai = f"{summary.owner}-ai" + ("+" if summary.header.shared else "")
         size = summary.context_window(ctx.config.context_window)
         used = summary.context_used(ctx.config.context_window)
         lines.append(f"{summary.id:<24} {ai:<16} {state:<8} {summary.messages:>5} "

@@ -111,7 +111,7 @@ def restore_session(ctx: Context, args) -> int:
     config = ctx.config
     stdin = ctx.stdin if ctx.stdin is not None else sys.stdin
     data, label, note = intake.read_source(
-        args.path, stdin, max(config.max_stdin_bytes, config.max_session_bytes), ctx.store)
+        args.path, stdin, max(config.max_stdin_bytes, config.max_session_bytes), ctx.sessions)
     if note:
         ctx.out.note(note)
     results = restore.restore(ctx.sessions, data, target=getattr(args, "as"), force=args.force,
@@ -150,8 +150,8 @@ def save_template(ctx: Context, args) -> int:
 
     found = load_intact(ctx.sessions, args.id, "save a template of")
     owner = found.owner
-    persona = found.meta.get("persona")
-    if not isinstance(persona, str):
+    persona = found.header.persona
+    if persona is None:
         persona = ctx.specialists[owner].persona if owner in ctx.specialists else None
     location = save(ctx.sessions, args.name, args.id, persona)
     if args.json:
@@ -168,7 +168,7 @@ def save_template(ctx: Context, args) -> int:
 def list_templates(ctx: Context, args) -> int:
     from aish.templates import KIND
 
-    names = ctx.store.list_docs(KIND)
+    names = ctx.sessions.list_docs(KIND)
     if args.json:
         _json(ctx, names)
     elif names:

@@ -74,8 +74,9 @@ def save(ctx: Context, args) -> int:
         # The `--save-session` document, so `aish --restore-session PATH` takes a checkpoint.
         doc = {**session_doc(inspect(session.sessions, session.id)), "checkpoint": args.name,
                "saved": ctx.now()}
-        path = session.sessions.store.put_doc("checkpoints", f"{session.id}/{args.name}", doc)
-        session.sessions.audit.record("checkpoint", session.id, _ai(state), name=args.name)
+        path = session.sessions.put_doc("checkpoints", f"{session.id}/{args.name}", doc,
+                                        action="checkpoint", sid=session.id, ai=_ai(state),
+                                        name=args.name)
         ctx.out.note(f"Checkpoint {args.name} saved to {tilde(path, ctx.environ)}")
     return 0
 
@@ -129,7 +130,7 @@ def clear(ctx: Context, args) -> int:
             ctx.out.note(NOT_YET)
             return 0
         session.save()  # clearing works on the stored log, with its backup
-    loaded = session.sessions.store.load(session.id)
+    loaded = session.sessions.load(session.id)
     groups = pairs_of(loaded.messages + list(session.pending))
     kept = groups[-keep:] if keep else []
     removed = sum(len(g) for g in groups) - sum(len(g) for g in kept)

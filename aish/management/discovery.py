@@ -40,7 +40,7 @@ def search(sessions, text: str, ai: str | None = None, limit: int = 50) -> list[
     for summary, _ in sessions.listing(include_all=True):
         if ai and ai not in summary.participants:
             continue
-        for index, message in enumerate(sessions.store.load(summary.id).messages, start=1):
+        for index, message in enumerate(sessions.load(summary.id).messages, start=1):
             at = message.content.casefold().find(needle)
             if at < 0:
                 continue
@@ -63,12 +63,11 @@ def fork(sessions, sid: str, at: int, output: str | None, branch: str = "main"):
         raise UsageError(f"--at must be between 1 and {len(path)} for session {sid}")
     kept = path[:at]
     participants = list(dict.fromkeys([summary.owner, *(m.ai for m in kept)]))
-    session = sessions.create(
-        summary.owner, output, named=output is not None,
+    return sessions.derive(
+        summary.owner, output, action="fork", details={"source": sid, "at": at},
+        named=output is not None,
         context_window=summary.context_window(sessions.config.context_window),
         origin={"fork": f"{sid} at message {at}"}, messages=kept,
         extra_meta={"participants": participants,
-                    "shared": bool(summary.meta.get("shared")) or len(participants) > 1
+                    "shared": bool(summary.header.shared) or len(participants) > 1
                     or output is not None})
-    sessions.audit.record("fork", session.id, summary.owner, source=sid, at=at)
-    return session

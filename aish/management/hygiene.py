@@ -11,7 +11,6 @@ from aish.humanize import iso
 from aish.management.integrity import clean_meta, is_name, load_intact
 from aish.sessions import ACTIVE
 from aish.specialists import ai_key
-from aish.store.base import tombstone
 
 
 @dataclass
@@ -30,16 +29,11 @@ class Removal:
 
 def remove_session(sessions, sid: str, reason: str, ai: str | None = None) -> str:
     """Delete a session after keeping a backup of it; returns the backup's location."""
-    # Remembered first, so that --sync-sessions removes the other side's copy instead of copying
-    # it back, even if the removal itself then fails half-way.
-    sessions.store.add_tombstone(tombstone(sid, reason, sessions.now(), removed=True))
-    backup = sessions.store.remove(sid, reason)
-    sessions.audit.record(reason, sid, ai, backup=backup)
-    return backup
+    return sessions.remove(sid, reason, ai)
 
 
 def _removal(summary, state: str) -> Removal:
-    return Removal(summary.id, f"{summary.meta.get('owner', '?')}-ai", state, summary.messages,
+    return Removal(summary.id, f"{summary.owner}-ai", state, summary.messages,
                    summary.updated)
 
 
@@ -61,7 +55,7 @@ def cleanup(sessions, older_than: float | None = None, dry_run: bool = False) ->
             except SessionNotFound:
                 continue
             removal.backup = remove_session(sessions, summary.id, "cleanup",
-                                            summary.meta.get("owner"))
+                                            summary.header.owner)
         removed.append(removal)
     return removed
 
@@ -73,7 +67,7 @@ def remove_for_ai(sessions, ai: str, dry_run: bool = False) -> list[Removal]:
         raise UsageError(f"invalid specialist name {ai!r}"[:100])
     removed = []
     for summary, state in sessions.listing(include_all=True):
-        if summary.meta.get("owner") != key:
+        if summary.header.owner != key:
             continue
         removal = _removal(summary, state)
         if not dry_run:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aish.errors import AishError, LimitError, SessionNotFound, UsageError
+from aish.header import Header, is_count, is_name, is_time
 from aish.ids import check_id
-from aish.management.integrity import ACTIVE, ENDED, LOSSLESS, is_count, is_name, is_time
+from aish.management.integrity import LOSSLESS
 from aish.management.transfer import ALL_FORMAT, FORMAT, VERSION
 from aish.messages import ROLES, Message, Usage, new_message_id
 from aish.specialists import ai_key
@@ -29,31 +30,30 @@ MAX_PLAIN_CHARS = 4096  # an unknown header value longer than this is dropped
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _SECRET_WORDS = ("key", "secret", "token", "password")
-_KNOWN_META = {"id", "owner", "participants", "created", "updated", "context_window", "shared",
-               "state", "persona", "origin", "t", "v", "time"}
 
 
 class BadInput(AishError):
     """What was given to restore is not a session we can take in."""
 
 
-def stored_backup(store, path: str) -> tuple[bytes, str, str | None] | None:
-    """(data, location, note) of the store's backup that ``path`` names, or None.
+def stored_backup(sessions, path: str) -> tuple[bytes, str, str | None] | None:
+    """(data, location, note) of the stored backup that ``path`` names, or None.
 
     ``path`` is either a location `Store.backup` returned (a file, or a Redis key), or it names
     a session: users restore with ``--restore-session ~/.aish/sessions/backup/ID.json``, and
     backups are kept as ``ID-STAMP-REASON``, so a missing ``ID.json`` (or a bare ``ID``) means
     the newest full backup of ID. Torn-tail fragments are not full backups.
     """
-    data = store.read_backup(path)
+    data = sessions.read_backup(path)
     if data is not None:
         return data, path, None
     name = path.rstrip("/").rsplit("/", 1)[-1]
     stem = name.removesuffix(".jsonl").removesuffix(".json")
     if not is_name(stem):
         return None
-    full = [loc for loc in store.backups(stem) if not loc.removesuffix(".jsonl").endswith("-torn")]
-    data = store.read_backup(full[-1]) if full else None
+    full = [loc for loc in sessions.backups(stem)
+            if not loc.removesuffix(".jsonl").endswith("-torn")]
+    data = sessions.read_backup(full[-1]) if full else None
     if data is None:
         return None
     return data, full[-1], f"{path} does not exist; restoring the newest backup of {stem}, " \
@@ -61,9 +61,9 @@ def stored_backup(store, path: str) -> tuple[bytes, str, str | None] | None:
 
 
 def read_source(path: str | None, stdin, limit: int,
-                store=None) -> tuple[bytes, str, str | None]:
-    """(data, label, note) from ``path`` (a file, or a backup in ``store``) or stdin, refusing
-    more than ``limit`` bytes."""
+                sessions=None) -> tuple[bytes, str, str | None]:
+    """(data, label, note) from ``path`` (a file, or a stored backup) or stdin, refusing more
+    than ``limit`` bytes."""
     note = None
     if path in (None, "-"):
         if stdin is None or _isatty(stdin):
@@ -86,7 +86,7 @@ def read_source(path: str | None, stdin, limit: int,
             raise AishError(f"cannot read {path}: {exc.strerror}") from None
         label = str(file)
     else:
-        found = stored_backup(store, path) if store is not None else None
+        found = stored_backup(sessions, path) if sessions is not None else None
         if found is None:
             raise SessionNotFound(f"{path}: no such file or backup",
                                   hint="see the backups in the session directory's backup/")
@@ -308,45 +308,35 @@ def _origin(value) -> dict | None:
 
 
 def _meta(raw: dict, messages: list[Message], config, now: float) -> dict:
-    owner = ai_key(raw["owner"]) if is_name(raw.get("owner")) else None
+    header, _ = Header.decode(raw)  # anything unusable reads as missing and is rebuilt below
+    owner = ai_key(header.owner) if header.owner else None
     if owner is None and messages:
         owner = messages[0].ai
-    participants: list[str] = []
-    given = raw.get("participants")
-    names = ([owner] if owner else []) + (given[:1000] if isinstance(given, list) else [])
-    for name in names:
-        if is_name(name) and ai_key(name) not in participants:
-            participants.append(ai_key(name))
-    for message in messages:
-        if message.ai not in participants:
-            participants.append(message.ai)
-    created = raw.get("created")
-    if not is_time(created):
+    names = ([owner] if owner else []) + [ai_key(p) for p in header.participants[:1000]]
+    names += [m.ai for m in messages]
+    participants = tuple(dict.fromkeys(n for n in names if is_name(n)))
+    created = header.created
+    if created is None:
         created = messages[0].time if messages else now
-    updated = raw.get("updated")
-    if not is_time(updated):
+    updated = header.updated
+    if updated is None:
         updated = max([created] + [m.time for m in messages])
-    window = raw.get("context_window")
-    if not is_count(window) or window > MAX_WINDOW:
+    window = header.context_window
+    if window is None or window > MAX_WINDOW:
         window = config.context_window
-    shared = raw.get("shared")
-    meta = {"owner": owner, "created": created, "updated": updated, "context_window": window,
-            "shared": shared if isinstance(shared, bool) else len(participants) > 1,
-            "state": ENDED if raw.get("state") == ENDED else ACTIVE,
-            "participants": participants}
-    if owner is None:
-        del meta["owner"]
-    persona = raw.get("persona")
-    if isinstance(persona, str) and len(persona) <= config.max_message_chars and _text_ok(persona):
-        meta["persona"] = persona
-    origin = _origin(raw.get("origin"))
-    if origin:
-        meta["origin"] = origin
-    for key, value in raw.items():  # plain values a newer aish may have added to the header
-        if (isinstance(key, str) and key not in _KNOWN_META and _KEY.fullmatch(key)
-                and not any(word in key for word in _SECRET_WORDS) and _plain(value)):
-            meta[key] = value
-    return meta
+    persona = header.persona
+    if persona is not None and not (len(persona) <= config.max_message_chars
+                                    and _text_ok(persona)):
+        persona = None
+    # Plain values a newer aish may have added to the header; never anything secret-looking.
+    extra = {key: value for key, value in header.extra.items()
+             if isinstance(key, str) and _KEY.fullmatch(key)
+             and not any(word in key for word in _SECRET_WORDS) and _plain(value)}
+    return Header(
+        owner=owner, created=created, updated=updated, context_window=window,
+        shared=len(participants) > 1 if header.shared is None else header.shared,
+        state=header.state, participants=participants, origin=_origin(header.origin),
+        persona=persona, extra=extra).to_meta()
 
 
 @dataclass

@@ -9,34 +9,26 @@ order, a missing header); this module adds the checks on the header's values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import TypeGuard
+from dataclasses import dataclass, field, replace
 
 from aish.errors import AishError, StorageError
-from aish.ids import ID_PATTERN, check_id
-from aish.messages import Message
-from aish.sessions import ACTIVE, ENDED  # the states a log may record (expiry is derived)
-from aish.store.base import (  # noqa: F401 - MAX_TIME re-exported
+from aish.header import (  # noqa: F401 - MAX_TIME, is_count re-exported
     MAX_TIME,
-    Loaded,
-    Problem,
-    UnusableLog,
+    RECORD_KEYS,
+    Header,
     is_count,
+    is_name,
     is_time,
 )
+from aish.messages import Message
+from aish.store.base import Loaded, Problem, UnusableLog
 
 # Problems that lose nothing when the session is read: its messages are all there.
 LOSSLESS = frozenset({"out of order", "bad meta", "missing parent", "bad ref", "bad parent"})
-NOT_META = ("t", "v", "time")  # record keys that fold into the meta but are not part of it
-
-
-def is_name(value: object) -> TypeGuard[str]:
-    """A specialist or session name: what `ids.check_id` accepts."""
-    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None and ".." not in value
 
 
 def clean_meta(meta: dict) -> dict:
-    return {k: v for k, v in meta.items() if k not in NOT_META}
+    return {k: v for k, v in meta.items() if k not in RECORD_KEYS}
 
 
 class DamagedSession(AishError):
@@ -71,9 +63,12 @@ class Inspection:
         return [p for p in self.problems if p.kind not in LOSSLESS]
 
     @property
+    def header(self) -> Header:
+        return Header.decode(self.meta)[0]
+
+    @property
     def owner(self) -> str | None:
-        owner = self.meta.get("owner")
-        return owner if is_name(owner) else None
+        return self.header.owner
 
 
 def meta_problems(sid: str, meta: dict, has_messages: bool = True) -> list[Problem]:
@@ -83,41 +78,15 @@ def meta_problems(sid: str, meta: dict, has_messages: bool = True) -> list[Probl
     """
     if not meta.get("id"):
         return []
-    found: list[Problem] = []
-
-    def bad(detail: str) -> None:
-        found.append(Problem(0, "bad meta", detail))
-
-    if meta.get("id") != sid:
-        bad(f"the header names session {str(meta.get('id'))[:70]!r}")
-    if "owner" not in meta:
-        if has_messages:
-            bad("no owner")
-    elif not is_name(meta["owner"]):
-        bad("owner is not a specialist name")
-    for key in ("created", "updated"):
-        if key in meta and not is_time(meta[key]):
-            bad(f"{key} is not a time")
-    if "context_window" in meta and not is_count(meta["context_window"]):
-        bad("context_window is not a whole number >= 0")
-    participants = meta.get("participants")
-    if participants is not None and not (
-            isinstance(participants, list) and all(is_name(p) for p in participants)):
-        bad("participants is not a list of names")
-    if "shared" in meta and not isinstance(meta["shared"], bool):
-        bad("shared is not true or false")
-    if "origin" in meta and not isinstance(meta["origin"], dict):
-        bad("origin is not a mapping")
-    if meta.get("state", ACTIVE) not in (ACTIVE, ENDED):
-        bad(f"unknown state {str(meta.get('state'))[:20]!r}")
-    return found
+    _, found = Header.decode(meta, sid=sid, owner_required=has_messages)
+    return [Problem(0, "bad meta", detail) for detail in found]
 
 
 def inspect(sessions, sid: str) -> Inspection:
     """Read a session and list every problem, in file order (header problems first)."""
     unusable = None
     try:
-        loaded = sessions.store.load(check_id(sid))
+        loaded = sessions.load(sid)
     except UnusableLog as exc:  # a linked or unreadable log: a problem to report, not a crash
         unusable = exc
         loaded = Loaded({}, [], [Problem(0, "unusable log", str(exc))])
@@ -225,36 +194,26 @@ def _sort_key(message: Message) -> float:
 def repaired_meta(sid: str, meta: dict, messages: list[Message], default_window: int,
                   now: float) -> dict:
     """A header that passes `meta_problems`, keeping every valid value of ``meta``."""
-    fixed = clean_meta(meta)
-    fixed["id"] = sid
-    owner = fixed.get("owner") if is_name(fixed.get("owner")) else None
+    header, _ = Header.decode(clean_meta(meta))
+    owner = header.owner
     if owner is None and messages and is_name(messages[0].ai):
         owner = messages[0].ai
-    participants: list[str] = []
-    given = fixed.get("participants")
-    names = ([owner] if owner else []) + (given if isinstance(given, list) else [])
-    for name in names + [m.ai for m in messages]:
-        if is_name(name) and name not in participants:
-            participants.append(name)
-    if owner:
-        fixed["owner"] = owner
-    else:  # nothing says whose it was: the first specialist to continue it takes it
-        fixed.pop("owner", None)
-    fixed["participants"] = participants
-    if not is_time(fixed.get("created")):
+    names = ([owner] if owner else []) + list(header.participants) + [m.ai for m in messages]
+    participants = tuple(dict.fromkeys(n for n in names if is_name(n)))
+    created = header.created
+    if created is None:
         times = [m.time for m in messages if is_time(m.time)]
-        fixed["created"] = min(times) if times else now
-    if "updated" in fixed and not is_time(fixed["updated"]):
-        del fixed["updated"]
-    if not is_count(fixed.get("context_window")):
-        fixed["context_window"] = default_window
-    if not isinstance(fixed.get("shared"), bool):
-        fixed["shared"] = len(participants) > 1
-    if fixed.get("state") not in (ACTIVE, ENDED):
-        fixed["state"] = ACTIVE
-    if "origin" in fixed and not isinstance(fixed["origin"], dict):
-        fixed["origin"] = {"note": str(fixed["origin"])[:200]}
-    return fixed
+        created = min(times) if times else now
+    origin = header.origin
+    if origin is None and "origin" in meta:  # kept readable rather than dropped
+        origin = {"note": str(meta["origin"])[:200]}
+    # An owner stays unset when nothing says whose it was: the first to continue it takes it.
+    return replace(
+        header, id=sid, owner=owner, participants=participants, created=created,
+        context_window=default_window if header.context_window is None
+        else header.context_window,
+        shared=len(participants) > 1 if header.shared is None else header.shared,
+        origin=origin).to_meta()
 
 
 def repair(sessions, sid: str) -> Repair:
@@ -262,7 +221,7 @@ def repair(sessions, sid: str) -> Repair:
 
     The backup taken first holds the original byte for byte, unusable lines included.
     """
-    fixed = sessions.store.fix_modes(check_id(sid))
+    fixed = sessions.fix_modes(sid)
     found = inspect(sessions, sid).usable()
     if not found.problems:
         return Repair(sid, [], len(found.messages), 0, False, None, found.owner, fixed)

@@ -11,9 +11,10 @@ import heapq
 from dataclasses import dataclass, field, replace
 
 from aish.errors import LimitError, Refused, UsageError
+from aish.header import Header, is_name
 from aish.ids import check_id
 from aish.management.hygiene import remove_session
-from aish.management.integrity import clean_meta, is_count, is_name, load_intact
+from aish.management.integrity import load_intact
 from aish.messages import Message, new_message_id, relinked
 from aish.store.base import dump_line
 
@@ -63,8 +64,8 @@ def interleave(histories: list[list[Message]]) -> list[Message]:
     return merged
 
 
-def _window(metas: list[dict], default: int) -> int:
-    windows = [m["context_window"] for m in metas if is_count(m.get("context_window"))]
+def _window(headers: list[Header], default: int) -> int:
+    windows = [h.context_window for h in headers if h.context_window is not None]
     if 0 in windows:
         return 0  # one of them was unlimited
     return max(windows, default=default)
@@ -72,8 +73,7 @@ def _window(metas: list[dict], default: int) -> int:
 
 def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = False) -> Merged:
     check_id(output, "output session id")
-    store = sessions.store
-    if output not in ids and store.exists(output):
+    if output not in ids and sessions.exists(output):
         raise Refused(f"session {output} already exists",
                       hint="choose a new --output id (or name one of the merged sessions and "
                       "add --replace)")
@@ -84,20 +84,15 @@ def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = Fals
     found = [load_intact(sessions, sid, "merge") for sid in ids]
     # Several sessions' messages in time order: one straight branch in the merged session.
     messages = relinked(interleave([f.messages for f in found]))
-    metas = [f.meta for f in found]
-    owner = found[0].owner or (messages[0].ai if messages else None)
+    headers = [f.header for f in found]
+    owner = headers[0].owner or (messages[0].ai if messages else None)
     names: list[str | None] = [owner]
-    for meta in metas:
-        names.append(meta.get("owner"))
-        if isinstance(meta.get("participants"), list):
-            names += meta["participants"]
-    participants: list[str] = []
-    for name in names + [m.ai for m in messages]:
-        if is_name(name) and name not in participants:
-            participants.append(name)
+    for header in headers:
+        names += [header.owner, *header.participants]
+    participants = list(dict.fromkeys(n for n in names + [m.ai for m in messages] if is_name(n)))
     if owner is None:
         raise UsageError("the merged sessions hold no messages and name no owner")
-    window = _window(metas, sessions.config.context_window)
+    window = _window(headers, sessions.config.context_window)
     origin = {"merged": ", ".join(ids)}  # shown by `--session-info` as "Origin: merged a, b"
     size = sum(len(dump_line(m.to_record())) for m in messages)
     if size > sessions.config.max_session_bytes:
@@ -108,15 +103,15 @@ def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = Fals
     result = Merged(output, list(ids), len(messages), participants)
     if output in ids:
         source = found[ids.index(output)]
-        meta = {**clean_meta(source.meta), "owner": owner, "participants": participants,
-                "shared": True, "context_window": window, "origin": origin}
+        meta = replace(source.header, owner=owner, participants=tuple(participants),
+                       shared=True, context_window=window, origin=origin).to_meta()
         result.backups[output] = sessions.rewrite(output, meta, messages, "merge", ai=owner,
-                                                  since=source.mark)
+                                                  since=source.mark, sources=list(ids))
         result.rewritten = True
     else:
-        sessions.create(owner, output, context_window=window, origin=origin, messages=messages,
+        sessions.derive(owner, output, action="merge", details={"sources": list(ids)},
+                        context_window=window, origin=origin, messages=messages,
                         extra_meta={"participants": participants, "shared": True})
-    sessions.audit.record("merge", output, owner, sources=list(ids))
     if replace_sources:
         for sid in ids:
             if sid != output:

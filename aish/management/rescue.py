@@ -22,7 +22,7 @@ from aish.store.filestore import FileStore
 def keep_unsaved(session) -> str:
     """Write ``session``'s unsaved messages to a new private file; returns its path."""
     sessions = session.sessions
-    codec = getattr(sessions.store, "codec", None) or PlainCodec()
+    codec = sessions.codec or PlainCodec()
     meta = {"t": "meta", "v": FORMAT_VERSION, **session.meta, "updated": sessions.now(),
             "unsaved": True}
     data = dump_line(meta) + b"".join(dump_line(codec.seal(m.to_record()))

@@ -39,13 +39,13 @@ def save_session(sessions, sid: str, *, skip_corrupted: bool = False,
     found = load_intact(sessions, sid, action, skip_corrupted=skip_corrupted, hint=(
         f"add --skip-corrupted to {action} every valid message, or repair it first with "
         f"aish --repair-session {sid}"))
-    sessions.audit.record(action, sid, found.owner, skipped=len(found.damage))
+    sessions.record_read(action, sid, found.owner, skipped=len(found.damage))
     return session_doc(found)
 
 
 def export_sessions(sessions, *, skip_corrupted: bool = False) -> Iterator[dict]:
     """Every stored session as a document, oldest id first; checks them all before yielding."""
-    ids = sessions.store.ids()
+    ids = sessions.ids()
     if not skip_corrupted:
         damaged = []
         for sid in ids:
@@ -66,9 +66,9 @@ def export_sessions(sessions, *, skip_corrupted: bool = False) -> Iterator[dict]
         except SessionNotFound:  # removed while we exported
             continue
         if found.unusable is not None:  # unreadable: skipped (the store warns), never exported
-            sessions.store.skip(sid, str(found.unusable))
+            sessions.skip(sid, str(found.unusable))
             continue
-        sessions.audit.record("export", sid, found.owner, skipped=len(found.damage))
+        sessions.record_read("export", sid, found.owner, skipped=len(found.damage))
         yield session_doc(found)
 
 

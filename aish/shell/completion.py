@@ -180,13 +180,13 @@ class ContextVocabulary:
 
     def sessions(self) -> list[str]:
         try:
-            return sorted(self.ctx.store.ids())
+            return sorted(self.ctx.sessions.ids())
         except (AishError, OSError):
             return []
 
     def templates(self) -> list[str]:
         try:
-            return list(self.ctx.store.list_docs("templates"))
+            return list(self.ctx.sessions.list_docs("templates"))
         except (AishError, OSError):
             return []
 

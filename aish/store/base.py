@@ -15,26 +15,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeGuard
+from typing import Any, Protocol
 
 from aish.errors import StorageError
+from aish.header import MAX_TIME, Header, is_count, is_time  # noqa: F401 - re-exported
 from aish.messages import Message
 from aish.store.refs import Head, RefState
 
 FORMAT_VERSION = 1
 MAX_LINE_CHARS = 16 * 1024 * 1024  # a longer line is reported as a problem, never parsed
-
-
-MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59: later timestamps cannot be shown
-
-
-def is_time(value: object) -> TypeGuard[int | float]:
-    # The range check alone excludes NaN and infinities; math.isfinite(10**400) would overflow.
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIME
-
-
-def is_count(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
 
 
 def _count(value) -> int:
@@ -62,40 +51,42 @@ class Summary:
     last_time: float = 0.0
     tree: RefState = field(default_factory=RefState)
 
+    # Header values read through one tolerant decoder: a hand-edited or damaged header must
+    # never break listing or info; --validate-session reports such values and
+    # --repair-session fixes them.
+    @property
+    def header(self) -> Header:
+        return Header.decode(self.meta)[0]
+
     @property
     def id(self) -> str:
-        sid = self.meta.get("id")
-        return sid if isinstance(sid, str) else ""  # stores set it to the id they hold
+        return self.header.id  # stores set it to the id they hold
 
     @property
     def updated(self) -> float:
-        return max(self.last_time, _time(self.meta.get("updated")), _time(self.meta.get("created")))
+        header = self.header
+        return max(self.last_time, header.updated or 0.0, header.created or 0.0)
 
-    # Header values read through checks: a hand-edited or damaged header must never break
-    # listing or info; --validate-session reports such values and --repair-session fixes them.
     @property
     def created(self) -> float:
-        return _time(self.meta.get("created"))
+        return self.header.created or 0.0
 
     @property
     def owner(self) -> str:
-        owner = self.meta.get("owner")
-        return owner if isinstance(owner, str) else "?"
+        return self.header.owner or "?"
 
     @property
     def participants(self) -> list[str]:
-        value = self.meta.get("participants")
-        names = [p for p in value if isinstance(p, str)] if isinstance(value, list) else []
-        return names or [self.owner]
+        header = self.header
+        return list(header.participants) or [header.owner or "?"]
 
     @property
     def origin(self) -> dict:
-        origin = self.meta.get("origin")
-        return origin if isinstance(origin, dict) else {}
+        return dict(self.header.origin or {})
 
     def context_window(self, default: int) -> int:
-        value = self.meta.get("context_window", default)
-        return value if is_count(value) else default
+        window = self.header.context_window
+        return default if window is None else window
 
     def context_used(self, default: int) -> int:
         """Pairs of the session that fall in its window (what list, info and stats show)."""

@@ -1,0 +1,144 @@
+"""A session's header as a typed value, decoded from the stored ``meta`` records in one place.
+
+The header is folded from every ``{"t": "meta"}`` record of a log, and logs can be hand-edited,
+damaged or written by a newer aish, so nothing in it is trusted. `Header.decode` never raises:
+each value that is missing or wrong reads as ``None`` (or its default) and is reported, in the
+words ``--validate-session`` prints, so listing, validate, repair, restore and merge all agree on
+what a sound header is. Keys it does not know are kept verbatim in ``extra``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
+
+from aish.ids import ID_PATTERN
+
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59: later timestamps cannot be shown
+RECORD_KEYS = ("t", "v", "time")  # record keys that fold into the meta but are not header values
+
+
+def is_time(value: object) -> TypeGuard[int | float]:
+    # The range check alone excludes NaN and infinities; math.isfinite(10**400) would overflow.
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIME
+
+
+def is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def is_name(value: object) -> TypeGuard[str]:
+    """A specialist or session name: what `ids.check_id` accepts."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None and ".." not in value
+
+
+class State(enum.StrEnum):
+    """The states a log may record; expiry is derived from the time of last use, never stored."""
+
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+_KNOWN = frozenset({"id", "owner", "created", "updated", "context_window", "shared", "state",
+                    "participants", "origin", "persona"})
+
+
+def _shown(value: object, limit: int) -> str:
+    return repr(str(value)[:limit])
+
+
+@dataclass(frozen=True)
+class Header:
+    """A session's identity and settings. ``None`` means missing or unusable in the log."""
+
+    id: str = ""
+    owner: str | None = None
+    created: float | None = None
+    updated: float | None = None
+    context_window: int | None = None
+    shared: bool | None = None
+    state: State = State.ACTIVE
+    participants: tuple[str, ...] = ()
+    origin: Mapping[str, Any] | None = None
+    persona: str | None = None
+    # Keys a newer aish (or a hand edit) added, verbatim; record keys (`RECORD_KEYS`) are not
+    # header values and are left out.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def decode(cls, meta: object, *, sid: str | None = None,
+               owner_required: bool = False) -> tuple[Header, list[str]]:
+        """The header ``meta`` holds, and what is wrong with it (one line per bad value).
+
+        ``sid``: the session the header is read for (a header naming another is a problem);
+        ``owner_required``: a session with messages must name an owner (one without may not:
+        the first specialist to continue it owns it).
+        """
+        problems: list[str] = []
+        if not isinstance(meta, Mapping):
+            return cls(), ["the header is not a mapping"]
+        raw_id = meta.get("id")
+        sid_value = raw_id if isinstance(raw_id, str) else ""
+        if sid is not None and raw_id != sid:
+            problems.append(f"the header names session {_shown(raw_id, 70)}")
+        owner = meta.get("owner")
+        if "owner" not in meta:
+            if owner_required:
+                problems.append("no owner")
+        elif not is_name(owner):
+            problems.append("owner is not a specialist name")
+        times: dict[str, float | None] = {}
+        for key in ("created", "updated"):
+            value = meta.get(key)
+            times[key] = float(value) if is_time(value) else None
+            if key in meta and times[key] is None:
+                problems.append(f"{key} is not a time")
+        window = meta.get("context_window")
+        if "context_window" in meta and not is_count(window):
+            problems.append("context_window is not a whole number >= 0")
+        given = meta.get("participants")
+        names = [p for p in given if is_name(p)] if isinstance(given, list) else []
+        if given is not None and not (isinstance(given, list) and len(names) == len(given)):
+            problems.append("participants is not a list of names")
+        shared = meta.get("shared")
+        if "shared" in meta and not isinstance(shared, bool):
+            problems.append("shared is not true or false")
+        origin = meta.get("origin")
+        if "origin" in meta and not isinstance(origin, dict):
+            problems.append("origin is not a mapping")
+        state = meta.get("state", State.ACTIVE.value)
+        if state not in (State.ACTIVE.value, State.ENDED.value):
+            problems.append(f"unknown state {_shown(state, 20)}")
+        persona = meta.get("persona")
+        if "persona" in meta and not isinstance(persona, str):
+            problems.append("persona is not text")
+        header = cls(
+            id=sid_value,
+            owner=owner if is_name(owner) else None,
+            created=times["created"],
+            updated=times["updated"],
+            context_window=window if is_count(window) else None,
+            shared=shared if isinstance(shared, bool) else None,
+            state=State.ENDED if state == State.ENDED.value else State.ACTIVE,
+            participants=tuple(dict.fromkeys(names)),
+            origin=dict(origin) if isinstance(origin, dict) else None,
+            persona=persona if isinstance(persona, str) else None,
+            extra={k: v for k, v in meta.items() if k not in _KNOWN and k not in RECORD_KEYS},
+        )
+        return header, problems
+
+    def to_meta(self) -> dict:
+        """The header as a meta record's values: unusable (None) values are left out, unknown
+        keys come back as they were read."""
+        meta: dict[str, Any] = {"id": self.id} if self.id else {}
+        values = {"owner": self.owner, "created": self.created, "updated": self.updated,
+                  "context_window": self.context_window, "shared": self.shared,
+                  "state": self.state.value, "participants": list(self.participants),
+                  "origin": dict(self.origin) if self.origin is not None else None,
+                  "persona": self.persona}
+        meta.update({k: v for k, v in values.items() if v is not None})
+        for key, value in self.extra.items():
+            meta.setdefault(key, value)
+        return meta
