@@ -187,10 +187,10 @@ def test_repair_keeps_messages_appended_meanwhile(home):
     sessions = sessions_for(home)
     real_rewrite = sessions.rewrite
 
-    def rewrite_after_an_append(sid, meta, messages, reason, ai=None, since=None):
+    def rewrite_after_an_append(sid, meta, messages, reason, ai=None, since=None, **more):
         sessions.store.append(sid, [Message("user", "appended meanwhile", "apollo",
                                             2e9).to_record()])
-        return real_rewrite(sid, meta, messages, reason, ai=ai, since=since)
+        return real_rewrite(sid, meta, messages, reason, ai=ai, since=since, **more)
 
     sessions.rewrite = rewrite_after_an_append
     result = repair(sessions, "busy")

@@ -20,6 +20,16 @@ def current_branch(ctx: Context, sid: str) -> str:
     return ctx.checkouts.get(ctx.sessions.location(sid))
 
 
+def _report(ctx: Context, args, text: str, **data) -> None:
+    """``text`` on stderr, or ``data`` as JSON on stdout with --json."""
+    if getattr(args, "json", False):
+        import json
+
+        ctx.out.data(json.dumps(data, indent=2))
+    else:
+        ctx.out.note(text)
+
+
 def _where(message) -> str:
     return "the root" if message is None else f"message {message.id}"
 
@@ -29,17 +39,17 @@ def _where(message) -> str:
          args=(SESSION, Arg("NAME", "the new branch"),
                Arg("--at", "the message it starts from (0: before the first)",
                    type=positive_int, metavar="N"),
-               ON_BRANCH),
+               ON_BRANCH, JSON),
          example="aish --branch-session sess_abc123 try-rust --at 4")
 def branch_session(ctx: Context, args) -> int:
     from aish import branches
 
     source = args.branch or current_branch(ctx, args.id)
-    branches.create(ctx.sessions, args.id, args.name, args.at, source)
+    start = branches.create(ctx.sessions, args.id, args.name, args.at, source)
     at = f"message {args.at}" if args.at is not None else "its head"
-    ctx.out.note(f"Branch {args.name} of session {args.id} starts at {at} of {source}; "
-                 f"talk on it with --branch {args.name}, or aish --checkout {args.id} "
-                 f"{args.name}")
+    _report(ctx, args, f"Branch {args.name} of session {args.id} starts at {at} of {source}; "
+            f"talk on it with --branch {args.name}, or aish --checkout {args.id} {args.name}",
+            session=args.id, branch=args.name, source=source, head=start.id if start else "")
     return 0
 
 
@@ -83,7 +93,7 @@ def checkout(ctx: Context, args) -> int:
 
 @command("undo", "aish", "Move a branch back N exchanges (default 1); nothing is deleted.",
          args=(SESSION, Arg("N", "exchanges to undo", type=positive_int, nargs="?"),
-               ON_BRANCH),
+               ON_BRANCH, JSON),
          example="aish --undo sess_abc123")
 def undo(ctx: Context, args) -> int:
     from aish import branches
@@ -91,19 +101,21 @@ def undo(ctx: Context, args) -> int:
     branch = args.branch or current_branch(ctx, args.id)
     count = 1 if args.n is None else args.n
     target = branches.undo(ctx.sessions, args.id, branch, count)
-    ctx.out.note(f"Branch {branch} of session {args.id} is back at {_where(target)} "
-                 f"(aish --redo {args.id} brings it forward again)")
+    _report(ctx, args, f"Branch {branch} of session {args.id} is back at {_where(target)} "
+            f"(aish --redo {args.id} brings it forward again)",
+            session=args.id, branch=branch, head=target.id if target else "")
     return 0
 
 
 @command("redo", "aish", "Move a branch forward again after an undo.",
-         args=(SESSION, ON_BRANCH), example="aish --redo sess_abc123")
+         args=(SESSION, ON_BRANCH, JSON), example="aish --redo sess_abc123")
 def redo(ctx: Context, args) -> int:
     from aish import branches
 
     branch = args.branch or current_branch(ctx, args.id)
     head = branches.redo(ctx.sessions, args.id, branch)
-    ctx.out.note(f"Branch {branch} of session {args.id} is at message {head.id} again")
+    _report(ctx, args, f"Branch {branch} of session {args.id} is at message {head.id} again",
+            session=args.id, branch=branch, head=head.id)
     return 0
 
 

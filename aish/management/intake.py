@@ -18,7 +18,7 @@ from pathlib import Path
 from aish.errors import AishError, LimitError, SessionNotFound, UsageError
 from aish.header import Header, is_count, is_name, is_time
 from aish.ids import check_id
-from aish.management.integrity import LOSSLESS
+from aish.management.integrity import LOSSLESS, mend_tree
 from aish.management.transfer import ALL_FORMAT, FORMAT, VERSION
 from aish.messages import ROLES, Message, Usage, new_message_id
 from aish.specialists import ai_key
@@ -389,8 +389,14 @@ def prepare(incoming: Incoming, config, now: float, skip_corrupted: bool) -> Pre
     refs = incoming.refs if isinstance(incoming.refs, dict) else {}
     kept_refs = {name: target for name, target in refs.items()
                  if is_name(name) and isinstance(target, str) and (target == "" or target in ids)}
+    unsaved = incoming.meta.get("unsaved") is True
+    if not unsaved:
+        # Links to messages the input does not hold (skipped as damaged, or edited out) are
+        # mended as --repair-session would, so what is restored validates clean. A recovery
+        # file's first message follows its session's head, which the file does not hold.
+        messages, kept_refs = mend_tree(messages, kept_refs)
     return Prepared(incoming.label, source_id, meta, messages, described,
-                    unsaved=incoming.meta.get("unsaved") is True, refs=kept_refs)
+                    unsaved=unsaved, refs=kept_refs)
 
 
 def _describe(problem: Problem, where: str) -> str:

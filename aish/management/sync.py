@@ -154,12 +154,18 @@ def _bring(target, sid: str, have, merged: list[Message], meta: dict, direction:
     if want_ids[: len(have_ids)] == have_ids:
         new = merged[len(have_ids):]
         if not dry_run:
-            # Copied messages keep their parents; the branches move after them, each by
-            # compare-and-set from where this copy had it.
+            # Copied messages keep their parents and move no branch; the branches move in the
+            # same write, each by compare-and-set from where this copy had it (first, so that
+            # an older log's implicit main does not follow the copies).
             records = [{k: v for k, v in m.to_record().items() if k != "ref"} for m in new]
             if meta_diff:
                 records.append({"t": "meta", **meta_diff})
-            target.append(sid, records + moves)
+            main = have.tree.head("main")
+            if "main" not in have.tree.refs and main is not None and not any(
+                    r["name"] == "main" for r in moves):
+                moves.insert(0, {"t": "ref", "name": "main", "from": main.id,
+                                 "to": refs.get("main", main.id), "op": "sync"})
+            target.append(sid, moves + records)
         return Change(sid, direction, "append", len(new))
     added = len(set(want_ids) - set(have_ids))
     if dry_run:

@@ -833,8 +833,10 @@ class _LogMedium:
                 return None
         self.f.seek(pos)
         parts = []
+        size = 4096  # most records are short: read a page first, then whole blocks
         while True:
-            chunk = self.f.read(_BLOCK)
+            chunk = self.f.read(size)
+            size = _BLOCK
             cut = chunk.find(b"\n")
             if cut >= 0:
                 parts.append(chunk[:cut])
