@@ -65,6 +65,27 @@ def test_transcript_with_the_embedded_model(term_env, terms, sessions_dir):
     assert messages[0]["content"] == "Hello, I need help with database design"
 
 
+@pytest.mark.model
+def test_llama_cpp_logs_never_reach_the_terminal(term_env, terms):
+    """llama.cpp logs as it loads the model and creates its context, during the first reply
+    (with the live area up); none of that may show between the message and the reply."""
+    t = start(terms, term_env)
+    t.expect(r"aish> ")
+    t.line("apollo --session")
+    t.expect("Type 'exit' to end session")
+    t.line("Hello")
+    t.expect(r"apollo> ", timeout=300)
+    t.expect(re.escape("apollo (session)> "), timeout=300)
+    shown = t.text
+    assert "Hello" in shown
+    assert "llama_" not in shown and "n_ctx" not in shown, shown
+    t.send("\x04")  # leaves the session, then the shell
+    t.expect("it stays active")
+    t.expect(r"aish> ")
+    t.send("\x04")
+    assert t.wait() == 0
+
+
 def test_tab_completion(term_env, terms):
     t = start(terms, term_env)
     t.expect("aish> ")
