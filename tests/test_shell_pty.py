@@ -1,7 +1,7 @@
 """The real `aish` in a pseudo-terminal, as a person uses it (pexpect).
 
 The transcript test uses the embedded model; the others use a scripted OpenAI-compatible
-server (shell_support.ScriptedServer) so that replies are slow or hostile on purpose.
+server (tests/fault_server.py) so that replies are slow or hostile on purpose.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from shell_support import BIN, ScriptedServer, Term, session_records
+from fault_server import FaultServer
+from shell_support import BIN, Term, session_records
 
 SID = r"(sess_[a-z0-9]{6})"
 
@@ -147,8 +148,8 @@ def test_history_persists_across_runs(term_env, terms, home):
 
 def test_ctrl_c_cancels_a_slow_reply_and_the_session_lives_on(term_env, terms, sessions_dir):
     paragraphs = [f"Paragraph {i} of a long story.\n\n" for i in range(200)]
-    with ScriptedServer(paragraphs, delay=0.1) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+    with FaultServer(chunks=paragraphs, delay=0.1) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base}
         t = start(terms, env)
         t.expect("aish> ")
         t.line("apollo --session")
@@ -192,8 +193,8 @@ FORBIDDEN = ("\x1b]52", "\x1b]8;", "\x1b[2J", "\x1b]0;", "pwned\x07", "\u202e")
 
 
 def test_hostile_escape_sequences_never_reach_the_terminal(term_env, terms):
-    with ScriptedServer(HOSTILE) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+    with FaultServer(chunks=HOSTILE) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base}
         t = start(terms, env)
         t.expect("aish> ")
         t.line("athena say something")  # a one-shot question
@@ -216,8 +217,8 @@ def test_hostile_escape_sequences_never_reach_the_terminal(term_env, terms):
 
 
 def test_no_color(term_env, terms):
-    with ScriptedServer(["# Title\n\n", "```python\nx = 1\n```\n"]) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url, "NO_COLOR": "1"}
+    with FaultServer(chunks=["# Title\n\n", "```python\nx = 1\n```\n"]) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base, "NO_COLOR": "1"}
         t = start(terms, env, "--session", "apollo")
         t.expect(r"\(session: ")
         t.line("hi")
@@ -255,8 +256,8 @@ def test_straight_into_session_mode_and_ctrl_d_leaves_no_empty_session(term_env,
 
 
 def test_auto_save_off_asks_before_leaving(term_env, terms, sessions_dir):
-    with ScriptedServer(["fine, thanks"]) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+    with FaultServer(chunks=["fine, thanks"]) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base}
         t = start(terms, env)
         t.expect("aish> ")
         t.line("apollo --session --auto-save 0")
@@ -286,10 +287,10 @@ def test_script_mode_runs_lines_from_stdin(home):
 
 
 def test_script_drives_session_mode(home):
-    with ScriptedServer(["hello ", "there"]) as server:
+    with FaultServer(chunks=["hello ", "there"]) as server:
         script = "apollo --session\nHi\ncontext\nexit\n--list-sessions --all\n"
         result = subprocess.run([str(BIN / "aish")], input=script.encode(), capture_output=True,
-                                env={**home, "OPENAI_BASE_URL": server.base_url}, timeout=600)
+                                env={**home, "OPENAI_BASE_URL": server.base}, timeout=600)
     out, err = result.stdout.decode(), result.stderr.decode()
     assert result.returncode == 0, err
     assert "apollo> hello there" in out
@@ -311,8 +312,8 @@ def test_management_commands_do_not_load_the_shell(home):
 @pytest.mark.parametrize("no_color", [False, True])
 def test_the_reply_starts_on_the_speakers_line(no_color, term_env, terms):
     reply = ["What kind of web app ", "are you **building**?\n\n", "- a list\n- below it\n"]
-    with ScriptedServer(reply) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+    with FaultServer(chunks=reply) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base}
         if no_color:
             env["NO_COLOR"] = "1"
         t = start(terms, env)
