@@ -316,3 +316,15 @@ def test_kept_messages_go_back_into_the_session_they_came_from(ctx, aish):
     contents = [m.content for m in ctx.store.load(session.id).messages]
     assert contents == ["first", "reply 1", "second", "reply 2"]
     assert len(ctx.store.ids()) == 1  # no `-restored` copy
+
+
+def test_a_message_is_kept_when_the_provider_cannot_be_built(ctx):
+    # --provider openai with no key and no endpoint: every send fails before any request.
+    session = ctx.sessions.create("apollo")
+    lines = StreamLines(io.StringIO("remember this\nsave\n"))
+    mode = SessionMode(ctx, ctx.specialist("apollo"), session, lines, flags=("openai", None))
+    assert mode.run() == 0
+    err = ctx.out.stderr.getvalue()
+    assert err.count("no API key") == 2, err  # once on entering, once for the message
+    assert "your message is kept in the session; type 'retry' to send it again" in err
+    assert [(m.role, m.content) for m in stored(ctx, session.id)] == [("user", "remember this")]

@@ -145,11 +145,11 @@ def _open_session(ctx: Context, specialist, args):
 
 
 def _provider(ctx: Context, specialist, args) -> Provider:
-    from aish.commands.exchange import make
+    from aish.commands.exchange import EVENTS, make
 
-    # The shell shows its own spinner.
+    # The shell shows its own spinner; it hears only of retries.
     return make(ctx, specialist, getattr(args, "provider", None), getattr(args, "model", None),
-                spinner=ctx.interactive)
+                events=("retry",) if ctx.interactive else EVENTS)
 
 
 def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):

@@ -39,15 +39,18 @@ def silent(ctx: Context, name: str, produce):
     return produce(lambda _text: None)
 
 
+EVENTS = ("waiting", "answered", "retry")  # what a provider reports while a reply is awaited
+
+
 def make(ctx: Context, specialist: Specialist, flag: str | None = None,
-         model: str | None = None, *, spinner: bool = False) -> Provider:
-    """The provider for ``--provider`` / ``--model`` (flag > specialist > config > environment).
-    A face that shows its own spinner hears only of retries, not of waiting."""
+         model: str | None = None, *, events: tuple[str, ...] = EVENTS) -> Provider:
+    """The provider for ``--provider`` / ``--model`` (flag > specialist > config > environment),
+    telling the face the ``events`` it shows: a face with its own spinner shows no waiting."""
     from aish.providers import choose, make_provider
 
     name = choose(specialist, ctx.config, flag, ctx.environ)
-    notify: Notify = ctx.out.provider_event if not spinner else (
-        lambda kind, text: ctx.out.provider_event(kind, text) if kind == "retry" else None)
+    notify: Notify = ctx.out.provider_event if events == EVENTS else (
+        lambda kind, text: ctx.out.provider_event(kind, text) if kind in events else None)
     return make_provider(name, specialist, ctx.config, model, ctx.environ, notify)
 
 

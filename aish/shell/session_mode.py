@@ -223,7 +223,8 @@ class SessionMode:
         from aish.commands.exchange import make
 
         try:
-            self._provider = make(self.ctx, self.specialist, *self.flags, spinner=True)
+            # Its spinner is all it shows while a reply is awaited.
+            self._provider = make(self.ctx, self.specialist, *self.flags, events=())
             self._provider_error = None
         except ProviderError as exc:
             if self._provider_error is None:
