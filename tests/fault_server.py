@@ -1,6 +1,8 @@
-"""A small scripted OpenAI-compatible chat-completions server, for what a real server will not do
-on demand: answer instantly, record every request body, fail with HTTP 500 or 429, cut a stream
-mid-way, end a stream without a finish, or stall past the client's timeout.
+"""The scripted OpenAI-compatible chat-completions server of the test suite (the `server` fixture
+in conftest.py, or ``FaultServer(...)`` directly), for what a real server will not do on demand:
+answer instantly, record every request body, stream given pieces as slowly as told, fail with
+HTTP 500 or 429, cut a stream mid-way, end a stream without a finish, or stall past the client's
+timeout.
 
 It runs in threads on 127.0.0.1 on a free port, stops itself after ``lifetime`` seconds at the
 latest, and never sleeps longer than ``stall_seconds`` in any handler::

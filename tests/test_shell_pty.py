@@ -161,6 +161,7 @@ def test_ctrl_c_cancels_a_slow_reply_and_the_session_lives_on(term_env, terms, s
         t.send("\x03")
         t.expect(r"reply interrupted; what arrived is kept")
         t.expect(re.escape("apollo (session)> "))
+        assert server.cancelled.wait(60), "the request went on after Ctrl-C"
         t.line("info")
         t.expect("Messages: 2")
         t.line("exit")
