@@ -127,6 +127,13 @@ class Output:
 
     theme_name = "default"
 
+    def aside(self, text: str) -> None:
+        """A dim line among the shell's rendered replies, on its console so it stays in order
+        with them."""
+        from rich.text import Text
+
+        self.console().print(Text(text, style="dim"))
+
     @property
     def reply_open(self) -> bool:
         """A reply was started and not ended (e.g. an error or Ctrl-C cut it short)."""

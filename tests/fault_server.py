@@ -1,6 +1,8 @@
-"""A small scripted OpenAI-compatible chat-completions server, for what a real server will not do
-on demand: answer instantly, record every request body, fail with HTTP 500 or 429, cut a stream
-mid-way, end a stream without a finish, or stall past the client's timeout.
+"""The scripted OpenAI-compatible chat-completions server of the test suite (the `server` fixture
+in conftest.py, or ``FaultServer(...)`` directly), for what a real server will not do on demand:
+answer instantly, record every request body, stream given pieces as slowly as told, fail with
+HTTP 500 or 429, cut a stream mid-way, end a stream without a finish, or stall past the client's
+timeout.
 
 It runs in threads on 127.0.0.1 on a free port, stops itself after ``lifetime`` seconds at the
 latest, and never sleeps longer than ``stall_seconds`` in any handler::
@@ -27,7 +29,11 @@ Modes (``server.mode`` or the head of ``server.script``):
 - ``stall``    accept the request and send nothing until the client gives up;
 - ``stall_mid``  send the headers and one piece, then nothing until the client gives up.
 
-``server.piece_size`` (default 6) is how many characters each streamed piece carries.
+``server.piece_size`` (default 6) is how many characters each streamed piece carries. For a
+stream that must arrive in given pieces, set ``server.chunks`` (any iterable of strings, iterated
+anew for each request, so it may hold the stream back until a test lets it go); it replaces
+``reply``. ``server.delay`` seconds pass between pieces (a slow model), and ``server.cancelled``
+is set when a client goes away mid-stream.
 
 ``refused_url()`` gives a base URL on a loopback port where nothing listens.
 """
@@ -39,7 +45,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODES = ("reply", "500", "429", "401", "cut", "eof", "nofinish", "stall", "stall_mid")
@@ -62,7 +68,8 @@ def default_reply(body: dict) -> str:
 
 class FaultServer:
     def __init__(self, mode: str = "reply", reply: str | Callable[[dict], str] = default_reply,
-                 lifetime: float = 120.0, stall_seconds: float = 10.0):
+                 lifetime: float = 600.0, stall_seconds: float = 10.0,
+                 chunks: Iterable[str] | None = None, delay: float = 0.0):
         if mode not in MODES:
             raise ValueError(mode)
         self.mode = mode
@@ -71,6 +78,9 @@ class FaultServer:
         self.lifetime = lifetime
         self.stall_seconds = stall_seconds
         self.piece_size = 6  # characters per streamed piece; raise it for big, fast replies
+        self.chunks = chunks  # the exact pieces of every reply, instead of ``reply``
+        self.delay = delay  # seconds between streamed pieces
+        self.cancelled = threading.Event()  # a client went away mid-stream
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.gets: list[str] = []  # paths of GET requests (e.g. /v1/models)
@@ -117,6 +127,8 @@ class FaultServer:
             return self.script.pop(0) if self.script else self.mode
 
     def reply_text(self, body: dict) -> str:
+        if self.chunks is not None:
+            return "".join(self.chunks)
         return self.reply(body) if callable(self.reply) else str(self.reply)
 
     def wait(self, seconds: float) -> None:
@@ -180,8 +192,8 @@ def _handler_for(server: FaultServer):
                 server.wait(server.stall_seconds)
                 self.close_connection = True
                 return
-            text = server.reply_text(body)
             if not body.get("stream"):
+                text = server.reply_text(body)
                 self._json(200, {
                     "id": "chatcmpl-fault", "object": "chat.completion", "created": 0,
                     "model": model,
@@ -189,9 +201,9 @@ def _handler_for(server: FaultServer):
                                  "message": {"role": "assistant", "content": text}}],
                     "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}})
                 return
-            self._stream(mode, model, text)
+            self._stream(mode, model, body)
 
-        def _stream(self, mode: str, model: str, text: str) -> None:
+        def _stream(self, mode: str, model: str, body: dict) -> None:
             chunked = mode != "eof"
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -208,9 +220,12 @@ def _handler_for(server: FaultServer):
                     self.wfile.write(data)
                 self.wfile.flush()
 
-            pieces = _pieces(text, server.piece_size)
+            pieces: Iterable[str] = (server.chunks if server.chunks is not None
+                                     else _pieces(server.reply_text(body), server.piece_size))
             try:
                 send(_chunk(model, {"role": "assistant", "content": ""}))
+                if mode != "reply":
+                    pieces = list(pieces) or [""]
                 if mode == "stall_mid":
                     send(_chunk(model, {"content": pieces[0]}))
                     server.wait(server.stall_seconds)
@@ -229,16 +244,20 @@ def _handler_for(server: FaultServer):
                         send(b"data: [DONE]\n\n")
                         send(b"")
                     return  # eof: the connection closes with no finish and no [DONE]
+                count = 0
                 for piece in pieces:
+                    if count and server.delay:
+                        server.wait(server.delay)
                     send(_chunk(model, {"content": piece}))
+                    count += 1
                 send(_chunk(model, {}, finish=server.finish))
-                usage = {"prompt_tokens": 11, "completion_tokens": len(pieces),
-                         "total_tokens": 11 + len(pieces)}
+                usage = {"prompt_tokens": 11, "completion_tokens": count,
+                         "total_tokens": 11 + count}
                 send(_chunk(model, {}, usage=usage, choices=False))
                 send(b"data: [DONE]\n\n")
                 send(b"")  # the terminating zero-length chunk
             except OSError:  # the client went away (e.g. after its timeout)
-                pass
+                server.cancelled.set()
 
         def _json(self, status: int, payload: dict, close: bool = False) -> None:
             data = json.dumps(payload).encode()

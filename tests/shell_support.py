@@ -1,14 +1,12 @@
-"""Helpers for the shell tests: a pty driver for the real `aish`, and a scripted
-OpenAI-compatible server that streams whatever a test tells it to, as slowly as it is told."""
+"""Helpers for the shell tests: a pty driver for the real `aish`. Replies come from the scripted
+OpenAI-compatible server in tests/fault_server.py (``FaultServer(chunks=..., delay=...)``)."""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pexpect
@@ -117,62 +115,6 @@ class Term:
     def close(self) -> None:
         if self.child.isalive():
             self.child.terminate(force=True)
-
-
-class ScriptedServer:
-    """A tiny OpenAI-compatible chat endpoint on loopback that streams ``chunks`` (SSE) with
-    ``delay`` seconds between them. Requests are recorded in ``requests``."""
-
-    def __init__(self, chunks: list[str], delay: float = 0.0):
-        self.chunks = chunks
-        self.delay = delay
-        self.requests: list[dict] = []
-        self.cancelled = threading.Event()  # the client went away mid-stream
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                server.requests.append(json.loads(body or b"{}"))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-cache")
-                self.end_headers()
-                try:
-                    for text in server.chunks:
-                        self._event({"content": text}, None)
-                        time.sleep(server.delay)
-                    self._event({}, "stop")
-                    self.wfile.write(b"data: [DONE]\n\n")
-                    self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    server.cancelled.set()
-
-            def _event(self, delta: dict, finish: str | None) -> None:
-                event = {"id": "chatcmpl-test", "object": "chat.completion.chunk",
-                         "created": 0, "model": "scripted",
-                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-                self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
-                self.wfile.flush()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> ScriptedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def session_records(sessions_dir: Path, sid: str) -> list[dict]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run
+from fakes import Scripted
 from fault_server import FaultServer
 
 from aish.context import estimate_tokens, pairs_of, select_window, window_pairs
@@ -227,22 +228,6 @@ def test_token_cap_drops_the_oldest_pairs_from_what_is_sent(env, server, session
 # -- Session.exchange with a scripted provider ---------------------------------------------------
 
 
-class Scripted:
-    """A provider that records the chat it gets and answers with fixed chunks."""
-
-    endpoint = "scripted"
-
-    def __init__(self, chunks, context_limit=None):
-        self.chunks = chunks
-        self.chats = []
-        if context_limit is not None:
-            self.context_limit = context_limit
-
-    def stream(self, chat, specialist):
-        self.chats.append(chat)
-        yield from self.chunks
-
-
 def open_sessions(tmp_path):
     from aish.config import load
     from aish.sessions import Sessions
@@ -260,10 +245,10 @@ def test_exchange_respects_the_providers_context_limit(tmp_path):
     apollo = roster({})["apollo"]
     pair = 2 * estimate_tokens("x" * 2000)
     limit = estimate_tokens(apollo.persona) + estimate_tokens("NEW") + 2 * pair + 10
-    small = Scripted([Chunk("fine"), Chunk(finished=True)], context_limit=limit)
+    small = Scripted(chunks=[Chunk("fine"), Chunk(finished=True)], context_limit=limit)
     session.exchange(apollo, "NEW", small)
     assert [m.content.rstrip(".") for m in small.chats[0][1:]] == expected(8, 9)
-    big = Scripted([Chunk("fine"), Chunk(finished=True)])  # no limit: the window of 10 pairs
+    big = Scripted(chunks=[Chunk("fine"), Chunk(finished=True)])  # no limit: the window of 10 pairs
     session.exchange(apollo, "AGAIN", big)
     assert len(big.chats[0]) == 1 + 2 * 10 + 1
 
@@ -277,9 +262,9 @@ def test_exchange_keeps_the_message_when_the_stream_never_finishes(tmp_path):
     session = sessions.create("apollo")
     apollo = roster({})["apollo"]
     with pytest.raises(ProviderError, match="ended before it finished"):
-        session.exchange(apollo, "hello", Scripted([Chunk("half")]))
+        session.exchange(apollo, "hello", Scripted(chunks=[Chunk("half")]))
     stored = FileStore(tmp_path / "s").load(session.id).messages
     assert [(m.role, m.content) for m in stored] == [("user", "hello")]
-    session.exchange(apollo, None, Scripted([Chunk("whole"), Chunk(finished=True)]))
+    session.exchange(apollo, None, Scripted(chunks=[Chunk("whole"), Chunk(finished=True)]))
     stored = FileStore(tmp_path / "s").load(session.id).messages
     assert [(m.role, m.content) for m in stored] == [("user", "hello"), ("assistant", "whole")]

@@ -4,27 +4,12 @@ with a scripted provider instead of a model."""
 from __future__ import annotations
 
 import pytest
+from fakes import Scripted
 from manage_support import conversation, sessions_for
 
 from aish.errors import SessionNotFound, StorageError, UsageError
-from aish.messages import Chunk
 from aish.specialists import roster
 from aish.templates import save_template, start_from_template
-
-
-class Scripted:
-    """A provider that answers every message with the same words."""
-
-    endpoint = "scripted"
-
-    def __init__(self, reply: str = "noted"):
-        self.reply = reply
-        self.seen: list = []
-
-    def stream(self, chat, specialist):
-        self.seen.append(chat)
-        yield Chunk(self.reply)
-        yield Chunk(finished=True)
 
 
 def test_a_template_keeps_persona_settings_and_messages(home):
@@ -39,13 +24,13 @@ def test_a_template_keeps_persona_settings_and_messages(home):
     athena = roster({})["athena"]
     provider = Scripted()
     started.exchange(athena, "Review this code", provider)
-    assert provider.seen[0][0].content.startswith("You review code like a hawk.")
+    assert provider.chats[0][0].content.startswith("You review code like a hawk.")
     # another specialist starting from it keeps its own persona
     other = start_from_template(sessions, "code-review", "apollo")
     assert "persona" not in other.meta
     provider = Scripted()
     other.exchange(roster({})["apollo"], "hi", provider)
-    assert provider.seen[0][0].content.startswith("You are Apollo")
+    assert provider.chats[0][0].content.startswith("You are Apollo")
 
 
 def test_template_errors(home):

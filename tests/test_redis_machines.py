@@ -45,23 +45,23 @@ def audit_actions(env: dict) -> list[tuple[str, str]]:
     return [(e["action"], e["session"]) for e in map(json.loads, path.read_text().splitlines())]
 
 
-def test_two_machines_continue_each_other(home, tmp_path, redis_url, fake_openai):
-    laptop = machine(home, tmp_path, "laptop", redis_url, fake_openai.base_url)
-    desktop = machine(home, tmp_path, "desktop", redis_url, fake_openai.base_url)
+def test_two_machines_continue_each_other(home, tmp_path, redis_url, server):
+    laptop = machine(home, tmp_path, "laptop", redis_url, server.base)
+    desktop = machine(home, tmp_path, "desktop", redis_url, server.base)
 
-    fake_openai.reply = "Nice to meet you, Bob."
+    server.reply = "Nice to meet you, Bob."
     sid = ok(laptop, "apollo", "--session", "--get-id", input="Hello, my name is Bob").strip()
     assert sid.startswith("sess_")
 
-    fake_openai.reply = "Your name is Bob."
+    server.reply = "Your name is Bob."
     answer = ok(desktop, "apollo", "--session", sid, input="What is my name?")
     assert "Your name is Bob." in answer
-    sent = [m["content"] for m in fake_openai.requests[-1]["messages"]]
+    sent = [m["content"] for m in server.requests[-1]["messages"]]
     assert "Hello, my name is Bob" in sent and "Nice to meet you, Bob." in sent
 
     refused = run(desktop, "athena", "--session", sid, input="review", timeout=600)
     assert refused.returncode == 7 and b"--shared" in refused.stderr
-    fake_openai.reply = "Looks fine."
+    server.reply = "Looks fine."
     ok(desktop, "athena", "--session", sid, "--shared", input="Review the conversation")
 
     listed = json.loads(ok(laptop, "aish", "--list-sessions", "--json"))
@@ -80,9 +80,9 @@ def test_two_machines_continue_each_other(home, tmp_path, redis_url, fake_openai
     assert ("continue", sid) in audit_actions(desktop)
 
 
-def test_named_workspace_across_machines(home, tmp_path, redis_url, fake_openai):
-    a = machine(home, tmp_path, "a", redis_url, fake_openai.base_url)
-    b = machine(home, tmp_path, "b", redis_url, fake_openai.base_url)
+def test_named_workspace_across_machines(home, tmp_path, redis_url, server):
+    a = machine(home, tmp_path, "a", redis_url, server.base)
+    b = machine(home, tmp_path, "b", redis_url, server.base)
     ok(a, "prometheus", "--session-id", "feature-x", input="Design auth")
     ok(b, "apollo", "--session-id", "feature-x", input="Implement it")
     ok(a, "athena", "--session-id", "feature-x", input="Review it")
@@ -112,10 +112,10 @@ def test_in_process_machines_interleave(redis_url, tmp_path):
     assert one.summary(session.id).messages == 10
 
 
-def test_many_processes_write_one_session(home, tmp_path, redis_url, fake_openai):
+def test_many_processes_write_one_session(home, tmp_path, redis_url, server):
     """Concurrent `apollo --session-id` processes on two machines: every message and reply."""
-    a = machine(home, tmp_path, "a", redis_url, fake_openai.base_url)
-    b = machine(home, tmp_path, "b", redis_url, fake_openai.base_url)
+    a = machine(home, tmp_path, "a", redis_url, server.base)
+    b = machine(home, tmp_path, "b", redis_url, server.base)
     ok(a, "apollo", "--session-id", "busy", input="start")
     procs = []
     for n in range(5):

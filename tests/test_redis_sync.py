@@ -167,9 +167,9 @@ def test_encrypted_stores_sync_with_their_own_salts(tmp_path, redis_url, monkeyp
     assert len(salts) == 2
 
 
-def test_sync_through_the_cli(home, tmp_path, redis_url, fake_openai):
+def test_sync_through_the_cli(home, tmp_path, redis_url, server):
     """A laptop works offline on files, pushes, the team continues in Redis, the laptop pulls."""
-    laptop = {**home, "OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "k"}
+    laptop = {**home, "OPENAI_BASE_URL": server.base, "OPENAI_API_KEY": "k"}
     cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
     cfg.write_text(cfg.read_text() + f"sessions:\n  storage: {{type: file, url: '{redis_url}'}}\n")
     desktop = {**laptop, "HOME": str(tmp_path / "desktop")}

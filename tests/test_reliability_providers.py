@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run
+from fakes import Scripted
 from fault_server import FaultServer, refused_url
 
 from aish.errors import CONFIG, PROVIDER
@@ -175,32 +176,10 @@ def test_reply_cut_at_max_tokens_is_marked_and_stored(home, server):
 # -- 3. the window fits the model's context, and `context` says what is sent ---------------------
 
 
-class Small:
-    """A provider whose model has a small context; it records the chat it gets."""
-
-    endpoint = "small"
-    model = "small"
-    max_tokens = 512
-    context_length = 4096
-
-    def __init__(self):
-        from aish.context import prompt_budget
-
-        self.context_limit = prompt_budget(self.context_length, self.max_tokens)
-        self.chats = []
-
-    def stream(self, chat, specialist):
-        from aish.messages import Chunk
-
-        self.chats.append(chat)
-        yield Chunk("fine")
-        yield Chunk(finished=True, model="small", finish_reason="stop")
-
-
 def test_window_sent_and_reported_fits_the_models_context(tmp_path):
     from aish.config import load
-    from aish.context import pairs_of
-    from aish.messages import ASSISTANT, USER, Message
+    from aish.context import pairs_of, prompt_budget
+    from aish.messages import ASSISTANT, USER, Chunk, Message
     from aish.providers.local import LocalProvider
     from aish.reports import context_report, format_context
     from aish.sessions import Sessions
@@ -223,7 +202,9 @@ def test_window_sent_and_reported_fits_the_models_context(tmp_path):
                           "older pairs do not fit the model's 4096-token context)")
     assert session.window_use() == (report["used"], 10)
 
-    small = Small()
+    small = Scripted(chunks=[Chunk("fine"), Chunk(finished=True, model="small",
+                                                  finish_reason="stop")],
+                     context_length=4096, context_limit=prompt_budget(4096, 512))
     session.exchange(apollo, "NEW", small)
     sent_pairs = len(pairs_of([m for m in small.chats[0][1:]]))
     assert sent_pairs - 1 == report["used"]  # the new message's pair, plus what was reported

@@ -19,12 +19,12 @@ from aish.audit import AuditLog
 
 
 @pytest.fixture(params=["file", "redis"])
-def env(request, home, fake_openai):
+def env(request, home, server):
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
         cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
         cfg.write_text(cfg.read_text() + f"sessions:\n  storage: {{type: redis, url: '{url}'}}\n")
-    return {**home, "OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "k"}
+    return {**home, "OPENAI_BASE_URL": server.base, "OPENAI_API_KEY": "k"}
 
 
 def entries(env: dict) -> list[dict]:

@@ -253,24 +253,24 @@ def test_damaged_settings_are_a_clear_error(tmp_path, monkeypatch, no_keyring):
 
 
 @pytest.fixture
-def encrypted_home(home, fake_openai):
+def encrypted_home(home, server):
     cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
     cfg.write_text(cfg.read_text() + "sessions:\n  storage: {encrypt: true}\n")
-    return {**home, "OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "k",
+    return {**home, "OPENAI_BASE_URL": server.base, "OPENAI_API_KEY": "k",
             "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
 
 
-def test_cli_round_trip_and_wrong_key(encrypted_home, fake_openai):
+def test_cli_round_trip_and_wrong_key(encrypted_home, server):
     env = {**encrypted_home, "AISH_ENCRYPTION_KEY": PASS}
-    fake_openai.reply = "I will remember the vault."
+    server.reply = "I will remember the vault."
     made = run(env, "apollo", "--session-id", "vault", input=SECRET)
     assert made.returncode == 0, made.stderr
     root = Path(env["HOME"])
     assert not any(SECRET.encode() in p.read_bytes() for p in root.rglob("*") if p.is_file())
-    fake_openai.reply = "Recalled."
+    server.reply = "Recalled."
     again = run(env, "apollo", "--session-id", "vault", input="what is the code?")
     assert again.returncode == 0, again.stderr
-    assert SECRET in [m["content"] for m in fake_openai.requests[-1]["messages"]]
+    assert SECRET in [m["content"] for m in server.requests[-1]["messages"]]
     saved = run(env, "aish", "--save-session", "vault")
     assert saved.returncode == 0 and SECRET.encode() in saved.stdout  # export is plain text
 

@@ -14,7 +14,7 @@ from aish.store.redisstore import RedisStore
 
 
 @pytest.fixture(params=["file", "redis"])
-def env(request, home, fake_openai):
+def env(request, home, server):
     """A HOME on either backend, replies from the fake endpoint."""
     storage = "{type: file}"
     url = None
@@ -23,7 +23,7 @@ def env(request, home, fake_openai):
         storage = f"{{type: redis, url: '{url}'}}"
     cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
     cfg.write_text(cfg.read_text() + f"sessions:\n  storage: {storage}\n")
-    env = {**home, "OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "k"}
+    env = {**home, "OPENAI_BASE_URL": server.base, "OPENAI_API_KEY": "k"}
     env["_store"] = url or str(Path(home["HOME"]) / ".aish" / "sessions")
     return env
 
@@ -60,15 +60,15 @@ def test_stdin_over_the_default_limit(env):
     no_traceback(result)
 
 
-def test_stdin_just_under_the_limit_is_accepted(env, fake_openai):
+def test_stdin_just_under_the_limit_is_accepted(env, server):
     limits(env, max_stdin_bytes=1000)
     result = run(env, "apollo", "--session-id", "fits", input=b"z" * 999)
     assert result.returncode == 0, result.stderr
     assert store_of(env).load("fits").messages[0].content == "z" * 999
 
 
-def test_invalid_utf8_is_replaced_and_noted(env, fake_openai):
-    fake_openai.reply = "noted"
+def test_invalid_utf8_is_replaced_and_noted(env, server):
+    server.reply = "noted"
     result = run(env, "apollo", "--session-id", "bytes",
                  input=b"caf\xe9 \xff\xfe and \xc3\x28 but also \xe2\x9c\x93 fine")
     assert result.returncode == 0, result.stderr
@@ -76,11 +76,11 @@ def test_invalid_utf8_is_replaced_and_noted(env, fake_openai):
     no_traceback(result)
     stored = store_of(env).load("bytes").messages[0].content
     assert stored == "caf\ufffd \ufffd\ufffd and \ufffd( but also \u2713 fine"
-    sent = fake_openai.requests[-1]["messages"][-1]["content"]
+    sent = server.requests[-1]["messages"][-1]["content"]
     assert sent == stored
 
 
-def test_nul_and_control_bytes_on_stdin_are_kept_as_text(env, fake_openai):
+def test_nul_and_control_bytes_on_stdin_are_kept_as_text(env, server):
     result = run(env, "apollo", "--session-id", "ctl", input=b"a\x00b\x1b[2Jc\x07")
     assert result.returncode == 0, result.stderr
     assert store_of(env).load("ctl").messages[0].content == "a\x00b\x1b[2Jc\x07"
@@ -96,9 +96,9 @@ def test_message_over_the_limit(env):
     assert not store.exists("long") or store.load("long").messages == []
 
 
-def test_session_over_the_size_limit(env, fake_openai):
+def test_session_over_the_size_limit(env, server):
     limits(env, max_session_bytes=3000)
-    fake_openai.reply = "short"
+    server.reply = "short"
     for i in range(3):
         assert run(env, "apollo", "--session-id", "grows", input=f"m{i} " + "p" * 400
                    ).returncode == 0

@@ -56,13 +56,13 @@ def exercise(env: dict) -> list[bytes]:
 
 
 @pytest.fixture
-def endpoint(fake_openai):
-    fake_openai.fail_status = 401  # and it echoes the Authorization header it received
-    return fake_openai
+def endpoint(server):
+    server.mode = "401"  # and its error quotes the API key it received
+    return server
 
 
 def test_key_from_the_environment_never_written_or_shown(home, endpoint):
-    env = {**home, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": endpoint.base_url}
+    env = {**home, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": endpoint.base}
     outputs = exercise(env)
     assert any(KEY in h.get("authorization", "") for h in endpoint.headers)  # it was sent
     assert leaks(env["HOME"], outputs) == []
@@ -71,7 +71,7 @@ def test_key_from_the_environment_never_written_or_shown(home, endpoint):
 
 def test_key_from_the_config_file_never_copied(home, endpoint):
     cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
-    cfg.write_text(f"providers:\n  openai:\n    base_url: {endpoint.base_url}\n"
+    cfg.write_text(f"providers:\n  openai:\n    base_url: {endpoint.base}\n"
                    f"    api_key: {KEY}\n    max_retries: 0\n")
     cfg.chmod(0o600)
     outputs = exercise(home)
@@ -82,7 +82,7 @@ def test_key_from_the_config_file_never_copied(home, endpoint):
 def test_key_never_reaches_redis(home, endpoint, redis_url):
     cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
     cfg.write_text(cfg.read_text() + f"sessions:\n  storage: {{type: redis, url: '{redis_url}'}}\n")
-    env = {**home, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": endpoint.base_url}
+    env = {**home, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": endpoint.base}
     outputs = exercise(env)
     assert leaks(env["HOME"], outputs) == []
     client = redis.Redis.from_url(redis_url)

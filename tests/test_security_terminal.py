@@ -21,7 +21,7 @@ PAYLOADS = ("]52;", "[2J", "]8;;")
 
 
 @pytest.fixture(params=["file", "redis"])
-def hostile(request, home, fake_openai):
+def hostile(request, home, server):
     """A HOME whose store holds a session full of escape sequences, as another machine (or a
     hostile model) could have left it."""
     cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
@@ -38,7 +38,7 @@ def hostile(request, home, fake_openai):
                   "origin": {"template": f"t{OSC52}"}},
                  [Message(USER, HOSTILE, "apollo", now),
                   Message(ASSISTANT, HOSTILE, f"mallory{OSC52}", now + 1)])
-    return {**home, "NO_COLOR": "1", "OPENAI_BASE_URL": fake_openai.base_url,
+    return {**home, "NO_COLOR": "1", "OPENAI_BASE_URL": server.base,
             "OPENAI_API_KEY": "k", "TERM": "xterm"}
 
 
@@ -76,8 +76,8 @@ def test_reports_in_a_terminal_show_no_escape_sequences(hostile, command):
     assert "evil" in output or "mallory" in output  # the command did print the session
 
 
-def test_a_hostile_reply_is_neutralised_as_it_streams(hostile, fake_openai):
-    fake_openai.reply = f"Sure.{OSC52} Done\x1b[2J now"
+def test_a_hostile_reply_is_neutralised_as_it_streams(hostile, server):
+    server.reply = f"Sure.{OSC52} Done\x1b[2J now"
     status, output = in_pty({k: v for k, v in hostile.items() if k != "NO_COLOR"},
                             "apollo", "--session-id", "fresh", "hello")
     assert status == 0, output

@@ -15,8 +15,9 @@ import re
 from pathlib import Path
 
 import pytest
+from fault_server import FaultServer
 from redis_support import start_redis, stop_redis
-from shell_support import ScriptedServer, Term
+from shell_support import Term
 
 SID = r"(sess_[a-z0-9]{6})"
 LEAVE_KEYS = {"exit": "exit\r", "/exit": "/exit\r", "ctrl-d": "\x04"}
@@ -83,8 +84,8 @@ def test_redis_stopped_mid_session_still_lets_you_leave(how, term_env, terms, tm
     server = start_redis(tmp_path / "redis")
     try:
         use_redis(Path(term_env["HOME"]), server.url)
-        with ScriptedServer(["noted"]) as chat:
-            t = start(terms, {**term_env, "OPENAI_BASE_URL": chat.base_url})
+        with FaultServer(chunks=["noted"]) as chat:
+            t = start(terms, {**term_env, "OPENAI_BASE_URL": chat.base})
             sid = enter_and_talk(t)
             stop_redis(server)
             t.line("second words while redis is down")
@@ -119,8 +120,8 @@ def test_session_removed_from_another_terminal_still_lets_you_leave(backend, ter
                                                                     request):
     if backend == "redis":
         use_redis(Path(term_env["HOME"]), request.getfixturevalue("redis_url"))
-    with ScriptedServer(["noted"]) as chat:
-        t = start(terms, {**term_env, "OPENAI_BASE_URL": chat.base_url})
+    with FaultServer(chunks=["noted"]) as chat:
+        t = start(terms, {**term_env, "OPENAI_BASE_URL": chat.base})
         sid = enter_and_talk(t)
         removed = aish("aish", "--remove-sessions", "--ai", "apollo")
         assert removed.returncode == 0, removed.stderr.decode()
@@ -154,8 +155,8 @@ def test_leaving_without_a_message_stores_nothing(how, term_env, terms, aish, se
 
 
 def test_a_session_is_stored_with_its_first_message(term_env, terms, aish, sessions_dir):
-    with ScriptedServer(["noted"]) as chat:
-        t = start(terms, {**term_env, "OPENAI_BASE_URL": chat.base_url})
+    with FaultServer(chunks=["noted"]) as chat:
+        t = start(terms, {**term_env, "OPENAI_BASE_URL": chat.base})
         sid = enter_and_talk(t)
         assert (sessions_dir / f"{sid}.jsonl").exists()
         t.send("\x04")
@@ -197,8 +198,8 @@ def test_encrypted_session_input_stays_out_of_history(backend, term_env, terms, 
            "XDG_STATE_HOME": str(home_dir / "state"), "XDG_DATA_HOME": str(home_dir / "data"),
            "XDG_CACHE_HOME": str(home_dir / "cache"), "XDG_CONFIG_HOME": str(home_dir / "cfg")}
     marker = "zebra-marker-4417"
-    with ScriptedServer(["noted"]) as chat:
-        t = start(terms, {**env, "OPENAI_BASE_URL": chat.base_url})
+    with FaultServer(chunks=["noted"]) as chat:
+        t = start(terms, {**env, "OPENAI_BASE_URL": chat.base})
         t.expect("aish> ")
         t.line("apollo --session")
         t.expect(r"\(session: ")

@@ -1,7 +1,7 @@
 """The real `aish` in a pseudo-terminal, as a person uses it (pexpect).
 
 The transcript test uses the embedded model; the others use a scripted OpenAI-compatible
-server (shell_support.ScriptedServer) so that replies are slow or hostile on purpose.
+server (tests/fault_server.py) so that replies are slow or hostile on purpose.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from shell_support import BIN, ScriptedServer, Term, session_records
+from fault_server import FaultServer
+from shell_support import BIN, Term, session_records
 
 SID = r"(sess_[a-z0-9]{6})"
 
@@ -63,6 +64,27 @@ def test_transcript_with_the_embedded_model(term_env, terms, sessions_dir):
     messages = [r for r in records if r["t"] == "msg"]
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[0]["content"] == "Hello, I need help with database design"
+
+
+@pytest.mark.model
+def test_llama_cpp_logs_never_reach_the_terminal(term_env, terms):
+    """llama.cpp logs as it loads the model and creates its context, during the first reply
+    (with the live area up); none of that may show between the message and the reply."""
+    t = start(terms, term_env)
+    t.expect(r"aish> ")
+    t.line("apollo --session")
+    t.expect("Type 'exit' to end session")
+    t.line("Hello")
+    t.expect(r"apollo> ", timeout=300)
+    t.expect(re.escape("apollo (session)> "), timeout=300)
+    shown = t.text
+    assert "Hello" in shown
+    assert "llama_" not in shown and "n_ctx" not in shown, shown
+    t.send("\x04")  # leaves the session, then the shell
+    t.expect("it stays active")
+    t.expect(r"aish> ")
+    t.send("\x04")
+    assert t.wait() == 0
 
 
 def test_tab_completion(term_env, terms):
@@ -126,8 +148,8 @@ def test_history_persists_across_runs(term_env, terms, home):
 
 def test_ctrl_c_cancels_a_slow_reply_and_the_session_lives_on(term_env, terms, sessions_dir):
     paragraphs = [f"Paragraph {i} of a long story.\n\n" for i in range(200)]
-    with ScriptedServer(paragraphs, delay=0.1) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+    with FaultServer(chunks=paragraphs, delay=0.1) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base}
         t = start(terms, env)
         t.expect("aish> ")
         t.line("apollo --session")
@@ -139,6 +161,7 @@ def test_ctrl_c_cancels_a_slow_reply_and_the_session_lives_on(term_env, terms, s
         t.send("\x03")
         t.expect(r"reply interrupted; what arrived is kept")
         t.expect(re.escape("apollo (session)> "))
+        assert server.cancelled.wait(60), "the request went on after Ctrl-C"
         t.line("info")
         t.expect("Messages: 2")
         t.line("exit")
@@ -171,8 +194,8 @@ FORBIDDEN = ("\x1b]52", "\x1b]8;", "\x1b[2J", "\x1b]0;", "pwned\x07", "\u202e")
 
 
 def test_hostile_escape_sequences_never_reach_the_terminal(term_env, terms):
-    with ScriptedServer(HOSTILE) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+    with FaultServer(chunks=HOSTILE) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base}
         t = start(terms, env)
         t.expect("aish> ")
         t.line("athena say something")  # a one-shot question
@@ -195,8 +218,8 @@ def test_hostile_escape_sequences_never_reach_the_terminal(term_env, terms):
 
 
 def test_no_color(term_env, terms):
-    with ScriptedServer(["# Title\n\n", "```python\nx = 1\n```\n"]) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url, "NO_COLOR": "1"}
+    with FaultServer(chunks=["# Title\n\n", "```python\nx = 1\n```\n"]) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base, "NO_COLOR": "1"}
         t = start(terms, env, "--session", "apollo")
         t.expect(r"\(session: ")
         t.line("hi")
@@ -234,8 +257,8 @@ def test_straight_into_session_mode_and_ctrl_d_leaves_no_empty_session(term_env,
 
 
 def test_auto_save_off_asks_before_leaving(term_env, terms, sessions_dir):
-    with ScriptedServer(["fine, thanks"]) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+    with FaultServer(chunks=["fine, thanks"]) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base}
         t = start(terms, env)
         t.expect("aish> ")
         t.line("apollo --session --auto-save 0")
@@ -265,10 +288,10 @@ def test_script_mode_runs_lines_from_stdin(home):
 
 
 def test_script_drives_session_mode(home):
-    with ScriptedServer(["hello ", "there"]) as server:
+    with FaultServer(chunks=["hello ", "there"]) as server:
         script = "apollo --session\nHi\ncontext\nexit\n--list-sessions --all\n"
         result = subprocess.run([str(BIN / "aish")], input=script.encode(), capture_output=True,
-                                env={**home, "OPENAI_BASE_URL": server.base_url}, timeout=600)
+                                env={**home, "OPENAI_BASE_URL": server.base}, timeout=600)
     out, err = result.stdout.decode(), result.stderr.decode()
     assert result.returncode == 0, err
     assert "apollo> hello there" in out
@@ -290,8 +313,8 @@ def test_management_commands_do_not_load_the_shell(home):
 @pytest.mark.parametrize("no_color", [False, True])
 def test_the_reply_starts_on_the_speakers_line(no_color, term_env, terms):
     reply = ["What kind of web app ", "are you **building**?\n\n", "- a list\n- below it\n"]
-    with ScriptedServer(reply) as server:
-        env = {**term_env, "OPENAI_BASE_URL": server.base_url}
+    with FaultServer(chunks=reply) as server:
+        env = {**term_env, "OPENAI_BASE_URL": server.base}
         if no_color:
             env["NO_COLOR"] = "1"
         t = start(terms, env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from shell_support import ScriptedServer
+from fault_server import FaultServer
 
 from aish.errors import UsageError
 from aish.output import Output
@@ -24,12 +24,12 @@ def shell(tmp_path, script: str, **environ) -> tuple[int, str, str]:
 
 
 def test_lines_run_through_the_registry_and_errors_do_not_stop_it(tmp_path):
-    with ScriptedServer(["CQRS separates ", "reads from writes."]) as server:
+    with FaultServer(chunks=["CQRS separates ", "reads from writes."]) as server:
         status, out, err = shell(
             tmp_path,
             "--version\n\nbogus words\naish --list-sessions\nathena what's CQRS?\n"
             "help athena\nexit\n--version\n",
-            OPENAI_BASE_URL=server.base_url)
+            OPENAI_BASE_URL=server.base)
     assert out.count("aish 0.1.0") == 1  # nothing runs after `exit`
     assert "aish: error: unknown command or specialist 'bogus'" in err
     assert "No active sessions." in err

@@ -13,33 +13,14 @@ import stat
 from pathlib import Path
 
 import pytest
+from fakes import Scripted
 
 from aish.commands.context import Context
 from aish.commands.session_cmds import parse_session_line
-from aish.errors import ProviderError, UsageError
-from aish.messages import Chunk, Usage
+from aish.errors import UsageError
 from aish.output import Output
 from aish.shell.lines import StreamLines
 from aish.shell.session_mode import SessionMode
-
-
-class Scripted:
-    """A provider that answers with numbered replies and records what it was sent."""
-
-    endpoint = "scripted"
-    model = "scripted-model"
-
-    def __init__(self, fail: int = 0):
-        self.sent: list[list] = []
-        self.fail = fail  # fail this many times first
-
-    def stream(self, chat, specialist):
-        self.sent.append(chat)
-        if self.fail:
-            self.fail -= 1
-            raise ProviderError(self.endpoint, "connection refused")
-        yield Chunk(f"reply {len(self.sent)}")
-        yield Chunk(finished=True, usage=Usage(5, 2))
 
 
 @pytest.fixture
@@ -102,13 +83,13 @@ def test_slash_forms_and_backslash_escape(ctx):
     assert "Using 0/10 context window" in out
     contents = [m.content for m in stored(ctx, session.id) if m.role == "user"]
     assert contents == ["context is what I mean", "\\n stays"]
-    assert len(provider.sent) == 2
+    assert len(provider.chats) == 2
 
 
 def test_command_word_with_bad_arguments_points_to_escape(ctx):
     session, _, err, provider = run(ctx, "clear my doubts about monads\n")
     assert "aish: error:" in err and "backslash" in err
-    assert provider.sent == [] and stored(ctx, session.id) == []
+    assert provider.chats == [] and stored(ctx, session.id) == []
 
 
 def test_parse_session_line():
@@ -159,7 +140,7 @@ def test_clear_all_then_talk_on(ctx):
     assert [m.content for m in stored(ctx, session.id)] == ["again", "reply 2"]
     assert "Using 1/10 context window" in out
     # The cleared exchange is no longer sent to the model.
-    assert [m.content for m in provider.sent[-1] if m.role != "system"] == ["again"]
+    assert [m.content for m in provider.chats[-1] if m.role != "system"] == ["again"]
 
 
 def test_export_is_a_document_restore_takes_back(ctx, tmp_path, aish):
@@ -335,3 +316,15 @@ def test_kept_messages_go_back_into_the_session_they_came_from(ctx, aish):
     contents = [m.content for m in ctx.store.load(session.id).messages]
     assert contents == ["first", "reply 1", "second", "reply 2"]
     assert len(ctx.store.ids()) == 1  # no `-restored` copy
+
+
+def test_a_message_is_kept_when_the_provider_cannot_be_built(ctx):
+    # --provider openai with no key and no endpoint: every send fails before any request.
+    session = ctx.sessions.create("apollo")
+    lines = StreamLines(io.StringIO("remember this\nsave\n"))
+    mode = SessionMode(ctx, ctx.specialist("apollo"), session, lines, flags=("openai", None))
+    assert mode.run() == 0
+    err = ctx.out.stderr.getvalue()
+    assert err.count("no API key") == 2, err  # once on entering, once for the message
+    assert "your message is kept in the session; type 'retry' to send it again" in err
+    assert [(m.role, m.content) for m in stored(ctx, session.id)] == [("user", "remember this")]

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import threading
 
-from shell_support import ScriptedServer, Term
+from fault_server import FaultServer
+from shell_support import Term
 
 
 class Gated:
-    """Chunks for ScriptedServer: ``before``, then a wait until ``gate`` is set (at most
+    """Chunks for FaultServer: ``before``, then a wait until ``gate`` is set (at most
     30 s), then ``after``."""
 
     def __init__(self, before: list[str], after: list[str]):
@@ -31,7 +32,7 @@ class Gated:
 
 
 def session_term(terms, env, server) -> Term:
-    t = Term({**env, "OPENAI_BASE_URL": server.base_url}, "--session", "apollo")
+    t = Term({**env, "OPENAI_BASE_URL": server.base}, "--session", "apollo")
     terms.append(t)
     t.expect(r"\(session: ")
     return t
@@ -41,7 +42,7 @@ def test_words_of_an_unfinished_paragraph_appear_as_they_arrive(term_env, terms)
     words = [f"word{i} " for i in range(40)]
     chunks = Gated(["Opening sentence of a long paragraph ", *words[:20]],
                    [*words[20:], "and the END.\n\nNext paragraph.\n"])
-    with ScriptedServer(chunks) as server:  # type: ignore[arg-type]
+    with FaultServer(chunks=chunks) as server:
         t = session_term(terms, term_env, server)
         t.line("tell me something long")
         assert chunks.waiting.wait(120), "the server never got to the middle of the paragraph"
@@ -71,7 +72,7 @@ FORBIDDEN = ("\x1b]52", "\x1b]8;", "\x1b[2J", "\x1b]0;", "pwned\x07", "\u202e", 
 
 def test_hostile_escapes_in_an_unfinished_paragraph_never_reach_the_terminal(term_env, terms):
     chunks = Gated(HOSTILE_OPEN, ["the end.\n"])
-    with ScriptedServer(chunks) as server:  # type: ignore[arg-type]
+    with FaultServer(chunks=chunks) as server:
         t = session_term(terms, term_env, server)
         t.line("say something")
         t.expect("PREVIEWED")  # shown by the preview, paragraph still open

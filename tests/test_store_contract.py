@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fakes import Scripted
 
 from aish.audit import AuditLog
 from aish.config import load
@@ -26,7 +27,7 @@ from aish.errors import (
     StorageError,
     UsageError,
 )
-from aish.messages import ASSISTANT, USER, Chunk, Message, Usage
+from aish.messages import ASSISTANT, USER, Message, Usage
 from aish.sessions import ACTIVE, ENDED, EXPIRED, Sessions
 from aish.specialists import roster
 from aish.store.base import FORMAT_VERSION
@@ -381,24 +382,6 @@ class Clock:
         self.t += seconds
 
 
-class Scripted:
-    """A provider that answers with a fixed text, or fails."""
-
-    endpoint = "scripted://test"
-
-    def __init__(self, reply: str = "ok", fail: bool = False):
-        self.reply, self.fail, self.chats = reply, fail, []
-
-    def stream(self, chat, specialist):
-        self.chats.append(chat)
-        if self.fail:
-            from aish.errors import ProviderError
-
-            raise ProviderError(self.endpoint, "refused")
-        yield Chunk(self.reply)
-        yield Chunk(finished=True, usage=Usage(5, 2))
-
-
 @pytest.fixture
 def clock():
     return Clock()
@@ -440,7 +423,7 @@ def test_a_session_remembers_across_instances(sessions, make_sessions):
 def test_a_failed_reply_keeps_the_message_unanswered(sessions):
     session = sessions.create("apollo")
     with pytest.raises(Exception, match="refused"):
-        session.exchange(TEAM["apollo"], "keep me", Scripted(fail=True))
+        session.exchange(TEAM["apollo"], "keep me", Scripted(fail=1))
     assert [m.content for m in sessions.store.load(session.id).messages] == ["keep me"]
     assert session.last_unanswered().content == "keep me"
     session.exchange(TEAM["apollo"], None, Scripted("answered"))

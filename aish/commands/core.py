@@ -14,7 +14,7 @@ from aish.ids import ID_PATTERN, check_id
 from aish.sanitize import valid_unicode
 
 if TYPE_CHECKING:
-    from aish.providers.base import Notify, Provider
+    from aish.providers.base import Provider
 
 NEW = "\0new"  # `--session` given without an id
 
@@ -211,56 +211,31 @@ def _choose_branch(ctx: Context, session, wanted: str | None) -> None:
 
 
 def _provider(ctx: Context, specialist, args) -> Provider:
-    from aish.providers import choose, make_provider
+    from aish.commands.exchange import EVENTS, make
 
-    name = choose(specialist, ctx.config, args.provider, ctx.environ)
     # The shell shows its own spinner; it hears only of retries.
-    notify: Notify = ctx.out.provider_event if not ctx.interactive else (
-        lambda kind, text: ctx.out.provider_event(kind, text) if kind == "retry" else None)
-    return make_provider(name, specialist, ctx.config, args.model, ctx.environ, notify)
+    return make(ctx, specialist, getattr(args, "provider", None), getattr(args, "model", None),
+                events=("retry",) if ctx.interactive else EVENTS)
 
 
 def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
-    from aish.errors import Interrupted, ProviderError
-    from aish.providers import cut_note
+    from aish.commands import exchange
 
-    text = None if args.retry else text
-    try:
-        try:
-            provider = _provider(ctx, specialist, args)
-        except ProviderError:
-            if text is not None:
-                session.add_user(specialist, text)  # kept, unanswered, for --retry
-            raise
-        if show and ctx.present_reply:  # the shell: rendered, with a live preview
-            reply = ctx.present_reply(ctx, specialist.name, lambda on_text: session.exchange(
-                specialist, text, provider, on_text=on_text))
-            if reply.interrupted:
-                ctx.out.note("(reply interrupted; what arrived is kept in the session)")
-            elif reply.message.cut:
-                ctx.out.note(cut_note(provider))
-            return
-        try:
-            reply = session.exchange(specialist, text, provider,
-                                     on_text=ctx.out.reply_chunk if show else (lambda _t: None))
-        finally:
-            if show:
-                ctx.out.reply_end()
-        if reply.message.cut:
-            ctx.out.note(cut_note(provider))
-        if reply.interrupted:  # `> analysis.md` must not pass for a whole answer
-            raise Interrupted(f"interrupted: reply kept in session {session.id}, "
-                              "marked interrupted")
-    except ProviderError as exc:
-        exc.hint = (f"your message is kept in session {session.id}; retry with: "
-                    f"{specialist.name} --session {session.id} --retry")
-        raise
+    present: exchange.Present = exchange.plain if show else exchange.silent
+    live = False
+    if show and ctx.present_reply:  # the shell: rendered, with a live preview
+        present, live = ctx.present_reply, True
+    exchange.send(ctx, session, specialist, None if args.retry else text,
+                  lambda: _provider(ctx, specialist, args), present=present, live=live,
+                  retry_hint=f"your message is kept in session {session.id}; retry with: "
+                  f"{specialist.name} --session {session.id} --retry")
 
 
 def _one_shot(ctx: Context, specialist, text: str, args) -> int:
     """A question outside any session: nothing is stored."""
     import time
 
+    from aish.commands.exchange import plain
     from aish.conversation import build_chat
     from aish.errors import ProviderError
     from aish.messages import USER, Message
@@ -278,13 +253,7 @@ def _one_shot(ctx: Context, specialist, text: str, args) -> int:
                 return chunk
         return None
 
-    if ctx.present_reply:  # the shell: rendered, with a live preview
-        finished = ctx.present_reply(ctx, specialist.name, produce)
-    else:
-        try:
-            finished = produce(ctx.out.reply_chunk)
-        finally:
-            ctx.out.reply_end()
+    finished = (ctx.present_reply or plain)(ctx, specialist.name, produce)
     if not finished:
         raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
     if finished.cut:

@@ -87,12 +87,11 @@ def context(ctx: Context, args) -> int:
 
     state: SessionState = args.state
     if state.session.token_limit is None:  # nothing sent yet: size it for the provider now
+        from aish.commands.exchange import make
         from aish.errors import AishError
-        from aish.providers import choose, make_provider
 
         try:
-            name = choose(state.specialist, ctx.config, env=ctx.environ)
-            provider = make_provider(name, state.specialist, ctx.config, env=ctx.environ)
+            provider = make(ctx, state.specialist, events=())  # nothing is sent: no waiting
             state.session.fit_to(provider, state.specialist)
         except AishError:  # no usable provider: the window as counted in pairs
             pass

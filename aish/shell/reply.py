@@ -18,11 +18,6 @@ interrupted; here we only make sure the live area is gone and what arrived is on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from aish.providers.base import Provider
-
 PREVIEW_ROWS = 6
 REFRESH_PER_SECOND = 12.5  # as rich's Status: smooth dots, bounded redraw cost
 
@@ -93,20 +88,3 @@ def show_streaming(ctx, name: str, produce):
                 renderer.finish()  # printed above the live area, which then goes
             finally:
                 status.stop()
-
-
-def stream_reply(ctx, session, specialist, text: str | None, provider: Provider):
-    """Send ``text`` (None: retry the unanswered message) and show the reply as it streams."""
-    reply = show_streaming(ctx, specialist.name, lambda on_text: session.exchange(
-        specialist, text, provider, on_text=on_text))
-    if reply.interrupted:
-        ctx.out.note("(reply interrupted; what arrived is kept in the session)")
-    elif not reply.text.strip():
-        ctx.out.note(f"({specialist.name} sent an empty reply)")
-    if reply.message.cut:
-        from rich.text import Text
-
-        from aish.providers import cut_note
-
-        ctx.out.console().print(Text(cut_note(provider), style="dim"))
-    return reply

@@ -123,19 +123,12 @@ class SessionMode:
 
     def send(self, text: str | None) -> None:
         """Send a message (None: the unanswered one again) and stream the reply."""
-        from aish.shell.reply import stream_reply
+        from aish.commands.exchange import send
+        from aish.shell.reply import show_streaming
 
-        provider = self._make_provider()
-        try:
-            if provider is None:
-                if text is not None:  # keep the user's words, unanswered, for `retry`
-                    self.session.add_user(self.specialist, text)
-                assert self._provider_error is not None  # _make_provider keeps why it failed
-                raise self._provider_error
-            stream_reply(self.ctx, self.session, self.specialist, text, provider)
-        except ProviderError as exc:
-            exc.hint = "your message is kept in the session; type 'retry' to send it again"
-            raise
+        send(self.ctx, self.session, self.specialist, text, self._provider_or_raise,
+             present=show_streaming, live=True,
+             retry_hint="your message is kept in the session; type 'retry' to send it again")
 
     # -- leaving ---------------------------------------------------------------------------
     def _leave(self, *, end: bool) -> bool:
@@ -227,16 +220,21 @@ class SessionMode:
         """The provider, made once; a failure is shown once and retried on the next message."""
         if self._provider is not None:
             return self._provider
-        from aish.providers import choose, make_provider
+        from aish.commands.exchange import make
 
-        ctx = self.ctx
         try:
-            flag, model = self.flags
-            name = choose(self.specialist, ctx.config, flag, ctx.environ)
-            self._provider = make_provider(name, self.specialist, ctx.config, model, ctx.environ)
+            # Its spinner is all it shows while a reply is awaited.
+            self._provider = make(self.ctx, self.specialist, *self.flags, events=())
             self._provider_error = None
         except ProviderError as exc:
             if self._provider_error is None:
-                ctx.out.error(str(exc))
+                self.ctx.out.error(str(exc))
             self._provider_error = exc
         return self._provider
+
+    def _provider_or_raise(self) -> Provider:
+        provider = self._make_provider()
+        if provider is None:
+            assert self._provider_error is not None  # _make_provider keeps why it failed
+            raise self._provider_error
+        return provider

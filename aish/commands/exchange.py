@@ -1,0 +1,97 @@
+"""One exchange in a session, the same for the pipe face and the shell: make the provider, send
+the message, show the reply the face's way and say how it ended.
+
+A message is never lost to a failure: when the provider cannot be made, the message is kept
+unanswered, as `Session.exchange` keeps it when the request fails, and the error's hint says
+how to send it again.
+
+A face shows a reply with a presenter, ``present(ctx, name, produce)``, which calls
+``produce(on_text)`` with its own ``on_text`` and returns what it returned: `plain` writes the
+text on stdout as it arrives (the pipe face), `silent` shows nothing (`--get-id`), and the shell
+lends a live one (rendered, with a spinner). After a live reply an interruption or an empty or
+cut reply is a note and the session goes on; after a plain one an interruption is an error, so
+that `> analysis.md` never passes for a whole answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aish.commands.context import Context
+    from aish.providers.base import Notify, Provider
+    from aish.sessions import Reply, Session
+    from aish.specialists import Specialist
+
+Present = Callable  # present(ctx, name, produce) -> what produce(on_text) returned
+
+
+def plain(ctx: Context, name: str, produce):
+    """The reply's text on stdout as it arrives, ended with a newline."""
+    try:
+        return produce(ctx.out.reply_chunk)
+    finally:
+        ctx.out.reply_end()
+
+
+def silent(ctx: Context, name: str, produce):
+    return produce(lambda _text: None)
+
+
+EVENTS = ("waiting", "answered", "retry")  # what a provider reports while a reply is awaited
+
+
+def make(ctx: Context, specialist: Specialist, flag: str | None = None,
+         model: str | None = None, *, events: tuple[str, ...] = EVENTS) -> Provider:
+    """The provider for ``--provider`` / ``--model`` (flag > specialist > config > environment),
+    telling the face the ``events`` it shows: a face with its own spinner shows no waiting."""
+    from aish.providers import choose, make_provider
+
+    name = choose(specialist, ctx.config, flag, ctx.environ)
+    notify: Notify = ctx.out.provider_event if events == EVENTS else (
+        lambda kind, text: ctx.out.provider_event(kind, text) if kind in events else None)
+    return make_provider(name, specialist, ctx.config, model, ctx.environ, notify)
+
+
+def send(ctx: Context, session: Session, specialist: Specialist, text: str | None,
+         provider: Callable[[], Provider], *, present: Present, live: bool,
+         retry_hint: str) -> Reply:
+    """Send ``text`` (None: the session's unanswered message again) with the provider that
+    ``provider()`` makes, and show the reply with ``present``; ``live`` when the face is the
+    shell's. A `ProviderError` leaves with ``retry_hint`` as its hint."""
+    from aish.errors import ProviderError
+
+    try:
+        try:
+            made = provider()
+        except ProviderError:
+            if text is not None:
+                session.add_user(specialist, text)  # kept, unanswered, for a retry
+            raise
+        reply = present(ctx, specialist.name, lambda on_text: session.exchange(
+            specialist, text, made, on_text=on_text))
+    except ProviderError as exc:
+        exc.hint = retry_hint
+        raise
+    _report(ctx, specialist, session, reply, made, live)
+    return reply
+
+
+def _report(ctx: Context, specialist: Specialist, session: Session, reply: Reply,
+            provider: Provider, live: bool) -> None:
+    from aish.errors import Interrupted
+    from aish.providers import cut_note
+
+    if live:
+        if reply.interrupted:
+            ctx.out.note("(reply interrupted; what arrived is kept in the session)")
+        elif not reply.text.strip():
+            ctx.out.note(f"({specialist.name} sent an empty reply)")
+        if reply.message.cut:
+            ctx.out.aside(cut_note(provider))
+        return
+    if reply.message.cut:
+        ctx.out.note(cut_note(provider))
+    if reply.interrupted:
+        raise Interrupted(f"interrupted: reply kept in session {session.id}, marked interrupted")
