@@ -172,8 +172,8 @@ def rewind_to_edit(session, number: int) -> None:
     message = message_at(path, number, session.id, session.branch)
     if message is None or message.role != USER:
         raise UsageError(f"message {number} of branch {session.branch} is not one of yours",
-                         hint="--edit replaces a user message; see aish --history "
-                         f"{session.id}" if False else "--edit replaces a user message")
+                         hint=f"--edit replaces a user message; see aish --list-branches "
+                         f"{session.id} for the branch's length")
     parent = path[number - 2] if number > 1 else None
     session.summary = move(session.sessions, session.id, session.branch, parent, "edit",
                            session.stored_head)

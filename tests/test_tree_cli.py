@@ -200,3 +200,39 @@ def test_bad_branch_commands_are_one_line_errors(env, server, bad, sessions_dir)
     assert result.returncode in (2, 3, 7), result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
     assert (sessions_dir / f"{sid}.jsonl").read_bytes() == before
+
+
+def _tree_with_a_real_model(env, sessions_dir):
+    """Branch, talk on it, regenerate and edit, answered by a real model."""
+    sid = ok(env, "apollo", "--session", "--get-id", input="Name a colour.").stdout.decode()
+    sid = sid.strip()
+    say(env, sid, "Name a fruit.")
+    say(env, sid, "Name a tree.", "--branch", "trees")
+    ok(env, "apollo", "--session", sid, "--regenerate")
+    say(env, sid, "Name an animal.", "--edit", "3")
+    loaded = store(sessions_dir).load(sid)
+    main = loaded.path(loaded.tree.head(MAIN))
+    trees = loaded.path(loaded.tree.head("trees"))
+    assert [m.content for m in main if m.role == "user"] == ["Name a colour.", "Name an animal."]
+    assert [m.content for m in trees if m.role == "user"] == [
+        "Name a colour.", "Name a fruit.", "Name a tree."]
+    assert all(m.content.strip() for m in main + trees if m.role == "assistant")
+    # colour, fruit and tree with their replies, a second reply to fruit, the edit and its
+    # reply: nothing dropped.
+    assert len(loaded.messages) == 9
+    assert ok(env, "aish", "--validate-session", sid).returncode == 0
+
+
+@pytest.mark.model
+def test_tree_with_the_embedded_model(home, sessions_dir):
+    (sessions_dir.parent / "config.yaml").write_text(
+        "providers:\n  local: {max_tokens: 8, temperature: 0}\n")
+    _tree_with_a_real_model(home, sessions_dir)
+
+
+@pytest.mark.model
+def test_tree_through_llama_cpp_server(home, llama_server, sessions_dir):
+    (sessions_dir.parent / "config.yaml").write_text(
+        "providers:\n  openai: {max_tokens: 8}\n")
+    _tree_with_a_real_model({**home, "OPENAI_BASE_URL": llama_server, "OPENAI_API_KEY": "x"},
+                            sessions_dir)
