@@ -176,8 +176,8 @@ def test_summary_stays_equal_to_the_log(redis_url):
                           {"t": "meta", "shared": True, "participants": ["apollo", "athena"]}])
     store.append("fold", [user("c", T0 + 2).to_record()])
     rebuilt = Summary()
-    for line in store.raw_lines("fold")[:-1]:
-        rebuilt.fold(parse_line(line))
+    for index, line in enumerate(store.raw_lines("fold")[:-1]):
+        rebuilt.fold(parse_line(line), index)  # positions are list indices
     got = store.summary("fold")
     assert got.to_json() == rebuilt.to_json()
 

@@ -823,6 +823,17 @@ class _LogMedium:
     def __init__(self, f):
         self.f = f
         self.end = f.seek(0, os.SEEK_END)
+        # The last block read: a walk reads each parent just before its child, so one block
+        # serves many steps.
+        self._start, self._block = 0, b""
+
+    def _read(self, start: int, end: int) -> bytes:
+        if self._start <= start and end <= self._start + len(self._block):
+            return self._block[start - self._start:end - self._start]
+        begin = min(start, max(0, end - _BLOCK))
+        self.f.seek(begin)
+        self._start, self._block = begin, self.f.read(end - begin)
+        return self._block[start - begin:]
 
     def at(self, pos: int) -> bytes | None:
         if not 0 <= pos < self.end:
@@ -865,8 +876,7 @@ class _LogMedium:
             idx = pending.rfind(b"\n", 0, limit - 1) if limit > 1 else -1
             while idx < 0 and read_start > 0:
                 start = max(0, read_start - _BLOCK)
-                f.seek(start)
-                pending = f.read(read_start - start) + pending[:limit]
+                pending = self._read(start, read_start) + pending[:limit]
                 limit, read_start = len(pending), start
                 idx = pending.rfind(b"\n", 0, limit - 1)
             begin = idx + 1

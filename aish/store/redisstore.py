@@ -780,22 +780,32 @@ class RedisStore:
 
 
 class _ListMedium:
-    """Reads single records of a session's list by index, for `aish.store.base.walk`."""
+    """Reads single records of a session's list by index, for `aish.store.base.walk`; what
+    one step fetched serves the next (a parent is usually stored just before its child)."""
 
     def __init__(self, client, key: str, length: int):
         self.client, self.key, self.length = client, key, length
+        self.cache: dict[int, bytes] = {}
 
     def at(self, pos: int) -> bytes | None:
         if not 0 <= pos < self.length:
             return None
-        return self.client.lindex(self.key, pos)
+        if pos not in self.cache:
+            self._fetch(max(0, pos - 7), pos)
+        return self.cache.get(pos)
+
+    def _fetch(self, start: int, stop: int) -> None:
+        for offset, item in enumerate(self.client.lrange(self.key, start, stop)):
+            self.cache[start + offset] = item
 
     def before(self, pos: int | None):
-        stop = (self.length if pos is None else min(pos, self.length)) - 1
+        index = (self.length if pos is None else min(pos, self.length)) - 1
         size = 8
-        while stop >= 0:
-            start = max(0, stop - size + 1)
-            items = self.client.lrange(self.key, start, stop)
-            for offset in range(len(items) - 1, -1, -1):
-                yield items[offset], start + offset
-            stop, size = start - 1, min(size * 2, _MAX_CHUNK)
+        while index >= 0:
+            if index not in self.cache:
+                self._fetch(max(0, index - size + 1), index)
+                size = min(size * 2, _MAX_CHUNK)
+                if index not in self.cache:  # the list was cut meanwhile (a rewrite)
+                    return
+            yield self.cache[index], index
+            index -= 1
