@@ -331,12 +331,15 @@ class Session:
                 return
             except RefMoved:
                 self.summary = store.summary(self.id)
-            moved = self.stored_head
             if all(m.role == USER for m in written):
-                written[0] = replace(written[0], parent=moved.id)
-            else:
+                written[0] = replace(written[0], parent=self.stored_head.id)
+                self.pending[: len(written)] = written
+                continue
+            try:
                 written[:] = self._aside(written, head)
-            self.pending[: len(written)] = written
+                return
+            except RefMoved:  # the new branch's name was taken meanwhile: pick another
+                self.summary = store.summary(self.id)
         raise StorageError(f"session {self.id} is too busy to write to; try again")
 
     def _aside(self, written: list[Message], start: Head) -> list[Message]:

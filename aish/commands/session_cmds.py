@@ -41,6 +41,9 @@ class SessionState:
     specialist: Specialist
     send: Callable[[str | None], None] = lambda _text: None  # None = retry the unanswered one
     leave: bool = False  # set by `exit`: end the session and leave session mode
+    # Set by `flip`: (the fork's parent, the head it moved to). While the head is still there
+    # the keys keep flipping that fork, not a newer one inside the side now shown.
+    flipping: tuple[str, str] | None = None
 
 
 def tilde(path: str, environ: dict) -> str:
