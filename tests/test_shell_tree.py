@@ -258,3 +258,49 @@ def test_fork_of_a_tree():
     assert [m.id for m in forks[-1].siblings] == ["d", "e"]  # same time: log order
     assert tree.newest_under(loaded.messages[0]).id == "e"
     assert tree.forks("f")[0].label == "1/2"
+
+
+def test_the_tree_on_a_terminal(env, server, terms, tmp_path, aish):
+    """The real `aish` in a pty: regenerate, Alt-Left / Alt-Right in the toolbar, branch, undo
+    and edit through $EDITOR, against the scripted server."""
+    import itertools
+    import re
+
+    from shell_support import Term, shell_env
+
+    count = itertools.count(1)
+    server.reply = lambda body: f"answer {next(count)}"
+    fake = editor(tmp_path, 'printf "first, edited" > "$1"')
+    t = Term(shell_env(env, EDITOR=fake), "--session", "apollo")
+    terms.append(t)
+    sid = t.expect(r"Session ID: (sess_[a-z0-9]{6})").group(1)
+    t.expect(re.escape(f"apollo (session: {sid})> "))
+    t.line("first")
+    t.expect(r"apollo> answer 1")
+    t.expect(r"window 1/10")
+    t.line("regenerate")
+    t.expect(r"apollo> answer 2")
+    t.expect(r"fork 2/2")
+    t.send("\x1b[1;3D")  # Alt-Left
+    t.expect(r"Message 2: 1/2")
+    t.expect(r"apollo> answer 1")
+    t.expect(r"fork 1/2")
+    t.send("\x1b[1;3C")  # Alt-Right
+    t.expect(r"apollo> answer 2")
+    t.expect(r"fork 2/2")
+    t.line("branch alt")
+    t.expect(r"Now on branch alt")
+    t.expect(r"branch alt │ fork 2/2")
+    t.line("second")
+    t.expect(r"apollo> answer 3")
+    assert [m["content"] for m in server.last_messages[1:]] == ["first", "answer 2", "second"]
+    t.line("undo")
+    t.expect(r"Undid 1 exchange: branch alt is back at 2 messages")
+    t.line("edit 1")
+    t.expect(r"apollo> answer 4")
+    assert [m["content"] for m in server.last_messages[1:]] == ["first, edited"]
+    t.line("exit")
+    t.expect("Session ended")
+    assert t.wait() == 0
+    rows = json.loads(aish("aish", "--list-branches", sid, "--json").stdout)
+    assert {r["name"]: r["messages"] for r in rows} == {"main": 2, "alt": 2}

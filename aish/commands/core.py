@@ -297,7 +297,8 @@ def session_mode(ctx: Context, args) -> int:
     specialist = ctx.specialist(args.name)
     if args.session_id is not None:
         check_id(args.session_id)
-    args.session, args.extend_context = None, None  # what `_open_session` reads besides these
+    # What `_open_session` reads besides these (the branch: the one checked out).
+    args.session, args.extend_context, args.branch = None, None, None
     return _enter_session_mode(ctx, specialist, _open_session(ctx, specialist, args), args)
 
 
