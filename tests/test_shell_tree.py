@@ -11,6 +11,7 @@ what it was sent: "the context follows the side shown" is checked on what the mo
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -22,7 +23,7 @@ from test_shell_session import Scripted, ctx, run  # noqa: F401 - ctx is a fixtu
 
 from aish.forks import Tree
 from aish.messages import ASSISTANT, USER, Message
-from aish.shell.lines import PromptLines
+from aish.shell.lines import PromptLines, StreamLines
 from aish.shell.session_mode import SessionMode
 from aish.shell.toolbar import plain
 from aish.store.base import Loaded
@@ -304,3 +305,25 @@ def test_the_tree_on_a_terminal(env, server, terms, tmp_path, aish):
     assert t.wait() == 0
     rows = json.loads(aish("aish", "--list-branches", sid, "--json").stdout)
     assert {r["name"]: r["messages"] for r in rows} == {"main": 2, "alt": 2}
+
+
+def test_tab_completes_the_branches_of_the_session_in_view(ctx):
+    from aish.shell.completion import ContextVocabulary, suggest
+
+    vocab = ContextVocabulary(ctx)
+    assert vocab.branches() == []  # outside session mode: no session to ask
+    session = ctx.sessions.create("apollo")
+    mode = SessionMode(ctx, ctx.specialist("apollo"), session,
+                       StreamLines(io.StringIO("q1\nbranch try-rust\nbranch try-go\n")),
+                       Scripted())
+    seen = []
+    original = mode.handle
+
+    def handle(line):
+        original(line)
+        seen.append([s.text for s in suggest("switch try", "session", vocab)])
+
+    mode.handle = handle
+    mode.run()
+    assert seen[-1] == ["try-go", "try-rust"]
+    assert [s.text for s in suggest("switch ", "session", vocab)] == []  # session mode left

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 ESCAPE_HELP = ("To send a message that starts with a command word, begin it with a backslash: "
                "\\save the whales")
 KEYS_HELP = ("Keys: Tab completes, Esc-Enter (Alt-Enter) starts a new line, Ctrl-X Ctrl-E edits "
-             "in $EDITOR, Ctrl-C cancels a reply, Ctrl-D leaves without ending the session.")
+             "in $EDITOR, Alt-Left / Alt-Right flip between the sides of a fork, Ctrl-C cancels "
+             "a reply, Ctrl-D leaves without ending the session.")
 
 NOT_YET = "No messages yet: the session is stored with its first message."
 

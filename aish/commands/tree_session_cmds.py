@@ -56,7 +56,7 @@ def branch(ctx: Context, args) -> int:
 
 
 @command("switch", "session", "Continue on branch NAME (this shell only; --checkout is not "
-         "changed).", args=(Arg("NAME", "the branch"),),
+         "changed).", args=(Arg("NAME", "the branch", completes="branch"),),
          example="switch main")
 def switch(ctx: Context, args) -> int:
     from aish.branches import check_branch, head_of

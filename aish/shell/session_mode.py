@@ -79,6 +79,13 @@ class SessionMode:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
+        outer, self.ctx.in_session = self.ctx.in_session, self.state
+        try:
+            return self._loop()
+        finally:
+            self.ctx.in_session = outer
+
+    def _loop(self) -> int:
         out = self.ctx.out
         out.note(f"Welcome to session mode with {self.specialist.ai_name}")
         out.note(f"Session ID: {self.session.id}")
