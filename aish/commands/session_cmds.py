@@ -211,7 +211,7 @@ def help_command(ctx: Context, args) -> int:
     if args.topic:
         from aish.commands.helptext import render_help
 
-        ctx.out.data(render_help(ctx, args.topic))
+        ctx.out.data(render_help(ctx, args.topic, in_session=True))
         return 0
     ctx.out.data(session_help(_ai(args.state)))
     return 0
