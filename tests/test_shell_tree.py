@@ -337,3 +337,18 @@ def test_help_in_session_mode_describes_the_session_commands(ctx):
         assert f"  {word} " in overview, word
     assert "Alt-Left / Alt-Right" in overview
     assert "'redo' brings them back" in rest and "--undo" not in rest
+
+
+def test_the_tree_commands_on_the_redis_store(ctx, redis_url):
+    from test_shell_leaving import use_redis
+
+    (Path(ctx.environ["HOME"]) / ".aish").mkdir(parents=True, exist_ok=True)
+    (Path(ctx.environ["HOME"]) / ".aish" / "config.yaml").write_text("")
+    use_redis(Path(ctx.environ["HOME"]), redis_url)
+    assert type(ctx.store).__name__ == "RedisStore"
+    session, out, err, provider = run(ctx, "q1\nregenerate\nflip prev\nbranch alt\nq2\nundo\n"
+                                      "switch main\nq3\n")
+    assert "Message 2: 1/2" in err and "apollo> reply 1" in out
+    assert sent(provider) == ["q1", "reply 1", "q3"]  # main flipped back to the first reply
+    assert path(ctx, session.id, "alt") == ["q1", "reply 1"]  # q2 undone
+    assert path(ctx, session.id) == ["q1", "reply 1", "q3", "reply 4"]
