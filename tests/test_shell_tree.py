@@ -333,7 +333,7 @@ def test_help_in_session_mode_describes_the_session_commands(ctx):
     _, out, _, _ = run(ctx, "help\nhelp undo\n")
     overview, _, rest = out.partition("usage: undo [N]")
     for word in ("branch NAME", "switch NAME", "branches", "undo [N]", "redo", "regenerate",
-                 "edit N", "flip [WAY]"):
+                 "edit N", "flip [next|prev]"):
         assert f"  {word} " in overview, word
     assert "Alt-Left / Alt-Right" in overview
     assert "'redo' brings them back" in rest and "--undo" not in rest

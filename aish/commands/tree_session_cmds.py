@@ -109,8 +109,8 @@ def redo(ctx: Context, args) -> int:
     return 0
 
 
-@command("regenerate", "session", "A new reply to your last message; the old one stays "
-         "(Alt-Left shows it).")
+@command("regenerate", "session", "A new reply to your last message; the old one stays beside "
+         "it.")
 def regenerate(ctx: Context, args) -> int:
     from aish.branches import rewind_to_regenerate
 
@@ -120,8 +120,8 @@ def regenerate(ctx: Context, args) -> int:
     return 0
 
 
-@command("edit", "session", "Edit your message N in $VISUAL or $EDITOR and send it in its "
-         "place; the original stays (Alt-Left shows it).",
+@command("edit", "session", "Edit your message N in $EDITOR and send it in its place (the "
+         "original stays).",
          args=(Arg("N", "the message number on this branch (from 1)", type=positive_int),),
          example="edit 3")
 def edit(ctx: Context, args) -> int:
@@ -203,9 +203,10 @@ def tree_view(state: SessionState) -> tuple[Tree, Fork] | None:
     return (tree, fork) if fork is not None else None
 
 
-@command("flip", "session", "Show the next or previous reply (or version) at the newest fork "
-         "of this branch; Alt-Right / Alt-Left do it too. Without a word: where you are.",
-         args=(Arg("WAY", "next or prev", nargs="?"),), example="flip prev")
+@command("flip", "session", "Show the next / previous side of the newest fork (Alt-Right / "
+         "Alt-Left).",
+         args=(Arg("WAY", "next or prev (none: say which side is shown)", nargs="?",
+                   metavar="next|prev"),), example="flip prev")
 def flip_command(ctx: Context, args) -> int:
     from aish.forks import flip
 
