@@ -57,6 +57,8 @@ def test_branch_and_switch_talk_on_their_own_paths(ctx):
     rows = [line.split()[:2] for line in out.splitlines() if "messages" in line]
     assert rows[0] == ["*", "main"] and rows[1][0] == "alt"
     # The shell's view is its own: the pipe face's checkout stays where it was.
+    run(ctx, "switch alt\n", session=session)
+    assert session.branch == "alt"
     assert ctx.checkouts.get(session.location) == "main"
 
 
