@@ -41,7 +41,9 @@ def flip_bindings(can_flip: Callable[[int], bool]):
     def add(key: str, step: int, line: str) -> None:
         @bindings.add("escape", key, filter=Condition(lambda: can_flip(step)))
         def _flip(event) -> None:
-            event.app.exit(exception=KeyCommand(line, event.current_buffer.text))
+            draft = event.current_buffer.text
+            event.current_buffer.reset()  # the line left on screen must not look sent
+            event.app.exit(exception=KeyCommand(line, draft))
 
     add("left", -1, "flip prev")
     add("right", 1, "flip next")
