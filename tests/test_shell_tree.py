@@ -354,3 +354,17 @@ def test_the_tree_commands_on_the_redis_store(ctx, redis_url):
     assert sent(provider) == ["q1", "reply 1", "q3"]  # main flipped back to the first reply
     assert path(ctx, session.id, "alt") == ["q1", "reply 1"]  # q2 undone
     assert path(ctx, session.id) == ["q1", "reply 1", "q3", "reply 4"]
+
+
+def test_the_fork_indicator_reads_the_log_again_only_when_it_changed(ctx, monkeypatch):
+    class Prompting(StreamLines):
+        interactive = True  # so the toolbar is computed before every line
+
+    loads = []
+    load = type(ctx.store).load
+    monkeypatch.setattr(type(ctx.store), "load", lambda self, sid: loads.append(sid)
+                        or load(self, sid))
+    session = ctx.sessions.create("apollo")
+    lines = Prompting(io.StringIO("q1\n\n\n\nq2\n\n\n"))
+    SessionMode(ctx, ctx.specialist("apollo"), session, lines, Scripted()).run()
+    assert len(loads) == 3  # at the start, after q1, after q2: not on the empty lines

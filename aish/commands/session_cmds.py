@@ -45,6 +45,7 @@ class SessionState:
     # Set by `flip`: (the fork's parent, the head it moved to). While the head is still there
     # the keys keep flipping that fork, not a newer one inside the side now shown.
     flipping: tuple[str, str] | None = None
+    tree: tuple[object, object] | None = None  # (what the log held, its forks.Tree): a cache
 
 
 def tilde(path: str, environ: dict) -> str:

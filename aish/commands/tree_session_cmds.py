@@ -196,7 +196,15 @@ def tree_view(state: SessionState) -> tuple[Tree, Fork] | None:
     session = state.session
     if not session.stored:
         return None
-    tree = Tree.of(session.sessions.store.load(session.id))
+    # The tree depends only on the messages stored, not on where refs point, so it is read
+    # again only when the log holds other messages than when it was last read: once per
+    # exchange, not on every prompt or key.
+    summary = session.summary
+    held = (session.id, summary.messages, summary.last_time, summary.tokens)
+    if state.tree is None or state.tree[0] != held:
+        state.tree = (held, Tree.of(session.sessions.store.load(session.id)))
+    tree = state.tree[1]
+    assert isinstance(tree, Tree)
     head = session.stored_head.id
     flipping = state.flipping[0] if state.flipping and state.flipping[1] == head else None
     fork = fork_in_view(tree, head, flipping)
