@@ -234,6 +234,10 @@ class Sessions:
     def tail(self, sid: str, pairs: int) -> list[Message]:
         return self.store.tail(check_id(sid), pairs)
 
+    def path(self, sid: str, head: Head | None, pairs: int) -> list[Message]:
+        """The path from the root to ``head`` (None: main's), its last ``pairs`` pairs (0: all)."""
+        return self.store.path(check_id(sid), head, pairs)
+
     def location(self, sid: str) -> str:
         return self.store.location(check_id(sid))
 

@@ -71,7 +71,7 @@ def test_aish_commands_complete_their_arguments():
 
 
 def test_session_scope():
-    assert words("", "session")[:3] == ["clear", "context", "exit"]
+    assert words("", "session")[:4] == ["branch", "branches", "clear", "context"]
     assert words("co", "session") == ["context"]
     assert words("/sa", "session") == ["/save"]
     assert words("clear --", "session") == ["--keep-last"]

@@ -67,14 +67,21 @@ def list_branches(ctx: Context, args) -> int:
         ctx.out.data(json.dumps([{**r.to_json(), "current": r.name == current} for r in rows],
                                 indent=2))
         return 0
-    now = ctx.now()
+    for line in branch_lines(rows, current, ctx.now()):
+        ctx.out.data(line)
+    return 0
+
+
+def branch_lines(rows, current: str, now: float) -> list[str]:
+    """One line per branch, ``current`` marked with ``*``."""
+    lines = []
     for row in rows:
         mark = "*" if row.name == current else " "
         who = ", ".join(row.speakers) or "-"
         when = ago(now - row.last_activity) if row.last_activity else "-"
-        ctx.out.data(f"{mark} {row.name:<20} {row.head or '(root)':<16} "
+        lines.append(f"{mark} {row.name:<20} {row.head or '(root)':<16} "
                      f"{row.messages:>5} messages  {when:<12} {who}")
-    return 0
+    return lines
 
 
 @command("checkout", "aish", "Choose the branch later messages to a session go to (for you "

@@ -27,6 +27,7 @@ class Context:
     # enter_session(ctx, specialist, session, provider=, model=) runs interactive session mode.
     present_reply: Callable | None = None
     enter_session: Callable | None = None
+    in_session: object = None  # session mode's SessionState while it runs (Tab completes branches)
 
     @cached_property
     def config(self):

@@ -15,6 +15,7 @@ def load_commands() -> None:
     import aish.commands.session_cmds  # noqa: F401
     import aish.commands.shims  # noqa: F401
     import aish.commands.sync  # noqa: F401
+    import aish.commands.tree_session_cmds  # noqa: F401
 
 
 def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]:

@@ -26,13 +26,15 @@ def _entry(usage: str, text: str, width: int) -> list[str]:
     return [f"  {usage}", f"  {'':<{width}} {text}"]
 
 
-def render_help(ctx, topic: str | None = None) -> str:
+def render_help(ctx, topic: str | None = None, in_session: bool = False) -> str:
+    """``in_session``: asked inside session mode, where `help undo` means its `undo`, not
+    `aish --undo`."""
     if topic:
         word = topic.lstrip("-/")
         if word in ctx.specialists or word.removesuffix("-ai") in ctx.specialists:
             ask = REGISTRY.require("specialist", "ask")
             return "\n".join(_describe(ask, f"{word.removesuffix('-ai')} {ask.usage[4:]}"))
-        for scope in ("aish", "session"):
+        for scope in ("session", "aish") if in_session else ("aish", "session"):
             if found := REGISTRY.get(scope, word):
                 prog = f"aish {found.usage}" if scope == "aish" else found.usage
                 return "\n".join(_describe(found, prog))

@@ -29,7 +29,7 @@ class Arg:
     nargs: str | int | None = None  # "?", "*", 2, ...
     const: object = None  # the value of an option given without its optional value
     metavar: str | None = None
-    completes: str | None = None  # "session", "specialist", "template", "path"
+    completes: str | None = None  # "session", "specialist", "template", "path", "branch"
 
     @property
     def positional(self) -> bool:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 ESCAPE_HELP = ("To send a message that starts with a command word, begin it with a backslash: "
                "\\save the whales")
 KEYS_HELP = ("Keys: Tab completes, Esc-Enter (Alt-Enter) starts a new line, Ctrl-X Ctrl-E edits "
-             "in $EDITOR, Ctrl-C cancels a reply, Ctrl-D leaves without ending the session.")
+             "in $EDITOR, Alt-Left / Alt-Right flip between the sides of a fork, Ctrl-C cancels "
+             "a reply, Ctrl-D leaves without ending the session.")
 
 NOT_YET = "No messages yet: the session is stored with its first message."
 
@@ -41,6 +42,10 @@ class SessionState:
     specialist: Specialist
     send: Callable[[str | None], None] = lambda _text: None  # None = retry the unanswered one
     leave: bool = False  # set by `exit`: end the session and leave session mode
+    # Set by `flip`: (the fork's parent, the head it moved to). While the head is still there
+    # the keys keep flipping that fork, not a newer one inside the side now shown.
+    flipping: tuple[str, str] | None = None
+    tree: tuple[object, object] | None = None  # (what the log held, its forks.Tree): a cache
 
 
 def tilde(path: str, environ: dict) -> str:
@@ -210,7 +215,7 @@ def help_command(ctx: Context, args) -> int:
     if args.topic:
         from aish.commands.helptext import render_help
 
-        ctx.out.data(render_help(ctx, args.topic))
+        ctx.out.data(render_help(ctx, args.topic, in_session=True))
         return 0
     ctx.out.data(session_help(_ai(args.state)))
     return 0

@@ -142,6 +142,9 @@ def _values(arg: Arg, current: str, vocab: Vocabulary, registry: Registry) -> li
         return _matching(_topics(vocab, registry), current)
     if kind == "path":
         return _matching(((p, "") for p in vocab.paths(current)), current)
+    if kind == "branch":
+        branches = getattr(vocab, "branches", None)  # only session mode knows its session
+        return _matching(((b, "branch") for b in branches()), current) if branches else []
     return []
 
 
@@ -192,6 +195,16 @@ class ContextVocabulary:
 
     def paths(self, prefix: str) -> list[str]:
         return complete_path(prefix)
+
+    def branches(self) -> list[str]:
+        """The branches of the session that session mode is in (none outside it)."""
+        state = self.ctx.in_session
+        if state is None or not state.session.stored:
+            return []
+        try:
+            return state.session.sessions.summary(state.session.id).tree.names()
+        except (AishError, OSError):
+            return []
 
 
 def complete_path(prefix: str) -> list[str]:

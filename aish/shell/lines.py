@@ -22,11 +22,24 @@ Fragments = list[tuple[str, str]]
 
 @dataclass(frozen=True)
 class Ask:
-    """One prompt: its text, what Tab completes (``shell`` or ``session``), the toolbar."""
+    """One prompt: its text, what Tab completes (``shell`` or ``session``), the toolbar, the
+    text it starts with, and whether Alt-Left / Alt-Right flip (older, newer side of a fork)."""
 
     message: Fragments
     scope: str = "shell"
     toolbar: Callable[[], Fragments] | None = None
+    default: str = ""
+    flips: tuple[bool, bool] = (False, False)
+
+
+class KeyCommand(Exception):
+    """A key that runs a command line (``line``) instead of editing; ``text`` is what was
+    typed so far, for the next prompt to start with."""
+
+    def __init__(self, line: str, text: str = ""):
+        super().__init__(line)
+        self.line = line
+        self.text = text
 
 
 class LineSource(Protocol):
@@ -91,10 +104,11 @@ class PromptLines:
         encryption on, messages must not reach the history file in clear)."""
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+        from prompt_toolkit.key_binding import merge_key_bindings
         from prompt_toolkit.output import ColorDepth
 
         from aish.shell.completion import make_completer
-        from aish.shell.keys import continuation, load_bindings
+        from aish.shell.keys import continuation, flip_bindings, load_bindings
 
         try:
             stored: History = FileHistory(str(_private_file(history or history_file())))
@@ -108,7 +122,7 @@ class PromptLines:
         def prompt_session(history):
             return PromptSession(
                 history=history,
-                key_bindings=load_bindings(),
+                key_bindings=merge_key_bindings([load_bindings(), flip_bindings(self._flips)]),
                 enable_open_in_editor=True,
                 complete_while_typing=False,
                 prompt_continuation=continuation,
@@ -119,14 +133,19 @@ class PromptLines:
                 **self._io,
             )
 
+        self._ask = Ask([])
         self._session = prompt_session(stored)
         self._sessions = {"shell": self._session,
                           "session": prompt_session(InMemoryHistory()) if private_sessions
                           else self._session}
 
     def read(self, ask: Ask) -> str:
+        self._ask = ask
         return self._sessions[ask.scope].prompt(ask.message, completer=self._completers[ask.scope],
-                                    bottom_toolbar=ask.toolbar)
+                                    bottom_toolbar=ask.toolbar, default=ask.default)
+
+    def _flips(self, step: int) -> bool:
+        return self._ask.flips[step > 0]
 
     def confirm(self, question: str, default: bool = True) -> bool:
         """Ask a yes/no question (kept out of history); Ctrl-D takes the default."""

@@ -12,15 +12,21 @@ A line is a session command (`save`, `/save`, ... from the registry's ``session`
 message; `\\save the whales` sends a message that starts with a command word. `exit` ends the
 session; Ctrl-D (or the end of a piped script) leaves it active. With auto-save off, leaving
 with unsaved messages asks first.
+
+The shell keeps its own view of the session's tree: the branch it talks on (`branch`, `switch`;
+the toolbar names it when it is not main) and, at a fork, which side is shown (Alt-Left /
+Alt-Right run `flip`, and the toolbar shows `fork 2/3`). Lines the session core adds to
+``session.notices`` (a lost race) are printed after the line that caused them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import aish.commands.tree_session_cmds as tree_cmds  # registers branch, undo, ... here too
 from aish.commands.session_cmds import SessionState, parse_session_line, tilde
 from aish.errors import AishError, ProviderError, UsageError
-from aish.shell.lines import Ask, LineSource, open_lines
+from aish.shell.lines import Ask, KeyCommand, LineSource, open_lines
 from aish.shell.toolbar import session_toolbar
 
 if TYPE_CHECKING:
@@ -59,6 +65,8 @@ class SessionMode:
         self._provider_error: ProviderError | None = None
         self._first_prompt = True
         self._toolbar: list[tuple[str, str]] = []
+        self._flips = (False, False)  # Alt-Left / Alt-Right have a side to go to
+        self._draft = ""  # what was typed when a key ran a command, for the next prompt
         self.failed = False  # something could not be saved or ended when leaving
 
     @property
@@ -71,6 +79,13 @@ class SessionMode:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
+        outer, self.ctx.in_session = self.ctx.in_session, self.state
+        try:
+            return self._loop()
+        finally:
+            self.ctx.in_session = outer
+
+    def _loop(self) -> int:
         out = self.ctx.out
         out.note(f"Welcome to session mode with {self.specialist.ai_name}")
         out.note(f"Session ID: {self.session.id}")
@@ -80,6 +95,8 @@ class SessionMode:
             self._refresh_toolbar()
             try:
                 line = self.lines.read(self._ask())
+            except KeyCommand as key:
+                line, self._draft = key.line, key.text
             except KeyboardInterrupt:
                 self.ctx.out.note("(type 'exit' to end the session, or Ctrl-D to leave it)")
                 continue
@@ -120,6 +137,8 @@ class SessionMode:
             out.error(str(exc))
         except KeyboardInterrupt:
             out.note("(interrupted)")
+        finally:
+            tree_cmds.tell_notices(self.ctx, self.session)
 
     def send(self, text: str | None) -> None:
         """Send a message (None: the unanswered one again) and stream the reply."""
@@ -153,6 +172,7 @@ class SessionMode:
         if session.pending:
             try:
                 session.save()
+                tree_cmds.tell_notices(self.ctx, session)
                 if not session.save_every:
                     out.note(f"Session saved to {tilde(session.location, self.ctx.environ)}")
             except AishError as exc:
@@ -201,7 +221,9 @@ class SessionMode:
         where = f"(session: {self.session.id})" if self._first_prompt else "(session)"
         message = [("class:prompt", f"{name} "), ("class:prompt.session", where),
                    ("class:prompt", "> ")]
-        return Ask(message, "session", toolbar=lambda: self._toolbar)
+        draft, self._draft = self._draft, ""
+        return Ask(message, "session", toolbar=lambda: self._toolbar, default=draft,
+                   flips=self._flips)
 
     def _refresh_toolbar(self) -> None:
         if not self.lines.interactive:
@@ -213,8 +235,13 @@ class SessionMode:
             used, size = 0, session.context_window
         model = getattr(self._provider, "model", None)
         unsaved = session.unsaved if not session.save_every else 0
+        try:
+            fork = tree_cmds.tree_view(self.state)
+        except AishError:
+            fork = None
+        self._flips = (fork[1].can_flip(-1), fork[1].can_flip(1)) if fork else (False, False)
         self._toolbar = session_toolbar(session.id, used, size, self.specialist.name, model,
-                                        unsaved)
+                                        unsaved, session.branch, fork[1].label if fork else None)
 
     def _make_provider(self) -> Provider | None:
         """The provider, made once; a failure is shown once and retried on the next message."""

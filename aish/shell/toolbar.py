@@ -1,21 +1,28 @@
-"""The bottom toolbar: session id, window use, specialist and model in session mode; hints at
-the `aish>` prompt. Its text is computed once per prompt (not per keystroke), because window
-use is read from storage."""
+"""The bottom toolbar: session id, window use, specialist, model, branch and fork in session
+mode; hints at the `aish>` prompt. Its text is computed once per prompt (not per keystroke),
+because window use and the tree are read from storage."""
 
 from __future__ import annotations
 
 from aish.humanize import window
 from aish.sanitize import sanitize
+from aish.store.refs import MAIN
 
 SEP = " │ "
 HINTS = "Tab completes · Esc-Enter new line · Ctrl-X Ctrl-E editor · Ctrl-D leaves"
 
 
 def session_toolbar(sid: str, used: int, size: int, specialist: str, model: str | None,
-                    unsaved: int = 0) -> list[tuple[str, str]]:
-    """Formatted text fragments: ``sess_k3f9x2 │ window 8/10 │ apollo │ model smollm2``."""
+                    unsaved: int = 0, branch: str = MAIN, fork: str | None = None
+                    ) -> list[tuple[str, str]]:
+    """Formatted text fragments: ``sess_k3f9x2 │ window 8/10 │ apollo │ model smollm2``, then
+    the branch when it is not main and, at a fork, which side is shown (``fork 2/3``)."""
     parts = [("session", sid), ("window", window(used, size)), ("", specialist),
              ("model", sanitize(model or "?"))]
+    if branch != MAIN:
+        parts.append(("branch", sanitize(branch)))
+    if fork:
+        parts.append(("fork", f"{fork} Alt-←/→"))
     if unsaved:
         parts.append(("unsaved", str(unsaved)))
     return _fragments(parts)
