@@ -32,7 +32,7 @@ from aish.theme import load_theme
 
 def sent(provider, index=-1) -> list[str]:
     """The messages (persona left out) of request ``index``."""
-    return [m.content for m in provider.sent[index][1:]]
+    return [m.content for m in provider.chats[index][1:]]
 
 
 def path(ctx, sid, branch="main") -> list[str]:
@@ -141,7 +141,7 @@ def test_edit_that_changes_nothing_sends_nothing(ctx, tmp_path, body, note):
     ctx.environ["VISUAL"] = editor(tmp_path, body)
     session, _, err, provider = run(ctx, "q1\nedit 1\n")
     assert note in err
-    assert len(provider.sent) == 1
+    assert len(provider.chats) == 1
     assert path(ctx, session.id) == ["q1", "reply 1"]
 
 
@@ -152,7 +152,7 @@ def test_edit_without_an_editor_or_of_a_reply_is_one_error(ctx):
     assert errors[0] == "aish: error: edit needs an editor: set $EDITOR (or $VISUAL)"
     assert "message 2 of branch main is not one of yours" in errors[1]
     assert "7 is not one of them" in errors[2]
-    assert len(provider.sent) == 1
+    assert len(provider.chats) == 1
 
 
 class Racing(Scripted):
@@ -164,7 +164,7 @@ class Racing(Scripted):
         self.sid = ""
 
     def stream(self, chat, specialist):
-        if not self.sent:
+        if not self.chats:
             other = self.ctx.sessions.open("apollo", self.sid)
             other.add(Message(USER, "elsewhere", "apollo", 1.0))
             other.add(Message(ASSISTANT, "answered elsewhere", "apollo", 2.0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aish.humanize import window
 from aish.sanitize import sanitize
-from aish.store.refs import MAIN
+from aish.sessions import MAIN
 
 SEP = " │ "
 HINTS = "Tab completes · Esc-Enter new line · Ctrl-X Ctrl-E editor · Ctrl-D leaves"
