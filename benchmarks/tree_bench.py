@@ -138,6 +138,11 @@ def context(store, label: str) -> None:
         median_ms(lambda: store.path(sid, store.summary(sid).head(MAIN), 11)))
     row("store.path(b1 head, whole path)",
         median_ms(lambda: store.path(sid, store.summary(sid).head("b1"), 0), runs=5))
+    row("store.path(main head, whole path)",
+        median_ms(lambda: store.path(sid, store.summary(sid).head(MAIN), 0), runs=5))
+    counter = iter(range(10**6))
+    row("branch (a new branch at message 500 of main: walks main whole)",
+        median_ms(lambda: branches.create(sessions, sid, f"n{next(counter)}", at=500), runs=5))
     row("store.load (the whole log, for scale)", median_ms(lambda: store.load(sid), runs=5))
 
 
