@@ -44,6 +44,7 @@ test-nightly: setup system-deps lint
 bench: setup
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/render_bench.py
+	$(PY) benchmarks/tree_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -80,6 +80,15 @@ def seed(store: FileStore, sid: str, owner: str, messages: int, size: int = 200)
         store.append(sid, batch)
 
 
+def fifty_sessions(home: Path) -> tuple[dict, FileStore]:
+    """A HOME with 50 sessions of 20 messages (what the listing figures are measured on)."""
+    env = environment(home)
+    store = FileStore(home / ".aish" / "sessions")
+    for i in range(50):
+        seed(store, f"sess_b{i:05d}", ("apollo", "athena", "hermes")[i % 3], 20)
+    return env, store
+
+
 def row(label: str, seconds: float, note: str = "") -> None:
     print(f"  {label:<58} {seconds * 1000:9.1f} ms  {note}")
 
@@ -161,10 +170,7 @@ def main() -> int:
           f"load {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="aish-bench-") as tmp:
         home = Path(tmp) / "home"
-        env = environment(home)
-        store = FileStore(home / ".aish" / "sessions")
-        for i in range(50):
-            seed(store, f"sess_b{i:05d}", ("apollo", "athena", "hermes")[i % 3], 20)
+        env, store = fifty_sessions(home)
 
         print("\nManagement (50 sessions of 20 messages):")
         row("aish --list-sessions", timed(env, "aish", "--list-sessions", runs=7))
