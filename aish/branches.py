@@ -14,7 +14,7 @@ from aish.ids import check_id
 from aish.messages import USER, Message, relinked
 from aish.sessions import Sessions
 from aish.store.base import Loaded, Summary, path_in
-from aish.store.refs import MAIN, Head, RefMoved
+from aish.store.refs import MAIN, Head, RefMoved, pin_main
 
 
 def check_branch(name: str) -> str:
@@ -51,8 +51,9 @@ def move(sessions: Sessions, sid: str, branch: str, target: Message | None, op: 
         record["from"] = expected.id
     if target is not None and target.pos is not None:
         record["at"] = target.pos
+    pin = pin_main(sessions.summary(sid).tree) if branch != MAIN else []
     try:
-        summary = sessions.store.append(check_id(sid), [record])
+        summary = sessions.store.append(check_id(sid), pin + [record])
     except RefMoved as exc:
         if create:
             raise UsageError(f"session {sid} already has a branch {branch}",

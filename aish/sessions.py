@@ -30,7 +30,7 @@ from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message, relinked
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Codec, Loaded, Summary, tombstone
-from aish.store.refs import MAIN, Head, RefMoved
+from aish.store.refs import MAIN, Head, RefMoved, pin_main
 
 if TYPE_CHECKING:
     from aish.providers.base import Provider
@@ -337,7 +337,8 @@ class Sessions:
         number = 1
         while f"restored-{number}" in taken:
             number += 1
-        self.store.append(sid, [m.to_record() for m in fixed] + [
+        self.store.append(sid, pin_main(self.store.summary(sid).tree) + [
+            m.to_record() for m in fixed] + [
             {"t": "ref", "name": f"restored-{number}", "to": fixed[-1].id, "op": "branch",
              "time": self.now()}])
 
@@ -492,6 +493,7 @@ class Session:
                     **({"at": start.pos} if start.id == parent and start.pos is not None
                        else {})}]
         records += [m.to_record() for m in relabelled]
+        records = pin_main(self.summary.tree) + records
         self.summary = store.append(self.id, records)  # RefMoved: the name was just taken
         self.notices.append(f"another exchange reached branch {self.branch} of session "
                             f"{self.id} first; this one is kept on branch {name}")
@@ -503,7 +505,8 @@ class Session:
         sessions = self.sessions
         meta = {**self.meta, "updated": sessions.now()}
         try:
-            refs = {self.branch: messages[-1].id} if self.branch != MAIN else None
+            # Made on another branch: main stays empty, at the root.
+            refs = {MAIN: "", self.branch: messages[-1].id} if self.branch != MAIN else None
             self.summary = sessions._store_new(meta, messages, self.id if self.named else None,
                                                refs)
         except SessionExists:  # the name was taken meanwhile: continue that session instead

@@ -20,7 +20,6 @@ import os
 import threading
 from collections import Counter
 
-import pytest
 import tree_support
 from conftest import run
 from tree_support import Echo
@@ -41,9 +40,6 @@ WRITERS = 16
 # new branch NAME-2, and then, the loop not returning, again on NAME-2-2 and so on 50 times
 # (the same message ids each time) until "too busy to write to" (exit 5); and two losers that
 # pick the same new name at once fail with RefMoved instead of taking the next name.
-LOST_RACE = ("core defect: Session._append keeps writing an exchange that lost its race on "
-             "new branches NAME-2, NAME-2-2, ... until 'too busy' (exit 5); _aside does not "
-             "retry when its new name was taken meanwhile")
 
 
 
@@ -82,7 +78,6 @@ def check_tree(env, sid: str, writers: int, rounds: int, reply_of) -> None:
     assert {p["kind"] for p in report["problems"]} <= {"out of order"}, report
 
 
-@pytest.mark.xfail(reason=LOST_RACE, strict=False)  # a run without any lost race passes
 def test_sixteen_programs_on_one_branch_store_every_exchange(store_env):
     sid = ok(store_env, "apollo", "--session", "--get-id", input="start").stdout.decode().strip()
     start = threading.Barrier(WRITERS)
@@ -127,7 +122,6 @@ def core_writer(env: dict, sid: str, n: int, rounds: int, gate, told) -> None:
         told.put((n, notices))
 
 
-@pytest.mark.xfail(reason=LOST_RACE, strict=False)  # a run without any lost race passes
 def test_sixteen_processes_on_the_session_core_store_every_exchange(store_env):
     config = config_module.load(store_env)
     sessions = Sessions(open_store(config), config)
@@ -158,7 +152,6 @@ def test_sixteen_processes_on_the_session_core_store_every_exchange(store_env):
 # -- two answers at the same head -------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason=LOST_RACE, strict=True)
 def test_two_answers_at_the_same_head_keep_both_and_tell_the_loser(store_env, server):
     sid = ok(store_env, "apollo", "--session", "--get-id", input="start").stdout.decode().strip()
     both = threading.Barrier(2)

@@ -125,11 +125,6 @@ def test_an_old_log_reads_shows_and_continues_the_same(kind, name, env, server, 
 def test_a_branch_of_an_old_log_leaves_main_where_it_was(kind, env, server, request):
     """main of an older log is its last message only until a branch moves: talking on a new
     branch must not carry main along."""
-    if kind == "redis":
-        request.applymarker(pytest.mark.xfail(
-            reason="core defect: on Redis, an old session's summary hash has no ref fields, so "
-            "the summary's main follows the last message (a branch's) while a full load keeps "
-            "main at the old head: continuing main sends the branch's path", strict=True))
     expected = EXPECTED[kind]["plain"]
     sid = install(kind, "plain", env, request)
     old_ids = [r["id"] for r in golden_records(kind, "plain") if r["t"] == "msg"]
@@ -142,9 +137,6 @@ def test_a_branch_of_an_old_log_leaves_main_where_it_was(kind, env, server, requ
     assert server.last_messages == expected["sent"]
 
 
-@pytest.mark.xfail(reason="core defect: aish --list-branches without --json fails with "
-                   "TypeError: ago() takes 1 positional argument but 2 were given "
-                   "(aish/commands/branch_cmds.py list_branches)", strict=True)
 def test_the_branches_of_an_old_log_are_listed(kind, env, request):
     sid = install(kind, "plain", env, request)
     last = [r["id"] for r in golden_records(kind, "plain") if r["t"] == "msg"][-1]

@@ -368,23 +368,15 @@ def factory(request, tmp_path):
                                request.getfixturevalue("redis_server"))
 
 
-PRUNE_DEFECT = pytest.mark.xfail(
-    reason="core defect: prune keeps the last pairs in log order and rewrites without refs, so "
-    "branches vanish and messages of other branches are left unreachable (e.g. append, append, "
-    "regenerate, regenerate, prune 1)", strict=False)
 
 
-@pytest.mark.parametrize("machine", [Tree, pytest.param(TreeWithPrune, marks=PRUNE_DEFECT)],
+@pytest.mark.parametrize("machine", [Tree, TreeWithPrune],
                          ids=["without-prune", "with-prune"])
 def test_the_tree_holds_under_any_sequence_of_operations(factory, machine):
     bound = type(machine.__name__, (machine,), {"make_store": staticmethod(factory)})
     run_state_machine_as_test(bound, settings=SETTINGS)
 
 
-@pytest.mark.xfail(reason="core defect: RefState.head('main') is the log's last message whenever "
-                   "main has no ref of its own, even after other branches exist, so talking "
-                   "on a branch of a session whose main never moved carries main along",
-                   strict=True)
 def test_talking_on_a_branch_of_an_empty_session_leaves_main_at_the_root(factory):
     store, cleanup = factory()
     tmp = tempfile.mkdtemp(prefix="aish-state-home-")

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from aish.errors import StorageError
 from aish.header import MAX_TIME, Header, is_count, is_time  # noqa: F401 - re-exported
 from aish.messages import Message
-from aish.store.refs import Head, RefState
+from aish.store.refs import MAIN, Head, RefState
 
 FORMAT_VERSION = 1
 MAX_LINE_CHARS = 16 * 1024 * 1024  # a longer line is reported as a problem, never parsed
@@ -167,8 +167,11 @@ class Loaded:
     tree: RefState = field(default_factory=RefState)
 
     def ref_ids(self) -> dict[str, str]:
-        """Every named branch and the message it points at (for rewrites and copies)."""
-        return {name: head.id for name, head in self.tree.refs.items()}
+        """Every branch and the message it points at, ``main`` always included (for rewrites
+        and copies, which then state it explicitly)."""
+        main = self.tree.head(MAIN)
+        return {MAIN: main.id if main else "",
+                **{name: head.id for name, head in self.tree.refs.items()}}
 
     def by_id(self) -> dict[str, Message]:
         return {m.id: m for m in self.messages}
@@ -467,6 +470,16 @@ def rewrite_records(sid: str, meta: dict, messages: Sequence[Message],
         if message.parent and message.parent in where:
             record["pp"] = where[message.parent]
         where[message.id] = add(record)
+    if refs is not None:
+        # A kept message no branch leads to (an older reply beside a regenerated one) stays
+        # reachable from the ref log, as it was before the rewrite: a record moves its branch
+        # there before every branch is restated below.
+        reached = _reached(messages, refs.values())
+        parents = {m.parent for m in messages}
+        for message in messages:
+            if message.id not in reached and message.id not in parents:
+                add({"t": "ref", "name": message.ref or MAIN, "from": "*", "to": message.id,
+                     "op": "keep", "at": where[message.id]})
     for name, target in (refs or {}).items():
         ref: dict[str, object] = {"t": "ref", "name": name, "from": "*", "to": target,
                                   "op": "keep"}
@@ -474,3 +487,14 @@ def rewrite_records(sid: str, meta: dict, messages: Sequence[Message],
             ref["at"] = where[target]
         add(ref)
     return out
+
+
+def _reached(messages: Sequence[Message], heads: Iterable[str]) -> set[str]:
+    """Ids of ``messages`` on the path from the root to any of ``heads``."""
+    by_id = {m.id: m for m in messages}
+    reached: set[str] = set()
+    for head in heads:
+        while head and head in by_id and head not in reached:
+            reached.add(head)
+            head = by_id[head].parent or ""
+    return reached

@@ -190,3 +190,18 @@ class RefState:
 def decode_head(text: str) -> Head:
     mid, _, pos = text.partition(" ")
     return Head(mid, int(pos) if pos.isdigit() else None)
+
+
+def pin_main(state: RefState, when: float | None = None) -> list[dict]:
+    """The record that gives ``main`` a ref of its own where it is now, when it has none yet
+    (it still follows the last message): written before another branch moves, so that
+    talking on that branch does not carry ``main`` along."""
+    if MAIN in state.refs:
+        return []
+    record: dict = {"t": "ref", "name": MAIN, "from": state.last.id, "to": state.last.id,
+                    "op": "keep"}
+    if state.last.pos is not None:
+        record["at"] = state.last.pos
+    if when is not None:
+        record["time"] = when
+    return [record]
