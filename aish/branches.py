@@ -45,11 +45,17 @@ def message_at(path: list[Message], number: int, sid: str, branch: str) -> Messa
 def move(sessions: Sessions, sid: str, branch: str, target: Message | None, op: str,
          expected: Head | None, create: bool = False) -> Summary:
     """Point ``branch`` at ``target`` (None: the root), if it still is at ``expected``."""
-    record: dict = {"t": "ref", "name": branch, "to": target.id if target else "", "op": op,
+    return move_to(sessions, sid, branch, Head(target.id, target.pos) if target else Head(""),
+                   op, expected, create)
+
+
+def move_to(sessions: Sessions, sid: str, branch: str, target: Head, op: str,
+            expected: Head | None, create: bool = False) -> Summary:
+    record: dict = {"t": "ref", "name": branch, "to": target.id, "op": op,
                     "time": sessions.now()}
     if not create and expected is not None:
         record["from"] = expected.id
-    if target is not None and target.pos is not None:
+    if target.pos is not None:
         record["at"] = target.pos
     pin = pin_main(sessions.summary(sid).tree) if branch != MAIN else []
     try:
@@ -66,18 +72,22 @@ def move(sessions: Sessions, sid: str, branch: str, target: Message | None, op: 
 
 
 def create(sessions: Sessions, sid: str, name: str, at: int | None = None,
-           source: str = MAIN) -> Message | None:
-    """A new branch ``name`` at message ``at`` of ``source`` (None: its head); returns the
-    message it starts from (None: the root)."""
+           source: str = MAIN) -> str:
+    """A new branch ``name`` at message ``at`` of ``source`` (None: its head); returns the id
+    of the message it starts from ("": the root)."""
     check_branch(name)
     summary = sessions.summary(sid)
     if summary.head(name) is not None:
         raise UsageError(f"session {sid} already has a branch {name}",
                          hint=f"pick another name, or aish --checkout {sid} {name}")
-    path = sessions.store.path(sid, head_of(summary, source), 0)
-    target = message_at(path, len(path) if at is None else at, sid, source)
+    head = head_of(summary, source)
+    if at is None:  # at the head: no walk needed
+        move_to(sessions, sid, name, head, "branch", None, create=True)
+        return head.id
+    path = sessions.store.path(sid, head, 0)
+    target = message_at(path, at, sid, source)
     move(sessions, sid, name, target, "branch", None, create=True)
-    return target
+    return target.id if target else ""
 
 
 def undo(sessions: Sessions, sid: str, branch: str, exchanges: int = 1) -> Message | None:

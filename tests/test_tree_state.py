@@ -167,7 +167,7 @@ class Tree(RuleBasedStateMachine):
             return
         target = branches.create(self.sessions, self.sid, name, at=at, source=self.cur)
         expected = path[at - 1].id if at else ""
-        assert (target.id if target else "") == expected
+        assert target == expected
         self.moved(name, expected, "branch")
 
     @rule(name=st.sampled_from(NAMES))

@@ -49,7 +49,7 @@ def branch_session(ctx: Context, args) -> int:
     at = f"message {args.at}" if args.at is not None else "its head"
     _report(ctx, args, f"Branch {args.name} of session {args.id} starts at {at} of {source}; "
             f"talk on it with --branch {args.name}, or aish --checkout {args.id} {args.name}",
-            session=args.id, branch=args.name, source=source, head=start.id if start else "")
+            session=args.id, branch=args.name, source=source, head=start)
     return 0
 
 
