@@ -206,7 +206,9 @@ def shown(history: History, run: list[Node], fold: bool) -> list[Node | int]:
 
 def title(history: History, style: Style) -> str:
     count = len(history.nodes)
-    what = f"branch {history.only}" if history.only else f"{len(history.refs)} branches"
+    branches = len(history.refs)
+    what = (f"branch {history.only}" if history.only
+            else f"{branches} branch{'' if branches == 1 else 'es'}")
     text = f"session {history.sid}: {count} message{'' if count == 1 else 's'}, {what}"
     at_root = tags(history, history.heads.get("", []))
     return cut(text, style.width - len(at_root) - 1, style.ellipsis) + (
