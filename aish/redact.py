@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-# Checked in order: a PEM block first (it may contain anything), then the specific key shapes,
-# then generic assignments, whose value may itself be one of the shapes above.
+# Checked in order after PEM blocks (which may contain anything): the specific key shapes, then
+# generic assignments, whose value may itself be one of the shapes above.
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{1,64}-----")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]{1,64}-----")
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("pem", re.compile(r"-----BEGIN [A-Z0-9 ]{1,64}-----.*?-----END [A-Z0-9 ]{1,64}-----",
-                       re.DOTALL)),
     ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")),
     ("openai-key", re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")),
     ("aws-key", re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")),
@@ -30,6 +30,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 def redact(text: str, counts: Counter | None = None) -> str:
     """``text`` with every secret replaced; each one found is added to ``counts`` by kind."""
+    text = _redact_pem(text, counts)
     for kind, pattern in _PATTERNS:
         if kind == "assignment":
             def keep_name(match: re.Match[str]) -> str:
@@ -46,6 +47,20 @@ def redact(text: str, counts: Counter | None = None) -> str:
         if counts is not None and found:
             counts[kind] += found
     return text
+
+
+def _redact_pem(text: str, counts: Counter | None) -> str:
+    # A scan rather than one lazy regex: a text of many BEGIN lines and no END must stay linear.
+    out, at = [], 0
+    while begin := _PEM_BEGIN.search(text, at):
+        end = _PEM_END.search(text, begin.end())
+        if end is None:  # no later BEGIN has an END either
+            break
+        out += [text[at:begin.start()], "[REDACTED:pem]"]
+        at = end.end()
+        if counts is not None:
+            counts["pem"] += 1
+    return "".join(out) + text[at:] if out else text
 
 
 class Redactor:
