@@ -14,6 +14,7 @@ import sys
 import history_support
 from conftest import REPO
 from history_support import SECRET, fails, ok
+from shell_support import Term, shell_env
 
 tree = history_support.tree  # the module's session, a fixture
 
@@ -146,3 +147,21 @@ print("HEAVY=" + ",".join(heavy))
                           timeout=600)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().strip().splitlines()[-1] == "HEAVY="
+
+
+def test_on_a_terminal_it_is_coloured_and_fits_the_terminal(tree, terms):
+    env, sid = tree
+    term = Term(shell_env(env), "--history", sid, cols=40)
+    terms.append(term)
+    assert term.wait() == 0
+    assert "\x1b[" in term.raw  # styled: the heads bold, the guides and folds dim
+    *lines, note = term.text.replace("\r", "").splitlines()  # stderr shares the terminal
+    assert note.startswith("Redacted 2 secret(s)")
+    assert lines[1].startswith("├── 1 ") and lines[-1].startswith("└── 10 ")
+    assert len(lines) == 11 and all(len(line) <= 40 for line in lines)
+
+    plain = Term(shell_env(env, NO_COLOR="1"), "--history", sid, cols=40)
+    terms.append(plain)
+    assert plain.wait() == 0
+    assert "\x1b" not in plain.raw and plain.raw.isascii()
+    assert plain.raw.replace("\r", "").splitlines()[1].startswith("+-- 1 ")
