@@ -63,16 +63,49 @@ def save_session(ctx: Context, args) -> int:
     return 0
 
 
+def _format(text: str) -> str:
+    from aish.exports import FORMATS
+
+    if text not in FORMATS:
+        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {text!r}")
+    return text
+
+
 @command("export-session", "aish",
-         "Export one session as JSON (--skip-corrupted: every valid message of a damaged one).",
-         args=(SESSION, SKIP), example="aish --export-session sess_abc123 --skip-corrupted")
+         "Export one session: the JSON document (default), or its history as md, mermaid, dot "
+         "or json (secrets redacted).",
+         args=(SESSION, SKIP,
+               Arg("--format", "md (transcript), mermaid or dot (the tree), json (nodes, "
+                   "edges, refs)", type=_format, metavar="FORMAT"),
+               Arg("--no-redact", "with --format: keep secrets (API keys, tokens, ...)",
+                   flag=True)),
+         example="aish --export-session sess_abc123 --format md > session.md")
 def export_session(ctx: Context, args) -> int:
     from aish.management import transfer
 
+    if args.format is not None:
+        return _export_history(ctx, args)
     doc = transfer.save_session(ctx.sessions, args.id, skip_corrupted=args.skip_corrupted,
                                 action="export")
     _warn_skipped(ctx, args.id, doc.get("skipped", []))
     _json(ctx, doc)
+    return 0
+
+
+def _export_history(ctx: Context, args) -> int:
+    from aish.commands.history_cmds import load_history, report_redactions
+    from aish.exports import render
+    from aish.management.integrity import load_intact
+    from aish.redact import Redactor
+
+    found = load_intact(ctx.sessions, args.id, "export", skip_corrupted=args.skip_corrupted,
+                        hint=f"add --skip-corrupted to export every valid message, or repair "
+                        f"it first with aish --repair-session {args.id}")
+    ctx.sessions.record_read("export", args.id, found.owner, skipped=len(found.damage))
+    _warn_skipped(ctx, args.id, [str(p) for p in found.damage])
+    redactor = Redactor(not args.no_redact)
+    ctx.out.data(render(load_history(ctx, args.id, None), args.format, redactor))
+    report_redactions(ctx, redactor)
     return 0
 
 

@@ -1,0 +1,64 @@
+"""`aish --history`: a session's whole tree, drawn, or as JSON nodes, edges and refs.
+
+Text shown goes through `aish.redact` (unless --no-redact) and the sanitiser; what was
+redacted is reported on stderr. Rich is imported only to draw.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aish.commands.branch_cmds import ON_BRANCH, SESSION, current_branch
+from aish.commands.context import Context
+from aish.commands.registry import JSON, Arg, command
+
+NO_REDACT = Arg("--no-redact", "show secrets (API keys, tokens, ...) as they are", flag=True)
+
+
+def load_history(ctx: Context, sid: str, branch: str | None):
+    """The history of ``sid`` (only ``branch``'s path when given) and this user's branch."""
+    from aish.branches import check_branch, head_of
+    from aish.history import build
+
+    summary = ctx.sessions.summary(sid)
+    if branch is not None:
+        check_branch(branch)
+        head_of(summary, branch)  # it must exist
+    loaded = ctx.sessions.load(summary.id)
+    return build(loaded, summary.id, current_branch(ctx, sid), branch)
+
+
+def report_redactions(ctx: Context, redactor) -> None:
+    text = redactor.report()
+    if text:
+        ctx.out.note(text)
+
+
+@command("history", "aish", "Draw a session's whole tree of messages and branches.",
+         args=(SESSION, ON_BRANCH,
+               Arg("--all", "show every message (long straight runs are folded otherwise)",
+                   flag=True),
+               NO_REDACT, JSON),
+         example="aish --history sess_abc123")
+def history(ctx: Context, args) -> int:
+    from aish.redact import Redactor
+
+    tree = load_history(ctx, args.id, args.branch)
+    redactor = Redactor(not args.no_redact)
+    if args.json:
+        ctx.out.data(json.dumps(tree.to_json(redactor), indent=2))
+        report_redactions(ctx, redactor)
+        return 0
+    from aish.history import Style, draw
+    from aish.sanitize import marks_for, sanitize
+
+    console = ctx.out.console()
+    marks = marks_for(getattr(ctx.out.stdout, "encoding", None))
+    # ASCII guides where box drawing may not show: a stream that cannot encode it, or NO_COLOR
+    # (often a plain console or a screen reader).
+    ascii_only = "NO_COLOR" in ctx.environ or not console.encoding.lower().startswith("utf")
+    style = Style(console.width, ascii_only, not args.all, ctx.now(),
+                  lambda text: sanitize(text, marks), redactor)
+    console.print(draw(tree, style))
+    report_redactions(ctx, redactor)
+    return 0

@@ -1,0 +1,280 @@
+"""A session's whole history as a tree: the model behind `aish --history` and the exports.
+
+Part of the session core's read side: one read of the log arranged as nodes (each message with
+its number on the path from the root, as --edit and --at count), edges and refs. A *run* is a
+straight stretch of the tree: it goes on while a message has exactly one child and ends at a
+fork (several children) or a leaf. Drawing lays a run out as one column and nests each side of
+a fork under it, so a long conversation with a few regenerations stays narrow.
+
+Only :func:`draw` uses Rich, imported there, so building the model stays cheap.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aish.messages import USER, Message
+from aish.store.base import Loaded
+from aish.store.refs import MAIN
+
+FOLD_KEEP_LAST = 2  # messages kept at the end of a folded run: the latest exchange
+Text = Callable[[str], str]  # what text passes through before it is shown (redaction)
+
+
+@dataclass(frozen=True)
+class Node:
+    message: Message
+    number: int  # on the path from the root, from 1
+    children: tuple[str, ...]  # oldest first
+
+    @property
+    def tokens(self) -> int | None:
+        usage = self.message.usage
+        return None if usage is None else usage.prompt_tokens + usage.completion_tokens
+
+    def who(self, arrow: str = "\u2192") -> str:
+        m = self.message
+        if m.role == USER:
+            return f"user {arrow} {m.ai}"
+        return f"{m.ai} (note)" if m.note else m.ai
+
+
+@dataclass
+class History:
+    sid: str
+    nodes: dict[str, Node]  # in drawing order
+    roots: list[str]  # top-level messages (a damaged log may have more than one)
+    refs: dict[str, str]  # branch -> head message id ("" = at the root)
+    current: str  # this user's checked-out branch
+    only: str | None = None  # the branch shown, when only one is
+    heads: dict[str, list[str]] = field(default_factory=dict)  # message id -> branches there
+
+    def __post_init__(self) -> None:
+        for name, head in sorted(self.refs.items()):
+            self.heads.setdefault(head, []).append(name)
+
+    def run_from(self, start: str) -> list[Node]:
+        """The straight run that starts at ``start``."""
+        run = [self.nodes[start]]
+        while len(run[-1].children) == 1 and len(run) <= len(self.nodes):
+            run.append(self.nodes[run[-1].children[0]])
+        return run
+
+    def to_json(self, text: Text, content: bool = False) -> dict:
+        nodes = []
+        for node in self.nodes.values():
+            m = node.message
+            item = {"id": m.id, "parent": m.parent or "", "number": node.number,
+                    "role": m.role, "ai": m.ai, "time": m.time, "tokens": node.tokens,
+                    "first_line": text(first_line(m.content))}
+            if m.note:
+                item["note"] = m.note
+            if content:
+                item["content"] = text(m.content)
+            nodes.append(item)
+        edges = [{"from": n.message.id, "to": child}
+                 for n in self.nodes.values() for child in n.children]
+        return {"session": self.sid, "current": self.current,
+                **({"branch": self.only} if self.only else {}),
+                "nodes": nodes, "edges": edges, "refs": dict(sorted(self.refs.items()))}
+
+
+def first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def build(loaded: Loaded, sid: str, current: str, branch: str | None = None) -> History:
+    """The history of ``loaded``: every message, or only ``branch``'s path."""
+    from aish.forks import Tree
+
+    refs = {name: head.id for name, head in loaded.tree.refs.items()}
+    if MAIN not in refs:  # a log written before branches: main is its newest message
+        head = loaded.tree.head(MAIN)
+        refs[MAIN] = head.id if head else ""
+    if branch is not None:
+        path = loaded.path(loaded.tree.head(branch))
+        nodes = {m.id: Node(m, i, (path[i].id,) if i < len(path) else ())
+                 for i, m in enumerate(path, 1)}
+        return History(sid, nodes, [path[0].id] if path else [],
+                       {branch: refs.get(branch, "")}, current, branch)
+    tree = Tree.of(loaded)
+    nodes: dict[str, Node] = {}
+    roots = [m.id for m in tree.children.get("", [])]
+    # A message whose parent is missing (a damaged log) still shows, as a root of its own.
+    roots += [m.id for m in loaded.messages if m.parent and m.parent not in tree.by_id]
+    for root in roots:
+        stack = [(tree.by_id[root], 1)]
+        while stack:  # no recursion: a log may be thousands of messages deep
+            message, number = stack.pop()
+            if message.id in nodes:  # a damaged log's cycle or repeated id
+                continue
+            kids = [k for k in tree.children.get(message.id, []) if k.id not in nodes]
+            nodes[message.id] = Node(message, number, tuple(k.id for k in kids))
+            stack.extend((k, number + 1) for k in reversed(kids))
+    for name in list(refs):
+        if refs[name] and refs[name] not in nodes:
+            refs[name] = ""  # a head the log does not hold: shown at the root
+    return History(sid, nodes, roots, refs, current)
+
+
+# -- drawing -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Style:
+    width: int
+    ascii: bool
+    fold: bool
+    now: float
+    sanitize: Callable[[str], str]
+    text: Text  # redaction
+
+    @property
+    def ellipsis(self) -> str:
+        return "..." if self.ascii else "\u2026"
+
+    @property
+    def arrow(self) -> str:
+        return "->" if self.ascii else "\u2192"
+
+    def folded(self, count: int) -> str:
+        dots = "..." if self.ascii else "\u22ef"
+        return f"{dots} {count} more {dots}"
+
+
+def when(stamp: float, now: float) -> str:
+    local = _time.localtime(stamp)
+    if _time.strftime("%Y-%m-%d", local) == _time.strftime("%Y-%m-%d", _time.localtime(now)):
+        return _time.strftime("%H:%M", local)
+    return _time.strftime("%m-%d", local)
+
+
+def tags(history: History, names: list[str]) -> str:
+    return " ".join(f"[{n}{'*' if n == history.current else ''}]" for n in names)
+
+
+def cut(text: str, room: int, ellipsis: str) -> str:
+    if len(text) <= room:
+        return text
+    if room <= len(ellipsis):
+        return ellipsis[:max(room, 0)]
+    return text[:room - len(ellipsis)] + ellipsis
+
+
+def row(history: History, node: Node, indent: int, style: Style) -> str:
+    """One message's line: number, time, who, first line (cut to fit), tokens, branch tags."""
+    m = node.message
+    start = f"{node.number} {when(m.time, style.now)} {node.who(style.arrow)}: "
+    end = ""
+    if node.tokens:
+        end += f" {node.tokens}t"
+    if m.id in history.heads:
+        end += " " + tags(history, history.heads[m.id])
+    first = style.sanitize(style.text(first_line(m.content)))
+    room = style.width - indent - len(start) - len(end)
+    if room < 8:  # narrow: the time goes first
+        start = f"{node.number} {node.who(style.arrow)}: "
+        room = style.width - indent - len(start) - len(end)
+    return start + cut(first, max(room, 0), style.ellipsis) + end
+
+
+def shown(history: History, run: list[Node], fold: bool) -> list[Node | int]:
+    """The run's rows: nodes, and counts standing for stretches folded away. Kept: the first,
+    the last few, and every branch head."""
+    if not fold:
+        return list(run)
+    keep = {0, *range(max(len(run) - FOLD_KEEP_LAST, 0), len(run))}
+    keep |= {i for i, n in enumerate(run) if n.message.id in history.heads}
+    out: list[Node | int] = []
+    i = 0
+    while i < len(run):
+        if i in keep:
+            out.append(run[i])
+            i += 1
+            continue
+        j = i
+        while j < len(run) and j not in keep:
+            j += 1
+        out.extend([run[i]] if j - i == 1 else [j - i])  # folding one line saves nothing
+        i = j
+    return out
+
+
+def title(history: History, style: Style) -> str:
+    count = len(history.nodes)
+    branches = len(history.refs)
+    what = (f"branch {history.only}" if history.only
+            else f"{branches} branch{'' if branches == 1 else 'es'}")
+    text = f"session {history.sid}: {count} message{'' if count == 1 else 's'}, {what}"
+    at_root = tags(history, history.heads.get("", []))
+    return cut(text, style.width - len(at_root) - 1, style.ellipsis) + (
+        " " + at_root if at_root else "")
+
+
+def trunk_of(history: History, kids: tuple[str, ...], on_current: set[str]) -> str:
+    """The side of a fork drawn straight on: the one leading to the checked-out branch's
+    head, else the newest."""
+    return next((k for k in kids if k in on_current), kids[-1])
+
+
+def draw(history: History, style: Style):
+    """A Rich renderable of the tree. A run is drawn as one column; at a fork the column goes
+    on with one side (the checked-out branch's, else the newest) and every other side is
+    nested under the forking message, each under a ``side i/n`` label when there are several,
+    so which rows belong to which side is never ambiguous."""
+    from rich.text import Text as RichText
+    from rich.tree import Tree as RichTree
+
+    def line(text: str, kind: str = "") -> RichText:
+        return RichText(text, style=kind, no_wrap=True, overflow="crop")
+
+    current = history.refs.get(history.current, "")
+    on_current = set()
+    while current and current in history.nodes and current not in on_current:
+        on_current.add(current)
+        current = history.nodes[current].message.parent or ""
+    top = RichTree(line(title(history, style), "bold"), guide_style="dim")
+    pending = [(top, start, 1) for start in reversed(history.roots)]
+    while pending:  # no recursion: a log may hold thousands of forks
+        parent, cursor, depth = pending.pop()
+        while True:
+            run = history.run_from(cursor)
+            last = parent
+            for item in shown(history, run, style.fold):
+                if isinstance(item, int):
+                    parent.add(line(style.folded(item), "dim"))
+                    continue
+                head = item.message.id in history.heads
+                last = parent.add(line(row(history, item, 4 * depth, style),
+                                       "bold" if head else ""))
+            kids = run[-1].children
+            if len(kids) <= 1:
+                break
+            trunk = trunk_of(history, kids, on_current)
+            others = [k for k in kids if k != trunk]
+            for kid in reversed(others):
+                under, deeper = last, depth + 1
+                if len(others) > 1:
+                    index = kids.index(kid) + 1
+                    under = last.add(line(f"side {index}/{len(kids)}", "dim"))
+                    deeper += 1
+                pending.append((under, kid, deeper))
+            cursor = trunk
+    return _Ascii(top) if style.ascii else top
+
+
+class _Ascii:
+    """Renders a Rich tree with ASCII guides, as Rich does on a non-UTF-8 stream, also for
+    NO_COLOR terminals whose font may lack box-drawing characters."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __rich_console__(self, console, options):
+        options = options.copy()
+        options.encoding = "ascii"
+        yield from self.inner.__rich_console__(console, options)
