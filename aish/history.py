@@ -98,9 +98,9 @@ def build(loaded: Loaded, sid: str, current: str, branch: str | None = None) -> 
         refs[MAIN] = head.id if head else ""
     if branch is not None:
         path = loaded.path(loaded.tree.head(branch))
-        nodes = {m.id: Node(m, i, (path[i].id,) if i < len(path) else ())
-                 for i, m in enumerate(path, 1)}
-        return History(sid, nodes, [path[0].id] if path else [],
+        on_path = {m.id: Node(m, i, (path[i].id,) if i < len(path) else ())
+                   for i, m in enumerate(path, 1)}
+        return History(sid, on_path, [path[0].id] if path else [],
                        {branch: refs.get(branch, "")}, current, branch)
     tree = Tree.of(loaded)
     nodes: dict[str, Node] = {}
