@@ -56,11 +56,13 @@ class Tree:
     def forks(self, head: str) -> list[Fork]:
         """The forks on the path to ``head``, oldest first."""
         out = []
-        parent = ""
-        for number, message in enumerate(self.path(head), 1):
+        path = self.path(head)
+        # A damaged log's path may start below a parent that is not stored: it starts there.
+        parent = path[0].parent or "" if path else ""
+        for number, message in enumerate(path, 1):
             kids = self.children.get(parent, [])
-            if len(kids) > 1:
-                index = next(i for i, m in enumerate(kids) if m.id == message.id)
+            index = next((i for i, m in enumerate(kids) if m.id == message.id), None)
+            if len(kids) > 1 and index is not None:
                 out.append(Fork(parent, number, tuple(kids), index))
             parent = message.id
         return out

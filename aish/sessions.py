@@ -482,10 +482,11 @@ class Session:
         was), created in the same write as the messages; returns them relabelled."""
         store = self.sessions.store
         taken = set(self.summary.tree.refs)
+        base = self.branch[:56]  # room for "-N": the name must stay a valid branch name
         number = 2
-        while f"{self.branch}-{number}" in taken:
+        while f"{base}-{number}" in taken:
             number += 1
-        name = f"{self.branch}-{number}"
+        name = f"{base}-{number}"
         parent = written[0].parent or ""
         relabelled = [replace(m, ref=name) for m in written]
         records = [{"t": "ref", "name": name, "to": parent, "op": "branch",

@@ -175,5 +175,37 @@ def test_sync_carries_branches_and_keeps_both_sides_of_a_divergence(env, server,
     ok(env, "aish", "--sync-sessions", *url)
     after = paths(sessions_dir, sid)
     assert after["main"][-2:] == ["local only", "ok: local only"]
-    assert after["main@redis"][-2:] == ["remote only", "ok: remote only"]
+    assert after["main.redis"][-2:] == ["remote only", "ok: remote only"]
+    ok(env, "aish", "--checkout", sid, "main.redis")  # a name every command takes
+    assert ok(env, "aish", "--validate-session", sid).returncode == 0
+
+
+def test_hostile_links_never_hang_or_crash(env, server, sessions_dir):
+    """A loop of parents (with position hints that lead straight round it) and refs with names
+    and ids no command accepts: reading stops, validate reports, commands stay one-line."""
+    sid = branched(env)
+    log = sessions_dir / f"{sid}.jsonl"
+    data = log.read_bytes()
+    a = {"t": "msg", "role": "assistant", "content": "A", "ai": "apollo", "time": 2e9,
+         "id": "aaaaaaaaaaaaaaaa", "parent": "bbbbbbbbbbbbbbbb", "pp": len(data) + 200}
+    b = {"t": "msg", "role": "assistant", "content": "B", "ai": "apollo", "time": 2e9,
+         "id": "bbbbbbbbbbbbbbbb", "parent": "aaaaaaaaaaaaaaaa", "pp": len(data)}
+    line_a = json.dumps(a) + "\n"
+    b["pp"] = len(data)
+    a["pp"] = len(data) + len(line_a)
+    line_a = json.dumps(a) + "\n"
+    records = [line_a, json.dumps(b) + "\n",
+               json.dumps({"t": "ref", "name": "loop", "to": "bbbbbbbbbbbbbbbb"}) + "\n",
+               json.dumps({"t": "ref", "name": "sp ace", "to": ""}) + "\n",
+               json.dumps({"t": "ref", "name": "x", "to": "id with space"}) + "\n"]
+    log.write_bytes(data + "".join(records).encode())
+    store = FileStore(sessions_dir)
+    loaded = store.load(sid)
+    assert "sp ace" not in loaded.tree.refs and "x" not in loaded.tree.refs
+    assert [m.content for m in store.path(sid, loaded.tree.head("loop"), 0)] in (
+        ["A", "B"], ["B", "A"], ["B"])  # it ends, whatever the loop
+    result = run(env, "aish", "--validate-session", sid)
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    say(env, sid, "still fine", "--branch", "loop")
+    ok(env, "aish", "--repair-session", sid)
     assert ok(env, "aish", "--validate-session", sid).returncode == 0

@@ -89,7 +89,7 @@ def merge_meta(a: dict, a_updated: float, b: dict, b_updated: float) -> dict:
 def merge_refs(mine, theirs, merged: list[Message], other_side: str) -> dict[str, str]:
     """The branches after sync: a branch one side moved further (the other's head is on its
     path) is taken at its further head; one that both sides moved apart keeps the local head,
-    and the other side's becomes ``NAME@SIDE``, so neither path is dropped."""
+    and the other side's becomes ``NAME.SIDE``, so neither path is dropped."""
     by_id = {m.id: m for m in merged}
     out: dict[str, str] = {}
 
@@ -114,8 +114,13 @@ def merge_refs(mine, theirs, merged: list[Message], other_side: str) -> dict[str
             out[name] = y
         else:
             out[name] = x
-            out[f"{name}@{other_side}"] = y
+            out[side_name(name, other_side)] = y
     return out
+
+
+def side_name(name: str, side: str) -> str:
+    """``NAME.SIDE``, short enough to be a branch name."""
+    return f"{name[:63 - len(side)]}.{side}"
 
 
 def _ref_records(have, refs: dict[str, str]) -> list[dict]:

@@ -341,8 +341,13 @@ def walk(medium: Medium, decode: Callable[[bytes], Message | None], head: Head,
     users = 0
     want: str | None = head.id  # None: the message stored before the last one (older logs)
     hint, scan_from = head.pos, None
+    seen: set[str] = set()
     while want != "":
         found = _find(medium, decode, want, hint, scan_from)
+        if found is not None and found[0].id in seen:
+            return None  # a damaged log's loop: the caller reads it whole, which stops
+        if found is not None:
+            seen.add(found[0].id)
         if out and out[-1].parent is None:  # an older log's parent is whatever came before
             out[-1] = replace(out[-1], parent=found[0].id if found else "")
         if found is None:

@@ -57,7 +57,7 @@ from aish.store.base import (
     walk,
 )
 from aish.store.filestore import DOC_KINDS, _last_pairs
-from aish.store.refs import ANY, MAIN, Head, RefMoved, decode_head, move_of
+from aish.store.refs import ANY, MAIN, Head, RefMoved, decode_head, message_id, move_of
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 PREFIX = "aish"
@@ -142,6 +142,8 @@ for m = 1, n_moves do
       if string.match(first, '^([^ ]*)') == to then
         if pos == '' then pos = string.match(first, ' (.*)$') or '' end
         stack = rest
+      else
+        stack = ''
       end
     elseif op ~= 'keep' then
       stack = ''
@@ -544,7 +546,7 @@ class RedisStore:
                     k = index if record.get("t") == "msg" else -1
                     moves += [move.name, frm, move.to, k,
                               "" if move.pos is None or k >= 0 else move.pos, move.op]
-            if record.get("t") == "msg" and isinstance(record.get("id"), str):
+            if record.get("t") == "msg" and message_id(record.get("id")):
                 last_msg = [record["id"], index]
         if fresh:
             delta.meta.setdefault("id", sid)
@@ -786,12 +788,14 @@ class _ListMedium:
     def __init__(self, client, key: str, length: int):
         self.client, self.key, self.length = client, key, length
         self.cache: dict[int, bytes] = {}
+        self.size = 8  # records fetched before the one asked for; doubles as a walk goes on
 
     def at(self, pos: int) -> bytes | None:
         if not 0 <= pos < self.length:
             return None
         if pos not in self.cache:
-            self._fetch(max(0, pos - 7), pos)
+            self._fetch(max(0, pos - self.size + 1), pos)
+            self.size = min(self.size * 2, _MAX_CHUNK)
         return self.cache.get(pos)
 
     def _fetch(self, start: int, stop: int) -> None:
@@ -800,11 +804,10 @@ class _ListMedium:
 
     def before(self, pos: int | None):
         index = (self.length if pos is None else min(pos, self.length)) - 1
-        size = 8
         while index >= 0:
             if index not in self.cache:
-                self._fetch(max(0, index - size + 1), index)
-                size = min(size * 2, _MAX_CHUNK)
+                self._fetch(max(0, index - self.size + 1), index)
+                self.size = min(self.size * 2, _MAX_CHUNK)
                 if index not in self.cache:  # the list was cut meanwhile (a rewrite)
                     return
             yield self.cache[index], index

@@ -23,9 +23,11 @@ the message id found there.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from aish.errors import StorageError
+from aish.ids import ID_PATTERN
 
 MAIN = "main"
 ANY = "*"  # the ``from`` of an unconditional move
@@ -56,8 +58,21 @@ class Move:
     soft: bool = False  # a message written without branches in mind: skipped, never refused
 
 
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_.-]{0,64}")  # "" is the root
+
+
 def _text(value) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _name(value) -> str | None:
+    """A branch name as commands accept it; anything else in a log moves no branch."""
+    return value if isinstance(value, str) and ID_PATTERN.fullmatch(value) and ".." not in value \
+        else None
+
+
+def message_id(value) -> str | None:
+    return value if isinstance(value, str) and _MESSAGE_ID.fullmatch(value) else None
 
 
 def _pos(value) -> int | None:
@@ -69,7 +84,7 @@ def move_of(record: dict, pos: int | None, last: Head) -> Move | None:
     it, the parent of a message written without one."""
     kind = record.get("t")
     if kind == "msg":
-        name, mid = _text(record.get("ref")), _text(record.get("id"))
+        name, mid = _name(record.get("ref")), message_id(record.get("id"))
         if not mid:
             return None
         if not name:
@@ -80,13 +95,13 @@ def move_of(record: dict, pos: int | None, last: Head) -> Move | None:
             return Move(MAIN, last.id, mid, pos, "msg", soft=True)
         parent = record.get("parent")
         parent = parent if isinstance(parent, str) else last.id
-        return Move(name, parent, mid, pos, "msg")
+        return Move(name, parent, mid, pos, "msg") if message_id(parent) is not None else None
     if kind == "ref":
-        name, to = _text(record.get("name")), _text(record.get("to"))
+        name, to = _name(record.get("name")), message_id(record.get("to"))
         if not name or to is None:
             return None
         frm = record.get("from")
-        frm = frm if isinstance(frm, str) else None
+        frm = frm if frm == ANY or message_id(frm) is not None else None
         op = _text(record.get("op")) or "move"
         return Move(name, frm, to, _pos(record.get("at")), op)
     return None
@@ -119,7 +134,7 @@ class RefState:
         move = move_of(record, pos, self.last)
         if move is not None:
             self.apply(move, strict)
-        if record.get("t") == "msg" and isinstance(record.get("id"), str):
+        if record.get("t") == "msg" and message_id(record.get("id")):
             self.last = Head(record["id"], pos)
 
     def apply(self, move: Move, strict: bool = False) -> bool:
