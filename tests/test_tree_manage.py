@@ -209,3 +209,38 @@ def test_hostile_links_never_hang_or_crash(env, server, sessions_dir):
     say(env, sid, "still fine", "--branch", "loop")
     ok(env, "aish", "--repair-session", sid)
     assert ok(env, "aish", "--validate-session", sid).returncode == 0
+
+
+def test_redis_heads_follow_what_an_older_aish_appended(redis_url, home):
+    """An older aish's write script appends without touching the branch heads in the hash:
+    the next reader or writer folds them again from the log, so its messages stay on main."""
+    import redis as redis_lib
+    from manage_support import sessions_for
+
+    from aish.messages import ASSISTANT, USER, Message
+    from aish.sessions import Sessions
+    from aish.store.redisstore import RedisStore
+
+    store = RedisStore(redis_url)
+    sessions = Sessions(store, sessions_for(home).config)
+    session = sessions.create("apollo", "mixed", named=True)
+    session.add(Message(USER, "new q1", "apollo", 1.0))
+    session.add(Message(ASSISTANT, "new a1", "apollo", 2.0))
+    session.save()
+    client = redis_lib.Redis.from_url(redis_url)
+    for text, role, t in (("old q2", "user", 3.0), ("old a2", "assistant", 4.0)):
+        # What the previous version's script wrote: the record and its counters, nothing else.
+        old = Message(role, text, "apollo", t).to_record()
+        old.pop("parent", None)
+        old.pop("ref", None)
+        client.rpush("aish:{mixed}:log", json.dumps(old))
+        client.hincrby("aish:{mixed}:meta", "n:messages", 1)
+    assert [m.content for m in store.path("mixed", None, 0)] == [
+        "new q1", "new a1", "old q2", "old a2"]
+    again = sessions.open("apollo", "mixed")
+    again.add(Message(USER, "new q3", "apollo", 5.0))
+    again.save()
+    assert [m.content for m in store.path("mixed", None, 0)][-2:] == ["old a2", "new q3"]
+    loaded = store.load("mixed")
+    assert [m.content for m in loaded.path(loaded.tree.head("main"))] == [
+        "new q1", "new a1", "old q2", "old a2", "new q3"]

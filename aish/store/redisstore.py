@@ -57,7 +57,16 @@ from aish.store.base import (
     walk,
 )
 from aish.store.filestore import DOC_KINDS, _last_pairs
-from aish.store.refs import ANY, MAIN, Head, RefMoved, decode_head, message_id, move_of
+from aish.store.refs import (
+    ANY,
+    MAIN,
+    Head,
+    RefMoved,
+    RefState,
+    decode_head,
+    message_id,
+    move_of,
+)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 PREFIX = "aish"
@@ -89,7 +98,13 @@ if mode == 'append' then
   if size + add > limit then return redis.error_reply('AISH_TOO_BIG ' .. size) end
 end
 local base = 0
-if mode == 'append' then base = redis.call('LLEN', log) end
+if mode == 'append' then
+  base = redis.call('LLEN', log)
+  -- "rl": how many records the branch heads here cover. An older aish appends without
+  -- updating them; then they are rebuilt from the log (the client, on AISH_STALE) first.
+  local rl = tonumber(redis.call('HGET', meta, 'rl') or '-1')
+  if rl >= 0 and rl ~= base then return redis.error_reply('AISH_STALE') end
+end
 local n_rec = tonumber(ARGV[5])
 local j = 6 + n_rec
 j = j + 1 + 2 * tonumber(ARGV[j])
@@ -185,6 +200,7 @@ for _, name in ipairs(moves) do
   if stacks[name] == '' then redis.call('HDEL', meta, 'rd:' .. name)
   else redis.call('HSET', meta, 'rd:' .. name, stacks[name]) end
 end
+redis.call('HSET', meta, 'rl', redis.call('LLEN', log))
 if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   redis.call('PEXPIRE', log, ttl)
@@ -330,6 +346,12 @@ def summary_from_hash(fields: dict, sid: str) -> Summary:
     return summary
 
 
+def _stale(fields: dict, length: int) -> bool:
+    """The hash's branch heads cover fewer records than the log holds (an older aish wrote)."""
+    covered = fields.get(b"rl")
+    return covered is not None and covered.isdigit() and int(covered) != length
+
+
 def _pairs(flat: list) -> dict:
     return dict(zip(flat[::2], flat[1::2], strict=False))
 
@@ -415,10 +437,43 @@ class RedisStore:
 
     def summary(self, sid: str) -> Summary:
         with self._guard("read a session"):
-            fields = self.client.hgetall(self._key(sid, "meta"))
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(self._key(sid, "meta"))
+            pipe.llen(self._key(sid, "log"))
+            fields, length = pipe.execute()
         if not fields:
             raise SessionNotFound(f"session {sid} not found")
+        if _stale(fields, length):
+            return self._rebuild_tree(sid)
         return self._with_last(summary_from_hash(fields, sid), fields)
+
+    def _rebuild_tree(self, sid: str) -> Summary:
+        """Fold the branch heads again from the log, after an older aish appended records
+        without updating them (see "rl" in the write script)."""
+        meta, log = self._key(sid, "meta"), self._key(sid, "log")
+        watch_error = self.connection.errors.WatchError
+        with self._guard("read a session"):
+            for _ in range(20):
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(meta, log)
+                        items = pipe.lrange(log, 0, -1)
+                        old = [k for k in pipe.hkeys(meta)
+                               if k.startswith((b"r:", b"rd:")) or k == b"lm"]
+                        tree = RefState()
+                        for index, raw in enumerate(items):
+                            with contextlib.suppress(UnicodeDecodeError, ValueError):
+                                tree.fold(parse_line(raw.decode("utf-8")), index)
+                        pipe.multi()
+                        if old:
+                            pipe.hdel(meta, *old)
+                        pipe.hset(meta, mapping={**tree.to_fields(), "rl": len(items)})
+                        pipe.hgetall(meta)
+                        fields = pipe.execute()[-1]
+                    except watch_error:
+                        continue
+                return summary_from_hash(fields, sid)
+        raise StorageError(f"session {sid} kept changing while it was read; try again")
 
     def _with_last(self, summary: Summary, fields: dict) -> Summary:
         """``summary`` with its last message found, for a session stored by an older aish."""
@@ -489,6 +544,9 @@ class RedisStore:
                 gen, length, fields = pipe.execute()
                 if not fields:
                     raise SessionNotFound(f"session {sid} not found")
+                if head is None and _stale(fields, length):
+                    self._rebuild_tree(sid)
+                    continue
                 start = head or self._with_last(summary_from_hash(fields, sid),
                                                 fields).head(MAIN) or Head("")
                 found = walk(_ListMedium(self.client, log, length), self._message, start, pairs)
@@ -580,8 +638,15 @@ class RedisStore:
             try:
                 flat = self._write(keys=keys, args=args)
             except self.connection.errors.ResponseError as exc:
-                self._script_error(str(exc), sid)
-                raise
+                if "AISH_STALE" not in str(exc):
+                    self._script_error(str(exc), sid)
+                    raise
+                self._rebuild_tree(sid)
+                try:
+                    flat = self._write(keys=keys, args=args)
+                except self.connection.errors.ResponseError as again:
+                    self._script_error(str(again), sid)
+                    raise
         return summary_from_hash(_pairs(flat), sid)
 
     def _script_error(self, text: str, sid: str) -> None:
