@@ -29,11 +29,6 @@ def head_of(summary: Summary, branch: str) -> Head:
     return head
 
 
-def path_of(sessions: Sessions, sid: str, branch: str) -> list[Message]:
-    """The messages of ``branch`` from the root to its head."""
-    return sessions.store.path(check_id(sid), head_of(sessions.summary(sid), branch), 0)
-
-
 def message_at(path: list[Message], number: int, sid: str, branch: str) -> Message | None:
     """Message ``number`` (from 1) of ``path``; 0 is the root, before the first message."""
     if not 0 <= number <= len(path):

@@ -6,6 +6,8 @@ Tests that run the real program use the scripted OpenAI-compatible server instea
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aish.errors import ProviderError
 from aish.messages import Chunk, Usage
 
@@ -13,7 +15,8 @@ from aish.messages import Chunk, Usage
 class Scripted:
     """A provider that records every chat it is sent (``chats``) and answers it.
 
-    The answer is ``reply`` (default ``reply N``, N counting the requests) in one piece and a
+    The answer is ``reply`` (a text, or a function of the chat that makes one; default
+    ``reply N``, N counting the requests) in one piece and a
     finished chunk with usage (5, 2); or exactly ``chunks``, for streams that are cut short or
     odd. The first ``fail`` requests raise a ProviderError ("connection refused") instead.
     ``context_length`` (the model's context) and ``context_limit`` (the prompt budget the
@@ -23,9 +26,9 @@ class Scripted:
     endpoint = "scripted"
     model = "scripted-model"
 
-    def __init__(self, reply: str | None = None, *, chunks: list[Chunk] | None = None,
-                 fail: int = 0, context_length: int | None = None,
-                 context_limit: int | None = None):
+    def __init__(self, reply: str | Callable[[list], str] | None = None, *,
+                 chunks: list[Chunk] | None = None, fail: int = 0,
+                 context_length: int | None = None, context_limit: int | None = None):
         self.reply = reply
         self.chunks = chunks
         self.fail = fail
@@ -43,5 +46,9 @@ class Scripted:
         if self.chunks is not None:
             yield from self.chunks
             return
-        yield Chunk(self.reply if self.reply is not None else f"reply {len(self.chats)}")
+        if callable(self.reply):
+            text = self.reply(chat)
+        else:
+            text = self.reply if self.reply is not None else f"reply {len(self.chats)}"
+        yield Chunk(text)
         yield Chunk(finished=True, usage=Usage(5, 2))

@@ -84,3 +84,28 @@ def audit_actions(home: dict) -> list[tuple[str, str | None]]:
         return []
     entries = [json.loads(line) for line in path.read_text().splitlines()]
     return [(e["action"], e["session"]) for e in entries]
+
+
+def race_programs(env: dict, argv: list[str], writers: int, rounds: int) -> list[str]:
+    """``writers`` threads each running the program ``argv`` ``rounds`` times at once, sending
+    ``msg-N-R``; returns what failed (empty: every run exited 0)."""
+    import threading
+
+    from conftest import run
+
+    start = threading.Barrier(writers)
+    failures: list[str] = []
+
+    def writer(n: int) -> None:
+        start.wait()  # all begin together, so that they race
+        for r in range(rounds):
+            done = run(env, *argv, input=f"msg-{n}-{r}", timeout=600, AISH_MAX_SESSIONS="1000")
+            if done.returncode != 0:
+                failures.append(f"{n}/{r}: exit {done.returncode}: {done.stderr.decode()!r}")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures

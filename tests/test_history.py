@@ -154,7 +154,7 @@ def test_on_a_terminal_it_is_coloured_and_fits_the_terminal(tree, terms):
     term = Term(shell_env(env), "--history", sid, cols=40)
     terms.append(term)
     assert term.wait() == 0
-    assert "\x1b[" in term.raw  # styled: the heads bold, the guides and folds dim
+    assert "\x1b[" in term.raw  # escape sequences: heads bold, guides and folds dim
     *lines, note = term.text.replace("\r", "").splitlines()  # stderr shares the terminal
     assert note.startswith("Redacted 2 secret(s)")
     assert lines[1].startswith("├── 1 ") and lines[-1].startswith("└── 10 ")

@@ -8,14 +8,13 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from conftest import BIN, run
-from manage_support import conversation, ok, select_redis
+from manage_support import conversation, ok, race_programs, select_redis
 
 from aish import config as config_module
 from aish.errors import StorageError
@@ -40,23 +39,8 @@ def store_env(request, env):
 
 
 def test_concurrent_first_writers_of_a_named_session_all_succeed(store_env):
-    start = threading.Barrier(WRITERS)
-    failures: list[str] = []
-
-    def writer(n: int) -> None:
-        start.wait()  # all processes race to create the session that does not exist yet
-        for r in range(ROUNDS):
-            done = run(store_env, "apollo", "--session-id", "race", input=f"msg-{n}-{r}",
-                       timeout=600, AISH_MAX_SESSIONS="1000")
-            if done.returncode != 0:
-                failures.append(f"{n}/{r}: exit {done.returncode}: {done.stderr.decode()!r}")
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    # All processes race to create the session that does not exist yet.
+    assert race_programs(store_env, ["apollo", "--session-id", "race"], WRITERS, ROUNDS) == []
 
     config = config_module.load(store_env)
     loaded = open_store(config).load("race")

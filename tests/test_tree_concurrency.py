@@ -22,6 +22,7 @@ from collections import Counter
 
 import tree_support
 from conftest import run
+from manage_support import race_programs
 from tree_support import Echo
 
 from aish import config as config_module
@@ -80,23 +81,7 @@ def check_tree(env, sid: str, writers: int, rounds: int, reply_of) -> None:
 
 def test_sixteen_programs_on_one_branch_store_every_exchange(store_env):
     sid = ok(store_env, "apollo", "--session", "--get-id", input="start").stdout.decode().strip()
-    start = threading.Barrier(WRITERS)
-    failures: list[str] = []
-
-    def writer(n: int) -> None:
-        start.wait()
-        for r in range(ROUNDS):
-            done = run(store_env, "apollo", "--session", sid, input=f"msg-{n}-{r}",
-                       AISH_MAX_SESSIONS="1000")
-            if done.returncode != 0:
-                failures.append(f"{n}/{r}: exit {done.returncode}: {done.stderr.decode()!r}")
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert race_programs(store_env, ["apollo", "--session", sid], WRITERS, ROUNDS) == []
     check_tree(store_env, sid, WRITERS, ROUNDS, lambda q: f"ok: {q}")
 
 

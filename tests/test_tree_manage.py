@@ -5,25 +5,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import run
-from fault_server import FaultServer
+from tree_support import ok
 
 from aish.store.filestore import FileStore
 from aish.store.refs import MAIN
-
-
-@pytest.fixture
-def server():
-    """The scripted server, alive for as long as a long test on a loaded machine takes."""
-    with FaultServer(lifetime=3600) as s:
-        yield s
-
-
-def ok(env, *args, input=None):
-    result = run(env, *args, input=input)
-    assert result.returncode == 0, result.stderr.decode()
-    return result
 
 
 def say(env, sid, text, *flags):

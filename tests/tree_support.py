@@ -1,30 +1,24 @@
 """Helpers for the conversation-tree tests: an instant provider for the session core in process,
-and the program's environment with either store selected."""
+running the program, and its environment with either store selected."""
 
 from __future__ import annotations
 
 import pytest
+from conftest import run
+from fakes import Scripted
 from manage_support import select_redis
 
-from aish.messages import Chunk
+
+def Echo():  # noqa: N802 - used like the class it stands for
+    """The fake provider answering ``re: <the last message>`` at once."""
+    return Scripted(lambda chat: f"re: {chat[-1].content}")
 
 
-class Echo:
-    """A provider that answers ``re: <the last message>`` at once and remembers each chat."""
-
-    endpoint = "echo"
-    model = "echo"
-    max_tokens = 24
-    context_length = None
-    context_limit = None
-
-    def __init__(self):
-        self.chats: list[list] = []
-
-    def stream(self, chat, specialist):
-        self.chats.append(chat)
-        yield Chunk(text=f"re: {chat[-1].content}")
-        yield Chunk(finished=True, model="echo")
+def ok(env, *args, input=None):
+    """Run a console script that must succeed; its result."""
+    result = run(env, *args, input=input)
+    assert result.returncode == 0, result.stderr.decode()
+    return result
 
 
 @pytest.fixture(params=["file", "redis"])

@@ -157,31 +157,30 @@ def merge_branch(ctx: Context, args) -> int:
     dst = args.into or "main"
     plan = branches.plan_merge(ctx.sessions, args.id, args.src, dst, mode,
                                _pick_range(args.pick))
-    if mode == "ff":
-        if plan.target is None:
-            ctx.out.note(f"Branch {dst} already has everything on {args.src}")
-            return 0
-        if args.dry_run:
-            ctx.out.note(f"Would move branch {dst} to message {plan.target.id} (the head of "
-                         f"{args.src})")
-            return 0
-        branches.apply_merge(ctx.sessions, args.id, plan)
-        ctx.out.note(f"Branch {dst} fast-forwarded to {args.src}")
+    if mode == "ff" and plan.target is None:
+        ctx.out.note(f"Branch {dst} already has everything on {args.src}")
         return 0
-    if not plan.changes:
+    if mode != "ff" and not plan.changes:
         what = "is already on" if mode == "pick" else "was already merged into"
         ctx.out.note(f"Nothing to merge: {args.src} {what} {dst}")
         return 0
-    if mode == "pick":
-        if args.dry_run:
-            ctx.out.note(f"Would copy {plan.changes} message(s) of {args.src} onto {dst}")
-            return 0
-        branches.apply_merge(ctx.sessions, args.id, plan)
-        ctx.out.note(f"Copied {plan.changes} message(s) of {args.src} onto {dst}")
-        return 0
+    if mode == "ff":
+        assert plan.target is not None
+        would = f"Would move branch {dst} to message {plan.target.id} (the head of {args.src})"
+        done = f"Branch {dst} fast-forwarded to {args.src}"
+    elif mode == "pick":
+        would = f"Would copy {plan.changes} message(s) of {args.src} onto {dst}"
+        done = f"Copied {plan.changes} message(s) of {args.src} onto {dst}"
+    else:  # the summary is made (by the model) and approved below
+        would = (f"Would summarise {plan.changes} message(s) of {args.src} since it parted "
+                 f"from {dst}, and add the summary to {dst}")
+        done = ""
     if args.dry_run:
-        ctx.out.note(f"Would summarise {plan.changes} message(s) of {args.src} since it "
-                     f"parted from {dst}, and add the summary to {dst}")
+        ctx.out.note(would)
+        return 0
+    if done:
+        branches.apply_merge(ctx.sessions, args.id, plan)
+        ctx.out.note(done)
         return 0
     note = _summary_note(ctx, args, plan)
     ctx.out.data(note.content)

@@ -102,8 +102,9 @@ if mode == 'append' then
   base = redis.call('LLEN', log)
   -- "rl": how many records the branch heads here cover. An older aish appends without
   -- updating them; then they are rebuilt from the log (the client, on AISH_STALE) first.
-  local rl = tonumber(redis.call('HGET', meta, 'rl') or '-1')
-  if rl >= 0 and rl ~= base then return redis.error_reply('AISH_STALE') end
+  -- A session stored before branches existed has no "rl" at all: the same, once.
+  local rl = tonumber(redis.call('HGET', meta, 'rl') or '0')
+  if rl ~= base then return redis.error_reply('AISH_STALE') end
 end
 local n_rec = tonumber(ARGV[5])
 local j = 6 + n_rec
@@ -216,23 +217,6 @@ if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
 return 1
 """
 
-
-# Sessions written before branches existed have no "lm" (the last message, main's head until
-# main has a ref): find it once, from the end. HSETNX: an append meanwhile has set it already.
-# KEYS: meta hash, log list.
-_LAST_MESSAGE = """
-local lm = redis.call('HGET', KEYS[1], 'lm')
-if lm then return lm end
-local n = redis.call('LLEN', KEYS[2])
-for i = n - 1, 0, -1 do
-  local ok, rec = pcall(cjson.decode, redis.call('LINDEX', KEYS[2], i))
-  if ok and type(rec) == 'table' and rec.t == 'msg' and type(rec.id) == 'string' then
-    redis.call('HSETNX', KEYS[1], 'lm', rec.id .. ' ' .. i)
-    return redis.call('HGET', KEYS[1], 'lm')
-  end
-end
-return false
-"""
 
 # Back up and delete in one step: nothing appended in between can be lost.
 _REMOVE = """
@@ -347,9 +331,10 @@ def summary_from_hash(fields: dict, sid: str) -> Summary:
 
 
 def _stale(fields: dict, length: int) -> bool:
-    """The hash's branch heads cover fewer records than the log holds (an older aish wrote)."""
-    covered = fields.get(b"rl")
-    return covered is not None and covered.isdigit() and int(covered) != length
+    """The hash's branch heads do not cover every record of the log (an older aish wrote, or
+    stored the session before branches existed)."""
+    covered = fields.get(b"rl", b"0")
+    return not covered.isdigit() or int(covered) != length
 
 
 def _pairs(flat: list) -> dict:
@@ -392,7 +377,6 @@ class RedisStore:
         self._write = self.client.register_script(_WRITE)
         self._backup = self.client.register_script(_BACKUP)
         self._remove = self.client.register_script(_REMOVE)
-        self._last_message = self.client.register_script(_LAST_MESSAGE)
         if codec is None:
             with self._guard("check for encryption"):
                 encrypted = self.client.exists(CRYPTO_KEY)
@@ -445,11 +429,11 @@ class RedisStore:
             raise SessionNotFound(f"session {sid} not found")
         if _stale(fields, length):
             return self._rebuild_tree(sid)
-        return self._with_last(summary_from_hash(fields, sid), fields)
+        return summary_from_hash(fields, sid)
 
     def _rebuild_tree(self, sid: str) -> Summary:
-        """Fold the branch heads again from the log, after an older aish appended records
-        without updating them (see "rl" in the write script)."""
+        """Fold the branch heads again from the log: after an older aish appended records
+        without updating them, or for a session it stored (see "rl" in the write script)."""
         meta, log = self._key(sid, "meta"), self._key(sid, "log")
         watch_error = self.connection.errors.WatchError
         with self._guard("read a session"):
@@ -457,6 +441,8 @@ class RedisStore:
                 with self.client.pipeline(transaction=True) as pipe:
                     try:
                         pipe.watch(meta, log)
+                        if not pipe.exists(meta):  # removed meanwhile: nothing to rebuild
+                            raise SessionNotFound(f"session {sid} not found")
                         items = pipe.lrange(log, 0, -1)
                         old = [k for k in pipe.hkeys(meta)
                                if k.startswith((b"r:", b"rd:")) or k == b"lm"]
@@ -474,16 +460,6 @@ class RedisStore:
                         continue
                 return summary_from_hash(fields, sid)
         raise StorageError(f"session {sid} kept changing while it was read; try again")
-
-    def _with_last(self, summary: Summary, fields: dict) -> Summary:
-        """``summary`` with its last message found, for a session stored by an older aish."""
-        if b"lm" not in fields and summary.messages:
-            with self._guard("read a session"):
-                found = self._last_message(keys=[self._key(summary.id, "meta"),
-                                                 self._key(summary.id, "log")])
-            if found:
-                summary.tree.last = decode_head(found.decode("utf-8", "replace"))
-        return summary
 
     def summaries(self) -> list[Summary]:
         ids = self.ids()
@@ -547,8 +523,7 @@ class RedisStore:
                 if head is None and _stale(fields, length):
                     self._rebuild_tree(sid)
                     continue
-                start = head or self._with_last(summary_from_hash(fields, sid),
-                                                fields).head(MAIN) or Head("")
+                start = head or summary_from_hash(fields, sid).head(MAIN) or Head("")
                 found = walk(_ListMedium(self.client, log, length), self._message, start, pairs)
                 if self.client.hget(meta, "gen") != gen:
                     continue
