@@ -1,4 +1,5 @@
-"""A session's history written for people and diagram tools: Markdown, Mermaid, DOT, JSON.
+"""A session's history written for people and diagram tools: Markdown, Mermaid, DOT, JSON,
+and a self-contained HTML page (aish.export_html).
 
 Each format takes a built `aish.history.History` and a ``text`` function every piece of stored
 text passes through (redaction). Diagram labels are escaped for their language so that nothing
@@ -16,19 +17,23 @@ from aish.history import History, Node, Text, first_line
 from aish.humanize import when
 from aish.sanitize import sanitize
 
-FORMATS = ("md", "mermaid", "dot", "json")
+FORMATS = ("md", "mermaid", "dot", "json", "html")
 LABEL_CHARS = 60  # of a message's first line in a diagram
 
 
 def render(history: History, fmt: str, text: Text) -> str:
     if fmt == "md":
         return markdown(history, text)
+    if fmt == "html":
+        from aish.export_html import render_html
+
+        return render_html(history, text)
     if fmt == "json":
         return json.dumps(history.to_json(text, content=True), indent=2)
     return diagram(history, text, mermaid=fmt == "mermaid")
 
 
-def _path(history: History, branch: str) -> list[Node]:
+def branch_path(history: History, branch: str) -> list[Node]:
     out: list[Node] = []
     mid = history.refs.get(branch, "")
     while mid and mid in history.nodes and len(out) <= len(history.nodes):
@@ -41,7 +46,7 @@ def _path(history: History, branch: str) -> list[Node]:
 def markdown(history: History, text: Text) -> str:
     """A transcript of the checked-out branch, with a list of the other branches."""
     branch = history.current if history.current in history.refs else "main"
-    path = _path(history, branch)
+    path = branch_path(history, branch)
     lines = [f"# Session {history.sid}", "",
              f"Branch `{branch}` (checked out), {len(path)} message"
              f"{'' if len(path) == 1 else 's'}."]
@@ -49,7 +54,7 @@ def markdown(history: History, text: Text) -> str:
     if others:
         lines += ["", "Other branches:", ""]
         for name in others:
-            count = len(_path(history, name))
+            count = len(branch_path(history, name))
             lines.append(f"- `{name}`: {count} message{'' if count == 1 else 's'}")
     for node in path:
         m = node.message
