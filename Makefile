@@ -17,12 +17,17 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# redis-server for the Redis half of the test suite (Debian package; needs root or sudo).
+# redis-server for the Redis half of the test suite, chromium (headless) for the HTML export's
+# browser tests (Debian packages; needs root or sudo).
 system-deps:
 	@command -v redis-server >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; } \
 	  || echo "warning: could not install redis-server; Redis tests will be skipped" >&2
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "warning: could not install chromium; the HTML export tests will fail" >&2
 
 run: setup
 	$(VENV)/bin/aish

@@ -248,6 +248,7 @@ SCRIPT = r"""
 (function () {
   "use strict";
   var main = document.getElementById("main");
+  var box = document.getElementById("q"), hits = document.getElementById("hits");
   var msgs = Array.prototype.slice.call(document.querySelectorAll("article.msg"));
   var byId = {}, texts = {};
   msgs.forEach(function (a) {
@@ -257,7 +258,11 @@ SCRIPT = r"""
   var shown = DATA.current;
   function pathTo(id) {
     var out = [], seen = {};
-    while (id && byId[id] && !seen[id]) { seen[id] = 1; out.push(id); id = byId[id].dataset.parent; }
+    while (id && byId[id] && !seen[id]) {
+      seen[id] = 1;
+      out.push(id);
+      id = byId[id].dataset.parent;
+    }
     return out.reverse();
   }
   function show(ids, title) {
@@ -290,12 +295,19 @@ SCRIPT = r"""
     return null;
   }
   function clearSelected() {
-    document.querySelectorAll(".selected").forEach(function (e) { e.classList.remove("selected"); });
+    document.querySelectorAll(".selected").forEach(function (e) {
+      e.classList.remove("selected");
+    });
   }
   function select() {
     var hash = "";
     try { hash = decodeURIComponent(location.hash.slice(1)); } catch (e) { hash = ""; }
     clearSelected();
+    if (hash.slice(0, 2) === "q=") {  /* a link to a search */
+      box.value = hash.slice(2);
+      search();
+      return;
+    }
     if (hash.slice(0, 2) === "b-" && DATA.refs[hash.slice(2)] !== undefined) {
       showBranch(hash.slice(2));
       document.getElementById(hash).classList.add("selected");
@@ -334,8 +346,7 @@ SCRIPT = r"""
     }
     body.appendChild(document.createTextNode(text.slice(at)));
   }
-  var box = document.getElementById("q"), hits = document.getElementById("hits");
-  box.addEventListener("input", function () {
+  function search() {
     var q = box.value.trim().toLowerCase(), found = {}, count = 0;
     msgs.forEach(function (a) {
       var text = texts[a.id], hit = q !== "" && text.toLowerCase().indexOf(q) >= 0;
@@ -345,11 +356,12 @@ SCRIPT = r"""
     document.querySelectorAll("a.t").forEach(function (t) {
       t.classList.toggle("match", !!found[t.dataset.id]);
     });
-    if (q === "") { hits.textContent = ""; select(); return; }
+    if (q === "") { hits.textContent = ""; showBranch(shown); return; }
     msgs.forEach(function (a) { a.classList.toggle("hidden", !found[a.id.slice(2)]); });
     hits.textContent = count + " message" + (count === 1 ? "" : "s") + " match";
     document.getElementById("title").textContent = "Search: every branch";
-  });
+  }
+  box.addEventListener("input", search);
   window.addEventListener("hashchange", select);
   select();
 })();

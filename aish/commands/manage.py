@@ -76,7 +76,8 @@ def _format(text: str) -> str:
          "json or html (secrets redacted).",
          args=(SESSION, SKIP,
                Arg("--format", "md (transcript), mermaid or dot (the tree), json (nodes, "
-                   "edges, refs), html (one offline page: tree, transcript, search)", type=_format, metavar="FORMAT"),
+                   "edges, refs), html (one offline page: tree, transcript, search)",
+                   type=_format, metavar="FORMAT"),
                Arg("--no-redact", "with --format: keep secrets (API keys, tokens, ...)",
                    flag=True)),
          example="aish --export-session sess_abc123 --format md > session.md")
