@@ -216,7 +216,8 @@ main>h2{font-size:15px;text-transform:none;letter-spacing:0;color:#1d2330;margin
 #hits{margin:4px 0 0;color:#667;min-height:1em}
 ul{list-style:none;margin:0;padding:0}
 .branches a{display:block;padding:4px 8px;border-radius:6px;color:inherit;text-decoration:none}
-.branches a:hover{background:#eef1f5}.branches small{display:block;color:#667}
+.branches a:hover{background:#eef1f5}.branches a.shown{box-shadow:inset 3px 0 #2f6fec}
+.branches small{display:block;color:#667}
 .tree ul{margin-left:10px;padding-left:8px;border-left:2px solid #e3e6ec}
 .tree li{display:flex;align-items:baseline;white-space:nowrap}
 .tree li.fork,.tree li.side{display:block}
@@ -281,6 +282,9 @@ SCRIPT = r"""
   }
   function showBranch(name) {
     shown = name;
+    document.querySelectorAll("a.branch").forEach(function (b) {
+      b.classList.toggle("shown", b.id === "b-" + name);
+    });
     show(pathTo(DATA.refs[name]), "Branch " + name +
       (name === DATA.current ? " (checked out)" : ""));
   }

@@ -16,6 +16,8 @@ import history_support
 import pytest
 from history_support import SECRET, ok
 
+from aish.export_html import hue, script_json
+
 tree = history_support.tree  # the module's session, a fixture
 
 VOID = {"meta", "input", "br", "img", "hr", "link"}
@@ -132,8 +134,6 @@ def test_the_page_is_well_formed_offline_and_redacted(tree):
 
 
 def test_specialists_get_a_stable_colour_each():
-    from aish.export_html import hue
-
     assert hue("apollo") == hue("apollo") != hue("athena")
     assert len({hue(name) for name in ("apollo", "athena", "prometheus", "hermes")}) == 4
 
@@ -146,6 +146,8 @@ HOSTILE_REPLY = ('</script><script>alert(2)</script><img src=x onerror=alert(3)>
 def test_model_text_stays_text(env, server, tmp_path):
     server.reply = HOSTILE_REPLY
     sid = ok(env, "apollo", "--session", "--get-id", input=HOSTILE_Q).stdout.decode().strip()
+    server.reply = "a second opinion"
+    ok(env, "athena", "--session", sid, "--shared", input="and you?")
     text, _ = export(env, sid)
     page = Page(text)
     assert not page.errors and page.tags.count("script") == 1
@@ -155,7 +157,13 @@ def test_model_text_stays_text(env, server, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script>alert" not in text
     assert "\x1b" not in text
     doc = nodes(env, sid)
-    question, reply = (f"m-{n['id']}" for n in doc["nodes"])
+    question, reply, asked, answer = (f"m-{n['id']}" for n in doc["nodes"])
+    # Each specialist in its own colour, the one its name always gets.
+    apollo, athena = ({c for c in page.classes(i) if c.startswith("ai")} for i in (reply, answer))
+    assert apollo == page.classes(question) & apollo and athena == page.classes(asked) & athena
+    assert apollo != athena and len(apollo) == len(athena) == 1
+    for name, (cls,) in (("apollo", apollo), ("athena", athena)):
+        assert f".{cls}{{--c:hsl({hue(name)},60%,40%)" in text
     assert HOSTILE_Q in page.text[question]
     assert '</script><script>alert(2)</script><img src=x' in page.text[reply]
     # In a browser: still one script, the text shown as written.
@@ -265,8 +273,6 @@ def test_a_search_link_filters_and_highlights(tree, tmp_path):
 
 
 def test_script_data_cannot_end_the_script():
-    from aish.export_html import script_json
-
     text = script_json({"</script><!--": "a & b \u2028\u2029 >"})
     assert not set(text) & {"<", ">", "&", "\u2028", "\u2029"}
     assert json.loads(text) == {"</script><!--": "a & b \u2028\u2029 >"}
