@@ -172,7 +172,8 @@ class _Page:
 <aside id="side">
 <h1>Session <code>{esc(h.sid)}</code></h1>
 <p class="sum">{summary}</p>
-<input id="q" type="search" placeholder="Search messages" autocomplete="off">
+<input id="q" type="search" placeholder="Search messages" aria-label="Search messages"
+autocomplete="off">
 <p id="hits"></p>
 <h2>Branches</h2>
 <ul class="branches">
