@@ -40,17 +40,29 @@ def _count(session) -> int:
     return len(session.sessions.path(session.id, session.stored_head, 0))
 
 
-@command("branch", "session", "Make branch NAME at the newest message and continue on it.",
-         args=(Arg("NAME", "the new branch"),), example="branch try-rust")
+def auto_name(taken, base: str) -> str:
+    """A branch name not in ``taken``: ``BASE-2``, ``BASE-3``, ... (as a lost race names the
+    branch it keeps an exchange on)."""
+    base = base[:56]  # room for "-N": the name must stay a valid branch name
+    number = 2
+    while f"{base}-{number}" in taken:
+        number += 1
+    return f"{base}-{number}"
+
+
+@command("branch", "session", "Make branch NAME (none: BRANCH-2, ...) at the newest message "
+         "and continue on it.",
+         args=(Arg("NAME", "the new branch", nargs="?"),), example="branch try-rust")
 def branch(ctx: Context, args) -> int:
     from aish import branches
 
     state: SessionState = args.state
     session = _saved(state, "branch")
-    branches.create(session.sessions, session.id, args.name, None, session.branch)
-    was, session.branch = session.branch, args.name
+    name = args.name or auto_name(session.summary.tree.refs, session.branch)
+    branches.create(session.sessions, session.id, name, None, session.branch)
+    was, session.branch = session.branch, name
     session.summary = session.sessions.summary(session.id)
-    ctx.out.note(f"Now on branch {args.name} (made at the head of {was}); 'switch {was}' "
+    ctx.out.note(f"Now on branch {name} (made at the head of {was}); 'switch {was}' "
                  "goes back")
     return 0
 
@@ -265,3 +277,57 @@ def tell_notices(ctx: Context, session) -> None:
     """What the session core had to tell about its writes (a lost race), once each."""
     while session.notices:
         ctx.out.warn(session.notices.pop(0))
+
+
+# -- the full-screen tree ----------------------------------------------------------------------
+@command("tree", "session", "Browse the session's tree full-screen; Enter on a message "
+         "continues from it (on yours: asks it again).")
+def tree_command(ctx: Context, args) -> int:
+    from aish.history import build
+
+    state: SessionState = args.state
+    if state.navigate is None:
+        raise UsageError("tree needs a terminal", hint="aish --history ID draws the tree")
+    session = _saved(state, "tree")
+    history = build(session.sessions.load(session.id), session.id, session.branch)
+    picked = state.navigate(history)
+    if picked is None:
+        return 0
+    continue_from(ctx, state, history, picked)
+    return 0
+
+
+def continue_from(ctx: Context, state: SessionState, history, picked: str) -> None:
+    """Move the shell's view to a branch whose head is ``picked`` (an assistant's message) or,
+    for a message of the user's, its parent with the message put back in the prompt. A branch
+    already there is used (this shell's first), else a new one is made there."""
+    from aish.branches import move
+    from aish.messages import USER
+
+    session = state.session
+    node = history.nodes[picked]
+    target = picked
+    if node.message.role == USER:
+        target = node.message.parent or ""
+        state.draft = node.message.content
+    number = history.nodes[target].number if target else 0
+    here = history.heads.get(target, [])
+    was = session.branch
+    if was in here:
+        ctx.out.note(f"Still on branch {was}, at message {number}")
+    elif here:
+        session.branch = here[0]
+        ctx.out.note(f"Now on branch {here[0]} (its head is message {number}); "
+                     f"'switch {was}' goes back")
+    else:
+        name = auto_name(history.refs, was)
+        move(session.sessions, session.id, name, history.nodes[target].message if target
+             else None, "branch", None, create=True)
+        session.branch = name
+        ctx.out.note(f"Now on new branch {name}, made at message {number}; 'switch {was}' "
+                     "goes back")
+    session.summary = session.sessions.summary(session.id)
+    state.flipping = None
+    if state.draft:
+        ctx.out.note(f"Your message {node.number} is in the prompt: edit it, or press Enter "
+                     "to ask it again")
