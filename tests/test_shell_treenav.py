@@ -325,3 +325,38 @@ def test_the_tree_in_the_real_shell(env, server, tmp_path, aish):
         tmux.close()
     rows = json.loads(aish("aish", "--list-branches", sid, "--json").stdout)
     assert {r["name"]: r["messages"] for r in rows} == {"main": 12, "main-2": 8}
+
+
+def test_enter_on_the_first_message_starts_a_branch_at_the_root(ctx, tmp_path):
+    session = session_with_fork(ctx)
+    lines, err, _ = tree_run(ctx, session, tmp_path, "/q1\r\r" + "\x15" + "q0\rexit\r")
+    assert "Now on new branch main-2, made at message 0" in err
+    assert lines.asked[1][1] == "q1"  # Ctrl-U cleared it and "q0" was asked instead
+    assert path(ctx, session.id, "main-2") == ["q0", "again"]
+
+
+class Picking(StreamLines):
+    """A line source with a `navigate` that picks nothing, counting the views it was asked
+    to show."""
+
+    interactive = False
+
+    def __init__(self, text: str):
+        super().__init__(io.StringIO(text))
+        self.shown: list[int] = []
+
+    def navigate(self, history):
+        self.shown.append(len(history.nodes))
+        return None
+
+
+def test_the_tree_reads_the_log_again_only_when_it_changed(ctx, monkeypatch):
+    loads = []
+    load = type(ctx.store).load
+    monkeypatch.setattr(type(ctx.store), "load", lambda self, sid: loads.append(sid)
+                        or load(self, sid))
+    session = ctx.sessions.create("apollo")
+    lines = Picking("q1\ntree\ntree\nq2\ntree\nundo\ntree\n")
+    SessionMode(ctx, ctx.specialist("apollo"), session, lines, Scripted()).run()
+    assert lines.shown == [2, 2, 4, 4]
+    assert len(loads) == 3  # once, again after q2, again after undo moved main

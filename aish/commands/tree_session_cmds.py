@@ -289,7 +289,14 @@ def tree_command(ctx: Context, args) -> int:
     if state.navigate is None:
         raise UsageError("tree needs a terminal", hint="aish --history ID draws the tree")
     session = _saved(state, "tree")
-    history = build(session.sessions.load(session.id), session.id, session.branch)
+    # Reading a long log is most of what opening the tree costs: it is read again only when
+    # it holds other messages or its branches point elsewhere than the last time.
+    summary = session.summary
+    held = (session.id, summary.messages, summary.last_time, summary.tokens,
+            tuple(sorted((name, head.id) for name, head in summary.tree.refs.items())))
+    if state.loaded is None or state.loaded[0] != held:
+        state.loaded = (held, session.sessions.load(session.id))
+    history = build(state.loaded[1], session.id, session.branch)
     picked = state.navigate(history)
     if picked is None:
         return 0
