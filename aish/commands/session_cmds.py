@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aish.commands.context import Context
 from aish.commands.registry import REGISTRY, Arg, command, positive_int
@@ -24,7 +24,6 @@ from aish.ids import check_id
 if TYPE_CHECKING:
     from aish.sessions import Session
     from aish.specialists import Specialist
-    from aish.store.base import Loaded
 
 ESCAPE_HELP = ("To send a message that starts with a command word, begin it with a backslash: "
                "\\save the whales")
@@ -51,7 +50,7 @@ class SessionState:
     # id of the message picked, or None. None here: no terminal to show it on.
     navigate: Callable[[object], str | None] | None = None
     draft: str = ""  # set by a command: the text the next prompt starts with
-    loaded: tuple[object, Loaded] | None = None  # (what the log held, the log): for `tree`
+    loaded: tuple[object, Any] | None = None  # (what the log held, its Loaded): for `tree`
 
 
 def tilde(path: str, environ: dict) -> str:
