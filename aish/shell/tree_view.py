@@ -43,6 +43,7 @@ class Segment:
     start: str  # the run's first message: its fold key
     ids: tuple[str, ...]
     depth: int  # 0: a root's column; 1 and more: a side nested under a fork
+    side: bool = False  # a side nested under its fork, not the column going on after it
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,9 @@ class TreeNav:
                            sanitize=sanitize, text=lambda text: text)
         self.current = _path_to(history, history.refs.get(history.current, ""))
         self.segments = _layout(history, self.current)
-        self.order = {mid: i for i, mid in enumerate(mid for s in self.segments for mid in s.ids)}
-        self.segment_of = {mid: i for i, s in enumerate(self.segments) for mid in s.ids}
-        self.sides = {i for i in range(len(self.segments)) if _starts_side(self, i)}
+        self.sides = {i for i, s in enumerate(self.segments) if s.side}
+        self._order: dict[str, int] | None = None
+        self._segment_of: dict[str, int] | None = None
         self.folded = {i for i, s in enumerate(self.segments) if len(s.ids) > FOLD_ABOVE}
         self.rows: list[Row] = []
         self.row_of: dict[str, int] = {}
@@ -132,6 +133,22 @@ class TreeNav:
                         f"{h.current}")
 
     @property
+    def order(self) -> dict[str, int]:
+        """Every message's place in the layout with nothing folded (made when first needed:
+        opening the view does without it)."""
+        if self._order is None:
+            self._order = {mid: i for i, mid in enumerate(
+                mid for segment in self.segments for mid in segment.ids)}
+        return self._order
+
+    @property
+    def segment_of(self) -> dict[str, int]:
+        if self._segment_of is None:
+            self._segment_of = {mid: i for i, segment in enumerate(self.segments)
+                                for mid in segment.ids}
+        return self._segment_of
+
+    @property
     def row(self) -> Row | None:
         return self.rows[self.cursor] if self.rows else None
 
@@ -142,7 +159,7 @@ class TreeNav:
 
     def go_to(self, mid: str) -> None:
         """Put the cursor on message ``mid``, unfolding its run if it is folded away."""
-        if mid not in self.order:
+        if mid not in self.history.nodes:
             return
         if mid not in self.row_of:
             self.folded.discard(self.segment_of[mid])
@@ -159,7 +176,7 @@ class TreeNav:
             self.toggle()
             return
         parent = self.history.nodes[self.segments[item.segment].start].message.parent or ""
-        if parent in self.order:
+        if parent in self.history.nodes:
             self.go_to(parent)
         else:
             self.cursor = 0
@@ -248,28 +265,21 @@ def _layout(history: History, on_current: set[str]) -> list[Segment]:
     """The runs in the order they are shown: a fork's nested sides right after it, then the
     column going on with its trunk."""
     segments: list[Segment] = []
-    pending = [(start, 0) for start in reversed(history.roots)]
+    nodes = history.nodes
+    pending = [(start, 0, False) for start in reversed(history.roots)]
     while pending:  # no recursion: a log may hold thousands of forks
-        start, depth = pending.pop()
-        run = history.run_from(start)
-        segments.append(Segment(start, tuple(n.message.id for n in run), depth))
-        kids = run[-1].children
+        start, depth, side = pending.pop()
+        ids = [start]
+        while len(nodes[ids[-1]].children) == 1 and len(ids) <= len(nodes):
+            ids.append(nodes[ids[-1]].children[0])
+        segments.append(Segment(start, tuple(ids), depth, side))
+        kids = nodes[ids[-1]].children
         if len(kids) <= 1:
             continue
         trunk = trunk_of(history, kids, on_current)
-        pending.append((trunk, depth))
-        pending.extend((k, depth + 1) for k in reversed(kids) if k != trunk)
+        pending.append((trunk, depth, False))
+        pending.extend((k, depth + 1, True) for k in reversed(kids) if k != trunk)
     return segments
-
-
-def _starts_side(nav: TreeNav, index: int) -> bool:
-    """Whether segment ``index`` is a nested side (not a column going on after its fork)."""
-    segment = nav.segments[index]
-    parent = nav.history.nodes[segment.start].message.parent or ""
-    node = nav.history.nodes.get(parent)
-    if node is None:
-        return False
-    return trunk_of(nav.history, node.children, nav.current) != segment.start
 
 
 # -- the application ---------------------------------------------------------------------------
