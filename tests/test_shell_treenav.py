@@ -162,6 +162,7 @@ def keys_on_app(history, keys: str):
     ("k" + "j" + "/a 5\r\r", "a5"),  # search, then Enter picks the match
     ("/m 1\rn\r", "m10"),  # round the end to "m 1", then n: "m 10"
     ("q", None),
+    ("\x1b", None),  # Esc alone (told from an escape sequence once nothing follows it)
     ("/zzz\x1b" + "q", None),  # Esc leaves the search, q leaves the view
 ])
 def test_the_keys_in_the_application(keys, picked):
@@ -360,3 +361,18 @@ def test_the_tree_reads_the_log_again_only_when_it_changed(ctx, monkeypatch):
     SessionMode(ctx, ctx.specialist("apollo"), session, lines, Scripted()).run()
     assert lines.shown == [2, 2, 4, 4]
     assert len(loads) == 3  # once, again after q2, again after undo moved main
+
+
+def test_the_tree_on_the_redis_store(ctx, redis_url, tmp_path):
+    from pathlib import Path
+
+    from test_shell_leaving import use_redis
+
+    (Path(ctx.environ["HOME"]) / ".aish").mkdir(parents=True, exist_ok=True)
+    (Path(ctx.environ["HOME"]) / ".aish" / "config.yaml").write_text("")
+    use_redis(Path(ctx.environ["HOME"]), redis_url)
+    assert type(ctx.store).__name__ == "RedisStore"
+    session = session_with_fork(ctx)
+    _, err, _ = tree_run(ctx, session, tmp_path, "/reply 1\r\rnext\rexit\r")
+    assert "Now on new branch main-2, made at message 2" in err
+    assert path(ctx, session.id, "main-2") == ["q1", "reply 1", "next", "again"]
