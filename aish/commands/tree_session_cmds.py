@@ -1,5 +1,6 @@
 """The conversation tree inside session mode: branch, switch, undo, redo, regenerate, edit,
-branches and flip (what Alt-Left / Alt-Right run).
+branches, flip (what Alt-Left / Alt-Right run) and tree (the full-screen view the shell face
+lends through ``SessionState.navigate``).
 
 The shell's branch is its own view: `switch` and `branch` move it without touching the
 user's checkout (`aish --checkout`), which only says where the pipe face writes. Every change
@@ -313,10 +314,9 @@ def continue_from(ctx: Context, state: SessionState, history, picked: str) -> No
 
     session = state.session
     node = history.nodes[picked]
-    target = picked
+    target, draft = picked, ""
     if node.message.role == USER:
-        target = node.message.parent or ""
-        state.draft = node.message.content
+        target, draft = node.message.parent or "", node.message.content
     number = history.nodes[target].number if target else 0
     here = history.heads.get(target, [])
     was = session.branch
@@ -335,6 +335,7 @@ def continue_from(ctx: Context, state: SessionState, history, picked: str) -> No
                      "goes back")
     session.summary = session.sessions.summary(session.id)
     state.flipping = None
-    if state.draft:
+    if draft:  # only once the branch is there: a refused move leaves the prompt empty
+        state.draft = draft
         ctx.out.note(f"Your message {node.number} is in the prompt: edit it, or press Enter "
                      "to ask it again")
