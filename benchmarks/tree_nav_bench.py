@@ -13,13 +13,15 @@ screen is up (target: 150 ms for the view):
   DummyOutput), which asks for only the rows it draws;
 
 and, for scale, rendering the view with every run unfolded (10,000 rows, still only one
-screen drawn). Times are medians of several runs; the machine's load shows in them.
+screen drawn). Times are medians of several runs; the machine's load shows in the wall times,
+so the CPU time this process spent is given too.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -64,6 +66,17 @@ def grow(store, sid: str, rng: random.Random) -> None:
         store.append(sid, records)
 
 
+def cpu(work, runs: int = 9) -> float:
+    """Median CPU time of ``work`` in this process, in seconds: on a loaded machine the wall
+    times above count the other processes' turns too."""
+    times = []
+    for _ in range(runs):
+        start = time.process_time()
+        work()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
 def first_screen(nav) -> None:
     """The real Application up on its first screen, then left at once (q)."""
     from prompt_toolkit.input import create_pipe_input
@@ -105,6 +118,11 @@ def main() -> int:
         row(f"the view in all: model, layout, first screen (target {TARGET_MS} ms)", view,
             "within" if view * 1000 <= TARGET_MS else "OVER")
         row("with the read of the log (a second `tree` reuses it)", read + view)
+        view_cpu = (cpu(lambda: build(loaded, sid, MAIN))
+                    + cpu(lambda: first_screen(TreeNav(history))))
+        row("the view in all, CPU time of this process", view_cpu,
+            "within" if view_cpu * 1000 <= TARGET_MS else "OVER")
+        row("the read of the log, CPU time of this process", cpu(lambda: store.load(sid)))
 
         def unfolded() -> None:
             nav = TreeNav(history)
