@@ -126,13 +126,11 @@ def main() -> int:
 
         def unfolded() -> None:
             nav = TreeNav(history)
-            nav.folded.clear()
-            nav._relayout()
+            nav.unfold_all()
             first_screen(nav)
 
         shown = TreeNav(history)
-        shown.folded.clear()
-        shown._relayout()
+        shown.unfold_all()
         row(f"for scale: everything unfolded ({len(shown.rows):,} rows), first screen",
             median_ms(unfolded, runs=5))
     return 0

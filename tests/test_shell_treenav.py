@@ -100,6 +100,8 @@ def test_moving_and_folding():
     assert nav.row.id == "m3"
     nav.right()  # at a fork: into the side below it
     assert nav.row.id == "a4"
+    nav.unfold_all()
+    assert not nav.folded and len(nav.rows) == 32 and nav.row.id == "a4"
     nav.move(-10**6)
     assert nav.cursor == 0
     nav.move(10**6)

@@ -196,6 +196,12 @@ class TreeNav:
             if nested:
                 self.cursor = min(self.row_of[k] for k in nested)
 
+    def unfold_all(self) -> None:
+        self.folded.clear()
+        mid = self.row.id if self.row else ""
+        self._relayout()
+        self.go_to(mid)
+
     def _foldable(self, segment: int) -> bool:
         ids = self.segments[segment].ids
         run = [self.history.nodes[mid] for mid in ids]
