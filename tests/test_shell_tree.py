@@ -334,8 +334,8 @@ def test_tab_completes_the_branches_of_the_session_in_view(ctx):
 def test_help_in_session_mode_describes_the_session_commands(ctx):
     _, out, _, _ = run(ctx, "help\nhelp undo\n")
     overview, _, rest = out.partition("usage: undo [N]")
-    for word in ("branch NAME", "switch NAME", "branches", "undo [N]", "redo", "regenerate",
-                 "edit N", "flip [next|prev]"):
+    for word in ("branch [NAME]", "switch NAME", "branches", "undo [N]", "redo", "regenerate",
+                 "edit N", "flip [next|prev]", "tree"):
         assert f"  {word} " in overview, word
     assert "Alt-Left / Alt-Right" in overview
     assert "'redo' brings them back" in rest and "--undo" not in rest

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aish.commands.context import Context
 from aish.commands.registry import REGISTRY, Arg, command, positive_int
@@ -46,6 +46,11 @@ class SessionState:
     # the keys keep flipping that fork, not a newer one inside the side now shown.
     flipping: tuple[str, str] | None = None
     tree: tuple[object, object] | None = None  # (what the log held, its forks.Tree): a cache
+    # The full-screen tree the face can show (`tree`): given a history.History, it returns the
+    # id of the message picked, or None. None here: no terminal to show it on.
+    navigate: Callable[[object], str | None] | None = None
+    draft: str = ""  # set by a command: the text the next prompt starts with
+    loaded: tuple[object, Any] | None = None  # (what the log held, its Loaded): for `tree`
 
 
 def tilde(path: str, environ: dict) -> str:

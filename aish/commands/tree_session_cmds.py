@@ -1,5 +1,6 @@
 """The conversation tree inside session mode: branch, switch, undo, redo, regenerate, edit,
-branches and flip (what Alt-Left / Alt-Right run).
+branches, flip (what Alt-Left / Alt-Right run) and tree (the full-screen view the shell face
+lends through ``SessionState.navigate``).
 
 The shell's branch is its own view: `switch` and `branch` move it without touching the
 user's checkout (`aish --checkout`), which only says where the pipe face writes. Every change
@@ -40,17 +41,29 @@ def _count(session) -> int:
     return len(session.sessions.path(session.id, session.stored_head, 0))
 
 
-@command("branch", "session", "Make branch NAME at the newest message and continue on it.",
-         args=(Arg("NAME", "the new branch"),), example="branch try-rust")
+def auto_name(taken, base: str) -> str:
+    """A branch name not in ``taken``: ``BASE-2``, ``BASE-3``, ... (as a lost race names the
+    branch it keeps an exchange on)."""
+    base = base[:56]  # room for "-N": the name must stay a valid branch name
+    number = 2
+    while f"{base}-{number}" in taken:
+        number += 1
+    return f"{base}-{number}"
+
+
+@command("branch", "session", "Make branch NAME (none: BRANCH-2, ...) at the newest message "
+         "and continue on it.",
+         args=(Arg("NAME", "the new branch", nargs="?"),), example="branch try-rust")
 def branch(ctx: Context, args) -> int:
     from aish import branches
 
     state: SessionState = args.state
     session = _saved(state, "branch")
-    branches.create(session.sessions, session.id, args.name, None, session.branch)
-    was, session.branch = session.branch, args.name
+    name = args.name or auto_name(session.summary.tree.refs, session.branch)
+    branches.create(session.sessions, session.id, name, None, session.branch)
+    was, session.branch = session.branch, name
     session.summary = session.sessions.summary(session.id)
-    ctx.out.note(f"Now on branch {args.name} (made at the head of {was}); 'switch {was}' "
+    ctx.out.note(f"Now on branch {name} (made at the head of {was}); 'switch {was}' "
                  "goes back")
     return 0
 
@@ -265,3 +278,64 @@ def tell_notices(ctx: Context, session) -> None:
     """What the session core had to tell about its writes (a lost race), once each."""
     while session.notices:
         ctx.out.warn(session.notices.pop(0))
+
+
+# -- the full-screen tree ----------------------------------------------------------------------
+@command("tree", "session", "Browse the session's tree full-screen; Enter on a message "
+         "continues from it (on yours: asks it again).")
+def tree_command(ctx: Context, args) -> int:
+    from aish.history import build
+
+    state: SessionState = args.state
+    if state.navigate is None:
+        raise UsageError("tree needs a terminal", hint="aish --history ID draws the tree")
+    session = _saved(state, "tree")
+    # Reading a long log is most of what opening the tree costs: it is read again only when
+    # it holds other messages or its branches point elsewhere than the last time.
+    summary = session.summary
+    held = (session.id, summary.messages, summary.last_time, summary.tokens,
+            tuple(sorted((name, head.id) for name, head in summary.tree.refs.items())))
+    if state.loaded is None or state.loaded[0] != held:
+        state.loaded = (held, session.sessions.load(session.id))
+    history = build(state.loaded[1], session.id, session.branch)
+    picked = state.navigate(history)
+    if picked is None:
+        return 0
+    continue_from(ctx, state, history, picked)
+    return 0
+
+
+def continue_from(ctx: Context, state: SessionState, history, picked: str) -> None:
+    """Move the shell's view to a branch whose head is ``picked`` (an assistant's message) or,
+    for a message of the user's, its parent with the message put back in the prompt. A branch
+    already there is used (this shell's first), else a new one is made there."""
+    from aish.branches import move
+    from aish.messages import USER
+
+    session = state.session
+    node = history.nodes[picked]
+    target, draft = picked, ""
+    if node.message.role == USER:
+        target, draft = node.message.parent or "", node.message.content
+    number = history.nodes[target].number if target else 0
+    here = history.heads.get(target, [])
+    was = session.branch
+    if was in here:
+        ctx.out.note(f"Still on branch {was}, at message {number}")
+    elif here:
+        session.branch = here[0]
+        ctx.out.note(f"Now on branch {here[0]} (its head is message {number}); "
+                     f"'switch {was}' goes back")
+    else:
+        name = auto_name(history.refs, was)
+        move(session.sessions, session.id, name, history.nodes[target].message if target
+             else None, "branch", None, create=True)
+        session.branch = name
+        ctx.out.note(f"Now on new branch {name}, made at message {number}; 'switch {was}' "
+                     "goes back")
+    session.summary = session.sessions.summary(session.id)
+    state.flipping = None
+    if draft:  # only once the branch is there: a refused move leaves the prompt empty
+        state.draft = draft
+        ctx.out.note(f"Your message {node.number} is in the prompt: edit it, or press Enter "
+                     "to ask it again")

@@ -144,6 +144,16 @@ class PromptLines:
         return self._sessions[ask.scope].prompt(ask.message, completer=self._completers[ask.scope],
                                     bottom_toolbar=ask.toolbar, default=ask.default)
 
+    def navigate(self, history) -> str | None:
+        """The full-screen tree of `tree` on this prompt's terminal; the message picked."""
+        import sys
+
+        from aish.shell.tree_view import navigate
+
+        encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+        return navigate(history, input=self._io["input"], output=self._io["output"],
+                        color_depth=self._color_depth, ascii=encoding != "utf8")
+
     def _flips(self, step: int) -> bool:
         return self._ask.flips[step > 0]
 

@@ -60,7 +60,8 @@ class SessionMode:
         self.ctx = ctx
         self.flags = flags
         self.lines = lines
-        self.state = SessionState(session, specialist, send=self.send)
+        self.state = SessionState(session, specialist, send=self.send,
+                                  navigate=getattr(lines, "navigate", None))
         self._provider: Provider | None = provider
         self._provider_error: ProviderError | None = None
         self._first_prompt = True
@@ -105,6 +106,8 @@ class SessionMode:
                     return self._status()
                 continue
             self.handle(line)
+            if self.state.draft:  # `tree` on a message of yours: ask it again
+                self._draft, self.state.draft = self.state.draft, ""
             if self.state.leave:
                 self.state.leave = False
                 if self._leave(end=True):
