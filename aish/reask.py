@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from aish.errors import Interrupted, ProviderError, UsageError
+from aish.errors import Interrupted, ProviderError, StorageError, UsageError
 from aish.messages import USER, Message
 
 if TYPE_CHECKING:
@@ -78,9 +78,7 @@ def ask_again(ctx: Context, args) -> int:
         ctx.specialist(args.as_)  # an unknown name fails before anything is stored
     plan = _plan(ctx, args)
     if plan.create:
-        from aish import branches
-
-        branches.create(ctx.sessions, plan.sid, plan.branch, 0, plan.source)
+        plan = _create(ctx, args, plan)
     branch = _ask(ctx, args, plan)
     new_path = ctx.sessions.path(plan.sid, ctx.sessions.summary(plan.sid).head(branch), 0)
     rows = list(zip(plan.turns, turns_of(new_path), strict=False))
@@ -103,10 +101,11 @@ def _plan(ctx: Context, args) -> Plan:
     source = args.branch or current_branch(ctx, sid)
     check_branch(source)
     path = ctx.sessions.path(sid, head_of(summary, source), 0)
-    turns = [t for t in turns_of(path) if args.to is None or t.number <= args.to]
+    to = getattr(args, "to", None)
+    turns = [t for t in turns_of(path) if to is None or t.number <= to]
     if not turns:
         raise UsageError(f"branch {source} of session {sid} has no question to ask again"
-                         + (f" up to message {args.to}" if args.to is not None else ""))
+                         + (f" up to message {to}" if to is not None else ""))
     into = args.into_branch
     if into is not None:
         check_branch(into)
@@ -124,6 +123,23 @@ def _plan(ctx: Context, args) -> Plan:
                          "--from N")
     name = into or _free_name(set(summary.tree.refs), _base_name(args))
     return Plan(sid, source, name, turns, turns)
+
+
+def _create(ctx: Context, args, plan: Plan) -> Plan:
+    """Make ``plan``'s branch at the root; a name of our choosing taken meanwhile (another
+    ask-again at the same time) gives way to the next free one."""
+    from aish import branches
+
+    for _ in range(20):
+        try:
+            branches.create(ctx.sessions, plan.sid, plan.branch, 0, plan.source)
+            return plan
+        except UsageError:
+            if args.into_branch is not None:
+                raise
+        taken = set(ctx.sessions.summary(plan.sid).tree.refs)
+        plan = replace(plan, branch=_free_name(taken, _base_name(args)))
+    raise StorageError(f"session {plan.sid} is too busy to make a branch in; try again")
 
 
 def _resume(ctx: Context, summary, source: str, turns: list[Turn], into: str, start: int
@@ -229,7 +245,7 @@ def _resume_hint(args, plan: Plan, branch: str, failed: Turn, go_on: Turn | None
         options += ["--model", args.model]
     if getattr(args, "provider", None):
         options += ["--provider", args.provider]
-    if args.to is not None:
+    if getattr(args, "to", None) is not None:
         options += ["--to", str(args.to)]
     command = shlex.join(["aish", "--replay-session", plan.sid, "--branch", plan.source,
                           *options, "--into-branch", branch, "--from", str(go_on.number)])

@@ -131,11 +131,11 @@ def test_compare_shows_both_first_lines_token_differences_and_the_first_divergen
     ]
     assert server.requests[-1]["model"] == "other"
     data = json.loads(ok(env, "aish", "--replay-session", sid, "--model", "other",
-                         "--into-branch", "again", "--json").stdout)
+                         "--into-branch", "again", "--to", "4", "--json").stdout)
     assert data["branch"] == "again" and data["first_divergence"] == 2
-    assert [t["tokens_diff"] for t in data["turns"]] == [0, 1, 1]
-    assert [t["same"] for t in data["turns"]] == [True, False, False]
-    assert [t["new"]["model"] for t in data["turns"]] == ["other"] * 3
+    assert [t["tokens_diff"] for t in data["turns"]] == [0, 1]  # q3 is message 5
+    assert [t["same"] for t in data["turns"]] == [True, False]
+    assert [t["new"]["model"] for t in data["turns"]] == ["other"] * 2
     assert data["turns"][1]["original"]["first_line"] == "ok: q2"
 
 
