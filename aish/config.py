@@ -66,6 +66,7 @@ ENV_KEYS = {
     "AISH_SESSION_DIR": ("sessions", "storage", "path"),
     "AISH_DEFAULT_CONTEXT": ("sessions", "defaults", "context_window"),
     "AISH_SESSION_TIMEOUT": ("sessions", "defaults", "timeout_minutes"),
+    "AISH_AUTO_TITLE": ("sessions", "defaults", "auto_title"),
     "AISH_MAX_SESSIONS": ("sessions", "limits", "max_sessions"),
 }
 
