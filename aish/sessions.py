@@ -251,6 +251,18 @@ class Sessions:
             return None
         return self.store.alias(sid)
 
+    def former_ids(self, sid: str) -> list[str]:
+        """The ids session ``sid`` had before it was renamed (to it, or through others)."""
+        from aish.store.base import follow_alias
+
+        aliases = self.store.aliases()
+        return sorted(old for old in aliases
+                      if follow_alias(aliases, old, self.store.exists) == sid)
+
+    def audit_entries(self, sid: str) -> list[dict]:
+        """What the audit log says about ``sid``, under its current and its former ids."""
+        return self.audit.entries({sid, *self.former_ids(sid)})
+
     def current_id(self, sid: str) -> str:
         """``sid`` as the session is called now (itself when it was never renamed)."""
         return self.resolve(sid) or sid

@@ -29,8 +29,9 @@ def clean_title(text: str, limit: int = MAX_TITLE) -> str:
 def clean_suggestion(text: str) -> str:
     """A model's reply as a title: its first non-empty line, without quotes or a label."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    line = re.sub(r"^\s*(title\s*:)\s*", "", line, flags=re.IGNORECASE)
-    line = line.strip().strip("\"'`*#").strip()
+    for _ in range(2):  # a label inside quotes, or quotes after a label
+        line = line.strip().strip("\"'`*#").strip()
+        line = re.sub(r"^title\s*:\s*", "", line, flags=re.IGNORECASE)
     return clean_title(line, MAX_AUTO_TITLE)
 
 
