@@ -19,12 +19,9 @@ pytest_plugins = ("redis_support", "shell_support")  # + pty fixtures `terms`, `
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 
-# Small replies keep model-backed tests fast. No automatic titles: they would add a request
-# to every first exchange (tests/test_names.py turns them on where it tests them).
+# Small replies keep model-backed tests fast.
 TEST_CONFIG = """\
 # written by the test fixture
-sessions:
-  defaults: {auto_title: false}
 providers:
   local: {max_tokens: 24, temperature: 0}
   openai: {max_tokens: 24, temperature: 0, timeout: 20, max_retries: 0}
@@ -45,7 +42,10 @@ def home(tmp_path) -> dict:
     env["HOME"] = str(tmp_path / "home")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
-    env["AISH_AUTO_TITLE"] = "false"  # also for tests that write their own config file
+    # No automatic titles: they would add a request to every first exchange (set in the
+    # environment, so that tests writing their own config file get it too; tests/test_names.py
+    # turns them on where it tests them).
+    env["AISH_AUTO_TITLE"] = "false"
     aish_dir = Path(env["HOME"]) / ".aish"
     aish_dir.mkdir(parents=True)
     (aish_dir / "config.yaml").write_text(TEST_CONFIG)

@@ -225,3 +225,16 @@ def test_the_file_store_keeps_titles_in_its_summary(env, sessions_dir):
     index = json.loads((sessions_dir / ".idx.idx").read_text())
     assert index["summary"]["meta"]["title"] == "Indexed"
     assert FileStore(sessions_dir).summary("idx").header.title == "Indexed"
+
+
+def test_redis_keeps_titles_in_the_summary_hash(redis_url, env):
+    import redis
+    from manage_support import select_redis
+
+    select_redis(env, redis_url)
+    say(env, "rt", "q")
+    ok(env, "aish", "--title-session", "rt", "In the hash")
+    client = redis.Redis.from_url(redis_url)
+    assert json.loads(client.hget("aish:{rt}:meta", "m:title")) == "In the hash"
+    client.close()
+    assert listing(env)["rt"]["title"] == "In the hash"
