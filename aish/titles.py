@@ -49,8 +49,9 @@ def suggest_title(provider, specialist, question: str, answer: str) -> str:
 
     chat = [ChatMessage("system", AUTO_PROMPT),
             ChatMessage("user", f"User: {question[:2000]}\n\nAssistant: {answer[:2000]}")]
-    options = getattr(provider, "options", None)
-    saved_options = dict(options) if isinstance(options, dict) else None
+    found = getattr(provider, "options", None)
+    options: dict = found if isinstance(found, dict) else {}
+    saved_options = dict(options) if isinstance(found, dict) else None
     saved_notify = getattr(provider, "notify", None)
     saved_retries = getattr(provider, "max_retries", None)
     try:

@@ -238,3 +238,13 @@ def test_redis_keeps_titles_in_the_summary_hash(redis_url, env):
     assert json.loads(client.hget("aish:{rt}:meta", "m:title")) == "In the hash"
     client.close()
     assert listing(env)["rt"]["title"] == "In the hash"
+
+
+def test_the_shell_toolbar_shows_the_title():
+    from aish.shell.toolbar import TITLE_WIDTH, plain, session_toolbar
+
+    shown = plain(session_toolbar("s", 1, 10, "apollo", "m", title="Rust lifetimes"))
+    assert shown.startswith(" session s │ Rust lifetimes │ window 1/10")
+    long = plain(session_toolbar("s", 1, 10, "apollo", "m", title="y" * 100))
+    assert "y" * (TITLE_WIDTH - 1) + "…" in long and "y" * TITLE_WIDTH not in long
+    assert "│  │" not in plain(session_toolbar("s", 1, 10, "apollo", "m"))
