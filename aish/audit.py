@@ -40,4 +40,25 @@ class AuditLog:
             pass
 
 
+    def entries(self, sessions: set[str] | frozenset[str]) -> list[dict]:
+        """The entries about any of ``sessions`` (a session's current id and its former ones:
+        entries written before a rename name the id it had then), oldest first."""
+        if self.path is None:
+            return []
+        try:
+            with open(self.path, "rb") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(entry, dict) and entry.get("session") in sessions:
+                out.append(entry)
+        return out
+
+
 NULL_AUDIT = AuditLog(None)

@@ -22,7 +22,8 @@ from aish.errors import ConfigError
 DEFAULTS: dict[str, Any] = {
     "sessions": {
         "storage": {"type": "file", "path": None, "url": None, "encrypt": False},
-        "defaults": {"context_window": 10, "timeout_minutes": 60, "auto_save": True},
+        "defaults": {"context_window": 10, "timeout_minutes": 60, "auto_save": True,
+                     "auto_title": True},
         "limits": {
             "max_sessions": 50,
             "max_context_size": 100_000,
@@ -65,6 +66,7 @@ ENV_KEYS = {
     "AISH_SESSION_DIR": ("sessions", "storage", "path"),
     "AISH_DEFAULT_CONTEXT": ("sessions", "defaults", "context_window"),
     "AISH_SESSION_TIMEOUT": ("sessions", "defaults", "timeout_minutes"),
+    "AISH_AUTO_TITLE": ("sessions", "defaults", "auto_title"),
     "AISH_MAX_SESSIONS": ("sessions", "limits", "max_sessions"),
 }
 
@@ -80,6 +82,7 @@ class Config:
     context_window: int = 10
     timeout_minutes: float = 60.0
     auto_save: int = 1  # write every N messages; 0 = only on `save`
+    auto_title: bool = True  # the session's model titles it after the first exchange
     max_sessions: int = 50
     max_context_size: int = 100_000
     max_stdin_bytes: int = 4 * 1024 * 1024
@@ -319,6 +322,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         timeout_minutes=c.number("sessions", "defaults", "timeout_minutes",
                                  maximum=MAX_TIMEOUT_MINUTES),
         auto_save=auto_save,
+        auto_title=c.boolean("sessions", "defaults", "auto_title"),
         max_sessions=c.integer("sessions", "limits", "max_sessions", minimum=1),
         max_context_size=c.integer("sessions", "limits", "max_context_size", minimum=1),
         max_stdin_bytes=c.integer("sessions", "limits", "max_stdin_bytes", minimum=1),

@@ -42,7 +42,8 @@ class State(enum.StrEnum):
 
 
 _KNOWN = frozenset({"id", "owner", "created", "updated", "context_window", "shared", "state",
-                    "participants", "origin", "persona"})
+                    "participants", "origin", "persona", "title", "title_by"})
+TITLE_BY = ("user", "auto")  # who set a session's title: a person's is never replaced by auto
 
 
 def _shown(value: object, limit: int) -> str:
@@ -63,6 +64,8 @@ class Header:
     participants: tuple[str, ...] = ()
     origin: Mapping[str, Any] | None = None
     persona: str | None = None
+    title: str | None = None
+    title_by: str | None = None  # one of TITLE_BY
     # Keys a newer aish (or a hand edit) added, verbatim; record keys (`RECORD_KEYS`) are not
     # header values and are left out.
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -114,6 +117,12 @@ class Header:
         persona = meta.get("persona")
         if "persona" in meta and not isinstance(persona, str):
             problems.append("persona is not text")
+        title, title_by = meta.get("title"), meta.get("title_by")
+        if title is not None and not isinstance(title, str):
+            problems.append("title is not text")
+        if title_by is not None and title_by not in TITLE_BY:
+            problems.append(f"title_by is not one of {', '.join(TITLE_BY)}")
+        has_title = isinstance(title, str) and title != ""
         header = cls(
             id=sid_value,
             owner=owner if is_name(owner) else None,
@@ -125,6 +134,8 @@ class Header:
             participants=tuple(dict.fromkeys(names)),
             origin=dict(origin) if isinstance(origin, dict) else None,
             persona=persona if isinstance(persona, str) else None,
+            title=title if has_title else None,
+            title_by=title_by if has_title and title_by in TITLE_BY else None,
             extra={k: v for k, v in meta.items() if k not in _KNOWN and k not in RECORD_KEYS},
         )
         return header, problems
@@ -137,7 +148,7 @@ class Header:
                   "context_window": self.context_window, "shared": self.shared,
                   "state": self.state.value, "participants": list(self.participants),
                   "origin": dict(self.origin) if self.origin is not None else None,
-                  "persona": self.persona}
+                  "persona": self.persona, "title": self.title, "title_by": self.title_by}
         meta.update({k: v for k, v in values.items() if v is not None})
         for key, value in self.extra.items():
             meta.setdefault(key, value)

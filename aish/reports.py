@@ -10,8 +10,11 @@ def session_info(sessions, sid: str) -> dict:
     """What `aish --session-info ID` and the shell's `info` print, counted from what is stored."""
     summary = sessions.summary(sid)
     default = sessions.config.context_window
+    header = summary.header
     return {
         "id": summary.id,
+        "title": header.title,
+        "title_by": header.title_by,
         "ai": f"{summary.owner}-ai",
         "participants": [f"{p}-ai" for p in summary.participants],
         "state": sessions.state(summary),
@@ -25,11 +28,28 @@ def session_info(sessions, sid: str) -> dict:
         "context_window": summary.context_window(default),
         "tokens": summary.tokens,
         "model": last_model(sessions.tail(sid, 1)),
-        "origin": summary.origin,
+        "origin": current_origin(sessions, summary.origin),
+        "renamed_from": header.extra.get("renamed_from"),
         "location": sessions.location(sid),
         # Names only: counting each branch's messages walks it (aish --list-branches does).
         "branches": summary.tree.names(),
     }
+
+
+def current_origin(sessions, origin: dict) -> dict:
+    """``origin`` with the sessions it names (a merge's, a fork's) under their current ids: a
+    session renamed since is shown as ``old (now new)``."""
+    def now_called(sid: str) -> str:
+        new = sessions.resolve(sid.strip())
+        return f"{sid.strip()} (now {new})" if new else sid.strip()
+
+    out = dict(origin)
+    if isinstance(out.get("merged"), str):
+        out["merged"] = ", ".join(now_called(s) for s in out["merged"].split(","))
+    if isinstance(out.get("fork"), str) and out["fork"]:
+        first, _, rest = out["fork"].partition(" ")
+        out["fork"] = " ".join(p for p in (now_called(first), rest) if p)
+    return out
 
 
 def last_model(messages) -> str | None:
@@ -38,10 +58,11 @@ def last_model(messages) -> str | None:
 
 
 def format_info(info: dict, now: float) -> str:
-    lines = [
-        f"Session: {info['id']}",
-        f"AI: {info['ai']}",
-    ]
+    lines = [f"Session: {info['id']}"]
+    if info.get("title"):
+        by = " (automatic)" if info.get("title_by") == "auto" else ""
+        lines.append(f"Title: {info['title']}{by}")
+    lines.append(f"AI: {info['ai']}")
     if len(info["participants"]) > 1:
         lines.append(f"Participants: {', '.join(info['participants'])}")
     lines += [
@@ -59,6 +80,8 @@ def format_info(info: dict, now: float) -> str:
     if len(branches) > 1:
         lines.append(f"Branches: {len(branches)} ({', '.join(branches[:8])}"
                      f"{', ...' if len(branches) > 8 else ''})")
+    if info.get("renamed_from"):
+        lines.append(f"Renamed from: {info['renamed_from']}")
     if info.get("origin"):
         lines.append("Origin: " + ", ".join(f"{k} {v}" for k, v in info["origin"].items()))
     return "\n".join(lines)

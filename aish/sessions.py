@@ -213,6 +213,60 @@ class Sessions:
         self.audit.record("end", sid, ai)
         return summary
 
+    def rename(self, old: str, new: str, ai: str | None = None) -> Summary:
+        """Give session ``old`` the id ``new``; ``old`` stays an alias of it (see `resolve`)."""
+        check_id(old)
+        check_id(new, "new session id")
+        if old == new:
+            raise UsageError(f"session {old} already has the id {new}")
+        if not self.store.exists(old):
+            raise SessionNotFound(f"session {old} not found",
+                                  hint="see 'aish --list-sessions --all'")
+        if self.store.exists(new):
+            raise SessionExists(f"session {new} already exists",
+                                hint="choose an id no session uses")
+        summary = self.store.rename(old, new)
+        self.audit.record("rename", new, ai, **{"from": old})
+        return summary
+
+    def set_title(self, sid: str, title: str, ai: str | None = None) -> Summary:
+        """A person's title for ``sid`` ("" clears it); returns the summary with it."""
+        from aish.titles import clean_title, title_record
+
+        check_id(sid)
+        if not self.store.exists(sid):
+            raise SessionNotFound(f"session {sid} not found",
+                                  hint="see 'aish --list-sessions --all'")
+        cleaned = clean_title(title)
+        if title.strip() and not cleaned:
+            raise UsageError("the title has no printable text")
+        summary = self.store.append(sid, [title_record(cleaned, "user")])
+        self.audit.record("title", sid, ai, title=cleaned)
+        return summary
+
+    def resolve(self, sid: str) -> str | None:
+        """The session a former id names now, when ``sid`` itself names none (None: it names
+        a session itself, or nothing at all)."""
+        if not isinstance(sid, str) or not is_name(sid) or self.store.exists(sid):
+            return None
+        return self.store.alias(sid)
+
+    def former_ids(self, sid: str) -> list[str]:
+        """The ids session ``sid`` had before it was renamed (to it, or through others)."""
+        from aish.store.base import follow_alias
+
+        aliases = self.store.aliases()
+        return sorted(old for old in aliases
+                      if follow_alias(aliases, old, self.store.exists) == sid)
+
+    def audit_entries(self, sid: str) -> list[dict]:
+        """What the audit log says about ``sid``, under its current and its former ids."""
+        return self.audit.entries({sid, *self.former_ids(sid)})
+
+    def current_id(self, sid: str) -> str:
+        """``sid`` as the session is called now (itself when it was never renamed)."""
+        return self.resolve(sid) or sid
+
     # -- the one door to storage for commands, management and faces ------------------------
     # Nothing outside the session core reaches the store or the audit log: each write below
     # records its own audit entry, so no operation escapes the log, the limit on active
@@ -420,6 +474,18 @@ class Session:
         self.summary = self.sessions.store.append(
             self.id, [{"t": "meta", "time": self.sessions.now(), **update}]
         )
+
+    def set_auto_title(self, title: str) -> bool:
+        """Store a title the model suggested, unless someone set one meanwhile."""
+        from aish.titles import title_record
+
+        if self.stored:
+            self.summary = self.sessions.store.summary(self.id)  # a person's may be newer
+        if self.summary.header.title is not None:
+            return False
+        record = title_record(title, "auto")
+        self.set_meta(**{k: v for k, v in record.items() if k != "t"})
+        return True
 
     def extend_context(self, pairs: int) -> None:
         if pairs < 0:

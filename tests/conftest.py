@@ -42,6 +42,10 @@ def home(tmp_path) -> dict:
     env["HOME"] = str(tmp_path / "home")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
+    # No automatic titles: they would add a request to every first exchange (set in the
+    # environment, so that tests writing their own config file get it too; tests/test_names.py
+    # turns them on where it tests them).
+    env["AISH_AUTO_TITLE"] = "false"
     aish_dir = Path(env["HOME"]) / ".aish"
     aish_dir.mkdir(parents=True)
     (aish_dir / "config.yaml").write_text(TEST_CONFIG)

@@ -29,7 +29,9 @@ def ctx(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     out = Output(stdout=io.StringIO(), stderr=io.StringIO(), environ={})
-    return Context(environ={"HOME": str(home)}, out=out, now=lambda: 1_700_000_000.0)
+    # No automatic titles: the scripted provider's replies are counted.
+    return Context(environ={"HOME": str(home), "AISH_AUTO_TITLE": "false"}, out=out,
+                   now=lambda: 1_700_000_000.0)
 
 
 def run(ctx, script: str, *, provider=None, auto_save=None, session=None):
@@ -263,7 +265,8 @@ def test_with_encryption_on_the_kept_messages_are_sealed_and_restorable(ctx, ais
     config.write_text(config.read_text() + "sessions:\n  storage: {encrypt: true}\n")
     key = {"AISH_ENCRYPTION_KEY": "correct horse battery staple"}
     monkeypatch.setenv("AISH_ENCRYPTION_KEY", key["AISH_ENCRYPTION_KEY"])
-    ctx = Context(environ={"HOME": home["HOME"], **key}, out=ctx.out)
+    ctx = Context(environ={"HOME": home["HOME"], "AISH_AUTO_TITLE": "false", **key},
+                  out=ctx.out)
     session = ctx.sessions.create("apollo")
     mode = SessionMode(ctx, ctx.specialist("apollo"), session,
                        StreamLines(io.StringIO("the walrus-4471 secret\nexit\n")), Scripted())

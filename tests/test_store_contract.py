@@ -367,6 +367,89 @@ def test_concurrent_writers_lose_nothing(backend, tmp_path):
     assert store.summary("busy").messages == writers * each
 
 
+def test_rename_moves_everything_and_keeps_an_alias(store, backend):
+    messages = conversation(3)
+    store.create(new_meta("before"), messages)
+    backup = store.backup("before", "prune")
+    store.rename("before", "after")
+    assert store.ids() == ["after"]
+    assert not store.exists("before") and store.exists("after")
+    assert store.load("after").messages == messages
+    summary = store.summary("after")
+    assert summary.id == "after" and summary.meta["renamed_from"] == "before"
+    assert summary.messages == 6 and summary.head("main").id == messages[-1].id
+    assert store.alias("before") == "after" and store.aliases() == {"before": "after"}
+    assert store.alias("after") is None  # a session's own id is no alias
+    # The backup went with it, content intact.
+    assert store.backups("before") == []
+    [moved] = store.backups("after")
+    assert moved != backup
+    content = store.read_backup(moved) or b""
+    assert json.loads(content.splitlines()[0])["id"] == "before" and content.count(b"\n") == 7
+    # A writer that still holds the old id appends to the renamed session.
+    late = msg(USER, "late", T0 + 100)
+    assert store.append("before", [late.to_record()]).id == "after"
+    assert store.load("after").messages == messages + [late]
+    # Renamed again: the first id still leads to it; and a new session may take an old id.
+    store.rename("after", "final")
+    assert store.alias("before") == "final" and store.alias("after") == "final"
+    store.create(new_meta("before"), [])
+    assert store.alias("after") == "final" and store.exists("before")
+
+
+def test_rename_refuses_a_taken_or_missing_id(store):
+    store.create(new_meta("a"), conversation(1))
+    store.create(new_meta("b"), conversation(2))
+    with pytest.raises(SessionExists):
+        store.rename("a", "b")
+    with pytest.raises(SessionNotFound):
+        store.rename("missing", "c")
+    with pytest.raises(UsageError):
+        store.rename("a", "../evil")
+    assert len(store.load("a").messages) == 2 and len(store.load("b").messages) == 4
+    assert store.aliases() == {}
+
+
+def test_appends_racing_a_rename_lose_nothing(backend):
+    """Writers keep appending under the old id while the session is renamed: every record
+    ends up in the renamed session, each writer's in its order."""
+    store = backend.store()
+    store.create(new_meta("busy"), [])
+    writers, each = 4, 60
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from aish.messages import Message
+        from aish.store.crypto import EncryptedCodec
+        from aish.store.filestore import FileStore
+        from aish.store.redisstore import RedisStore
+        w = sys.argv[1]
+        codec = EncryptedCodec(bytes(range(32))) if {backend.codec is not None!r} else None
+        if {backend.redis!r}:
+            store = RedisStore({backend.url!r}, codec=codec)
+        else:
+            store = FileStore(Path({str(backend.root)!r}), codec=codec)
+        for i in range({each}):
+            m = Message("user", f"{{w}}:{{i}}", "apollo", time.time(), id=f"{{w}}-{{i}}")
+            store.append("busy", [m.to_record()])
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, f"w{n}"]) for n in range(writers)]
+    try:
+        while store.summary("busy").messages < writers:  # every writer is under way
+            assert all(p.poll() is None for p in procs), "a writer ended before the rename"
+        store.rename("busy", "calm")
+    finally:
+        codes = [p.wait(timeout=600) for p in procs]
+    assert codes == [0] * writers
+    contents = [m.content for m in store.load("calm").messages]
+    assert len(contents) == writers * each
+    for n in range(writers):
+        assert [c for c in contents if c.startswith(f"w{n}:")] == [f"w{n}:{i}"
+                                                                   for i in range(each)]
+    assert store.summary("calm").messages == writers * each
+    assert not store.exists("busy")
+
+
 # -- session semantics over each store --------------------------------------------------------
 
 

@@ -293,6 +293,7 @@ def session_mode(ctx: Context, args) -> int:
 def summary_row(ctx: Context, summary, state: str) -> dict:
     return {
         "id": summary.id,
+        "title": summary.header.title,
         "ai": f"{summary.owner}-ai",
         "participants": [f"{p}-ai" for p in summary.participants],
         "state": state,
@@ -318,13 +319,20 @@ def list_sessions(ctx: Context, args) -> int:
         ctx.out.note("No active sessions." if not args.all else "No sessions.")
         return 0
     now = ctx.now()
-    lines = [f"{'SESSION':<24} {'AI':<16} {'STATE':<8} {'MSGS':>5} {'WINDOW':>9}  LAST ACTIVITY"]
-    for summary, state in rows:
+    # Titles come from the same summaries as the rest of the row; the column is shown only
+    # when some session has one.
+    titles = [summary.header.title or "" for summary, _ in rows]
+    titled = any(titles)
+    lines = [f"{'SESSION':<24} {'AI':<16} {'STATE':<8} {'MSGS':>5} {'WINDOW':>9}  "
+             + (f"{'LAST ACTIVITY':<16}  TITLE" if titled else "LAST ACTIVITY")]
+    for (summary, state), title in zip(rows, titles, strict=True):
         ai = f"{summary.owner}-ai" + ("+" if summary.header.shared else "")
         size = summary.context_window(ctx.config.context_window)
         used = summary.context_used(ctx.config.context_window)
+        last = ago(now - summary.updated)
         lines.append(f"{summary.id:<24} {ai:<16} {state:<8} {summary.messages:>5} "
-                     f"{window(used, size):>9}  {ago(now - summary.updated)}")
+                     f"{window(used, size):>9}  "
+                     + (f"{last:<16}  {title}".rstrip() if titled else last))
     ctx.out.data("\n".join(lines))
     return 0
 

@@ -13,6 +13,7 @@ def load_commands() -> None:
     import aish.commands.core  # noqa: F401
     import aish.commands.history_cmds  # noqa: F401
     import aish.commands.manage  # noqa: F401
+    import aish.commands.names_cmds  # noqa: F401
     import aish.commands.replay_cmds  # noqa: F401
     import aish.commands.session_cmds  # noqa: F401
     import aish.commands.shims  # noqa: F401
@@ -68,4 +69,28 @@ def run(ctx: Context, argv: list[str]) -> int:
         args.specialist = specialist
     else:
         args = command.parse(rest)
+    _follow_renames(ctx, command, args)
     return command.handler(ctx, args) or 0
+
+
+# Arguments that name an existing session: a former id given to one of them means the session
+# now called otherwise (an id that names a new session, like --output, is taken as given).
+_NAMES_A_SESSION = ("ID", "IDS", "--session", "--session-id")
+
+
+def _follow_renames(ctx: Context, command: Command, args) -> None:
+    for arg in command.args:
+        if arg.completes != "session" or arg.name not in _NAMES_A_SESSION:
+            continue
+        attr = arg.name.lstrip("-").lower().replace("-", "_")
+        value = getattr(args, attr, None)
+        if not isinstance(value, str) or not value or value.startswith("-"):
+            continue
+        parts = value.split(",") if arg.name == "IDS" else [value]
+        current = []
+        for part in parts:
+            new = ctx.sessions.resolve(part)
+            if new is not None:
+                ctx.out.note(f"session {part} was renamed {new}")
+            current.append(new or part)
+        setattr(args, attr, ",".join(current))

@@ -75,6 +75,10 @@ def send(ctx: Context, session: Session, specialist: Specialist, text: str | Non
         exc.hint = retry_hint
         raise
     _report(ctx, specialist, session, reply, made, live)
+    # After the reply is shown (and kept): a title must never hold the answer back.
+    from aish.titles import auto_title
+
+    auto_title(session, specialist, made, reply)
     return reply
 
 

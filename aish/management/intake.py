@@ -24,6 +24,7 @@ from aish.messages import ROLES, Message, Usage, new_message_id
 from aish.specialists import ai_key
 from aish.store.base import PlainCodec, Problem, dump_line, parse_line
 from aish.store.refs import RefState
+from aish.titles import clean_title
 
 MAX_WINDOW = 1_000_000
 MAX_PLAIN_CHARS = 4096  # an unknown header value longer than this is dropped
@@ -332,11 +333,14 @@ def _meta(raw: dict, messages: list[Message], config, now: float) -> dict:
     extra = {key: value for key, value in header.extra.items()
              if isinstance(key, str) and _KEY.fullmatch(key)
              and not any(word in key for word in _SECRET_WORDS) and _plain(value)}
+    # A title from outside is shown in listings: one clean line, like one set here.
+    title = clean_title(header.title) if header.title is not None else ""
     return Header(
         owner=owner, created=created, updated=updated, context_window=window,
         shared=len(participants) > 1 if header.shared is None else header.shared,
         state=header.state, participants=participants, origin=_origin(header.origin),
-        persona=persona, extra=extra).to_meta()
+        persona=persona, title=title or None, title_by=header.title_by if title else None,
+        extra=extra).to_meta()
 
 
 @dataclass

@@ -244,7 +244,8 @@ class SessionMode:
             fork = None
         self._flips = (fork[1].can_flip(-1), fork[1].can_flip(1)) if fork else (False, False)
         self._toolbar = session_toolbar(session.id, used, size, self.specialist.name, model,
-                                        unsaved, session.branch, fork[1].label if fork else None)
+                                        unsaved, session.branch, fork[1].label if fork else None,
+                                        session.summary.header.title)
 
     def _make_provider(self) -> Provider | None:
         """The provider, made once; a failure is shown once and retried on the next message."""

@@ -9,16 +9,22 @@ from aish.sanitize import sanitize
 from aish.sessions import MAIN
 
 SEP = " │ "
+TITLE_WIDTH = 32  # a longer title is cut in the toolbar (listing and info show it whole)
 HINTS = "Tab completes · Esc-Enter new line · Ctrl-X Ctrl-E editor · Ctrl-D leaves"
 
 
 def session_toolbar(sid: str, used: int, size: int, specialist: str, model: str | None,
-                    unsaved: int = 0, branch: str = MAIN, fork: str | None = None
-                    ) -> list[tuple[str, str]]:
+                    unsaved: int = 0, branch: str = MAIN, fork: str | None = None,
+                    title: str | None = None) -> list[tuple[str, str]]:
     """Formatted text fragments: ``sess_k3f9x2 │ window 8/10 │ apollo │ model smollm2``, then
-    the branch when it is not main and, at a fork, which side is shown (``fork 2/3``)."""
-    parts = [("session", sid), ("window", window(used, size)), ("", specialist),
-             ("model", sanitize(model or "?"))]
+    the branch when it is not main and, at a fork, which side is shown (``fork 2/3``); a
+    session's title follows its id."""
+    parts = [("session", sid)]
+    if title:
+        shown = title if len(title) <= TITLE_WIDTH else title[:TITLE_WIDTH - 1] + "…"
+        parts.append(("", sanitize(shown)))
+    parts += [("window", window(used, size)), ("", specialist),
+              ("model", sanitize(model or "?"))]
     if branch != MAIN:
         parts.append(("branch", sanitize(branch)))
     if fork:

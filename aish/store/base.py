@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aish.errors import StorageError
-from aish.header import MAX_TIME, Header, is_count, is_time  # noqa: F401 - re-exported
+from aish.header import MAX_TIME, Header, is_count, is_name, is_time  # noqa: F401 - re-exported
 from aish.messages import Message
 from aish.store.refs import MAIN, Head, RefState
 
@@ -192,6 +192,29 @@ def path_in(by_id: dict[str, Message], head: str) -> list[Message]:
         head = message.parent or ""
     out.reverse()
     return out
+
+
+def parse_aliases(data: object) -> dict[str, str]:
+    """A store's alias map (former id -> the id it was renamed to) as read back; entries that
+    are not two valid ids are dropped, never raised (a damaged map only loses its damage)."""
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if is_name(k) and is_name(v) and k != v}
+
+
+def follow_alias(aliases: dict[str, str], sid: str, exists: Callable[[str], bool]) -> str | None:
+    """The session a former id ``sid`` names now (through renames of renames), or None when
+    it leads to no stored session (a loop of renames included)."""
+    seen = {sid}
+    current = sid
+    while current in aliases:
+        current = aliases[current]
+        if current in seen:
+            return None
+        seen.add(current)
+        if exists(current):
+            return current
+    return None
 
 
 class UnusableLog(StorageError):
@@ -446,6 +469,11 @@ class Store(Protocol):
     # Deletions remembered so that sync does not bring them back (see `merge_tombstones`).
     def tombstones(self) -> dict[str, dict]: ...
     def add_tombstone(self, record: dict) -> None: ...  # merged with the one stored
+    # Renames: the log, summary and backups move to ``new`` in one step and ``old`` is kept as
+    # an alias of it, so that a former id still finds the session.
+    def rename(self, old: str, new: str) -> Summary: ...
+    def aliases(self) -> dict[str, str]: ...
+    def alias(self, sid: str) -> str | None: ...  # where a former id leads (None: nowhere)
 
 
 def rewrite_records(sid: str, meta: dict, messages: Sequence[Message],

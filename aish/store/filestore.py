@@ -36,9 +36,11 @@ from aish.store.base import (
     UnusableLog,
     dump_line,
     fold_records,
+    follow_alias,
     is_count,
     merge_tombstones,
     open_doc,
+    parse_aliases,
     parse_line,
     parse_tombstone,
     rewrite_records,
@@ -50,6 +52,8 @@ from aish.store.refs import MAIN, Head
 DOC_KINDS = ("templates", "checkpoints")
 # Every directory aish writes in below the store's root; each must be a real one of the user's.
 SUBDIRS = ("backup", *DOC_KINDS, ".locks", "tombstones")
+ALIASES_FILE = "aliases.json"  # former id -> new id, written by renames
+ALIASES_LOCK = ".aliases.lock"  # no session id starts with a dot: never a session's lock
 CRYPTO_FILE = ".crypto.json"  # salt and key check of an encrypted store (aish.store.crypto)
 _BLOCK = 64 * 1024
 
@@ -523,54 +527,67 @@ class FileStore:
 
     def append(self, sid: str, records: list[dict]) -> Summary:
         """Append ``records`` whole, or nothing: RefMoved when a ref move among them does not
-        start where the ref now is (another writer moved it first)."""
+        start where the ref now is (another writer moved it first).
+
+        A writer that waited for the lock while the session was renamed finds no log under the
+        old id: its records go to the session under its new id."""
+        try:
+            with self._locked(sid, exclusive=True):
+                return self._append_locked(sid, records)
+        except SessionNotFound:
+            target = self.alias(sid)
+            if target is None:
+                raise
+        with self._locked(target, exclusive=True):
+            return self._append_locked(target, records)
+
+    def _append_locked(self, sid: str, records: list[dict]) -> Summary:
         lines = self._lines(records)
         payload = b"".join(lines)
         log = self._log(sid)
-        with self._locked(sid, exclusive=True):
-            try:
-                fd = os.open(log, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except FileNotFoundError:
-                raise SessionNotFound(f"session {sid} not found") from None
-            except OSError as exc:
-                raise StorageError(f"cannot open session {sid} ({log}): {exc.strerror}") from None
-            try:
-                size = os.fstat(fd).st_size
-                size = self._cut_torn_tail(sid, fd, size)
-                if size + len(payload) > self.max_session_bytes:
-                    raise LimitError(
-                        f"session {sid} would exceed the session size limit "
-                        f"({self.max_session_bytes} bytes)",
-                        hint="prune it with aish --prune-session ID --keep-recent N",
-                    )
-                summary = self._read_idx(sid, size)
-                if summary is None:
-                    summary = self._rebuild_idx(sid)
-                positions, at = [], size
-                for line in lines:
-                    positions.append(at)
-                    at += len(line)
-                trial = summary.tree.copy()
-                for record, pos in zip(records, positions, strict=True):
-                    trial.fold(record, pos, strict=True)
-                try:
-                    _write_all(fd, payload)
-                    os.fsync(fd)
-                except OSError:
-                    # A full disk or an I/O error mid-write: put the log back exactly as it
-                    # was, so no torn line makes later rewrites refuse the session.
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, size)
-                        os.fsync(fd)
-                    raise
-            except OSError as exc:
-                raise StorageError(f"cannot write session {sid} ({log}): {exc.strerror}") from None
-            finally:
-                os.close(fd)
+        try:
+            fd = os.open(log, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise SessionNotFound(f"session {sid} not found") from None
+        except OSError as exc:
+            raise StorageError(f"cannot open session {sid} ({log}): {exc.strerror}") from None
+        try:
+            size = os.fstat(fd).st_size
+            size = self._cut_torn_tail(sid, fd, size)
+            if size + len(payload) > self.max_session_bytes:
+                raise LimitError(
+                    f"session {sid} would exceed the session size limit "
+                    f"({self.max_session_bytes} bytes)",
+                    hint="prune it with aish --prune-session ID --keep-recent N",
+                )
+            summary = self._read_idx(sid, size)
+            if summary is None:
+                summary = self._rebuild_idx(sid)
+            positions, at = [], size
+            for line in lines:
+                positions.append(at)
+                at += len(line)
+            trial = summary.tree.copy()
             for record, pos in zip(records, positions, strict=True):
-                summary.fold(record, pos)
-            self._write_idx(sid, size + len(payload), summary)
-            return summary
+                trial.fold(record, pos, strict=True)
+            try:
+                _write_all(fd, payload)
+                os.fsync(fd)
+            except OSError:
+                # A full disk or an I/O error mid-write: put the log back exactly as it
+                # was, so no torn line makes later rewrites refuse the session.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                    os.fsync(fd)
+                raise
+        except OSError as exc:
+            raise StorageError(f"cannot write session {sid} ({log}): {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        for record, pos in zip(records, positions, strict=True):
+            summary.fold(record, pos)
+        self._write_idx(sid, size + len(payload), summary)
+        return summary
 
     def _cut_torn_tail(self, sid: str, fd: int, size: int) -> int:
         """If a killed writer left a line without its newline, keep it aside and cut it off."""
@@ -715,6 +732,71 @@ class FileStore:
             return None
         with os.fdopen(fd, "rb") as f:
             return f.read(self.max_session_bytes + 1)
+
+    # -- renames -------------------------------------------------------------------------
+    def aliases(self) -> dict[str, str]:
+        try:
+            return parse_aliases(json.loads(_read_regular(self.root / ALIASES_FILE, 1 << 20)))
+        except (OSError, ValueError, RecursionError):
+            return {}
+
+    def alias(self, sid: str) -> str | None:
+        return follow_alias(self.aliases(), check_id(sid), self.exists)
+
+    def rename(self, old: str, new: str) -> Summary:
+        """Move session ``old`` to ``new`` under both locks (taken in name order, so two
+        renames cannot wait on each other): the log is renamed in one step, so a crash leaves
+        it under one of the two names, never none; ``old`` becomes an alias of ``new`` first,
+        so a writer that waited on the old lock finds where the log went."""
+        check_id(old)
+        check_id(new)
+        if old == new:
+            raise SessionExists(f"session {old} already has that id")
+        first, second = sorted((old, new))
+        with self._locked(first, exclusive=True), self._locked(second, exclusive=True):
+            try:
+                st = os.lstat(self._log(old))
+            except FileNotFoundError:
+                raise SessionNotFound(f"session {old} not found") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise self._unusable(old, st)
+            if os.path.lexists(self._log(new)):
+                raise SessionExists(f"session {new} already exists")
+            self._set_alias(old, new)
+            os.rename(self._log(old), self._log(new))
+            _fsync_dir(self.root)
+            with contextlib.suppress(FileNotFoundError):
+                self._idx(old).unlink()
+            self._rename_backups(old, new)
+            # The header names the new id from now on (a crash before this line is harmless:
+            # the file's name is what names the session).
+            return self._append_locked(new, [{"t": "meta", "id": new, "renamed_from": old}])
+
+    def _rename_backups(self, old: str, new: str) -> None:
+        for location in self.backups(old):
+            path = Path(location)
+            target = path.with_name(new + path.name[len(old):])
+            try:
+                os.link(path, target)  # refuses to replace a backup the new id already has
+                os.unlink(path)
+            except OSError:
+                continue  # left under its old name: still a backup of the session's past
+        with contextlib.suppress(OSError):
+            _fsync_dir(self.root / "backup")
+
+    def _set_alias(self, old: str, new: str) -> None:
+        """Record ``old`` -> ``new``; ``new`` names a session again, so it is no alias."""
+        lock = self._dir(".locks") / ALIASES_LOCK
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            aliases = self.aliases()
+            aliases.pop(new, None)
+            aliases[old] = new
+            self._write_private(self.root / ALIASES_FILE,
+                                json.dumps(aliases, indent=1, sort_keys=True).encode())
+        finally:
+            os.close(fd)
 
     # -- named documents: templates and checkpoints --------------------------------------
     def _doc_path(self, kind: str, name: str) -> Path:

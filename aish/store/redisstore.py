@@ -48,8 +48,10 @@ from aish.store.base import (
     Summary,
     dump_line,
     fold_records,
+    follow_alias,
     merge_tombstones,
     open_doc,
+    parse_aliases,
     parse_line,
     parse_tombstone,
     rewrite_records,
@@ -228,6 +230,35 @@ return 1
 """
 
 
+# Rename a session's keys in one step. KEYS: old meta, old log, new meta, new log, the alias
+# hash, then (old, new) pairs of backup keys. ARGV: old id, new id, the meta record, its id
+# value, its renamed_from value. Returns -1 (no session), 0 (new id taken), 1 (renamed).
+# RENAME keeps each key's TTL; the meta record is counted as the write script counts records.
+_RENAME = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]) end
+local covered = tonumber(redis.call('HGET', KEYS[3], 'rl') or '-1')
+local length = redis.call('LLEN', KEYS[4])
+redis.call('RPUSH', KEYS[4], ARGV[3])
+redis.call('HINCRBY', KEYS[3], 'bytes', #ARGV[3] + 1)
+redis.call('HSET', KEYS[3], 'm:id', ARGV[4], 'm:renamed_from', ARGV[5])
+if covered == length then redis.call('HSET', KEYS[3], 'rl', length + 1) end
+local ttl = redis.call('PTTL', KEYS[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[4], ttl) end
+redis.call('HDEL', KEYS[5], ARGV[2])
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
+for i = 6, #KEYS - 1, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    redis.call('RENAME', KEYS[i], KEYS[i + 1])
+  end
+end
+return 1
+"""
+ALIASES_KEY = f"{PREFIX}:aliases"  # a hash: former id -> new id
+
+
 def _import_redis():
     try:
         import redis
@@ -377,6 +408,7 @@ class RedisStore:
         self._write = self.client.register_script(_WRITE)
         self._backup = self.client.register_script(_BACKUP)
         self._remove = self.client.register_script(_REMOVE)
+        self._rename = self.client.register_script(_RENAME)
         if codec is None:
             with self._guard("check for encryption"):
                 encrypted = self.client.exists(CRYPTO_KEY)
@@ -650,7 +682,14 @@ class RedisStore:
 
     def append(self, sid: str, records: list[dict]) -> Summary:
         check_id(sid)
-        return self._run_write("append", sid, records, fresh=False)
+        try:
+            return self._run_write("append", sid, records, fresh=False)
+        except SessionNotFound:
+            # Renamed meanwhile: the records belong to the session under its new id.
+            target = self.alias(sid)
+            if target is None:
+                raise
+        return self._run_write("append", target, records, fresh=False)
 
     def replace(self, sid: str, meta: dict, messages: list[Message],
                 since: object = None, refs: dict[str, str] | None = None) -> Summary:
@@ -743,6 +782,41 @@ class RedisStore:
         with self._guard("read a backup"):
             items = self.client.lrange(key, 0, -1)
         return b"".join(item + b"\n" for item in items) if items else None
+
+    # -- renames ---------------------------------------------------------------------------
+    def aliases(self) -> dict[str, str]:
+        with self._guard("read session aliases"):
+            raw = self.client.hgetall(ALIASES_KEY)
+        return parse_aliases({k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                              for k, v in raw.items()})
+
+    def alias(self, sid: str) -> str | None:
+        return follow_alias(self.aliases(), check_id(sid), self.exists)
+
+    def rename(self, old: str, new: str) -> Summary:
+        """Move every key of ``old`` to ``new`` (backups too) and record the alias, in one
+        script: a writer either appended before it or finds the old keys gone and follows the
+        alias (see `append`)."""
+        check_id(old)
+        check_id(new)
+        if old == new:
+            raise SessionExists(f"session {old} already has that id")
+        start = self._key(old, "backup:")
+        with self._guard("rename a session"):
+            backups = [k.decode("utf-8", "replace")
+                       for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
+            pairs = [key for b in backups
+                     for key in (b, self._key(new, "backup:") + b[len(start):])]
+            record = dump_line({"t": "meta", "id": new, "renamed_from": old})[:-1]
+            done = self._rename(
+                keys=[self._key(old, "meta"), self._key(old, "log"), self._key(new, "meta"),
+                      self._key(new, "log"), ALIASES_KEY, *pairs],
+                args=[old, new, record, json.dumps(new), json.dumps(old)])
+        if done == -1:
+            raise SessionNotFound(f"session {old} not found")
+        if done == 0:
+            raise SessionExists(f"session {new} already exists")
+        return self.summary(new)
 
     # -- named documents: templates and checkpoints ----------------------------------------
     def put_doc(self, kind: str, name: str, data: dict) -> str:
