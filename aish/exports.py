@@ -28,7 +28,7 @@ def render(history: History, fmt: str, text: Text) -> str:
     return diagram(history, text, mermaid=fmt == "mermaid")
 
 
-def _path(history: History, branch: str) -> list[Node]:
+def path_of(history: History, branch: str) -> list[Node]:
     out: list[Node] = []
     mid = history.refs.get(branch, "")
     while mid and mid in history.nodes and len(out) <= len(history.nodes):
@@ -41,7 +41,7 @@ def _path(history: History, branch: str) -> list[Node]:
 def markdown(history: History, text: Text) -> str:
     """A transcript of the checked-out branch, with a list of the other branches."""
     branch = history.current if history.current in history.refs else "main"
-    path = _path(history, branch)
+    path = path_of(history, branch)
     lines = [f"# Session {history.sid}", "",
              f"Branch `{branch}` (checked out), {len(path)} message"
              f"{'' if len(path) == 1 else 's'}."]
@@ -49,7 +49,7 @@ def markdown(history: History, text: Text) -> str:
     if others:
         lines += ["", "Other branches:", ""]
         for name in others:
-            count = len(_path(history, name))
+            count = len(path_of(history, name))
             lines.append(f"- `{name}`: {count} message{'' if count == 1 else 's'}")
     for node in path:
         m = node.message

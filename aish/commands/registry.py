@@ -30,6 +30,7 @@ class Arg:
     const: object = None  # the value of an option given without its optional value
     metavar: str | None = None
     completes: str | None = None  # "session", "specialist", "template", "path", "branch"
+    dest: str | None = None  # the attribute it parses into, when its name cannot be (`--as`)
 
     @property
     def positional(self) -> bool:
@@ -78,6 +79,8 @@ class Command:
                     kwargs["const"] = arg.const
                 if arg.metavar and not arg.positional:
                     kwargs["metavar"] = arg.metavar
+            if arg.dest and not arg.positional:
+                kwargs["dest"] = arg.dest
             if arg.positional:
                 kwargs["metavar"] = arg.metavar or arg.name
                 parser.add_argument(arg.name.lower().replace("-", "_"), **kwargs)

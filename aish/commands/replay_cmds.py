@@ -1,0 +1,217 @@
+"""`aish --replay-session`: watch a conversation again, at the pace it was written.
+
+The branch's path is played through the same renderer the shell uses (`aish.playback` makes
+the timed frames and plays them). On a terminal the keys of :data:`KEYS_HELP` steer it, with
+stdin in cbreak mode, restored on every way out. Piped, the transcript is written at once as
+plain text. Text goes through `aish.redact` (unless --no-redact); what was redacted is reported
+on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aish.commands.branch_cmds import ON_BRANCH, SESSION
+from aish.commands.context import Context
+from aish.commands.history_cmds import NO_REDACT, load_history, report_redactions
+from aish.commands.registry import Arg, command
+from aish.errors import UsageError
+
+KEYS_HELP = ("keys: space pause/resume, . step (while paused), n/p next/previous message, "
+             "Left/Right back/forward 5 s, q quit")
+PREVIEW_ROWS = 6
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    if text.strip() == "0":
+        return 0.0
+    return _positive(text)
+
+
+def _number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"expected a message number (1, 2, ...), got {text!r}")
+    return int(text)
+
+
+REASK = (Arg("--as", "ask again as another specialist (not here yet)", metavar="NAME",
+             dest="as_"),
+         Arg("--model", "ask again with another model (not here yet)", metavar="M"),
+         Arg("--into-branch", "with --as/--model: the branch the new reply goes on",
+             metavar="NAME"),
+         Arg("--compare", "with --as/--model: show the replies side by side", flag=True))
+
+
+@command("replay-session", "aish",
+         "Play a session's conversation again at the pace it was written (keys on a "
+         "terminal; piped, the transcript at once).",
+         args=(SESSION, ON_BRANCH,
+               Arg("--from", "the first message played (its number on the path)",
+                   type=_number, metavar="N", dest="start"),
+               Arg("--to", "the last message played", type=_number, metavar="M"),
+               Arg("--speed", "play X times as fast", type=_positive, metavar="X"),
+               Arg("--idle-limit", "the longest pause, in seconds (default 2)",
+                   type=_seconds, metavar="S"),
+               NO_REDACT, *REASK),
+         example="aish --replay-session sess_abc123 --speed 2")
+def replay_session(ctx: Context, args) -> int:
+    if args.as_ or args.model or args.into_branch or args.compare:
+        try:
+            from aish.reask import ask_again
+        except ImportError:
+            raise UsageError("--as, --model, --into-branch and --compare: not here yet") from None
+        return ask_again(ctx, args)
+    from aish import playback
+    from aish.exports import path_of
+    from aish.redact import Redactor
+
+    history = load_history(ctx, args.id, None)
+    branch = args.branch or (history.current if history.current in history.refs else "main")
+    if args.start and args.to and args.to < args.start:
+        raise UsageError(f"--to {args.to} comes before --from {args.start}")
+    path = [node for node in path_of(history, branch)
+            if (args.start or 1) <= node.number <= (args.to or node.number)]
+    redactor = Redactor(not args.no_redact)
+    idle = playback.IDLE_LIMIT if args.idle_limit is None else args.idle_limit
+    frames = playback.frames([node.message for node in path], speed=args.speed or 1.0,
+                             idle_limit=idle, text=redactor)
+    screen = Screen(ctx)
+    stdin = ctx.stdin or sys.stdin
+    try:
+        if not ctx.out.stdout_tty:
+            for frame in frames:
+                screen.show(frame)
+        else:
+            ctx.out.note(KEYS_HELP if _isatty(stdin) else "aish: not a terminal for keys: "
+                         "playing to the end (Ctrl-C stops)")
+            play_on_terminal(frames, screen, stdin)
+    finally:
+        screen.close()
+    report_redactions(ctx, redactor)
+    return 0
+
+
+def play_on_terminal(frames, screen: Screen, stdin) -> None:
+    from aish.playback import Player
+
+    if not _isatty(stdin):
+        Player(frames, screen.show, screen.reset).run()
+        return
+    with RawKeys(stdin.fileno()) as keys:
+        Player(frames, screen.show, screen.reset, keys=keys).run()
+
+
+class Screen:
+    """Shows frames as the shell would: the prompt line, then the reply streaming after its
+    prefix (with the live preview of its open block on a terminal)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.console = ctx.out.console()
+        self.renderer = None
+        self.live = None
+
+    def show(self, frame) -> None:
+        from aish.playback import END, REPLY, TEXT, USER_LINE
+
+        if frame.kind == USER_LINE:
+            from rich.text import Text
+
+            from aish.sanitize import sanitize
+
+            self._end_reply()
+            self.console.print(Text(sanitize(frame.text), style="aish.prompt"), soft_wrap=True)
+        elif frame.kind == REPLY:
+            self._end_reply()
+            self.renderer = self.ctx.out.reply_renderer(prefix=frame.text)
+            if self.renderer.markdown:
+                from rich.live import Live
+
+                renderer = self.renderer
+                self.live = Live(console=self.console, transient=True,
+                                 get_renderable=lambda: renderer.live_preview(PREVIEW_ROWS),
+                                 refresh_per_second=12.5)
+                self.live.start()
+        elif frame.kind == TEXT and self.renderer is not None:
+            self.renderer.feed(frame.text)
+        elif frame.kind == END:
+            self._end_reply()
+
+    def _end_reply(self) -> None:
+        renderer, self.renderer = self.renderer, None
+        try:
+            if renderer is not None:
+                renderer.finish()
+        finally:
+            live, self.live = self.live, None
+            if live is not None:
+                live.stop()
+
+    def reset(self) -> None:
+        """Going back: a clean screen, on which what comes before is shown again."""
+        live, self.live = self.live, None
+        if live is not None:
+            live.stop()
+        self.renderer = None
+        self.console.clear()
+
+    def close(self) -> None:
+        self._end_reply()
+
+
+class RawKeys:
+    """stdin in cbreak mode (no echo, a key at a time; Ctrl-C still interrupts), restored on
+    leaving however that happens; calling it waits up to a timeout for one key."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._saved = None
+        self._pending = ""
+
+    def __enter__(self) -> RawKeys:
+        import termios
+        import tty
+
+        self._saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import termios
+
+        termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+
+    def __call__(self, timeout: float | None) -> str | None:
+        import os
+        import select
+
+        if not self._pending:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if not ready:
+                return None
+            data = os.read(self.fd, 64)
+            if not data:  # the terminal went away: nothing more will come
+                return "q"
+            self._pending = data.decode("utf-8", "replace")
+        if self._pending.startswith("\x1b[") and len(self._pending) >= 3:
+            key, self._pending = self._pending[:3], self._pending[3:]
+        else:
+            key, self._pending = self._pending[:1], self._pending[1:]
+        return key
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
