@@ -207,3 +207,53 @@ class Player:
         if at is None:
             at = self.frames[target].at if target < len(self.frames) else self.now()
         self._set_now(at)
+
+
+class Screen:
+    """Shows frames on a Rich ``console`` as the shell would: the prompt line, then the reply
+    after its prefix through a renderer made by ``renderer(prefix)`` (a StreamRenderer).
+    :meth:`began` and :meth:`ended` are hooks around each reply."""
+
+    def __init__(self, console, renderer: Callable[[str], object]):
+        self.console = console
+        self.make = renderer
+        self.renderer = None
+
+    def show(self, frame: Frame) -> None:
+        if frame.kind == USER_LINE:
+            from rich.text import Text
+
+            from aish.sanitize import sanitize
+
+            self.end_reply()
+            self.console.print(Text(sanitize(frame.text), style="aish.prompt"), soft_wrap=True)
+        elif frame.kind == REPLY:
+            self.end_reply()
+            self.renderer = self.make(frame.text)
+            self.began(self.renderer)
+        elif frame.kind == TEXT and self.renderer is not None:
+            self.renderer.feed(frame.text)
+        elif frame.kind == END:
+            self.end_reply()
+
+    def began(self, renderer) -> None:
+        pass
+
+    def ended(self) -> None:
+        pass
+
+    def end_reply(self) -> None:
+        renderer, self.renderer = self.renderer, None
+        try:
+            if renderer is not None:
+                renderer.finish()
+        finally:
+            self.ended()
+
+    def reset(self) -> None:
+        """Going back: a clean screen, on which what came before is shown again."""
+        self.ended()
+        self.renderer = None
+        self.console.clear()
+
+    close = end_reply

@@ -72,11 +72,12 @@ def _format(text: str) -> str:
 
 
 @command("export-session", "aish",
-         "Export one session: the JSON document (default), or its history as md, mermaid, dot "
-         "or json (secrets redacted).",
+         "Export one session: the JSON document (default), or its history as md, mermaid, dot, "
+         "json or cast (secrets redacted).",
          args=(SESSION, SKIP,
                Arg("--format", "md (transcript), mermaid or dot (the tree), json (nodes, "
-                   "edges, refs)", type=_format, metavar="FORMAT"),
+                   "edges, refs), cast (an asciicast recording of the replay)",
+                   type=_format, metavar="FORMAT"),
                Arg("--no-redact", "with --format: keep secrets (API keys, tokens, ...)",
                    flag=True)),
          example="aish --export-session sess_abc123 --format md > session.md")
@@ -104,7 +105,8 @@ def _export_history(ctx: Context, args) -> int:
     ctx.sessions.record_read("export", args.id, found.owner, skipped=len(found.damage))
     _warn_skipped(ctx, args.id, [str(p) for p in found.damage])
     redactor = Redactor(not args.no_redact)
-    ctx.out.data(render(load_history(ctx, args.id, None), args.format, redactor))
+    ctx.out.data(render(load_history(ctx, args.id, None), args.format, redactor, ctx.now(),
+                        ctx.environ))
     report_redactions(ctx, redactor)
     return 0
 

@@ -16,6 +16,7 @@ from aish.commands.context import Context
 from aish.commands.history_cmds import NO_REDACT, load_history, report_redactions
 from aish.commands.registry import Arg, command
 from aish.errors import UsageError
+from aish.playback import Screen
 
 KEYS_HELP = ("keys: space pause/resume, . step (while paused), n/p next/previous message, "
              "Left/Right back/forward 5 s, q quit")
@@ -85,7 +86,7 @@ def replay_session(ctx: Context, args) -> int:
     idle = playback.IDLE_LIMIT if args.idle_limit is None else args.idle_limit
     frames = playback.frames([node.message for node in path], speed=args.speed or 1.0,
                              idle_limit=idle, text=redactor)
-    screen = Screen(ctx)
+    screen = LiveScreen(ctx.out.console(), lambda prefix: ctx.out.reply_renderer(prefix))
     stdin = ctx.stdin or sys.stdin
     try:
         if not ctx.out.stdout_tty:
@@ -101,7 +102,7 @@ def replay_session(ctx: Context, args) -> int:
     return 0
 
 
-def play_on_terminal(frames, screen: Screen, stdin) -> None:
+def play_on_terminal(frames, screen: LiveScreen, stdin) -> None:
     from aish.playback import Player
 
     if not _isatty(stdin):
@@ -111,62 +112,25 @@ def play_on_terminal(frames, screen: Screen, stdin) -> None:
         Player(frames, screen.show, screen.reset, keys=keys).run()
 
 
-class Screen:
-    """Shows frames as the shell would: the prompt line, then the reply streaming after its
-    prefix (with the live preview of its open block on a terminal)."""
+class LiveScreen(Screen):
+    """The player's screen on a terminal: the shell's live preview of the open block below a
+    reply while it plays, as in session mode."""
 
-    def __init__(self, ctx: Context):
-        self.ctx = ctx
-        self.console = ctx.out.console()
-        self.renderer = None
-        self.live = None
+    live = None
 
-    def show(self, frame) -> None:
-        from aish.playback import END, REPLY, TEXT, USER_LINE
+    def began(self, renderer) -> None:
+        if renderer.markdown:
+            from rich.live import Live
 
-        if frame.kind == USER_LINE:
-            from rich.text import Text
+            self.live = Live(console=self.console, transient=True,
+                             get_renderable=lambda: renderer.live_preview(PREVIEW_ROWS),
+                             refresh_per_second=12.5)
+            self.live.start()
 
-            from aish.sanitize import sanitize
-
-            self._end_reply()
-            self.console.print(Text(sanitize(frame.text), style="aish.prompt"), soft_wrap=True)
-        elif frame.kind == REPLY:
-            self._end_reply()
-            self.renderer = self.ctx.out.reply_renderer(prefix=frame.text)
-            if self.renderer.markdown:
-                from rich.live import Live
-
-                renderer = self.renderer
-                self.live = Live(console=self.console, transient=True,
-                                 get_renderable=lambda: renderer.live_preview(PREVIEW_ROWS),
-                                 refresh_per_second=12.5)
-                self.live.start()
-        elif frame.kind == TEXT and self.renderer is not None:
-            self.renderer.feed(frame.text)
-        elif frame.kind == END:
-            self._end_reply()
-
-    def _end_reply(self) -> None:
-        renderer, self.renderer = self.renderer, None
-        try:
-            if renderer is not None:
-                renderer.finish()
-        finally:
-            live, self.live = self.live, None
-            if live is not None:
-                live.stop()
-
-    def reset(self) -> None:
-        """Going back: a clean screen, on which what comes before is shown again."""
+    def ended(self) -> None:
         live, self.live = self.live, None
         if live is not None:
             live.stop()
-        self.renderer = None
-        self.console.clear()
-
-    def close(self) -> None:
-        self._end_reply()
 
 
 class RawKeys:
