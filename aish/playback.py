@@ -65,11 +65,10 @@ def frames(messages: Sequence[Message], *, speed: float = 1.0,
             raw.append((clock, USER_LINE, index, prompt_line(message, content)))
         else:
             start = clock
-            pieces = _pieces(message, content, rate)
-            first = pieces[0][0] if pieces else 0.0
+            pieces, end = _pieces(message, content, rate)
+            first = pieces[0][0] if pieces else end
             raw.append((start + first, REPLY, index, reply_prefix(message)))
             raw += [(start + at, TEXT, index, piece) for at, piece in pieces]
-            end = pieces[-1][0] if pieces else 0.0
             raw.append((start + end, END, index, ""))
             clock = start + end  # a reply is stored when it ends: the next gap counts from there
         previous = message
@@ -85,9 +84,10 @@ def frames(messages: Sequence[Message], *, speed: float = 1.0,
     return out
 
 
-def _pieces(message: Message, content: str, rate: float) -> list[tuple[float, str]]:
-    """``content`` cut in timed pieces: at the recorded marks (scaled to the length of the
-    shown text, which redaction may change), or typed at ``rate``."""
+def _pieces(message: Message, content: str,
+            rate: float) -> tuple[list[tuple[float, str]], float]:
+    """``content`` cut in timed pieces, and when it ends: at the recorded marks (scaled to the
+    length of the shown text, which redaction may change), or typed at ``rate``."""
     timing = message.timing
     if timing is None:
         out, at = [], 0.0
@@ -95,7 +95,7 @@ def _pieces(message: Message, content: str, rate: float) -> list[tuple[float, st
             piece = content[start:start + FALLBACK_PIECE]
             out.append((at, piece))
             at += len(piece) / rate
-        return out or [(0.0, "")]
+        return out, at
     recorded = max(len(message.content), 1)
     points = [(t, min(len(content), round(n * len(content) / recorded)))
               for t, n in timing.marks]
@@ -107,11 +107,7 @@ def _pieces(message: Message, content: str, rate: float) -> list[tuple[float, st
             out.append((t, content[done:count]))
             done = count
         last = t
-    if not out:
-        return [(timing.first, ""), (last, "")]
-    if out[-1][0] < last:
-        out.append((last, ""))  # the reply ended after its last text
-    return out
+    return out, last
 
 
 class Player:

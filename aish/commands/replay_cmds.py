@@ -76,7 +76,7 @@ def replay_session(ctx: Context, args) -> int:
     from aish.exports import path_of
     from aish.redact import Redactor
 
-    history = load_history(ctx, args.id, None)
+    history = load_history(ctx, args.id, args.branch)
     branch = args.branch or (history.current if history.current in history.refs else "main")
     if args.start and args.to and args.to < args.start:
         raise UsageError(f"--to {args.to} comes before --from {args.start}")
