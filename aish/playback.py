@@ -182,16 +182,24 @@ class Player:
             current = self.frames[self.pos - 1].index if self.pos else -1
             target = next((i for i in range(self.pos, len(self.frames))
                            if self.frames[i].index > current), len(self.frames))
-            self.seek(target)
+            self._to_message(target)
         elif key == "p":
             current = self.frames[self.pos - 1].index if self.pos else 0
             wanted = max(current - 1, 0)
-            self.seek(next(i for i, f in enumerate(self.frames) if f.index == wanted))
+            self._to_message(next(i for i, f in enumerate(self.frames) if f.index == wanted))
         elif key in (LEFT, RIGHT):
             at = max(0.0, self.now() + (SEEK_SECONDS if key == RIGHT else -SEEK_SECONDS))
             target = next((i for i, f in enumerate(self.frames) if f.at > at),
                           len(self.frames))
             self.seek(target, at)
+
+    def _to_message(self, target: int) -> None:
+        self.seek(target)
+        # Paused, the message's first line (a reply's first piece) shows where play now is.
+        while self.paused and self.pos < len(self.frames):
+            self._step()
+            if self.frames[self.pos - 1].kind != REPLY:
+                break
 
     def seek(self, target: int, at: float | None = None) -> None:
         """Go to frame ``target`` (shown next); playback time ``at`` (default: that frame's)."""
