@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
+from typing import TypeGuard
 
 USER = "user"
 ASSISTANT = "assistant"
@@ -60,7 +61,7 @@ class Timing:
         return cls(float(first), float(end), tuple(kept))
 
 
-def _seconds(value) -> bool:
+def _seconds(value: object) -> TypeGuard[int | float]:
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and 0 <= value < 1e9)  # NaN fails both comparisons
 

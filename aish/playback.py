@@ -21,8 +21,12 @@ from __future__ import annotations
 import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aish.messages import USER, Message
+
+if TYPE_CHECKING:
+    from aish.render import StreamRenderer
 
 USER_LINE, REPLY, TEXT, END = "user", "reply", "text", "end"
 FALLBACK_RATE = 200.0  # characters a second, for replies recorded without timing
@@ -218,10 +222,10 @@ class Screen:
     after its prefix through a renderer made by ``renderer(prefix)`` (a StreamRenderer).
     :meth:`began` and :meth:`ended` are hooks around each reply."""
 
-    def __init__(self, console, renderer: Callable[[str], object]):
+    def __init__(self, console, renderer: Callable[[str], StreamRenderer]):
         self.console = console
         self.make = renderer
-        self.renderer = None
+        self.renderer: StreamRenderer | None = None
 
     def show(self, frame: Frame) -> None:
         if frame.kind == USER_LINE:
@@ -240,7 +244,7 @@ class Screen:
         elif frame.kind == END:
             self.end_reply()
 
-    def began(self, renderer) -> None:
+    def began(self, renderer: StreamRenderer) -> None:
         pass
 
     def ended(self) -> None:

@@ -11,6 +11,8 @@ import subprocess
 
 import pytest
 from conftest import BIN
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from replay_support import PIECES, SECRET, ok, slow_session
 from shell_support import session_records, strip_controls
 
@@ -208,6 +210,8 @@ def test_piped_replay_prints_the_transcript_at_once_redacted(aish, home, session
     assert SECRET in ok(aish("aish", "--replay-session", sid, "--no-redact"))
     part = ok(aish("aish", "--replay-session", sid, "--from", "3", "--to", "3"))
     assert part.splitlines() == ["apollo (session)> q2 my key is [REDACTED:openai-key]"]
+    beyond = aish("aish", "--replay-session", sid, "--from", "9")
+    assert ok(beyond) == "" and "nothing to replay" in beyond.stderr.decode()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -262,3 +266,25 @@ def test_cast_export_is_an_asciicast_asciinema_plays_back(aish, home, sessions_d
     transcript = ok(aish("aish", "--replay-session", sid))
     assert screen.strip() == transcript.strip()
     assert re.search(r"apollo> p01", screen) and SECRET not in screen
+
+
+EXAMPLES = int(os.environ.get("AISH_FUZZ_EXAMPLES") or 300)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.text(max_size=80), st.lists(st.tuples(st.floats(0, 100), st.integers(0, 120)),
+                                      max_size=40),
+       st.floats(0, 100), st.floats(0, 100), st.booleans(), st.floats(0.1, 10))
+def test_any_recorded_timing_plays_the_whole_text_in_order(content, marks, first, end, timed,
+                                                            speed):
+    timing = Timing(first, end, tuple(marks)) if timed else None
+    played = frames([Message(USER, "q", "apollo", 0.0),
+                     Message(ASSISTANT, content, "apollo", 1.0, timing=timing)], speed=speed)
+    assert "".join(f.text for f in played if f.kind == TEXT) == content
+    assert [f.at for f in played] == sorted(f.at for f in played)
+    assert played[-1].kind == END and played[-1].at <= 2 * len(played) / speed + 1e-6
+    # And as stored: the record's timing reads back as it was (to the millisecond).
+    if timing is not None:
+        back = Message.from_record(json.loads(json.dumps(
+            Message(ASSISTANT, content, "apollo", 1.0, timing=timing).to_record()))).timing
+        assert back is not None and abs(back.end - end) < 1e-3 and len(back.marks) == len(marks)

@@ -82,6 +82,10 @@ def replay_session(ctx: Context, args) -> int:
         raise UsageError(f"--to {args.to} comes before --from {args.start}")
     path = [node for node in path_of(history, branch)
             if (args.start or 1) <= node.number <= (args.to or node.number)]
+    if not path:
+        ctx.out.note(f"aish: nothing to replay: branch {branch} of {args.id} has no messages"
+                     + (" in that range" if args.start or args.to else ""))
+        return 0
     redactor = Redactor(not args.no_redact)
     idle = playback.IDLE_LIMIT if args.idle_limit is None else args.idle_limit
     frames = playback.frames([node.message for node in path], speed=args.speed or 1.0,
@@ -139,7 +143,7 @@ class RawKeys:
 
     def __init__(self, fd: int):
         self.fd = fd
-        self._saved = None
+        self._saved: list | None = None
         self._pending = ""
 
     def __enter__(self) -> RawKeys:
@@ -153,7 +157,8 @@ class RawKeys:
     def __exit__(self, *exc) -> None:
         import termios
 
-        termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+        if self._saved is not None:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
 
     def __call__(self, timeout: float | None) -> str | None:
         import os
