@@ -20,7 +20,7 @@ import hashlib
 import html
 import json
 
-from aish.exports import branch_path
+from aish.exports import path_of
 from aish.history import History, Node, Text, first_line
 from aish.humanize import when
 from aish.messages import USER
@@ -82,7 +82,7 @@ class _Page:
     def branches(self) -> str:
         rows = []
         for name in sorted(self.h.refs, key=lambda n: (n != self.branch, n)):
-            path = branch_path(self.h, name)
+            path = path_of(self.h, name)
             tokens = sum(n.tokens or 0 for n in path)
             mark = " (checked out)" if name == self.h.current else ""
             rows.append(f'<li><a class="branch" id="b-{esc(name)}" href="#b-{esc(name)}">'
@@ -145,7 +145,7 @@ class _Page:
 
     def render(self) -> str:
         h = self.h
-        path = branch_path(h, self.branch)
+        path = path_of(h, self.branch)
         shown = {n.message.id for n in path}
         total = sum(n.tokens or 0 for n in h.nodes.values())
         data = {"refs": h.refs, "current": self.branch,

@@ -17,11 +17,15 @@ from aish.history import History, Node, Text, first_line
 from aish.humanize import when
 from aish.sanitize import sanitize
 
-FORMATS = ("md", "mermaid", "dot", "json", "html")
+FORMATS = ("md", "mermaid", "dot", "json", "html", "cast")
+CAST_WIDTH, CAST_HEIGHT = 100, 30
 LABEL_CHARS = 60  # of a message's first line in a diagram
 
 
-def render(history: History, fmt: str, text: Text) -> str:
+def render(history: History, fmt: str, text: Text, now: float = 0.0,
+           environ: dict | None = None) -> str:
+    if fmt == "cast":
+        return cast(history, text, now, environ or {})
     if fmt == "md":
         return markdown(history, text)
     if fmt == "html":
@@ -33,7 +37,7 @@ def render(history: History, fmt: str, text: Text) -> str:
     return diagram(history, text, mermaid=fmt == "mermaid")
 
 
-def branch_path(history: History, branch: str) -> list[Node]:
+def path_of(history: History, branch: str) -> list[Node]:
     out: list[Node] = []
     mid = history.refs.get(branch, "")
     while mid and mid in history.nodes and len(out) <= len(history.nodes):
@@ -46,7 +50,7 @@ def branch_path(history: History, branch: str) -> list[Node]:
 def markdown(history: History, text: Text) -> str:
     """A transcript of the checked-out branch, with a list of the other branches."""
     branch = history.current if history.current in history.refs else "main"
-    path = branch_path(history, branch)
+    path = path_of(history, branch)
     lines = [f"# Session {history.sid}", "",
              f"Branch `{branch}` (checked out), {len(path)} message"
              f"{'' if len(path) == 1 else 's'}."]
@@ -54,13 +58,56 @@ def markdown(history: History, text: Text) -> str:
     if others:
         lines += ["", "Other branches:", ""]
         for name in others:
-            count = len(branch_path(history, name))
+            count = len(path_of(history, name))
             lines.append(f"- `{name}`: {count} message{'' if count == 1 else 's'}")
     for node in path:
         m = node.message
         tokens = f", {node.tokens} tokens" if node.tokens else ""
         lines += ["", f"## {node.number}. {node.who()} ({when(m.time)}{tokens})", "",
                   text(m.content).rstrip() or "_(empty)_"]
+    return "\n".join(lines)
+
+
+def cast(history: History, text: Text, now: float, environ: dict) -> str:
+    """An asciicast v2 recording of the checked-out branch as `aish --replay-session` plays it:
+    a header line (its timestamp: the first message's), then ``[t, "o", output]`` events
+    (rendered at a fixed width, replies as plain text so they stream as they were written) and
+    a ``[t, "m", label]`` marker at every user turn."""
+    import io
+
+    from rich.console import Console
+
+    from aish import playback
+    from aish.render import StreamRenderer
+    from aish.theme import load_theme
+
+    branch = history.current if history.current in history.refs else "main"
+    path = path_of(history, branch)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=CAST_WIDTH, height=CAST_HEIGHT, force_terminal=True,
+                      color_system="256", highlight=False, theme=load_theme().rich)
+    screen = playback.Screen(console, lambda prefix: StreamRenderer(
+        console, prefix=prefix, markdown=False))
+    header = {"version": 2, "width": CAST_WIDTH, "height": CAST_HEIGHT,
+              "timestamp": int(path[0].message.time if path else now),
+              "title": f"aish session {history.sid} ({branch})",
+              "env": {"TERM": environ.get("TERM") or "xterm-256color",
+                      "SHELL": environ.get("SHELL") or "/bin/sh"}}
+    lines = [json.dumps(header)]
+    frames = playback.frames([node.message for node in path], text=text)
+    for frame in frames:
+        if frame.kind == playback.USER_LINE:
+            node = path[frame.index]
+            said = frame.text[len(playback.prompt_line(node.message, "")):]  # redacted
+            label = sanitize(first_line(said))[:LABEL_CHARS]
+            lines.append(json.dumps([frame.at, "m", f"{node.number}. {label}"]))
+        screen.show(frame)
+        if frame is frames[-1]:
+            screen.close()
+        output, _ = buffer.getvalue(), buffer.truncate(0)
+        buffer.seek(0)
+        if output:
+            lines.append(json.dumps([frame.at, "o", output.replace("\n", "\r\n")]))
     return "\n".join(lines)
 
 

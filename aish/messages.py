@@ -6,8 +6,9 @@ Identity and storage are concerns of the store; a Message is just what was said,
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
+from typing import TypeGuard
 
 USER = "user"
 ASSISTANT = "assistant"
@@ -22,6 +23,80 @@ def new_message_id() -> str:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+MAX_MARKS = 32  # samples kept per reply, however long it is
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How a reply arrived, for playing it back at its own pace: seconds from the request to
+    the first text (``first``) and to the end (``end``), and sparse samples ``(seconds,
+    characters so far)``, oldest first."""
+
+    first: float
+    end: float
+    marks: tuple[tuple[float, int], ...] = ()
+
+    def to_record(self) -> dict:
+        return {"first": round(self.first, 3), "end": round(self.end, 3),
+                "marks": [[round(t, 3), n] for t, n in self.marks]}
+
+    @classmethod
+    def from_record(cls, value) -> Timing | None:
+        """The timing stored as ``value``; None when absent or malformed (a reply is never
+        lost over its timing)."""
+        if not isinstance(value, dict):
+            return None
+        first, end, marks = value.get("first"), value.get("end"), value.get("marks", [])
+        if not (_seconds(first) and _seconds(end)) or not isinstance(marks, list):
+            return None
+        kept: list[tuple[float, int]] = []
+        for mark in marks[:MAX_MARKS * 2]:
+            if not (isinstance(mark, list | tuple) and len(mark) == 2 and _seconds(mark[0])
+                    and isinstance(mark[1], int) and not isinstance(mark[1], bool)
+                    and mark[1] >= 0):
+                return None
+            kept.append((float(mark[0]), mark[1]))
+        return cls(float(first), float(end), tuple(kept))
+
+
+def _seconds(value: object) -> TypeGuard[int | float]:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and 0 <= value < 1e9)  # NaN fails both comparisons
+
+
+class Stopwatch:
+    """Times one streamed reply at constant cost per chunk: every ``step``-th chunk is a mark,
+    and when :data:`MAX_MARKS` are kept every other one goes and ``step`` doubles."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self.start = clock()
+        self.first: float | None = None
+        self.marks: list[tuple[float, int]] = []
+        self.chars = 0
+        self.step = 1
+        self._chunks = 0
+
+    def text(self, count: int) -> None:
+        """``count`` more characters arrived."""
+        now = self.clock() - self.start
+        if self.first is None:
+            self.first = now
+        self.chars += count
+        self._chunks += 1
+        if self._chunks % self.step == 0:
+            if len(self.marks) >= MAX_MARKS:
+                del self.marks[::2]  # amortised O(1): halving happens once per doubling
+                self.step *= 2
+                if self._chunks % self.step:
+                    return
+            self.marks.append((now, self.chars))
+
+    def timing(self) -> Timing:
+        end = self.clock() - self.start
+        return Timing(end if self.first is None else self.first, end, tuple(self.marks))
 
 
 @dataclass(frozen=True)
@@ -46,6 +121,7 @@ class Message:
     # summarised; for a copy picked from another branch, the message it copies).
     note: str | None = None
     source: str | None = None
+    timing: Timing | None = field(default=None, compare=False)  # how a reply streamed
     # Where the store keeps it (a byte offset, a list index): a hint for walking to it again,
     # not part of the record and never compared.
     pos: int | None = field(default=None, compare=False, repr=False)
@@ -54,7 +130,9 @@ class Message:
     def to_record(self) -> dict:
         # Identity, not equality: `0.0 in (None, False)` is true and would drop a time of 0.
         record = {k: v for k, v in asdict(self).items()
-                  if v is not None and v is not False and k not in ("pos", "pp")}
+                  if v is not None and v is not False and k not in ("pos", "pp", "timing")}
+        if self.timing is not None:
+            record["timing"] = self.timing.to_record()
         record["t"] = "msg"
         return record
 
@@ -94,7 +172,8 @@ class Message:
         pp = record.get("pp")
         pp = pp if isinstance(pp, int) and not isinstance(pp, bool) and pp >= 0 else None
         return cls(role, content, ai, float(time), mid, usage, bool(record.get("interrupted")),
-                   model, bool(record.get("cut")), parent, ref, note, source, pp=pp)
+                   model, bool(record.get("cut")), parent, ref, note, source,
+                   Timing.from_record(record.get("timing")), pp=pp)
 
 
 @dataclass(frozen=True)

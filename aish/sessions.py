@@ -26,7 +26,7 @@ from aish.errors import (
 )
 from aish.header import State, is_name
 from aish.ids import check_id, new_id
-from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message, relinked
+from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message, Stopwatch, relinked
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Codec, Loaded, Summary, tombstone
@@ -57,10 +57,11 @@ class Sessions:
     """Session operations over one store; ``now`` is injectable so expiry can be tested."""
 
     def __init__(self, store, config: Config, now: Callable[[], float] = time.time,
-                 audit: AuditLog = NULL_AUDIT):
+                 audit: AuditLog = NULL_AUDIT, clock: Callable[[], float] = time.monotonic):
         self.store = store
         self.config = config
         self.now = now
+        self.clock = clock  # times replies as they stream (never goes back)
         self.audit = audit
 
     # -- queries ---------------------------------------------------------------------------
@@ -666,12 +667,14 @@ class Session:
         parts: list[str] = []
         last: Chunk | None = None
         shown: Exception | None = None  # showing the reply failed: still read and store it
+        watch = Stopwatch(self.sessions.clock)
         try:
             chunk: Chunk
             for chunk in provider.stream(chat, specialist):
                 if chunk.text:
                     piece = valid_unicode(chunk.text)
                     parts.append(piece)
+                    watch.text(len(piece))
                     if shown is None:
                         try:
                             on_text(piece)
@@ -682,13 +685,15 @@ class Session:
                     break
         except KeyboardInterrupt:
             reply = self.add(Message(ASSISTANT, "".join(parts), specialist.name,
-                                     self.sessions.now(), interrupted=True))
+                                     self.sessions.now(), interrupted=True,
+                                     timing=watch.timing()))
             self.save_if_auto()
             return Reply(reply.content, reply, interrupted=True)
         if last is None:
             raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
         reply = self.add(Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
-                                 usage=last.usage, model=last.model, cut=last.cut))
+                                 usage=last.usage, model=last.model, cut=last.cut,
+                                 timing=watch.timing()))
         if shown is not None:
             self.save_if_auto()
             raise shown

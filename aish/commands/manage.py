@@ -73,10 +73,11 @@ def _format(text: str) -> str:
 
 @command("export-session", "aish",
          "Export one session: the JSON document (default), or its history as md, mermaid, dot, "
-         "json or html (secrets redacted).",
+         "json, html or cast (secrets redacted).",
          args=(SESSION, SKIP,
                Arg("--format", "md (transcript), mermaid or dot (the tree), json (nodes, "
-                   "edges, refs), html (one offline page: tree, transcript, search)",
+                   "edges, refs), html (one offline page: tree, transcript, search), "
+                   "cast (an asciicast recording of the replay)",
                    type=_format, metavar="FORMAT"),
                Arg("--no-redact", "with --format: keep secrets (API keys, tokens, ...)",
                    flag=True)),
@@ -105,7 +106,8 @@ def _export_history(ctx: Context, args) -> int:
     ctx.sessions.record_read("export", args.id, found.owner, skipped=len(found.damage))
     _warn_skipped(ctx, args.id, [str(p) for p in found.damage])
     redactor = Redactor(not args.no_redact)
-    ctx.out.data(render(load_history(ctx, args.id, None), args.format, redactor))
+    ctx.out.data(render(load_history(ctx, args.id, None), args.format, redactor, ctx.now(),
+                        ctx.environ))
     report_redactions(ctx, redactor)
     return 0
 

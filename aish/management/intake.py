@@ -20,7 +20,7 @@ from aish.header import Header, is_count, is_name, is_time
 from aish.ids import check_id
 from aish.management.integrity import LOSSLESS, mend_tree
 from aish.management.transfer import ALL_FORMAT, FORMAT, VERSION
-from aish.messages import ROLES, Message, Usage, new_message_id
+from aish.messages import ROLES, Message, Timing, Usage, new_message_id
 from aish.specialists import ai_key
 from aish.store.base import PlainCodec, Problem, dump_line, parse_line
 from aish.store.refs import RefState
@@ -283,7 +283,7 @@ def _message(raw, max_chars: int, seen: set[str]) -> Message:
     note = note if isinstance(note, str) and _KEY.fullmatch(note) else None
     return Message(role, content, ai_key(ai), float(time), mid, tokens,
                    raw.get("interrupted") is True, model, raw.get("cut") is True,
-                   parent, ref, note, source)
+                   parent, ref, note, source, Timing.from_record(raw.get("timing")))
 
 
 def _plain(value) -> bool:
