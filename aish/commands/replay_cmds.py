@@ -1,6 +1,7 @@
-"""`aish --replay-session`: watch a conversation again, at the pace it was written.
+"""`aish --replay-session`: watch a conversation again, at the pace it was written, or
+(--as, --model: `aish.reask`) ask every question of it again on a new branch.
 
-Asking again (--as, --model) is `aish.reask`. The branch's path is played through the same renderer the shell uses (`aish.playback` makes
+The branch's path is played through the same renderer the shell uses (`aish.playback` makes
 the timed frames and plays them). On a terminal the keys of :data:`KEYS_HELP` steer it, with
 stdin in cbreak mode, restored on every way out. Piped, the transcript is written at once as
 plain text. Text goes through `aish.redact` (unless --no-redact); what was redacted is reported
