@@ -158,15 +158,16 @@ def tags(history: History, names: list[str]) -> str:
 
 
 def cut(text: str, room: int, ellipsis: str) -> str:
-    if len(text) <= room:
-        return text
-    if room <= len(ellipsis):
-        return ellipsis[:max(room, 0)]
-    return text[:room - len(ellipsis)] + ellipsis
+    """``text`` in ``room`` terminal cells (CJK and emoji take two, never cut in half)."""
+    from aish.graph import cut_cells
+
+    return cut_cells(text, room, ellipsis)
 
 
 def row(history: History, node: Node, indent: int, style: Style) -> str:
     """One message's line: number, time, who, first line (cut to fit), tokens, branch tags."""
+    from rich.cells import cell_len
+
     m = node.message
     start = f"{node.number} {when(m.time, style.now)} {node.who(style.arrow)}: "
     end = ""
@@ -175,10 +176,10 @@ def row(history: History, node: Node, indent: int, style: Style) -> str:
     if m.id in history.heads:
         end += " " + tags(history, history.heads[m.id])
     first = style.sanitize(style.text(first_line(m.content)))
-    room = style.width - indent - len(start) - len(end)
+    room = style.width - indent - cell_len(start) - cell_len(end)
     if room < 8:  # narrow: the time goes first
         start = f"{node.number} {node.who(style.arrow)}: "
-        room = style.width - indent - len(start) - len(end)
+        room = style.width - indent - cell_len(start) - cell_len(end)
     return start + cut(first, max(room, 0), style.ellipsis) + end
 
 
@@ -278,3 +279,62 @@ class _Ascii:
         options = options.copy()
         options.encoding = "ascii"
         yield from self.inner.__rich_console__(console, options)
+
+
+# -- lanes (--graph) ---------------------------------------------------------------------------
+
+LANE_COLOURS = ("red", "green", "yellow", "blue", "magenta", "cyan")
+
+
+def newest_first(history: History) -> tuple[list[str], dict[str, list[str]]]:
+    """Roots and children ordered by their newest message below (the most recently active side
+    first), as the lanes draw them."""
+    latest: dict[str, float] = {}
+    for node in reversed(history.nodes.values()):  # drawing order has parents first
+        latest[node.message.id] = max([node.message.time,
+                                       *(latest[k] for k in node.children if k in latest)])
+
+    def ordered(ids) -> list[str]:
+        return sorted(ids, key=lambda i: -latest.get(i, 0.0))
+
+    return ordered(history.roots), {i: ordered(n.children) for i, n in history.nodes.items()}
+
+
+def graph_lines(history: History, style: Style, colour: bool):
+    """Rich lines (one a row, lazily) of ``history`` in lanes, newest first: the title, then
+    for each message its lane marks and line, between them the rows where sides join."""
+    from rich.cells import cell_len
+    from rich.text import Text as RichText
+
+    from aish.graph import Folded, fold, layout
+
+    def line() -> RichText:
+        return RichText(no_wrap=True, overflow="crop", end="")
+
+    def lanes(text: RichText, cells: str) -> None:
+        for i, char in enumerate(cells):
+            # A join mark belongs to the lane that moves into the gap's left column.
+            lane = i // 2 + (1 if i % 2 else 0)
+            paint = colour and char != " "
+            text.append(char, LANE_COLOURS[lane % len(LANE_COLOURS)] if paint else "")
+
+    first = line()
+    first.append(title(history, style), "bold")
+    yield first
+    roots, children = newest_first(history)
+    rows = layout(roots, children)
+    if style.fold:
+        plain = {i: len(n.children) == 1 and i not in history.heads
+                 for i, n in history.nodes.items()}
+        rows = fold(rows, plain, FOLD_KEEP_LAST)
+    for item in rows:
+        text = line()
+        lanes(text, item.cells)
+        if isinstance(item, Folded):
+            text.append("  " + style.folded(item.count), "dim")
+        elif item.node is not None:
+            indent = cell_len(item.cells) + 1
+            node = history.nodes[item.node]
+            text.append(" " + row(history, node, indent, style),
+                        "bold" if item.node in history.heads else "")
+        yield text
