@@ -114,6 +114,11 @@ def fold(rows: Iterable[Row], plain: Mapping[str, bool], keep: int) -> Iterator[
 def cut_cells(text: str, room: int, ellipsis: str) -> str:
     """``text`` in at most ``room`` terminal cells: wide characters (CJK, emoji) count two and
     are never cut in half; an ellipsis marks a cut."""
+    if text.isascii():  # the common case: one cell a character
+        if len(text) <= room:
+            return text
+        room -= cells(ellipsis)
+        return text[:room] + ellipsis if room >= 0 else ""
     from rich.cells import cell_len
 
     if cell_len(text) <= room:
@@ -129,3 +134,12 @@ def cut_cells(text: str, room: int, ellipsis: str) -> str:
         out.append(char)
         used += width
     return "".join(out) + ellipsis
+
+
+def cells(text: str) -> int:
+    """How many terminal cells ``text`` takes."""
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len
+
+    return cell_len(text)

@@ -166,7 +166,7 @@ def cut(text: str, room: int, ellipsis: str) -> str:
 
 def row(history: History, node: Node, indent: int, style: Style) -> str:
     """One message's line: number, time, who, first line (cut to fit), tokens, branch tags."""
-    from rich.cells import cell_len
+    from aish.graph import cells as cell_len
 
     m = node.message
     start = f"{node.number} {when(m.time, style.now)} {node.who(style.arrow)}: "

@@ -86,5 +86,5 @@ def _flush(console, batch: list) -> None:
         from rich.text import Text
 
         # Cropped, never wrapped: a row too wide for the terminal stays one line.
-        console.print(Text("\n", no_wrap=True, overflow="crop").join(batch))
+        console.print(Text("\n").join(batch), no_wrap=True, overflow="crop", crop=True)
         batch.clear()
