@@ -15,7 +15,7 @@ column left). Rows come lazily, so the first screen costs only what leads to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 NODE, LANE, JOIN = "*", "|", "/"
@@ -81,7 +81,8 @@ class Folded:
     count: int
 
 
-def fold(rows: Iterable[Row], plain: Mapping[str, bool], keep: int) -> Iterator[Row | Folded]:
+def fold(rows: Iterable[Row], plain: Callable[[str], bool], keep: int
+         ) -> Iterator[Row | Folded]:
     """``rows`` with long straight stretches folded: a count stands for messages that are
     ``plain`` (one child, no branch head) drawn one under another in one lane, keeping the
     ``keep`` newest and the oldest of each stretch."""
@@ -97,12 +98,12 @@ def fold(rows: Iterable[Row], plain: Mapping[str, bool], keep: int) -> Iterator[
         stretch.clear()
 
     for item in rows:
-        if item.node is not None and plain.get(item.node) and (
+        if item.node is not None and plain(item.node) and (
                 not stretch or stretch[-1].column == item.column):
             stretch.append(item)
             continue
         yield from flush()
-        if item.node is not None and plain.get(item.node):
+        if item.node is not None and plain(item.node):
             stretch.append(item)
         else:
             yield item

@@ -12,12 +12,16 @@ Only :func:`draw` uses Rich, imported there, so building the model stays cheap.
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aish.messages import USER, Message
 from aish.store.base import Loaded
 from aish.store.refs import MAIN
+
+if TYPE_CHECKING:
+    from aish.graph import Folded, Row
 
 FOLD_KEEP_LAST = 2  # messages kept at the end of a folded run: the latest exchange
 Text = Callable[[str], str]  # what text passes through before it is shown (redaction)
@@ -286,18 +290,21 @@ class _Ascii:
 LANE_COLOURS = ("red", "green", "yellow", "blue", "magenta", "cyan")
 
 
-def newest_first(history: History) -> tuple[list[str], dict[str, list[str]]]:
+def newest_first(history: History) -> tuple[list[str], dict[str, Sequence[str]]]:
     """Roots and children ordered by their newest message below (the most recently active side
     first), as the lanes draw them."""
     latest: dict[str, float] = {}
-    for node in reversed(history.nodes.values()):  # drawing order has parents first
-        latest[node.message.id] = max([node.message.time,
-                                       *(latest[k] for k in node.children if k in latest)])
+    for key, node in reversed(history.nodes.items()):  # drawing order has parents first
+        stamp = node.message.time
+        for kid in node.children:
+            stamp = max(stamp, latest.get(kid, stamp))
+        latest[key] = stamp
 
     def ordered(ids) -> list[str]:
         return sorted(ids, key=lambda i: -latest.get(i, 0.0))
 
-    return ordered(history.roots), {i: ordered(n.children) for i, n in history.nodes.items()}
+    return ordered(history.roots), {i: ordered(n.children) if len(n.children) > 1 else n.children
+                                    for i, n in history.nodes.items()}
 
 
 def graph_lines(history: History, style: Style, colour: bool):
@@ -322,11 +329,11 @@ def graph_lines(history: History, style: Style, colour: bool):
     first.append(title(history, style), "bold")
     yield first
     roots, children = newest_first(history)
-    rows = layout(roots, children)
-    if style.fold:
-        plain = {i: len(n.children) == 1 and i not in history.heads
-                 for i, n in history.nodes.items()}
-        rows = fold(rows, plain, FOLD_KEEP_LAST)
+    laid = layout(roots, children)
+    rows: Iterator[Row | Folded] = laid
+    if style.fold:  # a message is asked about as its row comes, not all first
+        rows = fold(laid, lambda i: len(history.nodes[i].children) == 1
+                    and i not in history.heads, FOLD_KEEP_LAST)
     for item in rows:
         text = line()
         lanes(text, item.cells)

@@ -90,7 +90,7 @@ def test_folding_keeps_order_and_counts_what_it_hides(forest, data):
     roots, children, parent = forest
     rows = list(layout(roots, children))
     plain = {n: data.draw(st.booleans()) and len(children.get(n, ())) == 1 for n in parent}
-    out = list(fold(rows, plain, 2))
+    out = list(fold(rows, plain.__getitem__, 2))
     kept = [r for r in out if isinstance(r, Row)]
     hidden = sum(r.count for r in out if isinstance(r, Folded))
     assert [r for r in rows if r in kept] == kept  # same order, nothing made up
