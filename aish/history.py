@@ -6,7 +6,7 @@ straight stretch of the tree: it goes on while a message has exactly one child a
 fork (several children) or a leaf. Drawing lays a run out as one column and nests each side of
 a fork under it, so a long conversation with a few regenerations stays narrow.
 
-Only :func:`draw` uses Rich, imported there, so building the model stays cheap.
+Only the drawing functions use Rich, imported there, so building the model stays cheap.
 """
 
 from __future__ import annotations
@@ -226,63 +226,80 @@ def trunk_of(history: History, kids: tuple[str, ...], on_current: set[str]) -> s
     return next((k for k in kids if k in on_current), kids[-1])
 
 
-def draw(history: History, style: Style):
-    """A Rich renderable of the tree. A run is drawn as one column; at a fork the column goes
-    on with one side (the checked-out branch's, else the newest) and every other side is
-    nested under the forking message, each under a ``side i/n`` label when there are several,
-    so which rows belong to which side is never ambiguous."""
+GUIDES = ("├── ", "│   ", "└── ", "    ")
+ASCII_GUIDES = ("+-- ", "|   ", "`-- ", "    ")  # where box drawing may not show
+
+
+def tree_lines(history: History, style: Style):
+    """Rich lines (one a row, lazily, so the first screen goes out before the rest is laid
+    out) of the tree. A run is drawn as one column; at a fork the column goes on with one side
+    (the checked-out branch's, else the newest) and every other side is nested under the
+    forking message, each under a ``side i/n`` label when there are several, so which rows
+    belong to which side is never ambiguous."""
     from rich.text import Text as RichText
-    from rich.tree import Tree as RichTree
 
-    def line(text: str, kind: str = "") -> RichText:
-        return RichText(text, style=kind, no_wrap=True, overflow="crop")
-
+    fork, through, last, blank = ASCII_GUIDES if style.ascii else GUIDES
     current = history.refs.get(history.current, "")
     on_current = set()
     while current and current in history.nodes and current not in on_current:
         on_current.add(current)
         current = history.nodes[current].message.parent or ""
-    top = RichTree(line(title(history, style), "bold"), guide_style="dim")
-    pending = [(top, start, 1) for start in reversed(history.roots)]
-    while pending:  # no recursion: a log may hold thousands of forks
-        parent, cursor, depth = pending.pop()
+
+    def column(cursor: str, depth: int):
+        """(text, style, what hangs below it) for each line of the column from ``cursor``."""
         while True:
             run = history.run_from(cursor)
-            last = parent
-            for item in shown(history, run, style.fold):
-                if isinstance(item, int):
-                    parent.add(line(style.folded(item), "dim"))
-                    continue
-                head = item.message.id in history.heads
-                last = parent.add(line(row(history, item, 4 * depth, style),
-                                       "bold" if head else ""))
+            items = shown(history, run, style.fold)
             kids = run[-1].children
+            for index, item in enumerate(items):
+                if isinstance(item, int):
+                    yield style.folded(item), "dim", None
+                    continue
+                below = sides(kids, depth) if index == len(items) - 1 and len(kids) > 1 else None
+                yield (row(history, item, 4 * depth, style),
+                       "bold" if item.message.id in history.heads else "", below)
             if len(kids) <= 1:
-                break
-            trunk = trunk_of(history, kids, on_current)
-            others = [k for k in kids if k != trunk]
-            for kid in reversed(others):
-                under, deeper = last, depth + 1
-                if len(others) > 1:
-                    index = kids.index(kid) + 1
-                    under = last.add(line(f"side {index}/{len(kids)}", "dim"))
-                    deeper += 1
-                pending.append((under, kid, deeper))
-            cursor = trunk
-    return _Ascii(top) if style.ascii else top
+                return
+            cursor = trunk_of(history, kids, on_current)
 
+    def sides(kids: tuple[str, ...], depth: int):
+        others = [k for k in kids if k != trunk_of(history, kids, on_current)]
+        if len(others) == 1:
+            yield from column(others[0], depth + 1)
+            return
+        for kid in reversed(others):
+            yield f"side {kids.index(kid) + 1}/{len(kids)}", "dim", column(kid, depth + 2)
 
-class _Ascii:
-    """Renders a Rich tree with ASCII guides, as Rich does on a non-UTF-8 stream, also for
-    NO_COLOR terminals whose font may lack box-drawing characters."""
+    def marked(lines):  # each line with whether it is the last of its level
+        previous = None
+        for item in lines:
+            if previous is not None:
+                yield previous, False
+            previous = item
+        if previous is not None:
+            yield previous, True
 
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    def __rich_console__(self, console, options):
-        options = options.copy()
-        options.encoding = "ascii"
-        yield from self.inner.__rich_console__(console, options)
+    top = RichText(title(history, style), style="bold", no_wrap=True, overflow="crop", end="")
+    yield top
+    levels = [marked(line for root in history.roots for line in column(root, 1))]
+    ended: list[bool] = []  # for each open level, whether the line it hangs from was the last
+    while levels:  # no recursion: a log may hold thousands of forks
+        step = next(levels[-1], None)
+        if step is None:
+            levels.pop()
+            if ended:
+                ended.pop()
+            continue
+        (text, kind, below), is_last = step
+        line = RichText(no_wrap=True, overflow="crop", end="")
+        for done in ended:
+            line.append(blank if done else through, "dim")
+        line.append(last if is_last else fork, "dim")
+        line.append(text, kind)
+        yield line
+        if below is not None:
+            levels.append(marked(below))
+            ended.append(is_last)
 
 
 # -- lanes (--graph) ---------------------------------------------------------------------------

@@ -8,7 +8,8 @@ appended in turn on many branches) in a throwaway HOME, then runs ``aish --histo
 - the first screen: from the start of the command to the first write to the terminal, when
   the rows that fill the screen are out (target 100 ms);
 - the whole command (every row of the history printed) for scale;
-- the peak of memory allocated while it runs (tracemalloc; target 50 MB), and ru_maxrss.
+- the peak of memory allocated while it runs (tracemalloc; target 50 MB), and ru_maxrss;
+- reading the whole log (``store.load``) alone, which every figure includes.
 
 Times are medians of several runs; the machine's load shows in them.
 """
@@ -96,6 +97,13 @@ def main() -> int:
         print(f"\n`aish --history` of a 10,000-message session with {branches} branches, in "
               f"process, {COLUMNS}x{LINES} terminal (built in "
               f"{time.perf_counter() - start:.0f} s; target 100 ms):")
+        loads = []
+        for _ in range(7):
+            began = time.perf_counter()
+            store.load(sid)
+            loads.append(time.perf_counter() - began)
+        row("store.load alone (the whole log; part of every figure below)",
+            statistics.median(loads))
         for label, argv in (("--history", ["--history", sid]),
                             ("--history --graph", ["--history", sid, "--graph"]),
                             ("--history --graph --all", ["--history", sid, "--graph", "--all"])):

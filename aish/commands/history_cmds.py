@@ -51,7 +51,7 @@ def history(ctx: Context, args) -> int:
         ctx.out.data(json.dumps(tree.to_json(redactor), indent=2))
         report_redactions(ctx, redactor)
         return 0
-    from aish.history import Style, draw, graph_lines
+    from aish.history import Style, graph_lines, tree_lines
     from aish.sanitize import marks_for, sanitize
 
     console = ctx.out.console()
@@ -61,10 +61,8 @@ def history(ctx: Context, args) -> int:
     ascii_only = "NO_COLOR" in ctx.environ or not console.encoding.lower().startswith("utf")
     style = Style(console.width, ascii_only, not args.all, ctx.now(),
                   lambda text: sanitize(text, marks), redactor)
-    if args.graph:
-        print_lines(console, graph_lines(tree, style, ctx.out.color))
-    else:
-        console.print(draw(tree, style))
+    lines = graph_lines(tree, style, ctx.out.color) if args.graph else tree_lines(tree, style)
+    print_lines(console, lines)
     report_redactions(ctx, redactor)
     return 0
 
