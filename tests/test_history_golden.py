@@ -51,8 +51,9 @@ def exchange(records: list, parent: str, ref: str, question: str, answer: str, n
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    """main: eight exchanges, the last reply regenerated; ``try-rust`` forks after message 2
-    with two exchanges; ``nihongo`` forks after message 4 with one."""
+    """main: seven exchanges, the last reply regenerated; ``try-rust`` forks after message 2
+    with two exchanges and ``py`` there too with one (three sides); ``nihongo`` forks after
+    message 4 with one."""
     home = tmp_path_factory.mktemp("golden") / "home"
     (home / ".aish").mkdir(parents=True)
     env = {"HOME": str(home), "PATH": os.environ.get("PATH", "")}
@@ -78,6 +79,9 @@ def session(tmp_path_factory):
                 "time": START + 2000}]
     rust = exchange(records, fork2, "try-rust", "Rewrite it in Rust", "Here is a Rust version", 9)
     exchange(records, rust, "try-rust", "Add error handling", "Use Result and ?", 10)
+    records.append({"t": "ref", "name": "py", "to": fork2, "op": "branch",
+                    "time": START + 2200})
+    exchange(records, fork2, "py", "Or in Python 3.13?", "Use re and itertools 🐍", 12)
     records.append({"t": "ref", "name": "nihongo", "to": fork4, "op": "branch",
                     "time": START + 2500})
     exchange(records, fork4, "nihongo", "日本語で説明してください", "はい、正規表現を使います", 11)
