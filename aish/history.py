@@ -355,7 +355,7 @@ def graph_lines(history: History, style: Style, colour: bool):
         text = line()
         lanes(text, item.cells)
         if isinstance(item, Folded):
-            text.append("  " + style.folded(item.count), "dim")
+            text.append(" " + style.folded(item.count), "dim")
         elif item.node is not None:
             indent = cell_len(item.cells) + 1
             node = history.nodes[item.node]

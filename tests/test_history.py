@@ -198,7 +198,7 @@ def test_graph_draws_lanes_newest_first(tree):
     folded = ok(env, "aish", "--history", sid, "--graph").stdout.decode()
     assert [n for _, n in graph_rows(folded)] == [
         "10", "10", "", "9", "8", "7", "⋯", "3", "4", "3", "", "2", "1"]
-    assert "\n|  ⋯ 3 more ⋯\n" in folded  # main's lane goes on past what is folded
+    assert "\n| ⋯ 3 more ⋯\n" in folded  # main's lane goes on past what is folded
 
 
 def test_graph_with_branch_json_and_forty_columns(tree):
