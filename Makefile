@@ -51,6 +51,7 @@ bench: setup
 	$(PY) benchmarks/render_bench.py
 	$(PY) benchmarks/tree_bench.py
 	$(PY) benchmarks/tree_nav_bench.py
+	$(PY) benchmarks/history_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

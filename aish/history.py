@@ -6,18 +6,22 @@ straight stretch of the tree: it goes on while a message has exactly one child a
 fork (several children) or a leaf. Drawing lays a run out as one column and nests each side of
 a fork under it, so a long conversation with a few regenerations stays narrow.
 
-Only :func:`draw` uses Rich, imported there, so building the model stays cheap.
+Only the drawing functions use Rich, imported there, so building the model stays cheap.
 """
 
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aish.messages import USER, Message
 from aish.store.base import Loaded
 from aish.store.refs import MAIN
+
+if TYPE_CHECKING:
+    from aish.graph import Folded, Row
 
 FOLD_KEEP_LAST = 2  # messages kept at the end of a folded run: the latest exchange
 Text = Callable[[str], str]  # what text passes through before it is shown (redaction)
@@ -158,15 +162,16 @@ def tags(history: History, names: list[str]) -> str:
 
 
 def cut(text: str, room: int, ellipsis: str) -> str:
-    if len(text) <= room:
-        return text
-    if room <= len(ellipsis):
-        return ellipsis[:max(room, 0)]
-    return text[:room - len(ellipsis)] + ellipsis
+    """``text`` in ``room`` terminal cells (CJK and emoji take two, never cut in half)."""
+    from aish.graph import cut_cells
+
+    return cut_cells(text, room, ellipsis)
 
 
 def row(history: History, node: Node, indent: int, style: Style) -> str:
     """One message's line: number, time, who, first line (cut to fit), tokens, branch tags."""
+    from aish.graph import cells as cell_len
+
     m = node.message
     start = f"{node.number} {when(m.time, style.now)} {node.who(style.arrow)}: "
     end = ""
@@ -175,10 +180,10 @@ def row(history: History, node: Node, indent: int, style: Style) -> str:
     if m.id in history.heads:
         end += " " + tags(history, history.heads[m.id])
     first = style.sanitize(style.text(first_line(m.content)))
-    room = style.width - indent - len(start) - len(end)
+    room = style.width - indent - cell_len(start) - cell_len(end)
     if room < 8:  # narrow: the time goes first
         start = f"{node.number} {node.who(style.arrow)}: "
-        room = style.width - indent - len(start) - len(end)
+        room = style.width - indent - cell_len(start) - cell_len(end)
     return start + cut(first, max(room, 0), style.ellipsis) + end
 
 
@@ -221,60 +226,139 @@ def trunk_of(history: History, kids: tuple[str, ...], on_current: set[str]) -> s
     return next((k for k in kids if k in on_current), kids[-1])
 
 
-def draw(history: History, style: Style):
-    """A Rich renderable of the tree. A run is drawn as one column; at a fork the column goes
-    on with one side (the checked-out branch's, else the newest) and every other side is
-    nested under the forking message, each under a ``side i/n`` label when there are several,
-    so which rows belong to which side is never ambiguous."""
+GUIDES = ("├── ", "│   ", "└── ", "    ")
+ASCII_GUIDES = ("+-- ", "|   ", "`-- ", "    ")  # where box drawing may not show
+
+
+def tree_lines(history: History, style: Style):
+    """Rich lines (one a row, lazily, so the first screen goes out before the rest is laid
+    out) of the tree. A run is drawn as one column; at a fork the column goes on with one side
+    (the checked-out branch's, else the newest) and every other side is nested under the
+    forking message, each under a ``side i/n`` label when there are several, so which rows
+    belong to which side is never ambiguous."""
     from rich.text import Text as RichText
-    from rich.tree import Tree as RichTree
 
-    def line(text: str, kind: str = "") -> RichText:
-        return RichText(text, style=kind, no_wrap=True, overflow="crop")
-
+    fork, through, last, blank = ASCII_GUIDES if style.ascii else GUIDES
     current = history.refs.get(history.current, "")
     on_current = set()
     while current and current in history.nodes and current not in on_current:
         on_current.add(current)
         current = history.nodes[current].message.parent or ""
-    top = RichTree(line(title(history, style), "bold"), guide_style="dim")
-    pending = [(top, start, 1) for start in reversed(history.roots)]
-    while pending:  # no recursion: a log may hold thousands of forks
-        parent, cursor, depth = pending.pop()
+
+    def column(cursor: str, depth: int):
+        """(text, style, what hangs below it) for each line of the column from ``cursor``."""
         while True:
             run = history.run_from(cursor)
-            last = parent
-            for item in shown(history, run, style.fold):
-                if isinstance(item, int):
-                    parent.add(line(style.folded(item), "dim"))
-                    continue
-                head = item.message.id in history.heads
-                last = parent.add(line(row(history, item, 4 * depth, style),
-                                       "bold" if head else ""))
+            items = shown(history, run, style.fold)
             kids = run[-1].children
+            for index, item in enumerate(items):
+                if isinstance(item, int):
+                    yield style.folded(item), "dim", None
+                    continue
+                below = sides(kids, depth) if index == len(items) - 1 and len(kids) > 1 else None
+                yield (row(history, item, 4 * depth, style),
+                       "bold" if item.message.id in history.heads else "", below)
             if len(kids) <= 1:
-                break
-            trunk = trunk_of(history, kids, on_current)
-            others = [k for k in kids if k != trunk]
-            for kid in reversed(others):
-                under, deeper = last, depth + 1
-                if len(others) > 1:
-                    index = kids.index(kid) + 1
-                    under = last.add(line(f"side {index}/{len(kids)}", "dim"))
-                    deeper += 1
-                pending.append((under, kid, deeper))
-            cursor = trunk
-    return _Ascii(top) if style.ascii else top
+                return
+            cursor = trunk_of(history, kids, on_current)
+
+    def sides(kids: tuple[str, ...], depth: int):
+        others = [k for k in kids if k != trunk_of(history, kids, on_current)]
+        if len(others) == 1:
+            yield from column(others[0], depth + 1)
+            return
+        for kid in reversed(others):
+            yield f"side {kids.index(kid) + 1}/{len(kids)}", "dim", column(kid, depth + 2)
+
+    def marked(lines):  # each line with whether it is the last of its level
+        previous = None
+        for item in lines:
+            if previous is not None:
+                yield previous, False
+            previous = item
+        if previous is not None:
+            yield previous, True
+
+    top = RichText(title(history, style), style="bold", no_wrap=True, overflow="crop", end="")
+    yield top
+    levels = [marked(line for root in history.roots for line in column(root, 1))]
+    ended: list[bool] = []  # for each open level, whether the line it hangs from was the last
+    while levels:  # no recursion: a log may hold thousands of forks
+        step = next(levels[-1], None)
+        if step is None:
+            levels.pop()
+            if ended:
+                ended.pop()
+            continue
+        (text, kind, below), is_last = step
+        line = RichText(no_wrap=True, overflow="crop", end="")
+        for done in ended:
+            line.append(blank if done else through, "dim")
+        line.append(last if is_last else fork, "dim")
+        line.append(text, kind)
+        yield line
+        if below is not None:
+            levels.append(marked(below))
+            ended.append(is_last)
 
 
-class _Ascii:
-    """Renders a Rich tree with ASCII guides, as Rich does on a non-UTF-8 stream, also for
-    NO_COLOR terminals whose font may lack box-drawing characters."""
+# -- lanes (--graph) ---------------------------------------------------------------------------
 
-    def __init__(self, inner) -> None:
-        self.inner = inner
+LANE_COLOURS = ("red", "green", "yellow", "blue", "magenta", "cyan")
 
-    def __rich_console__(self, console, options):
-        options = options.copy()
-        options.encoding = "ascii"
-        yield from self.inner.__rich_console__(console, options)
+
+def newest_first(history: History) -> tuple[list[str], dict[str, Sequence[str]]]:
+    """Roots and children ordered by their newest message below (the most recently active side
+    first), as the lanes draw them."""
+    latest: dict[str, float] = {}
+    for key, node in reversed(history.nodes.items()):  # drawing order has parents first
+        stamp = node.message.time
+        for kid in node.children:
+            stamp = max(stamp, latest.get(kid, stamp))
+        latest[key] = stamp
+
+    def ordered(ids) -> list[str]:
+        return sorted(ids, key=lambda i: -latest.get(i, 0.0))
+
+    return ordered(history.roots), {i: ordered(n.children) if len(n.children) > 1 else n.children
+                                    for i, n in history.nodes.items()}
+
+
+def graph_lines(history: History, style: Style, colour: bool):
+    """Rich lines (one a row, lazily) of ``history`` in lanes, newest first: the title, then
+    for each message its lane marks and line, between them the rows where sides join."""
+    from rich.cells import cell_len
+    from rich.text import Text as RichText
+
+    from aish.graph import Folded, fold, layout
+
+    def line() -> RichText:
+        return RichText(no_wrap=True, overflow="crop", end="")
+
+    def lanes(text: RichText, cells: str) -> None:
+        for i, char in enumerate(cells):
+            # A join mark belongs to the lane that moves into the gap's left column.
+            lane = i // 2 + (1 if i % 2 else 0)
+            paint = colour and char != " "
+            text.append(char, LANE_COLOURS[lane % len(LANE_COLOURS)] if paint else "")
+
+    first = line()
+    first.append(title(history, style), "bold")
+    yield first
+    roots, children = newest_first(history)
+    laid = layout(roots, children)
+    rows: Iterator[Row | Folded] = laid
+    if style.fold:  # a message is asked about as its row comes, not all first
+        rows = fold(laid, lambda i: len(history.nodes[i].children) == 1
+                    and i not in history.heads, FOLD_KEEP_LAST)
+    for item in rows:
+        text = line()
+        lanes(text, item.cells)
+        if isinstance(item, Folded):
+            text.append(" " + style.folded(item.count), "dim")
+        elif item.node is not None:
+            indent = cell_len(item.cells) + 1
+            node = history.nodes[item.node]
+            text.append(" " + row(history, node, indent, style),
+                        "bold" if item.node in history.heads else "")
+        yield text

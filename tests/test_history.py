@@ -165,3 +165,63 @@ def test_on_a_terminal_it_is_coloured_and_fits_the_terminal(tree, terms):
     assert plain.wait() == 0
     assert "\x1b" not in plain.raw and plain.raw.isascii()
     assert plain.raw.replace("\r", "").splitlines()[1].startswith("+-- 1 ")
+
+
+def graph_rows(text: str) -> list[tuple[str, str]]:
+    """(lane cells, message number or "") for every line after the title."""
+    out = []
+    for line in text.splitlines()[1:]:
+        match = re.match(r"([*|/ ]*?)\s*(\d+ |[.⋯]|$)", line)
+        assert match, line
+        out.append((match.group(1).rstrip(), match.group(2).strip()))
+    return out
+
+
+def test_graph_draws_lanes_newest_first(tree):
+    env, sid = tree
+    result = ok(env, "aish", "--history", sid, "--graph", "--all")
+    out = result.stdout.decode()
+    assert out.splitlines()[0] == f"session {sid}: 13 messages, 2 branches"
+    # main's regenerated reply is the newest: leftmost lane, first; the first reply to q5 and
+    # alt's exchange each have a lane of their own that joins the message they fork from.
+    assert graph_rows(out) == [
+        ("*", "10"), ("| *", "10"), ("|/", ""),
+        *[("*", str(n)) for n in range(9, 2, -1)],
+        ("| *", "4"), ("| *", "3"), ("|/", ""), ("*", "2"), ("*", "1")]
+    lines = out.splitlines()
+    assert lines[1].endswith(" [main*]") and "apollo: ok: q5" in lines[1]
+    assert lines[11].endswith(" [alt]") and "ok: other way" in lines[11]
+    assert "\x1b" not in out and SECRET not in out
+    assert "Redacted 2 secret(s)" in result.stderr.decode()
+    assert SECRET in ok(env, "aish", "--history", sid, "--graph", "--no-redact").stdout.decode()
+
+    folded = ok(env, "aish", "--history", sid, "--graph").stdout.decode()
+    assert [n for _, n in graph_rows(folded)] == [
+        "10", "10", "", "9", "8", "7", "⋯", "3", "4", "3", "", "2", "1"]
+    assert "\n| ⋯ 3 more ⋯\n" in folded  # main's lane goes on past what is folded
+
+
+def test_graph_with_branch_json_and_forty_columns(tree):
+    env, sid = tree
+    only = ok(env, "aish", "--history", sid, "--graph", "--branch", "alt").stdout.decode()
+    assert graph_rows(only) == [("*", n) for n in ("4", "3", "2", "1")]
+    assert ok(env, "aish", "--history", sid, "--graph", "--json").stdout == ok(
+        env, "aish", "--history", sid, "--json").stdout
+    narrow = ok(env, "aish", "--history", sid, "--graph", COLUMNS="40",
+                NO_COLOR="1").stdout.decode()
+    lines = narrow.splitlines()
+    assert len(lines) == 14 and narrow.isascii()
+    assert all(len(line) <= 40 for line in lines), [x for x in lines if len(x) > 40]
+    assert lines[1].endswith("[main*]") and "->" in lines[4]
+
+
+def test_graph_on_a_terminal_is_coloured_by_lane(tree, terms):
+    env, sid = tree
+    term = Term(shell_env(env), "--history", sid, "--graph", cols=40)
+    terms.append(term)
+    assert term.wait() == 0
+    assert "\x1b[31m*" in term.raw and "\x1b[32m*" in term.raw  # two lanes, two colours
+    *lines, note = term.text.replace("\r", "").splitlines()
+    assert note.startswith("Redacted 2 secret(s)")
+    assert len(lines) == 14 and all(len(line) <= 40 for line in lines)
+    assert lines[1].startswith("* 10 ") and lines[3] == "|/"

@@ -38,6 +38,8 @@ def report_redactions(ctx: Context, redactor) -> None:
          args=(SESSION, ON_BRANCH,
                Arg("--all", "show every message (long straight runs are folded otherwise)",
                    flag=True),
+               Arg("--graph", "draw branches as lanes, newest first (as git log --graph)",
+                   flag=True),
                NO_REDACT, JSON),
          example="aish --history sess_abc123")
 def history(ctx: Context, args) -> int:
@@ -49,7 +51,7 @@ def history(ctx: Context, args) -> int:
         ctx.out.data(json.dumps(tree.to_json(redactor), indent=2))
         report_redactions(ctx, redactor)
         return 0
-    from aish.history import Style, draw
+    from aish.history import Style, graph_lines, tree_lines
     from aish.sanitize import marks_for, sanitize
 
     console = ctx.out.console()
@@ -59,6 +61,28 @@ def history(ctx: Context, args) -> int:
     ascii_only = "NO_COLOR" in ctx.environ or not console.encoding.lower().startswith("utf")
     style = Style(console.width, ascii_only, not args.all, ctx.now(),
                   lambda text: sanitize(text, marks), redactor)
-    console.print(draw(tree, style))
+    lines = graph_lines(tree, style, ctx.out.color) if args.graph else tree_lines(tree, style)
+    print_lines(console, lines)
     report_redactions(ctx, redactor)
     return 0
+
+
+def print_lines(console, lines) -> None:
+    """Print rows as they are made: the first screenful goes out at once, before the rest of a
+    long history is laid out; later rows go in batches (one print each costs more than a row)."""
+    batch, size = [], max(console.height, 1)
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            _flush(console, batch)
+            size = 1000
+    _flush(console, batch)
+
+
+def _flush(console, batch: list) -> None:
+    if batch:
+        from rich.text import Text
+
+        # Cropped, never wrapped: a row too wide for the terminal stays one line.
+        console.print(Text("\n").join(batch), no_wrap=True, overflow="crop", crop=True)
+        batch.clear()
