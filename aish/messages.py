@@ -137,8 +137,11 @@ class Message:
         return record
 
     @classmethod
-    def from_record(cls, record: dict) -> Message:
-        """Build a message from a stored record; raises ValueError/TypeError if malformed."""
+    def from_record(cls, record: dict, pos: int | None = None,
+                    follows: str | None = None) -> Message:
+        """Build a message from a stored record; raises ValueError/TypeError if malformed.
+        ``pos``: where the store keeps it; ``follows``: the parent of a record written without
+        one (the message stored before it), when the caller knows it."""
         role = record["role"]
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
@@ -160,7 +163,9 @@ class Message:
         if model is not None and not isinstance(model, str):
             raise TypeError("model must be a string")
         parent, ref = record.get("parent"), record.get("ref")
-        if parent is not None and not isinstance(parent, str):
+        if parent is None:
+            parent = follows
+        elif not isinstance(parent, str):
             raise TypeError("parent must be a string")
         if ref is not None and not isinstance(ref, str):
             raise TypeError("ref must be a string")
@@ -173,7 +178,7 @@ class Message:
         pp = pp if isinstance(pp, int) and not isinstance(pp, bool) and pp >= 0 else None
         return cls(role, content, ai, float(time), mid, usage, bool(record.get("interrupted")),
                    model, bool(record.get("cut")), parent, ref, note, source,
-                   Timing.from_record(record.get("timing")), pp=pp)
+                   Timing.from_record(record.get("timing")), pos=pos, pp=pp)
 
 
 @dataclass(frozen=True)

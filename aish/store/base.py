@@ -279,17 +279,30 @@ def parse_tombstone(raw: bytes | str, sid: str) -> dict | None:
             "cleared": _time(data.get("cleared"))}
 
 
+_scan = json.JSONDecoder().scan_once  # the C scanner, without json.loads' layers around it
+RECORD_KINDS = ("meta", "msg", "ref")  # a tuple: a hand-edited "t" may be unhashable
+
+
 def parse_line(text: str) -> dict:
     """Parse one stored line into a record dict; raises ValueError with a short reason."""
     if len(text) > MAX_LINE_CHARS:
         raise ValueError("line too long")
+    # A line as aish writes it (one object, nothing around it) takes the short way; anything
+    # else is read exactly as json.loads reads it, errors included.
     try:
-        record = json.loads(text)
+        record, end = _scan(text, 0)
+    except (StopIteration, json.JSONDecodeError):
+        end = -1
     except RecursionError:
         raise ValueError("nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"bad json: {exc.msg}") from None
-    if not isinstance(record, dict) or record.get("t") not in ("meta", "msg", "ref"):
+    if end != len(text):
+        try:
+            record = json.loads(text)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"bad json: {exc.msg}") from None
+    if not isinstance(record, dict) or record.get("t") not in RECORD_KINDS:
         raise ValueError("not a session record")
     return record
 
@@ -321,8 +334,9 @@ def fold_records(records: list[tuple[int, dict]], problems: list[Problem],
         if record["t"] == "ref":
             tree.fold(record, positions(line))
             continue
+        pos = positions(line)
         try:
-            message = Message.from_record(record)
+            message = Message.from_record(record, pos, messages[-1].id if messages else "")
         except KeyError as exc:
             problems.append(Problem(line, "missing field", str(exc.args[0])[:60]))
             continue
@@ -332,11 +346,7 @@ def fold_records(records: list[tuple[int, dict]], problems: list[Problem],
         if message.time < last_time - 1:  # one second of clock skew between writers is normal
             problems.append(Problem(line, "out of order", "message older than the one before"))
         last_time = max(last_time, message.time)
-        pos = positions(line)
         tree.fold(record, pos)
-        message = replace(message, pos=pos, parent=(
-            message.parent if message.parent is not None
-            else (messages[-1].id if messages else "")))
         messages.append(message)
     if not meta.get("id"):
         problems.insert(0, Problem(0, "missing meta", "no session header record"))

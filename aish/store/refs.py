@@ -23,6 +23,7 @@ the message id found there.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -67,8 +68,12 @@ def _text(value) -> str | None:
 
 def _name(value) -> str | None:
     """A branch name as commands accept it; anything else in a log moves no branch."""
-    return value if isinstance(value, str) and ID_PATTERN.fullmatch(value) and ".." not in value \
-        else None
+    return value if isinstance(value, str) and _sound_name(value) else None
+
+
+@functools.lru_cache(maxsize=1024)  # a log names a few branches thousands of times
+def _sound_name(value: str) -> bool:
+    return ID_PATTERN.fullmatch(value) is not None and ".." not in value
 
 
 def message_id(value) -> str | None:
