@@ -42,7 +42,7 @@ class State(enum.StrEnum):
 
 
 _KNOWN = frozenset({"id", "owner", "created", "updated", "context_window", "shared", "state",
-                    "participants", "origin", "persona"})
+                    "participants", "origin", "persona", "oneshot"})
 
 
 def _shown(value: object, limit: int) -> str:
@@ -63,6 +63,9 @@ class Header:
     participants: tuple[str, ...] = ()
     origin: Mapping[str, Any] | None = None
     persona: str | None = None
+    # A one-off question (`apollo "..."`), logged as an ended session of one exchange; cleared
+    # when it is continued.
+    oneshot: bool = False
     # Keys a newer aish (or a hand edit) added, verbatim; record keys (`RECORD_KEYS`) are not
     # header values and are left out.
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -114,6 +117,9 @@ class Header:
         persona = meta.get("persona")
         if "persona" in meta and not isinstance(persona, str):
             problems.append("persona is not text")
+        oneshot = meta.get("oneshot", False)
+        if not isinstance(oneshot, bool):
+            problems.append("oneshot is not true or false")
         header = cls(
             id=sid_value,
             owner=owner if is_name(owner) else None,
@@ -125,6 +131,7 @@ class Header:
             participants=tuple(dict.fromkeys(names)),
             origin=dict(origin) if isinstance(origin, dict) else None,
             persona=persona if isinstance(persona, str) else None,
+            oneshot=oneshot is True,
             extra={k: v for k, v in meta.items() if k not in _KNOWN and k not in RECORD_KEYS},
         )
         return header, problems
@@ -137,7 +144,7 @@ class Header:
                   "context_window": self.context_window, "shared": self.shared,
                   "state": self.state.value, "participants": list(self.participants),
                   "origin": dict(self.origin) if self.origin is not None else None,
-                  "persona": self.persona}
+                  "persona": self.persona, "oneshot": self.oneshot or None}
         meta.update({k: v for k, v in values.items() if v is not None})
         for key, value in self.extra.items():
             meta.setdefault(key, value)
