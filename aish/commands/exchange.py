@@ -51,8 +51,8 @@ def code(ctx: Context, name: str, produce):
     def show(blocks) -> None:
         nonlocal shown
         for block in blocks:
-            if block.kind != "code":
-                continue
+            if block.kind != "code" or not (block.opens or block.text):
+                continue  # prose, or the empty end of a block printed in pieces
             if block.opens:
                 ctx.out.reply_chunk("\n\n" if shown else "")
                 shown += 1
