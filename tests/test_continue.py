@@ -218,3 +218,14 @@ def test_a_failed_one_off_keeps_the_question_for_a_retry(env, server, sessions_d
     say(env, "apollo", "-c", "--retry")
     assert sent_users(server) == ["will it fail?"]
     assert FileStore(sessions_dir).summary(sid).messages == 2
+
+
+def test_c_stays_within_the_store_it_was_talked_in(env, server, tmp_path):
+    sid = new_session(env, "apollo", "in the default store")
+    other = {**env, "AISH_SESSION_DIR": str(tmp_path / "elsewhere")}
+    done = run(other, "apollo", "-c", "here?")
+    assert done.returncode == NOT_FOUND and "no earlier session" in one_line_error(done)
+    say(other, "apollo", "a session over there")
+    say(env, "apollo", "-c", "back home")
+    assert sent_users(server) == ["in the default store", "back home"]
+    assert sid in say(env, "aish", "--list-sessions").stdout.decode()

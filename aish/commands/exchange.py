@@ -107,10 +107,11 @@ def send(ctx: Context, session: Session, specialist: Specialist, text: str | Non
             specialist, text, made, on_text=on_text, system=system))
     except ProviderError as exc:
         exc.hint = retry_hint
-        raise
-    finally:
-        if remember and (session.stored or session.pending):
+        if remember and (session.stored or session.pending):  # the message is kept
             _remember(ctx, session, specialist)
+        raise
+    if remember:
+        _remember(ctx, session, specialist)
     _report(ctx, specialist, session, reply, made, live)
     return reply
 
