@@ -229,3 +229,18 @@ def test_c_stays_within_the_store_it_was_talked_in(env, server, tmp_path):
     say(env, "apollo", "-c", "back home")
     assert sent_users(server) == ["in the default store", "back home"]
     assert sid in say(env, "aish", "--list-sessions").stdout.decode()
+
+
+def test_c_and_one_offs_on_a_redis_store(env, server, home, redis_url):
+    configure = Path(home["HOME"]) / ".aish" / "config.yaml"
+    configure.write_text(configure.read_text()
+                         + f"sessions:\n  storage: {{type: redis, url: '{redis_url}'}}\n")
+    say(env, "apollo", "a one-off on redis")
+    assert say(env, "aish", "--list-sessions").stdout.strip() == b""
+    everything = say(env, "aish", "--list-sessions", "--all").stdout.decode()
+    assert "one-off" in everything
+    say(env, "apollo", "-c", "continued on redis")
+    assert sent_users(server) == ["a one-off on redis", "continued on redis"]
+    rows = json.loads(say(env, "aish", "--list-sessions", "--json").stdout)
+    assert [(r["state"], r["messages"], r.get("oneshot")) for r in rows] == [
+        ("active", 4, None)]
