@@ -8,15 +8,10 @@ means going back to ``main``.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
+from aish import localstate
 from aish.store.refs import MAIN
-
-_LIMIT = 1 << 20  # a larger file is not ours: ignored
 
 
 class Checkouts:
@@ -24,16 +19,7 @@ class Checkouts:
         self.path = path
 
     def _read(self) -> dict[str, str]:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            return {}
-        with os.fdopen(fd, "rb") as f:
-            raw = f.read(_LIMIT + 1)
-        try:
-            data = json.loads(raw) if len(raw) <= _LIMIT else {}
-        except (ValueError, RecursionError):
-            return {}
+        data = localstate.read(self.path)
         if not isinstance(data, dict):
             return {}
         return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
@@ -47,15 +33,4 @@ class Checkouts:
             data.pop(location, None)
         else:
             data[location] = branch
-        from aish.store.filestore import make_private_dirs
-
-        make_private_dirs(self.path.parent)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".checkouts-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)  # another process's write may win; either is whole
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        localstate.write(self.path, data)

@@ -30,7 +30,9 @@ DEFAULTS: dict[str, Any] = {
             "max_stdin_bytes": 4 * 1024 * 1024,
             "max_message_chars": 1_000_000,
             "max_session_bytes": 64 * 1024 * 1024,
+            "max_attach_bytes": 100 * 1024,
         },
+        "log_oneshots": True,
     },
     "providers": {"openai": {}, "local": {}},
     "specialists": {},
@@ -55,7 +57,8 @@ ANY_NAME = "*"  # in KNOWN_KEYS: the keys here are names the user chooses
 
 # The keys aish reads, for telling a misspelt key from a deliberate one; None marks a leaf.
 KNOWN_KEYS: dict[str, Any] = {
-    "sessions": {section: dict.fromkeys(keys) for section, keys in DEFAULTS["sessions"].items()},
+    "sessions": {section: dict.fromkeys(keys) if isinstance(keys, dict) else None
+                 for section, keys in DEFAULTS["sessions"].items()},
     "providers": {"default": None, "openai": dict.fromkeys(PROVIDER_KINDS),
                   "local": dict.fromkeys(PROVIDER_KINDS)},
     "specialists": {ANY_NAME: dict.fromkeys(SPECIALIST_KEYS)},
@@ -88,6 +91,8 @@ class Config:
     max_stdin_bytes: int = 4 * 1024 * 1024
     max_message_chars: int = 1_000_000
     max_session_bytes: int = 64 * 1024 * 1024
+    max_attach_bytes: int = 100 * 1024
+    log_oneshots: bool = True  # one-off questions are kept as ended sessions
     providers: dict = field(default_factory=dict)
     specialists: dict = field(default_factory=dict)
     theme: str = "default"
@@ -328,6 +333,8 @@ def load(env: dict[str, str] | None = None) -> Config:
         max_stdin_bytes=c.integer("sessions", "limits", "max_stdin_bytes", minimum=1),
         max_message_chars=c.integer("sessions", "limits", "max_message_chars", minimum=1),
         max_session_bytes=c.integer("sessions", "limits", "max_session_bytes", minimum=1),
+        max_attach_bytes=c.integer("sessions", "limits", "max_attach_bytes", minimum=1),
+        log_oneshots=c.boolean("sessions", "log_oneshots"),
         providers=c.mapping("providers"),
         specialists=c.mapping("specialists"),
         theme=c.text("ui", "theme"),

@@ -42,7 +42,7 @@ class State(enum.StrEnum):
 
 
 _KNOWN = frozenset({"id", "owner", "created", "updated", "context_window", "shared", "state",
-                    "participants", "origin", "persona", "title", "title_by"})
+                    "participants", "origin", "persona", "title", "title_by", "oneshot"})
 TITLE_BY = ("user", "auto")  # who set a session's title: a person's is never replaced by auto
 
 
@@ -66,6 +66,9 @@ class Header:
     persona: str | None = None
     title: str | None = None
     title_by: str | None = None  # one of TITLE_BY
+    # A one-off question (`apollo "..."`), logged as an ended session of one exchange; cleared
+    # when it is continued.
+    oneshot: bool = False
     # Keys a newer aish (or a hand edit) added, verbatim; record keys (`RECORD_KEYS`) are not
     # header values and are left out.
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -123,6 +126,9 @@ class Header:
         if title_by is not None and title_by not in TITLE_BY:
             problems.append(f"title_by is not one of {', '.join(TITLE_BY)}")
         has_title = isinstance(title, str) and title != ""
+        oneshot = meta.get("oneshot", False)
+        if not isinstance(oneshot, bool):
+            problems.append("oneshot is not true or false")
         header = cls(
             id=sid_value,
             owner=owner if is_name(owner) else None,
@@ -136,6 +142,7 @@ class Header:
             persona=persona if isinstance(persona, str) else None,
             title=title if has_title else None,
             title_by=title_by if has_title and title_by in TITLE_BY else None,
+            oneshot=oneshot is True,
             extra={k: v for k, v in meta.items() if k not in _KNOWN and k not in RECORD_KEYS},
         )
         return header, problems
@@ -148,7 +155,8 @@ class Header:
                   "context_window": self.context_window, "shared": self.shared,
                   "state": self.state.value, "participants": list(self.participants),
                   "origin": dict(self.origin) if self.origin is not None else None,
-                  "persona": self.persona, "title": self.title, "title_by": self.title_by}
+                  "persona": self.persona, "title": self.title, "title_by": self.title_by,
+                  "oneshot": self.oneshot or None}
         meta.update({k: v for k, v in values.items() if v is not None})
         for key, value in self.extra.items():
             meta.setdefault(key, value)

@@ -90,10 +90,13 @@ class Sessions:
     def create(self, ai: str, sid: str | None = None, *, named: bool = False,
                context_window: int | None = None, origin: dict | None = None,
                messages: Iterable[Message] = (), extra_meta: dict | None = None,
-               lazy: bool = False) -> Session:
+               lazy: bool = False, counted: bool = True) -> Session:
         """A new session. ``lazy``: its id is reserved in memory and the store sees it only at
-        its first save, so a session left without a message leaves nothing behind."""
-        self._check_room()
+        its first save, so a session left without a message leaves nothing behind.
+        ``counted=False``: one that is stored ended (a one-off question), so the limit on
+        active sessions does not apply."""
+        if counted:
+            self._check_room()
         now = self.now()
         window = self.config.context_window if context_window is None else context_window
         meta = {"owner": ai, "created": now, "updated": now, "context_window": window,
@@ -175,6 +178,8 @@ class Sessions:
         if self.state(summary) != ACTIVE:
             self._check_room()
             update["state"] = ACTIVE
+        if header.oneshot:  # a one-off question continued: a session like any other now
+            update["oneshot"] = False
         if context_window is not None and context_window != header.context_window:
             update["context_window"] = context_window
         if update:
@@ -622,12 +627,16 @@ class Session:
         upcoming = Message(USER, "", specialist.name, self.sessions.now())
         return self.window(specialist, upcoming=upcoming)[:-1]
 
-    def chat_for(self, specialist: Specialist, token_limit: int | None = None
-                 ) -> list[ChatMessage]:
+    def chat_for(self, specialist: Specialist, token_limit: int | None = None,
+                 system: str | None = None) -> list[ChatMessage]:
         """The chat to send: persona + window, within max_context_size and ``token_limit``
-        (what the provider's model can take, when it says)."""
+        (what the provider's model can take, when it says); ``system``: an instruction for
+        this exchange only, sent after the persona and never stored."""
         specialist = self.as_owner_sees_it(specialist)
-        return build_chat(specialist, self.window(specialist, token_limit), self.shared)
+        chat = build_chat(specialist, self.window(specialist, token_limit), self.shared)
+        if system:
+            chat.insert(1, ChatMessage("system", system))
+        return chat
 
     def as_owner_sees_it(self, specialist: Specialist) -> Specialist:
         """The specialist with the persona a template gave this session, if it is the owner."""
@@ -651,7 +660,8 @@ class Session:
                              estimate_tokens(specialist.persona))
 
     def exchange(self, specialist: Specialist, text: str | None, provider: Provider,
-                 on_text: Callable[[str], None] = lambda _t: None) -> Reply:
+                 on_text: Callable[[str], None] = lambda _t: None,
+                 system: str | None = None) -> Reply:
         """Send ``text`` (or retry the last unanswered message when None) and store the reply.
 
         The user message is stored before the provider is called, so a failure never loses it;
@@ -663,7 +673,7 @@ class Session:
         else:
             self.add_user(specialist, text)
         self.fit_to(provider, specialist)
-        chat = self.chat_for(specialist)
+        chat = self.chat_for(specialist, system=system)
         parts: list[str] = []
         last: Chunk | None = None
         shown: Exception | None = None  # showing the reply failed: still read and store it

@@ -163,7 +163,11 @@ def test_embedded_model_answers_the_pipeline_and_one_shots(home, sessions_dir, t
     one = run(home, "hermes", "What is a variable?")
     assert one.returncode == 0 and one.stdout.strip()
     assert one.stderr in (b"", b"[reply cut at 24 tokens]\n"), one.stderr
-    assert FileStore(sessions_dir).ids() == [sid], "a one-shot question stores nothing"
+    # A one-shot question is kept as an ended one-off session of one exchange.
+    (oneoff,) = set(FileStore(sessions_dir).ids()) - {sid}
+    logged = FileStore(sessions_dir).summary(oneoff)
+    assert logged.header.oneshot and logged.header.state.value == "ended"
+    assert logged.messages == 2
 
 
 # -- streams and exit codes ----------------------------------------------------------------------

@@ -65,6 +65,13 @@ class Context:
         return Checkouts(self.config.home / "checkouts.json")
 
     @cached_property
+    def recent(self):
+        """The session this user last talked in, per specialist (local to this user)."""
+        from aish.recent import LastSessions
+
+        return LastSessions(self.config.home / "last-sessions.json")
+
+    @cached_property
     def specialists(self):
         from aish.specialists import roster
 

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 
 from aish.commands.context import Context
 from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
-from aish.errors import UsageError
+from aish.errors import SessionNotFound, UsageError
 from aish.humanize import ago, iso, window
 from aish.ids import ID_PATTERN, check_id
 from aish.sanitize import valid_unicode
 
 if TYPE_CHECKING:
     from aish.providers.base import Provider
+    from aish.recent import Last
 
 NEW = "\0new"  # `--session` given without an id
 
@@ -37,6 +38,19 @@ SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend
                 "auto_save", "retry", "branch", "regenerate", "edit")
 
 
+# Options for one exchange, shared by `apollo ...` and `aish -c ...`.
+SYSTEM = Arg("--system", "an instruction for this message on top of the persona (not stored)",
+             metavar="TEXT", short="-s")
+ATTACH = Arg("--attach", "add this file's text to the message (repeatable)", metavar="FILE",
+             short="-a", many=True, completes="path")
+CODE = Arg("--code", "print only the code blocks of the reply (all of it is stored)", flag=True)
+PROVIDER = Arg("--provider", "openai or local", metavar="NAME")
+MODEL = Arg("--model", "model name (openai) or GGUF path (local)", metavar="MODEL")
+MESSAGE = Arg("message", "the message (default: stdin)", nargs="*", metavar="MESSAGE")
+ONE_EXCHANGE = ("system", "attach", "code")  # options that need a message to go with
+RECAP = 2  # pairs shown when session mode takes up the last session again
+
+
 @command(
     "ask", "specialist", "Ask a specialist; with --session, within a session that remembers.",
     args=(
@@ -44,6 +58,8 @@ SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend
             nargs="?", const=NEW, metavar="ID", completes="session"),
         Arg("--session-id", "use the session with this id or name, creating it if missing",
             metavar="ID", completes="session"),
+        Arg("--continue", "continue the last session you talked in with this specialist",
+            flag=True, short="-c"),
         Arg("--get-id", "print only the session id (the message is still sent and stored)",
             flag=True),
         Arg("--end", "end the session", flag=True),
@@ -63,9 +79,7 @@ SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend
             flag=True),
         Arg("--edit", "replace message N (yours) with this message and answer it; the "
             "original stays on its own path", type=positive_int, metavar="N"),
-        Arg("--provider", "openai or local", metavar="NAME"),
-        Arg("--model", "model name (openai) or GGUF path (local)", metavar="MODEL"),
-        Arg("message", "the message (default: stdin)", nargs="*", metavar="MESSAGE"),
+        SYSTEM, ATTACH, CODE, PROVIDER, MODEL, MESSAGE,
     ),
     example='echo "Hello" | apollo --session --get-id',
 )
@@ -79,7 +93,13 @@ def ask(ctx: Context, args) -> int:
     for given in (args.session_id, named):
         if given not in (None, NEW):
             check_id(given)  # `../x`, "" or control characters: a usage error, nothing written
-    in_session = named is not None or args.session_id is not None
+    resume = getattr(args, "continue")
+    if resume and (args.session_id is not None or named not in (None, NEW)):
+        raise UsageError("-c/--continue takes up your last session; it cannot name one too",
+                         hint="drop -c, or the session id")
+    if resume and args.template:
+        raise UsageError("--template starts a new session; -c continues one")
+    in_session = named is not None or args.session_id is not None or resume
     sid = args.session_id or (named if named != NEW else None)
     if not in_session:
         given = [name for name in SESSION_ONLY if getattr(args, name) not in (None, False)]
@@ -96,9 +116,17 @@ def ask(ctx: Context, args) -> int:
         raise UsageError("--regenerate answers the last message again; it takes no message")
     if sum(1 for flag in (args.retry, args.regenerate, args.edit is not None) if flag) > 1:
         raise UsageError("use one of --retry, --regenerate and --edit")
+    if args.attach and (args.retry or args.regenerate):
+        raise UsageError("--attach adds to a new message; --retry and --regenerate send none")
+    if args.code and args.get_id:
+        raise UsageError("--get-id prints only the id; --code prints the reply's code")
     if text is None and not args.end and not args.retry and not args.regenerate \
             and not ctx.stdin_is_tty:
         text = ctx.read_stdin().rstrip("\n") or None
+    if args.attach:
+        from aish.attachments import attach
+
+        text = attach(ctx.config, text, args.attach)
     if text is not None:
         from aish.sessions import check_message
 
@@ -106,12 +134,16 @@ def ask(ctx: Context, args) -> int:
     if not in_session:
         if text is None:
             if ctx.stdin_is_tty and not ctx.interactive:
+                _needs_message(args)
                 session = ctx.sessions.create(specialist.name, lazy=True)
                 return _enter_session_mode(ctx, specialist, session, args.provider,
                                            args.model)
             raise UsageError("no message given", hint="pass it as arguments or on stdin")
         return _one_shot(ctx, specialist, text, args)
 
+    new = sid is None and not resume
+    if resume:
+        sid = (getattr(args, "last", None) or last_session(ctx, specialist.name)).sid
     if args.end and text is None and not args.retry:
         return _end(ctx, specialist, sid)
     # `--get-id` asks for the session to exist now, before any message.
@@ -134,7 +166,9 @@ def ask(ctx: Context, args) -> int:
             branches.rewind_to_edit(session, args.edit)
     if text is None and not args.retry:
         if (ctx.stdin_is_tty or ctx.interactive) and not args.get_id:
-            return _enter_session_mode(ctx, specialist, session, args.provider, args.model)
+            _needs_message(args)
+            return _enter_session_mode(ctx, specialist, session, args.provider, args.model,
+                                       recap=RECAP if resume else 0)
         if not session.stored:  # nothing to keep: an empty session is not left behind
             raise UsageError("no message given; no session was created",
                              hint=f"pass it as arguments or on stdin, or add --get-id to "
@@ -152,7 +186,33 @@ def ask(ctx: Context, args) -> int:
     if args.end:
         ctx.sessions.end(session.id, specialist.name)
         ctx.out.note(f"Session {session.id} ended")
+    elif new and not args.get_id and ctx.out.stderr_tty:
+        # A person at a terminal learns the id of the session just started; a script asks
+        # for it with --get-id.
+        ctx.out.note(f"session: {session.id} (continue with --session {session.id} or -c)")
     return 0
+
+
+def _needs_message(args) -> None:
+    """Options for one exchange make no sense for a whole session mode."""
+    for name in ONE_EXCHANGE:
+        if getattr(args, name):
+            raise UsageError(f"--{name} goes with a message",
+                             hint="pass the message as arguments or on stdin")
+
+
+def last_session(ctx: Context, ai: str | None) -> Last:
+    """The session this user last talked in with ``ai`` (None: with any specialist)."""
+    found = ctx.recent.last(ai, ctx.sessions.location)
+    who = f" with {ai}-ai" if ai else ""
+    if found is None:
+        raise SessionNotFound(f"no earlier session{who} to continue",
+                              hint=f"start one: {ai or 'apollo'} --session")
+    if not ctx.sessions.exists(found.sid):
+        raise SessionNotFound(f"your last session{who}, {found.sid}, no longer exists",
+                              hint=f"start a new one: {found.ai} --session, or see "
+                              "'aish --list-sessions --all'")
+    return found
 
 
 def _end(ctx: Context, specialist, sid: str | None) -> int:
@@ -218,61 +278,59 @@ def _provider(ctx: Context, specialist, args) -> Provider:
                 events=("retry",) if ctx.interactive else EVENTS)
 
 
-def _exchange(ctx: Context, specialist, session, text, args, show: bool = True):
+def _exchange(ctx: Context, specialist, session, text, args, show: bool = True,
+              retry_hint: str | None = None, remember: bool = True):
     from aish.commands import exchange
 
     present: exchange.Present = exchange.plain if show else exchange.silent
     live = False
-    if show and ctx.present_reply:  # the shell: rendered, with a live preview
+    if args.code:
+        present = exchange.code
+    elif show and ctx.present_reply:  # the shell: rendered, with a live preview
         present, live = ctx.present_reply, True
+    if retry_hint is None:
+        retry_hint = (f"your message is kept in session {session.id}; retry with: "
+                      f"{specialist.name} --session {session.id} --retry")
     exchange.send(ctx, session, specialist, None if args.retry else text,
                   lambda: _provider(ctx, specialist, args), present=present, live=live,
-                  retry_hint=f"your message is kept in session {session.id}; retry with: "
-                  f"{specialist.name} --session {session.id} --retry")
+                  retry_hint=retry_hint, system=args.system, remember=remember)
 
 
 def _one_shot(ctx: Context, specialist, text: str, args) -> int:
-    """A question outside any session: nothing is stored."""
-    import time
+    """A question outside any session, kept (unless `sessions.log_oneshots` is off) as an ended
+    session of one exchange: out of the way of listings and limits, there for `-c`."""
+    from aish.sessions import ENDED
 
-    from aish.commands.exchange import plain
-    from aish.conversation import build_chat
-    from aish.errors import ProviderError
-    from aish.messages import USER, Message
-    from aish.providers import cut_note
-
-    provider = _provider(ctx, specialist, args)
-    chat = build_chat(specialist, [Message(USER, text, specialist.name, time.time())], False)
-
-    def produce(on_text):
-        """The final chunk (true), or None if the stream ended without one."""
-        for chunk in provider.stream(chat, specialist):
-            if chunk.text:
-                on_text(valid_unicode(chunk.text))
-            if chunk.finished:
-                return chunk
-        return None
-
-    finished = (ctx.present_reply or plain)(ctx, specialist.name, produce)
-    if not finished:
-        raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
-    if finished.cut:
-        ctx.out.note(cut_note(provider))
+    logged = ctx.config.log_oneshots
+    session = ctx.sessions.create(specialist.name, lazy=True, counted=False,
+                                  extra_meta={"state": ENDED, "oneshot": True})
+    if not logged:
+        session.auto_save = 0  # and never saved: nothing is stored
+    try:
+        _exchange(ctx, specialist, session, text, args, remember=logged,
+                  retry_hint=None if logged else "nothing was stored")
+    finally:
+        if logged:
+            session.save()
     return 0
 
 
 def _enter_session_mode(ctx: Context, specialist, session, provider: str | None = None,
-                        model: str | None = None) -> int:
+                        model: str | None = None, recap: int = 0) -> int:
+    """``recap``: show the last that many pairs first (a session taken up again with -c)."""
     if ctx.enter_session is None:
         raise UsageError("interactive session mode is not available here",
                          hint=f"send a message: echo hi | {specialist.name} --session {session.id}")
-    return ctx.enter_session(ctx, specialist, session, provider=provider, model=model)
+    more = {"recap": recap} if recap else {}
+    return ctx.enter_session(ctx, specialist, session, provider=provider, model=model, **more)
 
 
 @command("session", "aish", "Interactive session mode with a specialist.",
          args=(Arg("NAME", "the specialist", completes="specialist"),
                Arg("--session-id", "continue (or create) this session", metavar="ID",
                    completes="session"),
+               Arg("--continue", "take up the last session you talked in with it", flag=True,
+                   short="-c"),
                Arg("--shared", "join another specialist's session", flag=True),
                Arg("--context-window", "window of N pairs", type=positive_int, metavar="N"),
                Arg("--auto-save", "write every N messages (0 = only on save)",
@@ -281,17 +339,34 @@ def _enter_session_mode(ctx: Context, specialist, session, provider: str | None 
          example="aish --session hermes --session-id learn-rust")
 def session_mode(ctx: Context, args) -> int:
     specialist = ctx.specialist(args.name)
+    resume = getattr(args, "continue")
+    if resume and (args.session_id is not None or args.template):
+        flag = "--session-id" if args.session_id is not None else "--template"
+        raise UsageError(f"-c/--continue takes up your last session; it cannot go with {flag}")
     if args.session_id is not None:
         check_id(args.session_id)
-    opening = Opening(args.session_id, args.session_id is not None, args.shared, args.template,
+    sid = last_session(ctx, specialist.name).sid if resume else args.session_id
+    opening = Opening(sid, args.session_id is not None, args.shared, args.template,
                       args.context_window, auto_save=args.auto_save)
     session = _open_session(ctx, specialist, opening)
     _choose_branch(ctx, session, None)  # the shell starts where this user left the session
-    return _enter_session_mode(ctx, specialist, session)
+    return _enter_session_mode(ctx, specialist, session, recap=RECAP if resume else 0)
+
+
+@command("continue", "aish", "Continue the last session you talked in, with any specialist.",
+         args=(SYSTEM, ATTACH, CODE, PROVIDER, MODEL, MESSAGE),
+         example='aish -c "and how would that look in Go?"')
+def continue_last(ctx: Context, args) -> int:
+    """`aish -c ...`: what `SPECIALIST -c ...` does, for whichever specialist spoke last."""
+    found = last_session(ctx, None)
+    full = REGISTRY.require("specialist", "ask").parse([], prog=found.ai)
+    vars(full).update(vars(args), specialist=found.ai, last=found)
+    setattr(full, "continue", True)
+    return ask(ctx, full)
 
 
 def summary_row(ctx: Context, summary, state: str) -> dict:
-    return {
+    row = {
         "id": summary.id,
         "title": summary.header.title,
         "ai": f"{summary.owner}-ai",
@@ -305,10 +380,15 @@ def summary_row(ctx: Context, summary, state: str) -> dict:
         "created": iso(summary.created),
         "updated": iso(summary.updated),
     }
+    if summary.header.oneshot:  # a one-off question (`apollo "..."`), logged ended
+        row["oneshot"] = True
+    return row
 
 
-@command("list-sessions", "aish", "List active sessions (--all: ended and expired too).",
-         args=(Arg("--all", "include ended and expired sessions", flag=True), JSON),
+@command("list-sessions", "aish", "List active sessions (--all: ended, expired and one-off "
+         "questions too).",
+         args=(Arg("--all", "include ended and expired sessions and one-off questions",
+                   flag=True), JSON),
          example="aish --list-sessions")
 def list_sessions(ctx: Context, args) -> int:
     rows = ctx.sessions.listing(include_all=args.all)
@@ -329,6 +409,8 @@ def list_sessions(ctx: Context, args) -> int:
         ai = f"{summary.owner}-ai" + ("+" if summary.header.shared else "")
         size = summary.context_window(ctx.config.context_window)
         used = summary.context_used(ctx.config.context_window)
+        if summary.header.oneshot:
+            state = "one-off"
         last = ago(now - summary.updated)
         lines.append(f"{summary.id:<24} {ai:<16} {state:<8} {summary.messages:>5} "
                      f"{window(used, size):>9}  "

@@ -42,8 +42,7 @@ def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]
         if token == "--":
             break
         word = token.split("=", 1)[0]
-        if word in ("-h",):
-            word = "--help"
+        word = {"-h": "--help", "-c": "--continue"}.get(word, word)
         if word.startswith("--") and (found := REGISTRY.get("aish", word[2:])):
             rest = argv[:i] + argv[i + 1:]
             if "=" in token:

@@ -39,6 +39,38 @@ def silent(ctx: Context, name: str, produce):
     return produce(lambda _text: None)
 
 
+def code(ctx: Context, name: str, produce):
+    """Only the code of the reply (`--code`): what its Markdown fences hold, without the fence
+    lines, as it arrives; blocks are parted by a blank line. A reply without code prints
+    nothing on stdout and says so on stderr."""
+    from aish.render import BlockSplitter
+
+    splitter = BlockSplitter()
+    shown = 0
+
+    def show(blocks) -> None:
+        nonlocal shown
+        for block in blocks:
+            if block.kind != "code" or not (block.opens or block.text):
+                continue  # prose, or the empty end of a block printed in pieces
+            if block.opens:
+                ctx.out.reply_chunk("\n\n" if shown else "")
+                shown += 1
+            else:  # the next piece of a long block: its lines go on
+                ctx.out.reply_chunk("\n")
+            ctx.out.reply_chunk(block.text)
+
+    try:
+        finished = produce(lambda text: show(splitter.feed(text)))
+    finally:
+        show(splitter.finish())
+        ctx.out.reply_end()
+    if finished and not shown:
+        ctx.out.note(f"({name} replied without a code block; the whole reply is in the "
+                     f"session)")
+    return finished
+
+
 EVENTS = ("waiting", "answered", "retry")  # what a provider reports while a reply is awaited
 
 
@@ -56,10 +88,12 @@ def make(ctx: Context, specialist: Specialist, flag: str | None = None,
 
 def send(ctx: Context, session: Session, specialist: Specialist, text: str | None,
          provider: Callable[[], Provider], *, present: Present, live: bool,
-         retry_hint: str) -> Reply:
+         retry_hint: str, system: str | None = None, remember: bool = True) -> Reply:
     """Send ``text`` (None: the session's unanswered message again) with the provider that
     ``provider()`` makes, and show the reply with ``present``; ``live`` when the face is the
-    shell's. A `ProviderError` leaves with ``retry_hint`` as its hint."""
+    shell's; ``system``: an instruction for this exchange only. A `ProviderError` leaves with
+    ``retry_hint`` as its hint. ``remember``: this is the session `-c` continues next (even
+    when the request fails: `-c --retry` sends the kept message again)."""
     from aish.errors import ProviderError
 
     try:
@@ -70,16 +104,27 @@ def send(ctx: Context, session: Session, specialist: Specialist, text: str | Non
                 session.add_user(specialist, text)  # kept, unanswered, for a retry
             raise
         reply = present(ctx, specialist.name, lambda on_text: session.exchange(
-            specialist, text, made, on_text=on_text))
+            specialist, text, made, on_text=on_text, system=system))
     except ProviderError as exc:
         exc.hint = retry_hint
+        if remember and (session.stored or session.pending):  # the message is kept
+            _remember(ctx, session, specialist)
         raise
+    if remember:
+        _remember(ctx, session, specialist)
     _report(ctx, specialist, session, reply, made, live)
     # After the reply is shown (and kept): a title must never hold the answer back.
     from aish.titles import auto_title
 
     auto_title(session, specialist, made, reply)
     return reply
+
+
+def _remember(ctx: Context, session: Session, specialist: Specialist) -> None:
+    try:
+        ctx.recent.note(session.id, specialist.name, session.location, ctx.now())
+    except OSError as exc:  # a read-only home must not stop the conversation
+        ctx.out.warn(f"could not remember the last session for -c: {exc.strerror or exc}")
 
 
 def _report(ctx: Context, specialist: Specialist, session: Session, reply: Reply,

@@ -31,10 +31,21 @@ class Arg:
     metavar: str | None = None
     completes: str | None = None  # "session", "specialist", "template", "path", "branch"
     dest: str | None = None  # the attribute it parses into, when its name cannot be (`--as`)
+    short: str | None = None  # a one-letter spelling of an option: "-c" for "--continue"
+    many: bool = False  # may be given more than once: every value is kept, in order
 
     @property
     def positional(self) -> bool:
         return not self.name.startswith("-")
+
+    @property
+    def spelled(self) -> str:
+        """How help shows the option: ``-c/--continue`` when it has a short form."""
+        return f"{self.short}/{self.name}" if self.short else self.name
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.short, self.name) if self.short else (self.name,)
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class Command:
                 parts.append(f"[{text}]" if arg.nargs in ("?", "*") else text)
             else:
                 value = "" if arg.flag else f" {arg.metavar or 'N'}"
-                parts.append(f"[{arg.name}{value}]")
+                parts.append(f"[{arg.spelled}{value}]")
         return " ".join(parts)
 
     def parser(self, prog: str) -> argparse.ArgumentParser:
@@ -71,6 +82,8 @@ class Command:
             if arg.flag:
                 kwargs["action"] = "store_true"
             else:
+                if arg.many:
+                    kwargs["action"] = "append"
                 if arg.type:
                     kwargs["type"] = arg.type
                 if arg.nargs is not None:
@@ -85,7 +98,7 @@ class Command:
                 kwargs["metavar"] = arg.metavar or arg.name
                 parser.add_argument(arg.name.lower().replace("-", "_"), **kwargs)
             else:
-                parser.add_argument(arg.name, **kwargs)
+                parser.add_argument(*arg.names, **kwargs)
         return parser
 
     def parse(self, tokens: list[str], prog: str | None = None) -> argparse.Namespace:

@@ -89,7 +89,7 @@ def _session(words: list[str], current: str, vocab: Vocabulary,
 
 def _arguments(command: Command, given: list[str], current: str, vocab: Vocabulary,
                registry: Registry) -> list[Suggestion]:
-    options = {a.name: a for a in command.args if not a.positional}
+    options = {n: a for a in command.args if not a.positional for n in a.names}
     previous = options.get(given[-1]) if given else None
     if previous is not None and not previous.flag and not current.startswith("-"):
         values = _values(previous, current, vocab, registry)

@@ -7,10 +7,11 @@ the paths that never use them (listing sessions must not load prompt_toolkit).
 from __future__ import annotations
 
 
-def enter_session(ctx, specialist, session, *, provider=None, model=None) -> int:
+def enter_session(ctx, specialist, session, *, provider=None, model=None, recap=0) -> int:
     from aish.shell.session_mode import run_session_mode
 
-    return run_session_mode(ctx, specialist, session, provider=provider, model=model)
+    return run_session_mode(ctx, specialist, session, provider=provider, model=model,
+                            recap=recap)
 
 
 def present_reply(ctx, name: str, produce):

@@ -41,13 +41,16 @@ def _shorten(text: str, width: int = 40) -> str:
 
 
 def run_session_mode(ctx, specialist, session, *, provider: str | None = None,
-                     model: str | None = None) -> int:
+                     model: str | None = None, recap: int = 0) -> int:
     """Session mode on the shell's line source, or a new prompt (or stdin script) of its own.
 
-    ``provider`` and ``model`` are the `--provider` / `--model` flags, when the caller has them.
+    ``provider`` and ``model`` are the `--provider` / `--model` flags, when the caller has them;
+    ``recap``: how many of the last pairs to show first (a session taken up again).
     """
     lines = getattr(ctx, "lines", None) or open_lines(ctx)
-    return SessionMode(ctx, specialist, session, lines, flags=(provider, model)).run()
+    mode = SessionMode(ctx, specialist, session, lines, flags=(provider, model))
+    mode.recap = recap
+    return mode.run()
 
 
 class SessionMode:
@@ -69,6 +72,7 @@ class SessionMode:
         self._flips = (False, False)  # Alt-Left / Alt-Right have a side to go to
         self._draft = ""  # what was typed when a key ran a command, for the next prompt
         self.failed = False  # something could not be saved or ended when leaving
+        self.recap = 0  # pairs of the conversation so far to show before the first prompt
 
     @property
     def session(self):
@@ -91,6 +95,7 @@ class SessionMode:
         out.note(f"Welcome to session mode with {self.specialist.ai_name}")
         out.note(f"Session ID: {self.session.id}")
         out.note("Type 'exit' to end session, 'save' to save context")
+        self._show_recap()
         self._make_provider()
         while True:
             self._refresh_toolbar()
@@ -112,6 +117,19 @@ class SessionMode:
                 self.state.leave = False
                 if self._leave(end=True):
                     return self._status()
+
+    def _show_recap(self) -> None:
+        """The last few messages, one shortened line each, to pick the thread up again."""
+        if not self.recap or not self.session.stored:
+            return
+        from aish.messages import USER
+
+        shown = self.session.recent(self.recap)[-2 * self.recap:]
+        if shown:
+            self.ctx.out.note("Last exchanges:")
+        for message in shown:
+            who = "you" if message.role == USER else f"{message.ai}-ai"
+            self.ctx.out.note(f"  {who}: {_shorten(' '.join(message.content.split()), 200)}")
 
     def _status(self) -> int:
         from aish.errors import STORAGE
