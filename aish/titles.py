@@ -86,7 +86,8 @@ def auto_title(session, specialist, provider, reply) -> bool:
     if not config.auto_title or reply.interrupted or not reply.text.strip():
         return False
     header = session.summary.header
-    if header.title is not None:
+    # A one-off question is its own title, and the extra request would slow every one.
+    if header.title is not None or header.oneshot:
         return False
     users = session.summary.user_messages + sum(m.role == "user" for m in session.pending)
     if users != 1:
