@@ -62,6 +62,19 @@ class Sessions:
         self.config = config
         self.now = now
         self.audit = audit
+        self._search_index = None  # opened by the first append it indexes
+
+    def indexed(self, before: Summary | None, after: Summary, written: list[Message]) -> None:
+        """Tell the search index about messages just stored (it never fails the write)."""
+        from aish.search_index import record_append
+
+        record_append(self, before, after, written)
+
+    def stamps(self) -> dict[str, str] | None:
+        """A cheap token per session that changes whenever it does (None: the store has
+        none, so its summaries tell)."""
+        stamps = getattr(self.store, "stamps", None)
+        return stamps() if stamps is not None else None
 
     # -- queries ---------------------------------------------------------------------------
     def state(self, summary: Summary) -> str:
@@ -120,6 +133,8 @@ class Sessions:
             meta["id"] = check_id(sid) if sid else meta.get("id") or new_id()
             try:
                 summary = self.store.create(meta, messages, refs)
+                if messages:
+                    self.indexed(None, summary, messages)
                 break
             except SessionExists:
                 if sid:
@@ -462,7 +477,9 @@ class Session:
             if written[0].parent == head.id and head.pos is not None:
                 records[0]["pp"] = head.pos  # where the walk to the root goes next
             try:
+                before = self.summary
                 self.summary = store.append(self.id, records)
+                self.sessions.indexed(before, self.summary, written)
                 return
             except RefMoved:
                 self.summary = store.summary(self.id)
@@ -471,7 +488,9 @@ class Session:
                 self.pending[: len(written)] = written
                 continue
             try:
+                before = self.summary
                 written[:] = self._aside(written, head)
+                self.sessions.indexed(before, self.summary, written)
                 return
             except RefMoved:  # the new branch's name was taken meanwhile: pick another
                 self.summary = store.summary(self.id)
