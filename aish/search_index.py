@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ ELLIPSIS = "…"
 SNIPPET_TOKENS = 16
 APPEND_BUSY_MS = 50  # an append waits at most this long for a busy index, then leaves it
 SEARCH_BUSY_MS = 10_000
+CATCH_UP_BATCH = 500
+STAMP_SETTLE_SECONDS = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value TEXT);
@@ -199,8 +202,10 @@ class SearchIndex:
                 version = row[0] if row else None
             if version not in (None, SCHEMA_VERSION):
                 raise Corrupt("another schema")
-            db.executescript(_SCHEMA)
-            db.execute("INSERT OR IGNORE INTO info VALUES ('version', ?)", (SCHEMA_VERSION,))
+            if version is None:
+                db.executescript(_SCHEMA)
+                db.execute("INSERT OR IGNORE INTO info VALUES ('version', ?)",
+                           (SCHEMA_VERSION,))
             db.execute("SELECT count(*) FROM body WHERE body MATCH 'x'").fetchone()
         except BaseException:
             db.close()
@@ -275,8 +280,7 @@ class SearchIndex:
 
         have = self._rows(sid)
         have.pop("", None)
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction():
             for message in by_id.values():
                 parent, n = message.parent or "", number(message.id)
                 row = have.pop(message.id, None)
@@ -288,17 +292,28 @@ class SearchIndex:
             self._delete(row[0] for row in have.values())
             self._set_title(summary)
             self._set_session(summary, stamp)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def drop(self, sids: Iterable[str]) -> None:
+        with self.transaction():
+            for sid in sids:
+                self._delete(r[0] for r in self.db.execute(
+                    "SELECT rid FROM messages WHERE sid=?", (sid,)).fetchall())
+                self.db.execute("DELETE FROM sessions WHERE sid=?", (sid,))
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One write transaction (taken at once, so readers never block it half-way); inside
+        another, it is part of that one."""
+        if self.db.in_transaction:
+            yield
+            return
         self.db.execute("BEGIN IMMEDIATE")
-        for sid in sids:
-            self._delete(r[0] for r in self.db.execute(
-                "SELECT rid FROM messages WHERE sid=?", (sid,)).fetchall())
-            self.db.execute("DELETE FROM sessions WHERE sid=?", (sid,))
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise
         self.db.execute("COMMIT")
 
     def appended(self, before, after, written: list) -> bool:
@@ -310,31 +325,37 @@ class SearchIndex:
         was = (before.messages, before.tree.last.id) if before is not None else (0, "")
         if (seen[:2] if seen else (0, "")) != was or after.messages != was[0] + len(written):
             return False
-        have = self._rows(sid)
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        numbers = {mid: row[2] for mid, row in self._rows(sid).items()}
+        for message in written:
+            parent = message.parent or ""
+            if parent and parent not in numbers:
+                return False  # its parent was never indexed: a search catches the session up
+            numbers[message.id] = numbers[parent] + 1 if parent else 1
+        with self.transaction():
             for message in written:
-                parent = message.parent or ""
-                if parent and parent not in have:
-                    self.db.execute("ROLLBACK")
-                    return False
-                n = have[parent][2] + 1 if parent else 1
-                self._insert(sid, message, parent, n)
-                have[message.id] = (0, parent, n)
+                self._insert(sid, message, message.parent or "", numbers[message.id])
             self._set_title(after)
             # The stamp stays: the store's own stamp moved, and the next search confirms it.
             self._set_session(after, seen[2] if seen else "")
-            self.db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
-            raise
         return True
 
     # -- catching up -----------------------------------------------------------------------
     def catch_up(self, sessions) -> None:
         """Bring the index up to date with the store: sessions changed since the index last saw
         them are compared with it, message by message; removed ones are dropped."""
+        whole = sessions.store_stamp()
+        known = self.db.execute("SELECT value FROM info WHERE key='store'").fetchone()
+        if whole is not None and known is not None and known[0] == whole[0]:
+            return
+        self._catch_up(sessions)
+        # Trusted next time only when it is older than the clock's coarseness, so that a write
+        # within the same tick as this catch-up cannot hide behind an unchanged token.
+        with self.transaction():
+            self.db.execute("DELETE FROM info WHERE key='store'")
+            if whole is not None and whole[1] < time.time() - STAMP_SETTLE_SECONDS:
+                self.db.execute("INSERT INTO info VALUES ('store', ?)", (whole[0],))
+
+    def _catch_up(self, sessions) -> None:
         seen = {r[0]: r[1:] for r in self.db.execute(
             "SELECT sid, count, last, stamp, participants, title FROM sessions")}
         stamps = sessions.stamps()
@@ -349,21 +370,29 @@ class SearchIndex:
         gone = [sid for sid in seen if sid not in present]
         if gone:
             self.drop(gone)
-        for sid, stamp in changed.items():
+        for done, (sid, stamp) in enumerate(changed.items(), start=1):
+            if done % CATCH_UP_BATCH == 1:  # a few hundred sessions per commit: writers wait less
+                if self.db.in_transaction:
+                    self.db.execute("COMMIT")
+                self.db.execute("BEGIN IMMEDIATE")
             try:
                 summary = summaries.get(sid) or sessions.summary(sid)
                 row = seen.get(sid)
                 if row and row[:2] == (summary.messages, summary.tree.last.id):
                     if (row[2], row[3], row[4]) != (stamp, _participants(summary),
                                                     title_of(summary)):
-                        self.db.execute("BEGIN IMMEDIATE")
                         self._set_title(summary)
                         self._set_session(summary, stamp)
-                        self.db.execute("COMMIT")
                     continue
                 self.resync(summary, sessions.load(sid), stamp)
             except AishError:  # unreadable or removed meanwhile: its old rows stay until it is
                 continue
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+                raise
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
 
     # -- searching -------------------------------------------------------------------------
     def query(self, sessions, found: list[str], filters: Filters) -> list[Hit]:

@@ -76,6 +76,11 @@ class Sessions:
         stamps = getattr(self.store, "stamps", None)
         return stamps() if stamps is not None else None
 
+    def store_stamp(self) -> tuple[str, float] | None:
+        """A token for the whole store and when it last changed, when the store has one."""
+        stamp = getattr(self.store, "dir_stamp", None)
+        return stamp() if stamp is not None else None
+
     # -- queries ---------------------------------------------------------------------------
     def state(self, summary: Summary) -> str:
         return state_of(summary, self.now(), self.config.timeout_minutes)

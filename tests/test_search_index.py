@@ -3,6 +3,7 @@ without it, rebuilding, hostile queries, encryption, and `search` in session mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from conftest import run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from manage_support import sessions_for
+from redis_support import redis_server, redis_url  # noqa: F401 - fixtures
 
 from aish import branches
 from aish import config as config_module
@@ -134,11 +136,10 @@ def test_catch_up_finds_what_was_written_without_the_index(home):
     run(home, "aish", "--reindex")
     assert table(home) == caught_up
 
-    # Appended by an older aish, or another machine: a line the index never heard of.
-    log = Path(home["HOME"]) / ".aish" / "sessions" / "learn-rust.jsonl"
-    with log.open("a") as f:
-        f.write(json.dumps({"t": "msg", "role": "user", "content": "what about a zebra leak",
-                            "ai": "hermes", "time": T0 + 200, "id": "older1"}) + "\n")
+    # Appended by an older aish (the store alone, no index, no parent): never heard of.
+    sessions_for(home).store.append("learn-rust", [
+        {"t": "msg", "role": "user", "content": "what about a zebra leak", "ai": "hermes",
+         "time": T0 + 200, "id": "older1"}])
     assert hits(home, "zebra") == [("learn-rust", "main", 3)]
 
     # Removed and rewritten sessions: their old rows go.
@@ -266,3 +267,52 @@ def test_search_in_session_mode_all_sessions_or_here(home):
     assert out.count("learn-rust#2") == 3, out
     assert "leak-hunt#4" in blocks[1] and "leak-hunt" not in blocks[2]
     assert "[leak]" in out and "[MEMORY LEAK]" in out
+
+
+def test_an_unchanged_store_is_not_scanned_and_any_write_is_still_found(home, sessions_dir):
+    sessions = seed(home)
+    os.utime(sessions_dir, (T0, T0))  # the store last changed long ago
+    assert hits(home, "zebra") == []
+    index = SearchIndex(index_path(sessions.config))
+    assert index.db.execute("SELECT value FROM info WHERE key='store'").fetchone() is not None
+    index.close()
+    sessions_for(home).store.append("old-notes", [
+        {"t": "msg", "role": "user", "content": "zebra crossing", "ai": "athena",
+         "time": T0 + 500, "id": "z1"}])
+    assert hits(home, "zebra") == [("old-notes", "main", 3)]
+
+
+def test_a_title_in_the_header_is_searched_too(home):
+    sessions = seed(home)
+    sessions.store.append("learn-rust", [{"t": "meta", "title": "Borrow checker basics"}])
+    found = json.loads(run(home, "aish", "--search-sessions", "borrow", "--json").stdout)
+    assert [(h["session"], h["message"], h["role"]) for h in found] == [
+        ("learn-rust", 0, "title")]
+    assert "[Borrow]" in found[0]["highlighted"]
+    sessions.store.append("learn-rust", [{"t": "meta", "title": "Lifetimes"}])
+    assert hits(home, "borrow") == [] and len(hits(home, "lifetimes")) == 1
+
+
+def test_redis_writes_from_another_machine_are_found(home, tmp_path, redis_url):
+    from manage_support import select_redis
+
+    select_redis(home, redis_url)
+    config = config_module.load(home)
+    Sessions(open_store(config), config).create("apollo", "shared-1", named=True, messages=[
+        Message(USER, "kafka consumer lag", "apollo", T0)])
+    assert hits(home, "kafka") == [("shared-1", "main", 1)]
+    # Another machine: its own HOME (its own index), the same server.
+    other = {**home, "HOME": str(tmp_path / "other")}
+    (tmp_path / "other" / ".aish").mkdir(parents=True)
+    (tmp_path / "other" / ".aish" / "config.yaml").write_text(
+        (Path(home["HOME"]) / ".aish" / "config.yaml").read_text())
+    there = config_module.load(other)
+    session = Sessions(open_store(there), there).open("apollo", "shared-1")
+    session.add(Message(USER, "kafka rebalance storm", "apollo", T0 + 5))
+    assert hits(home, "kafka") == [("shared-1", "main", 2), ("shared-1", "main", 1)]
+    # One name per server and db, whatever HOME; another db or the file store, another name.
+    assert index_path(config).name == index_path(there).name
+    other_db = dataclasses.replace(config, redis_url=redis_url.rsplit("/", 1)[0] + "/3")
+    assert index_path(other_db).name != index_path(config).name
+    assert index_path(dataclasses.replace(config, storage_type="file")).name != \
+        index_path(config).name

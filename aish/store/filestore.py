@@ -296,6 +296,15 @@ class FileStore:
             found.append(sid)
         return sorted(found)
 
+    def dir_stamp(self) -> tuple[str, float] | None:
+        """The sessions directory's change token and modification time: every write aish makes
+        replaces a summary file in it, so an unchanged token means no session changed."""
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return None
+        return f"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}", st.st_mtime
+
     def stamps(self) -> dict[str, str]:
         """Each session's log size, change time and inode: a token that changes with every
         append or rewrite, read for the whole store from one directory scan (the search
