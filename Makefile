@@ -45,6 +45,7 @@ bench: setup
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/render_bench.py
 	$(PY) benchmarks/tree_bench.py
+	$(PY) benchmarks/search_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import sqlite3
@@ -40,7 +41,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS sessions(
     sid TEXT PRIMARY KEY, count INTEGER NOT NULL, last TEXT NOT NULL, stamp TEXT NOT NULL,
-    participants TEXT NOT NULL, title TEXT NOT NULL);
+    participants TEXT NOT NULL, title TEXT NOT NULL, heads TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages(
     rid INTEGER PRIMARY KEY, sid TEXT NOT NULL, mid TEXT NOT NULL, parent TEXT NOT NULL,
     n INTEGER NOT NULL, role TEXT NOT NULL, ai TEXT NOT NULL, time REAL NOT NULL,
@@ -157,6 +158,15 @@ def _participants(summary) -> str:
     return "," + ",".join(summary.participants) + ","
 
 
+def heads_of(summary) -> dict[str, str]:
+    tree = summary.tree
+    return {name: head.id for name in tree.names() if (head := tree.head(name)) is not None}
+
+
+def _heads(summary) -> str:
+    return json.dumps(heads_of(summary))  # main first: hits prefer it
+
+
 class Corrupt(Exception):
     """The file is not a database this version can use: it is replaced."""
 
@@ -244,9 +254,9 @@ class SearchIndex:
             self.db.execute("DELETE FROM body WHERE rowid=?", (rid,))
 
     def _set_session(self, summary, stamp: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?)",
+        self.db.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?)",
                         (summary.id, summary.messages, summary.tree.last.id, stamp,
-                         _participants(summary), title_of(summary)))
+                         _participants(summary), title_of(summary), _heads(summary)))
 
     def _set_title(self, summary) -> None:
         sid, title = summary.id, title_of(summary)
@@ -357,7 +367,7 @@ class SearchIndex:
 
     def _catch_up(self, sessions) -> None:
         seen = {r[0]: r[1:] for r in self.db.execute(
-            "SELECT sid, count, last, stamp, participants, title FROM sessions")}
+            "SELECT sid, count, last, stamp, participants, title, heads FROM sessions")}
         stamps = sessions.stamps()
         if stamps is None:
             summaries = {s.id: s for s, _ in sessions.listing(include_all=True)}
@@ -379,8 +389,8 @@ class SearchIndex:
                 summary = summaries.get(sid) or sessions.summary(sid)
                 row = seen.get(sid)
                 if row and row[:2] == (summary.messages, summary.tree.last.id):
-                    if (row[2], row[3], row[4]) != (stamp, _participants(summary),
-                                                    title_of(summary)):
+                    if row[2:] != (stamp, _participants(summary), title_of(summary),
+                                   _heads(summary)):
                         self._set_title(summary)
                         self._set_session(summary, stamp)
                     continue
@@ -412,7 +422,7 @@ class SearchIndex:
                f"WHERE {' AND '.join(where)} ORDER BY m.time DESC, m.sid, m.n")
         if filters.branch is None:
             sql += f" LIMIT {int(filters.limit)}"
-        labels = Labels(sessions, self.parents)
+        labels = Labels(self.heads, self.parents)
         rows = []
         for rid, sid, mid, n, role, ai, when, ref in self.db.execute(sql, params):
             branch = labels.branch(sid, mid, ref, filters.branch)
@@ -435,6 +445,10 @@ class SearchIndex:
             f"WHERE body MATCH ? AND rowid IN ({marks})",
             [OPEN, CLOSE, ELLIPSIS, match, *rids])}
 
+    def heads(self, sid: str) -> dict[str, str] | None:
+        row = self.db.execute("SELECT heads FROM sessions WHERE sid=?", (sid,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def parents(self, sid: str) -> dict[str, str]:
         return {r[0]: r[1] for r in self.db.execute(
             "SELECT mid, parent FROM messages WHERE sid=? AND mid != ''", (sid,))}
@@ -450,24 +464,19 @@ class Labels:
     """Which branch a hit is shown on: the one asked for, else ``main`` when its path holds the
     message, else the first other branch that does, else the branch it was written on."""
 
-    def __init__(self, sessions, parents):
-        self.sessions = sessions
+    def __init__(self, heads, parents):
+        self.heads = heads  # sid -> {branch: head message id}, None when unknown
         self.parents = parents  # sid -> {message id: parent id}
         self._paths: dict[str, dict[str, set[str]] | None] = {}
 
     def paths(self, sid: str) -> dict[str, set[str]] | None:
         if sid not in self._paths:
-            try:
-                tree = self.sessions.summary(sid).tree
-            except AishError:
-                self._paths[sid] = None
-                return None
-            parents = self.parents(sid)
-            out = {}
-            for name in tree.names():
-                head = tree.head(name)
+            heads = self.heads(sid)
+            parents = self.parents(sid) if heads is not None else {}
+            out = None if heads is None else {}
+            for name, head in (heads or {}).items():
                 path: set[str] = set()
-                mid = head.id if head else ""
+                mid = head
                 while mid and mid in parents and mid not in path:
                     path.add(mid)
                     mid = parents[mid]
@@ -477,10 +486,10 @@ class Labels:
 
     def branch(self, sid: str, mid: str, ref: str, wanted: str | None) -> str | None:
         paths = self.paths(sid)
-        if mid == "":  # a title belongs to the whole session
-            return wanted or ""
         if paths is None:
             return None
+        if mid == "":  # a title belongs to the whole session
+            return wanted or "" if wanted is None or wanted in paths else None
         if wanted is not None:
             return wanted if mid in paths.get(wanted, ()) else None
         for name, path in paths.items():
@@ -521,7 +530,8 @@ def _mark(text: str, found: list[str], width: int = 90) -> str | None:
 def scan(sessions, found: list[str], filters: Filters) -> list[Hit]:
     """Search by reading every session (what the index saves): same terms, filters and hits."""
     loaded: dict[str, dict[str, str]] = {}
-    labels = Labels(sessions, lambda sid: loaded.get(sid, {}))
+    heads: dict[str, dict[str, str]] = {}
+    labels = Labels(heads.get, lambda sid: loaded.get(sid, {}))
     hits: list[Hit] = []
     for summary, _ in sessions.listing(include_all=True):
         if filters.session and summary.id != filters.session:
@@ -533,6 +543,7 @@ def scan(sessions, found: list[str], filters: Filters) -> list[Hit]:
         except (StorageError, UsageError):
             continue
         loaded[summary.id] = {m.id: m.parent or "" for m in messages}
+        heads[summary.id] = heads_of(summary)
         numbers: dict[str, int] = {}
         for message in messages:
             numbers[message.id] = numbers.get(message.parent or "", 0) + 1

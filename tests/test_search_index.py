@@ -14,7 +14,6 @@ from conftest import run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from manage_support import sessions_for
-from redis_support import redis_server, redis_url  # noqa: F401 - fixtures
 
 from aish import branches
 from aish import config as config_module
