@@ -472,9 +472,12 @@ class Labels:
     def paths(self, sid: str) -> dict[str, set[str]] | None:
         if sid not in self._paths:
             heads = self.heads(sid)
-            parents = self.parents(sid) if heads is not None else {}
-            out = None if heads is None else {}
-            for name, head in (heads or {}).items():
+            if heads is None:
+                self._paths[sid] = None
+                return None
+            parents = self.parents(sid)
+            out: dict[str, set[str]] = {}
+            for name, head in heads.items():
                 path: set[str] = set()
                 mid = head
                 while mid and mid in parents and mid not in path:

@@ -315,3 +315,17 @@ def test_redis_writes_from_another_machine_are_found(home, tmp_path, redis_url):
     assert index_path(other_db).name != index_path(config).name
     assert index_path(dataclasses.replace(config, storage_type="file")).name != \
         index_path(config).name
+
+
+def test_on_a_terminal_matches_are_highlighted_and_content_is_sanitised(home, terms):
+    from shell_support import Term, shell_env
+
+    seed(home).create("apollo", "hostile", named=True, messages=[
+        Message(USER, "clipboard \x1b]52;c;ZXZpbA==\x07 leak \x1b[2J here", "apollo", T0 + 999)])
+    term = Term(shell_env(home), "--search-sessions", "leak")
+    terms.append(term)
+    assert term.wait() == 0
+    raw = term.raw
+    assert re.search(r"\x1b\[[0-9;]*7m(leak|MEMORY LEAK)", raw), raw
+    assert "[leak]" not in term.text and "hostile#1" in term.text
+    assert "\x1b]52" not in raw and "\x1b[2J" not in raw
