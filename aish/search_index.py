@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aish.errors import AishError, StorageError, UsageError
+from aish.sanitize import valid_unicode
 
 SCHEMA_VERSION = "1"
 OPEN, CLOSE = "\ue000", "\ue001"  # match markers inside snippets (private-use characters)
@@ -82,7 +83,7 @@ def fts_query(found: list[str]) -> str:
 
 
 def parse(text: str) -> list[str]:
-    found = terms(text)
+    found = terms(valid_unicode(text))  # argv may carry undecodable bytes as lone surrogates
     if not found:
         raise UsageError("search needs a word to look for")
     return found
@@ -240,13 +241,14 @@ class SearchIndex:
             "SELECT mid, rid, parent, n FROM messages WHERE sid=?", (sid,))}
 
     def _insert(self, sid: str, message, parent: str, n: int) -> None:
+        # An older log may hold lone surrogates, which SQLite cannot take.
         cur = self.db.execute(
             "INSERT INTO messages(sid, mid, parent, n, role, ai, time, ref) "
             "VALUES (?,?,?,?,?,?,?,?)",
-            (sid, message.id, parent, n, message.role, message.ai, message.time,
-             message.ref or ""))
+            (sid, message.id, parent, n, message.role, valid_unicode(message.ai), message.time,
+             valid_unicode(message.ref or "")))
         self.db.execute("INSERT INTO body(rowid, text) VALUES (?, ?)",
-                        (cur.lastrowid, message.content))
+                        (cur.lastrowid, valid_unicode(message.content)))
 
     def _delete(self, rids: Iterable[int]) -> None:
         for rid in rids:
@@ -350,12 +352,13 @@ class SearchIndex:
         return True
 
     # -- catching up -----------------------------------------------------------------------
-    def catch_up(self, sessions) -> None:
+    def catch_up(self, sessions, force: bool = False) -> None:
         """Bring the index up to date with the store: sessions changed since the index last saw
-        them are compared with it, message by message; removed ones are dropped."""
+        them are compared with it, message by message; removed ones are dropped. ``force``:
+        even when the store says nothing changed (an append could not update the index)."""
         whole = sessions.store_stamp()
         known = self.db.execute("SELECT value FROM info WHERE key='store'").fetchone()
-        if whole is not None and known is not None and known[0] == whole[0]:
+        if not force and whole is not None and known is not None and known[0] == whole[0]:
             return
         self._catch_up(sessions)
         # Trusted next time only when it is older than the clock's coarseness, so that a write
@@ -584,20 +587,27 @@ def search(sessions, text: str, filters: Filters, warn=lambda _text: None) -> li
         return scan(sessions, found, filters)
     index = open_index(sessions)
     try:
-        return _indexed(index, sessions, found, filters)
-    except sqlite3.DatabaseError as exc:
-        if _is_busy(exc):
+        try:
+            return _indexed(index, sessions, found, filters)
+        except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise StorageError("the search index is busy; try again") from None
+            index.discard()  # damaged while in use: rebuilt from the logs
+            return _indexed(index, sessions, found, filters)
+    except (OSError, sqlite3.Error) as exc:
+        if isinstance(exc, sqlite3.Error) and _is_busy(exc):
             raise StorageError("the search index is busy; try again") from None
-        index.discard()  # damaged while in use: rebuilt from the logs
-        return _indexed(index, sessions, found, filters)
+        warn(f"the search index {index.path} cannot be used ({exc}): scanning every session")
+        return scan(sessions, found, filters)
     finally:
         index.close()
 
 
 def _indexed(index: SearchIndex, sessions, found, filters) -> list[Hit]:
-    index.catch_up(sessions)
+    marker = stale_marker(index.path)
+    index.catch_up(sessions, force=marker.exists())
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(stale_marker(index.path))
+        os.unlink(marker)
     return index.query(sessions, found, filters)
 
 

@@ -329,3 +329,20 @@ def test_on_a_terminal_matches_are_highlighted_and_content_is_sanitised(home, te
     assert re.search(r"\x1b\[[0-9;]*7m(leak|MEMORY LEAK)", raw), raw
     assert "[leak]" not in term.text and "hostile#1" in term.text
     assert "\x1b]52" not in raw and "\x1b[2J" not in raw
+
+
+def test_an_index_that_cannot_be_written_never_fails_an_append_or_a_search(home):
+    sessions = seed(home)
+    path = index_path(sessions.config)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.mkdir()  # not a file SQLite can open, and not one aish may remove
+    session = sessions_for(home).open("hermes", "learn-rust")
+    session.add(Message(USER, "a leak in \ud800 odd text", "hermes", T0 + 300))
+    assert session.summary.messages == 3
+    assert path.with_suffix(".stale").exists()
+    found = run(home, "aish", "--search-sessions", "leak", "--ai", "hermes", "--json")
+    assert found.returncode == 0 and b"scanning every session" in found.stderr
+    assert [h["message"] for h in json.loads(found.stdout)] == [3, 2]
+    path.rmdir()
+    assert hits(home, "odd") == [("learn-rust", "main", 3)]  # rebuilt; the surrogate is no bar
