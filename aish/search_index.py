@@ -205,7 +205,6 @@ class SearchIndex:
         db = sqlite3.connect(self.path, timeout=self.busy_ms / 1000, isolation_level=None,
                              check_same_thread=False)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a cache: a lost commit is caught up
             version = None
             with contextlib.suppress(sqlite3.OperationalError):
@@ -214,10 +213,10 @@ class SearchIndex:
             if version not in (None, SCHEMA_VERSION):
                 raise Corrupt("another schema")
             if version is None:
+                db.execute("PRAGMA journal_mode=WAL")  # kept in the file from now on
                 db.executescript(_SCHEMA)
                 db.execute("INSERT OR IGNORE INTO info VALUES ('version', ?)",
                            (SCHEMA_VERSION,))
-            db.execute("SELECT count(*) FROM body WHERE body MATCH 'x'").fetchone()
         except BaseException:
             db.close()
             raise
@@ -426,8 +425,12 @@ class SearchIndex:
         if filters.branch is None:
             sql += f" LIMIT {int(filters.limit)}"
         labels = Labels(self.heads, self.parents)
+        found_rows = self.db.execute(sql, params).fetchall()
+        if filters.branch is None:  # a few rows: what labels them is read in two queries
+            labels.prefetch({r[1] for r in found_rows}, self.heads_of_many,
+                            self.parents_of_many)
         rows = []
-        for rid, sid, mid, n, role, ai, when, ref in self.db.execute(sql, params):
+        for rid, sid, mid, n, role, ai, when, ref in found_rows:
             branch = labels.branch(sid, mid, ref, filters.branch)
             if branch is None:
                 continue
@@ -452,6 +455,20 @@ class SearchIndex:
         row = self.db.execute("SELECT heads FROM sessions WHERE sid=?", (sid,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def heads_of_many(self, sids: set[str]) -> dict[str, dict[str, str]]:
+        marks = ",".join("?" * len(sids))
+        return {r[0]: json.loads(r[1]) for r in self.db.execute(
+            f"SELECT sid, heads FROM sessions WHERE sid IN ({marks})", list(sids))}
+
+    def parents_of_many(self, sids: set[str]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {sid: {} for sid in sids}
+        marks = ",".join("?" * len(sids))
+        for sid, mid, parent in self.db.execute(
+                f"SELECT sid, mid, parent FROM messages WHERE sid IN ({marks}) AND mid != ''",
+                list(sids)):
+            out[sid][mid] = parent
+        return out
+
     def parents(self, sid: str) -> dict[str, str]:
         return {r[0]: r[1] for r in self.db.execute(
             "SELECT mid, parent FROM messages WHERE sid=? AND mid != ''", (sid,))}
@@ -472,23 +489,34 @@ class Labels:
         self.parents = parents  # sid -> {message id: parent id}
         self._paths: dict[str, dict[str, set[str]] | None] = {}
 
+    def prefetch(self, sids: set[str], heads_of_many, parents_of_many) -> None:
+        if not sids:
+            return
+        heads, parents = heads_of_many(sids), parents_of_many(sids)
+        for sid in sids:
+            self._paths[sid] = self._walk(heads.get(sid), parents.get(sid, {}))
+
     def paths(self, sid: str) -> dict[str, set[str]] | None:
         if sid not in self._paths:
             heads = self.heads(sid)
-            if heads is None:
-                self._paths[sid] = None
-                return None
-            parents = self.parents(sid)
-            out: dict[str, set[str]] = {}
-            for name, head in heads.items():
-                path: set[str] = set()
-                mid = head
-                while mid and mid in parents and mid not in path:
-                    path.add(mid)
-                    mid = parents[mid]
-                out[name] = path
-            self._paths[sid] = out
+            self._paths[sid] = self._walk(heads, self.parents(sid) if heads is not None else {})
         return self._paths[sid]
+
+    @staticmethod
+    def _walk(heads: dict[str, str] | None, parents: dict[str, str]
+              ) -> dict[str, set[str]] | None:
+        """Each branch's path (its messages' ids) from its head back to the root."""
+        if heads is None:
+            return None
+        out: dict[str, set[str]] = {}
+        for name, head in heads.items():
+            path: set[str] = set()
+            mid = head
+            while mid and mid in parents and mid not in path:
+                path.add(mid)
+                mid = parents[mid]
+            out[name] = path
+        return out
 
     def branch(self, sid: str, mid: str, ref: str, wanted: str | None) -> str | None:
         paths = self.paths(sid)
