@@ -138,8 +138,6 @@ class Sessions:
             meta["id"] = check_id(sid) if sid else meta.get("id") or new_id()
             try:
                 summary = self.store.create(meta, messages, refs)
-                if messages:
-                    self.indexed(None, summary, messages)
                 break
             except SessionExists:
                 if sid:
@@ -148,6 +146,8 @@ class Sessions:
         else:  # pragma: no cover - 20 clashes in a 2e9 space
             raise LimitError("could not generate a free session id")
         self.audit.record("create", summary.id, meta["owner"])
+        if messages:
+            self.indexed(None, summary, messages)
         return summary
 
     def open(self, ai: str, sid: str, *, shared: bool = False, create_missing: bool = False,
@@ -461,11 +461,17 @@ class Session:
         if not self.pending:
             return 0
         written = list(self.pending)
+        before = self.summary if self.stored else None
         if self.stored:
-            self._append(written)
+            self._append(written)  # relabels ``written`` in place when it moves them
         else:
             self._create_with(written)
         del self.pending[: len(written)]
+        # Only once the messages are no longer pending: nothing here can make them be written
+        # twice. A race lost on the way leaves them to the next search's catch-up; a session
+        # created just now was indexed as it was created.
+        if before is not None:
+            self.sessions.indexed(before, self.summary, written)
         return len(written)
 
     def _append(self, written: list[Message]) -> None:
@@ -482,9 +488,7 @@ class Session:
             if written[0].parent == head.id and head.pos is not None:
                 records[0]["pp"] = head.pos  # where the walk to the root goes next
             try:
-                before = self.summary
                 self.summary = store.append(self.id, records)
-                self.sessions.indexed(before, self.summary, written)
                 return
             except RefMoved:
                 self.summary = store.summary(self.id)
@@ -493,9 +497,7 @@ class Session:
                 self.pending[: len(written)] = written
                 continue
             try:
-                before = self.summary
                 written[:] = self._aside(written, head)
-                self.sessions.indexed(before, self.summary, written)
                 return
             except RefMoved:  # the new branch's name was taken meanwhile: pick another
                 self.summary = store.summary(self.id)
