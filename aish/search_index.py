@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -199,6 +200,8 @@ class SearchIndex:
     def _connect(self) -> sqlite3.Connection:
         folder = self.path.parent
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):  # a link could lead the text elsewhere
+            raise OSError(f"{folder} is not a directory")
         # Made private before SQLite opens it (its -wal and -shm files copy these modes).
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
                          0o600))
@@ -642,14 +645,16 @@ def _indexed(index: SearchIndex, sessions, found, filters) -> list[Hit]:
 def reindex(sessions) -> tuple[int, int]:
     """Build the index again from the logs; returns (sessions, messages) it holds."""
     index = open_index(sessions)
-    index.discard()
     try:
+        index.discard()
         index.catch_up(sessions)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(stale_marker(index.path))
         counts = index.db.execute("SELECT (SELECT count(*) FROM sessions), "
                                   "(SELECT count(*) FROM messages WHERE mid != '')").fetchone()
         return counts[0], counts[1]
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot build the search index {index.path}: {exc}") from None
     finally:
         index.close()
 
@@ -678,4 +683,6 @@ def record_append(sessions, before, after, written: list) -> None:
             if sessions._search_index is not None:
                 sessions._search_index.close()
             sessions._search_index = None
-            stale_marker(index_path(sessions.config)).touch(mode=0o600)
+            marker = stale_marker(index_path(sessions.config))
+            if stat.S_ISDIR(os.lstat(marker.parent).st_mode):  # never through a link
+                marker.touch(mode=0o600)

@@ -346,3 +346,22 @@ def test_an_index_that_cannot_be_written_never_fails_an_append_or_a_search(home)
     assert [h["message"] for h in json.loads(found.stdout)] == [3, 2]
     path.rmdir()
     assert hits(home, "odd") == [("learn-rust", "main", 3)]  # rebuilt; the surrogate is no bar
+
+
+def test_a_linked_index_folder_is_not_written_through(home, tmp_path):
+    seed(home)
+    folder = Path(home["HOME"]) / ".aish" / "search"
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    folder.symlink_to(tmp_path / "elsewhere")
+    found = run(home, "aish", "--search-sessions", "leak", "--json")
+    assert found.returncode == 0 and len(json.loads(found.stdout)) == 4
+    assert b"scanning every session" in found.stderr
+    rebuilt = run(home, "aish", "--reindex")
+    assert rebuilt.returncode == 5 and b"Traceback" not in rebuilt.stderr
+    session = sessions_for(home).open("hermes", "learn-rust")
+    session.add(Message(USER, "appended meanwhile", "hermes", T0 + 300))
+    assert session.summary.messages == 3
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -20,7 +20,8 @@ from aish.store.filestore import FileStore
 
 
 def tree_hashes(top: Path, skip: Path) -> dict[str, str]:
-    """Every file below ``top`` except those below ``skip`` and aish's own audit log."""
+    """Every file below ``top`` except those below ``skip``, aish's own audit log and its search
+    index (a cache of the sessions, kept up to date as they are written)."""
     out = {}
     for folder, dirs, files in os.walk(top):
         if Path(folder) == skip or skip in Path(folder).parents:
@@ -28,7 +29,7 @@ def tree_hashes(top: Path, skip: Path) -> dict[str, str]:
             continue
         for name in files:
             path = Path(folder) / name
-            if name != "audit.log":
+            if name != "audit.log" and Path(folder).name != "search":
                 out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
