@@ -449,7 +449,9 @@ class SearchIndex:
         if not rids:
             return {}
         marks = ",".join("?" * len(rids))
-        return {r[0]: " ".join(r[1].split()) for r in self.db.execute(
+        # Words matched side by side read as one highlight: "[memory leak]".
+        joined = re.compile(re.escape(CLOSE) + r"(\s+)" + re.escape(OPEN))
+        return {r[0]: joined.sub(r"\1", " ".join(r[1].split())) for r in self.db.execute(
             f"SELECT rowid, snippet(body, 0, ?, ?, ?, {SNIPPET_TOKENS}) FROM body "
             f"WHERE body MATCH ? AND rowid IN ({marks})",
             [OPEN, CLOSE, ELLIPSIS, match, *rids])}

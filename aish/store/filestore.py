@@ -324,6 +324,8 @@ class FileStore:
                 continue
             if stat.S_ISREG(st.st_mode):
                 out[sid] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+            else:  # left out, and said so, as every store-wide command does
+                self.skip(sid, self._unusable(sid, st).args[0])
         return out
 
     def skip(self, sid: str, reason: str) -> None:
