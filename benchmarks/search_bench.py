@@ -129,8 +129,11 @@ def main() -> None:
 
         row("append one message, index kept", append(True))
         row("append one message, index off", append(False))
-        row("aish --search-sessions w4242 (whole command)",
-            timed(env, "aish", "--search-sessions", "w4242"))
+        rest = time.time() - 60  # at rest again after those appends (caught up once)
+        os.utime(config.session_dir, (rest, rest))
+        search(sessions, "warm", Filters())
+        row("aish --search-sessions w4242 (whole command, store at rest)",
+            timed(env, "aish", "--search-sessions", "w4242"), "interpreter start included")
         start = time.perf_counter()
         scanned = scan(sessions, parse("w4242"), Filters())
         row("the same search by scanning every session (no index)",
