@@ -52,6 +52,7 @@ bench: setup
 	$(PY) benchmarks/tree_bench.py
 	$(PY) benchmarks/tree_nav_bench.py
 	$(PY) benchmarks/history_bench.py
+	$(PY) benchmarks/search_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "providers": {"openai": {}, "local": {}},
     "specialists": {},
     "ui": {"theme": "default"},
+    # The search index (a cache of message text beside the store); with encryption on it holds
+    # plaintext only when ``index_plaintext`` says so, else searches decrypt and scan.
+    "search": {"index": True, "index_plaintext": False},
 }
 
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
@@ -63,6 +66,7 @@ KNOWN_KEYS: dict[str, Any] = {
                   "local": dict.fromkeys(PROVIDER_KINDS)},
     "specialists": {ANY_NAME: dict.fromkeys(SPECIALIST_KEYS)},
     "ui": dict.fromkeys(DEFAULTS["ui"]),
+    "search": dict.fromkeys(DEFAULTS["search"]),
 }
 
 ENV_KEYS = {
@@ -96,6 +100,8 @@ class Config:
     providers: dict = field(default_factory=dict)
     specialists: dict = field(default_factory=dict)
     theme: str = "default"
+    search_index: bool = True
+    search_plaintext: bool = False
     warnings: tuple[str, ...] = ()
 
     @property
@@ -338,6 +344,8 @@ def load(env: dict[str, str] | None = None) -> Config:
         providers=c.mapping("providers"),
         specialists=c.mapping("specialists"),
         theme=c.text("ui", "theme"),
+        search_index=c.boolean("search", "index"),
+        search_plaintext=c.boolean("search", "index_plaintext"),
         warnings=tuple(warnings),
     )
 

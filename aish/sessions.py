@@ -63,6 +63,24 @@ class Sessions:
         self.now = now
         self.clock = clock  # times replies as they stream (never goes back)
         self.audit = audit
+        self._search_index = None  # opened by the first append it indexes
+
+    def indexed(self, before: Summary | None, after: Summary, written: list[Message]) -> None:
+        """Tell the search index about messages just stored (it never fails the write)."""
+        from aish.search_index import record_append
+
+        record_append(self, before, after, written)
+
+    def stamps(self) -> dict[str, str] | None:
+        """A cheap token per session that changes whenever it does (None: the store has
+        none, so its summaries tell)."""
+        stamps = getattr(self.store, "stamps", None)
+        return stamps() if stamps is not None else None
+
+    def store_stamp(self) -> tuple[str, float] | None:
+        """A token for the whole store and when it last changed, when the store has one."""
+        stamp = getattr(self.store, "dir_stamp", None)
+        return stamp() if stamp is not None else None
 
     # -- queries ---------------------------------------------------------------------------
     def state(self, summary: Summary) -> str:
@@ -132,6 +150,8 @@ class Sessions:
         else:  # pragma: no cover - 20 clashes in a 2e9 space
             raise LimitError("could not generate a free session id")
         self.audit.record("create", summary.id, meta["owner"])
+        if messages:
+            self.indexed(None, summary, messages)
         return summary
 
     def open(self, ai: str, sid: str, *, shared: bool = False, create_missing: bool = False,
@@ -513,11 +533,17 @@ class Session:
         if not self.pending:
             return 0
         written = list(self.pending)
+        before = self.summary if self.stored else None
         if self.stored:
-            self._append(written)
+            self._append(written)  # relabels ``written`` in place when it moves them
         else:
             self._create_with(written)
         del self.pending[: len(written)]
+        # Only once the messages are no longer pending: nothing here can make them be written
+        # twice. A race lost on the way leaves them to the next search's catch-up; a session
+        # created just now was indexed as it was created.
+        if before is not None:
+            self.sessions.indexed(before, self.summary, written)
         return len(written)
 
     def _append(self, written: list[Message]) -> None:

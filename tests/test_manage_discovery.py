@@ -30,6 +30,7 @@ def test_search_finds_messages_across_sessions(home):
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout)
     assert {(h["session"], h["message"]) for h in hits} == {("leak-hunt", 1), ("learn-rust", 2)}
+    assert {h["branch"] for h in hits} == {"main"} and all("[" in h["highlighted"] for h in hits)
     only = json.loads(run(home, "aish", "--search-sessions", "memory leak", "--ai", "hermes-ai",
                           "--json").stdout)
     assert [h["session"] for h in only] == ["learn-rust"]

@@ -231,7 +231,7 @@ def test_a_read_only_store_can_be_read(env, tmpfs, locks):
     assert "Messages: 6" in ok(aish("aish", "--session-info", "s1"))
     assert "Stored sessions: 1" in ok(aish("aish", "--session-stats"))
     assert "OK (6 messages)" in ok(aish("aish", "--validate-session", "s1"))
-    assert "question 1 for apollo" in ok(aish("aish", "--search-sessions", "question 1"))
+    assert "[question 1] for apollo" in ok(aish("aish", "--search-sessions", "question 1"))
     assert len(json.loads(ok(aish("aish", "--save-session", "s1")))["messages"]) == 6
     exported = ok(aish("aish", "--export-sessions"))
     assert "question 2 for apollo" in exported

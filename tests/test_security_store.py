@@ -20,8 +20,9 @@ from aish.store.filestore import FileStore
 
 
 def tree_hashes(top: Path, skip: Path) -> dict[str, str]:
-    """Every file below ``top`` except those below ``skip``, aish's own audit log and its note
-    of the session this user last talked in (for `-c`)."""
+    """Every file below ``top`` except those below ``skip``, aish's own audit log, its note of
+    the session this user last talked in (for `-c`) and its search index (a cache of the
+    sessions, kept up to date as they are written)."""
     out = {}
     for folder, dirs, files in os.walk(top):
         if Path(folder) == skip or skip in Path(folder).parents:
@@ -29,7 +30,7 @@ def tree_hashes(top: Path, skip: Path) -> dict[str, str]:
             continue
         for name in files:
             path = Path(folder) / name
-            if name not in ("audit.log", "last-sessions.json"):
+            if name not in ("audit.log", "last-sessions.json") and Path(folder).name != "search":
                 out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 

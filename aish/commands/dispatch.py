@@ -15,6 +15,7 @@ def load_commands() -> None:
     import aish.commands.manage  # noqa: F401
     import aish.commands.names_cmds  # noqa: F401
     import aish.commands.replay_cmds  # noqa: F401
+    import aish.commands.search_cmds  # noqa: F401
     import aish.commands.session_cmds  # noqa: F401
     import aish.commands.shims  # noqa: F401
     import aish.commands.sync  # noqa: F401

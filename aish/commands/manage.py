@@ -420,28 +420,96 @@ def repair_session(ctx: Context, args) -> int:
     return 0
 
 
-@command("search-sessions", "aish", "Find messages containing TEXT across all stored sessions.",
-         args=(Arg("TEXT", "what to look for (case-insensitive)"),
-               Arg("--ai", "only sessions this specialist takes part in", metavar="NAME",
-                   completes="specialist"),
-               Arg("--limit", "at most N hits (default 50)", type=positive_int, metavar="N"),
-               JSON),
-         example='aish --search-sessions "memory leak"')
+def _since(text: str):
+    from aish.management.durations import parse_when
+
+    # Resolved against the clock when the command runs: argparse has no context to ask.
+    try:
+        parse_when(text, 0.0)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    return text
+
+
+SEARCH_ARGS = (
+    Arg("--ai", "only sessions this specialist takes part in", metavar="NAME",
+        completes="specialist"),
+    Arg("--branch", "only messages on the path of this branch", metavar="B", completes="branch"),
+    Arg("--since", "only messages since then: a duration back (7d, 12h) or a date (2025-01-31)",
+        type=_since, metavar="WHEN"),
+    Arg("--limit", "at most N hits (default 50)", type=positive_int, metavar="N"),
+    JSON)
+
+
+@command("search-sessions", "aish",
+         "Find messages across all stored sessions: every word (or \"quoted phrase\") of TEXT.",
+         args=(Arg("TEXT", "the words to look for (case-insensitive; word* for a prefix)"),
+               *SEARCH_ARGS),
+         example='aish --search-sessions "memory leak" --since 7d')
 def search_sessions(ctx: Context, args) -> int:
-    from aish.management.discovery import search
+    return run_search(ctx, args, args.text)
+
+
+def run_search(ctx: Context, args, text: str, session: str | None = None) -> int:
+    """Search and show the hits (both faces): excerpts highlighted on a terminal, matches in
+    [brackets] otherwise, or JSON."""
+    from aish.management.durations import parse_when
+    from aish.search_index import Filters, search
     from aish.specialists import ai_key
 
-    hits = search(ctx.sessions, args.text, ai_key(args.ai) if args.ai else None,
-                  args.limit or 50)
+    since = parse_when(args.since, ctx.now()) if args.since else None
+    filters = Filters(ai=ai_key(args.ai) if args.ai else None, branch=args.branch, since=since,
+                      session=session, limit=args.limit or 50)
+    hits = search(ctx.sessions, text, filters, warn=ctx.out.warn)
     if args.json:
         _json(ctx, [h.to_json() for h in hits])
     elif not hits:
-        ctx.out.note(f"No message contains {args.text!r}.")
+        ctx.out.note(f"No message contains {text!r}.")
     else:
-        ctx.out.data("\n".join(
-            f"{h.session}#{h.index:<4} {(h.ai + '-ai') if h.role == 'assistant' else 'user':<14} "
-            f"{iso(h.time)}  {h.snippet}" for h in hits))
+        _show_hits(ctx, hits)
     return 0 if hits else 1
+
+
+def _hit_head(h) -> str:
+    who = "title" if h.number == 0 else (
+        f"{h.ai}-ai" if h.role == "assistant" else "user")
+    number = f"#{h.number}" if h.number else ""
+    return f"{h.session}{number:<5} {h.branch or '-':<12} {who:<14} {iso(h.time)}  "
+
+
+def _show_hits(ctx: Context, hits) -> None:
+    if not ctx.out.color:
+        ctx.out.data("\n".join(_hit_head(h) + h.bracketed() for h in hits))
+        return
+    from rich.text import Text
+
+    from aish.sanitize import sanitize
+    from aish.search_index import CLOSE, OPEN
+
+    console = ctx.out.console()
+    for h in hits:
+        line = Text(sanitize(_hit_head(h)), style="dim")
+        for i, piece in enumerate(h.marked.replace(CLOSE, OPEN).split(OPEN)):
+            line.append(sanitize(piece), style="bold reverse" if i % 2 else "")
+        console.print(line, soft_wrap=True)
+
+
+@command("reindex", "aish", "Build the search index again from the stored sessions.",
+         args=(JSON,), example="aish --reindex")
+def reindex(ctx: Context, args) -> int:
+    from aish.search_index import reindex as rebuild
+    from aish.search_index import usable
+
+    if not usable(ctx.config):
+        raise UsageError("the search index is not in use",
+                         hint="encrypted sessions are indexed only with search.index_plaintext: "
+                         "true; search.index: false turns it off")
+    sessions, messages = rebuild(ctx.sessions)
+    if args.json:
+        _json(ctx, {"sessions": sessions, "messages": messages})
+    else:
+        ctx.out.note(f"Indexed {_plural(messages, 'message')} in {_plural(sessions, 'session')}")
+    return 0
 
 
 @command("fork-session", "aish", "Branch a session: a new one with its first N messages.",

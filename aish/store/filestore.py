@@ -300,6 +300,38 @@ class FileStore:
             found.append(sid)
         return sorted(found)
 
+    def dir_stamp(self) -> tuple[str, float] | None:
+        """The sessions directory's change token and modification time: every write aish makes
+        replaces a summary file in it, so an unchanged token means no session changed."""
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return None
+        return f"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}", st.st_mtime
+
+    def stamps(self) -> dict[str, str]:
+        """Each session's log size, change time and inode: a token that changes with every
+        append or rewrite, read for the whole store from one directory scan (the search
+        index compares them to find the sessions to catch up)."""
+        out: dict[str, str] = {}
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return out
+        for entry in entries:
+            sid = entry.name[:-6]
+            if not entry.name.endswith(".jsonl") or not ID_PATTERN.fullmatch(sid) or ".." in sid:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out[sid] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+            else:  # left out, and said so, as every store-wide command does
+                self.skip(sid, self._unusable(sid, st).args[0])
+        return out
+
     def skip(self, sid: str, reason: str) -> None:
         """Warn (once) that a store-wide command leaves this session out."""
         self._warn_once(f"skip:{sid}", f"skipping session {sid}: {reason}")
