@@ -279,7 +279,7 @@ def parse_tombstone(raw: bytes | str, sid: str) -> dict | None:
             "cleared": _time(data.get("cleared"))}
 
 
-_scan = json.JSONDecoder().scan_once  # the C scanner, without json.loads' layers around it
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner alone
 RECORD_KINDS = ("meta", "msg", "ref")  # a tuple: a hand-edited "t" may be unhashable
 
 
