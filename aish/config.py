@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     # The search index (a cache of message text beside the store); with encryption on it holds
     # plaintext only when ``index_plaintext`` says so, else searches decrypt and scan.
     "search": {"index": True, "index_plaintext": False},
+    # USD per million tokens, by model (as its endpoint reports it) or provider name.
+    "prices": {},
 }
 
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
@@ -67,6 +69,7 @@ KNOWN_KEYS: dict[str, Any] = {
     "specialists": {ANY_NAME: dict.fromkeys(SPECIALIST_KEYS)},
     "ui": dict.fromkeys(DEFAULTS["ui"]),
     "search": dict.fromkeys(DEFAULTS["search"]),
+    "prices": {ANY_NAME: {"input": None, "output": None}},
 }
 
 ENV_KEYS = {
@@ -102,6 +105,7 @@ class Config:
     theme: str = "default"
     search_index: bool = True
     search_plaintext: bool = False
+    prices: dict = field(default_factory=dict)  # name -> {"input": usd, "output": usd} per 1M
     warnings: tuple[str, ...] = ()
 
     @property
@@ -346,6 +350,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         theme=c.text("ui", "theme"),
         search_index=c.boolean("search", "index"),
         search_plaintext=c.boolean("search", "index_plaintext"),
+        prices=_prices(c),
         warnings=tuple(warnings),
     )
 
@@ -370,6 +375,23 @@ def _check_providers(c: _Checker) -> None:
             elif kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)
                                        or not 0 <= value <= MAX_INTEGER):  # NaN fails this too
                 c.fail(keys, "a number >= 0", value)
+
+
+def _prices(c: _Checker) -> dict:
+    """``prices``: per model or provider name, both ``input`` and ``output`` in USD per million
+    tokens, each a number >= 0."""
+    out = {}
+    for name in c.mapping("prices"):
+        c.mapping("prices", name)
+        price = {}
+        for side in ("input", "output"):
+            value = c.raw("prices", name, side)
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not 0 <= value <= MAX_INTEGER):  # NaN fails this too
+                c.fail(("prices", name, side), "a number >= 0 (USD per million tokens)", value)
+            price[side] = float(value)
+        out[name] = price
+    return out
 
 
 def _expand(path: str, where: str) -> Path:

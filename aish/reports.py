@@ -36,6 +36,55 @@ def session_info(sessions, sid: str) -> dict:
     }
 
 
+def provider_of(config, environ=None):
+    """``provider_of(message)``: the provider name its specialist is configured to use now (a
+    reply keeps its model, not its provider)."""
+    from aish.errors import AishError
+    from aish.providers import choose
+    from aish.specialists import roster
+
+    specialists = roster(config.specialists, str(config.file))
+    chosen: dict[str, str | None] = {}
+
+    def of(m) -> str | None:
+        if m.ai not in chosen:
+            try:
+                chosen[m.ai] = (choose(specialists[m.ai], config, env=environ)
+                                if m.ai in specialists else None)
+            except AishError:
+                chosen[m.ai] = None
+        return chosen[m.ai]
+
+    return of
+
+
+def session_costs(sessions, sid: str, environ=None) -> dict | None:
+    """Tokens and cost of one session (each stored reply once) and of each branch's path."""
+    from aish.costs import total
+    from aish.errors import AishError
+
+    try:
+        loaded = sessions.load(sid)
+    except AishError:  # the rest of the report stands without it
+        return None
+    prices, of = sessions.config.prices, provider_of(sessions.config, environ)
+    return {"total": total(loaded.messages, prices, of).to_json(),
+            "branches": {name: total(loaded.path(loaded.tree.head(name)), prices, of).to_json()
+                         for name in loaded.tree.names()}}
+
+
+def format_costs(costs: dict) -> list[str]:
+    from aish.costs import from_json as line
+
+    if not costs["total"]["total"]:
+        return []
+    lines = [f"Token use: {line(costs['total'])}"]
+    branches = costs["branches"]
+    if len(branches) > 1:
+        lines += [f"  branch {name}: {line(t)}" for name, t in branches.items()]
+    return lines
+
+
 def current_origin(sessions, origin: dict) -> dict:
     """``origin`` with the sessions it names (a merge's, a fork's) under their current ids: a
     session renamed since is shown as ``old (now new)``."""
@@ -74,6 +123,8 @@ def format_info(info: dict, now: float) -> str:
     ]
     if info["tokens"]:
         lines.append(f"Tokens: {info['tokens']:,}")
+    if info.get("costs"):
+        lines += format_costs(info["costs"])
     if info.get("model"):
         lines.append(f"Model: {info['model']}")
     branches = info.get("branches") or []

@@ -250,13 +250,24 @@ def merge_sessions(ctx: Context, args) -> int:
 
 # -- reports -----------------------------------------------------------------------------------
 
+def _by(text: str) -> str:
+    from aish.costs import GROUPS
+
+    if text not in GROUPS:
+        raise UsageError(f"--by: expected one of {', '.join(GROUPS)}, got {text!r}")
+    return text
+
+
 @command("session-stats", "aish",
-         "Statistics over stored sessions: active, messages, context, most active AI.",
-         args=(JSON,), example="aish --session-stats")
+         "Statistics over stored sessions: active, messages, context, most active AI, tokens "
+         "and cost.",
+         args=(Arg("--by", "token use and cost per ai, model or day (UTC)", type=_by,
+                   metavar="GROUP"), JSON),
+         example="aish --session-stats --by model")
 def session_stats(ctx: Context, args) -> int:
     from aish.management.stats import format_stats, session_stats
 
-    stats = session_stats(ctx.sessions)
+    stats = session_stats(ctx.sessions, args.by, ctx.environ)
     if args.json:
         _json(ctx, stats)
     else:
@@ -267,10 +278,11 @@ def session_stats(ctx: Context, args) -> int:
 @command("session-info", "aish", "Details of one session.", args=(SESSION, JSON),
          example="aish --session-info sess_abc123")
 def session_info(ctx: Context, args) -> int:
-    from aish.reports import format_info
+    from aish.reports import format_info, session_costs
     from aish.reports import session_info as info_of
 
     info = info_of(ctx.sessions, args.id)
+    info["costs"] = session_costs(ctx.sessions, args.id, ctx.environ)
     if args.json:
         _json(ctx, {**info, "created": iso(info["created"]), "updated": iso(info["updated"])})
     else:

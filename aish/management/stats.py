@@ -9,7 +9,8 @@ from aish.management.integrity import is_count
 from aish.sessions import ACTIVE, ENDED, EXPIRED
 
 
-def session_stats(sessions) -> dict:
+def session_stats(sessions, by: str | None = None, environ=None) -> dict:
+    """``by`` (ai, model or day): token use and cost per group as well."""
     rows = sessions.listing(include_all=True)
     states = Counter(state for _, state in rows)
     lengths = [s.context_used(sessions.config.context_window) for s, _ in rows]
@@ -32,7 +33,32 @@ def session_stats(sessions) -> dict:
         "most_active_ai": most,
         "replies_by_ai": {f"{ai}-ai": n for ai, n in sorted(replies.items())},
         "tokens": sum(s.tokens for s, _ in rows),
+        **token_use(sessions, [s.id for s, _ in rows], by, environ),
     }
+
+
+def token_use(sessions, ids: list[str], by: str | None, environ=None) -> dict:
+    """Input, output, estimated tokens and cost over every stored reply (read from the logs),
+    and per ``by`` group when asked."""
+    from aish.costs import GROUPS, Totals, totals
+    from aish.errors import AishError
+    from aish.reports import provider_of
+
+    prices, of = sessions.config.prices, provider_of(sessions.config, environ)
+    overall, groups = Totals(), {}
+    for sid in ids:
+        try:
+            messages = sessions.load(sid).messages
+        except AishError:  # unreadable here (a key missing, ...): listing says so elsewhere
+            continue
+        for name, t in totals(messages, prices, of, GROUPS[by] if by else None).items():
+            for into in (overall, groups.setdefault(name, Totals())):
+                into.merge(t)
+    out: dict = {"token_use": overall.to_json()}
+    if by:
+        out["by"] = by
+        out["groups"] = {name: groups[name].to_json() for name in sorted(groups)}
+    return out
 
 
 def format_stats(stats: dict) -> str:
@@ -48,4 +74,11 @@ def format_stats(stats: dict) -> str:
     ]
     if stats["tokens"]:
         lines.append(f"Tokens: {stats['tokens']:,}")
+    from aish.costs import from_json
+
+    use = stats.get("token_use")
+    if use and use["total"]:
+        lines.append(f"Token use: {from_json(use)}")
+    for name, group in (stats.get("groups") or {}).items():
+        lines.append(f"  {name}: {from_json(group)}")
     return "\n".join(lines)
