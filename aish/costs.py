@@ -62,8 +62,7 @@ class Totals:
         self.output += tokens_out
         self.replies += 1
         if price is not None:
-            self.cost = round((self.cost or 0.0) + cost_of(tokens_in, tokens_out, price),
-                              COST_DIGITS)
+            self.cost = (self.cost or 0.0) + cost_of(tokens_in, tokens_out, price)
 
     def merge(self, other: Totals) -> None:
         self.input += other.input
@@ -71,12 +70,13 @@ class Totals:
         self.estimated += other.estimated
         self.replies += other.replies
         if other.cost is not None:
-            self.cost = round((self.cost or 0.0) + other.cost, COST_DIGITS)
+            self.cost = (self.cost or 0.0) + other.cost
 
     def to_json(self) -> dict:
         return {"input": self.input, "output": self.output, "total": self.tokens,
                 "estimated": self.estimated, "estimated_share": self.estimated_share,
-                "cost": self.cost}
+                # Summed unrounded, rounded once: many tiny costs still add up.
+                "cost": None if self.cost is None else round(self.cost, COST_DIGITS)}
 
 
 def cost_of(tokens_in: int, tokens_out: int, price: dict) -> float:
@@ -122,7 +122,8 @@ GROUPS: dict[str, Callable[[Message], str]] = {
 def describe(t: Totals) -> str:
     """``1,234 (1,000 in, 234 out; 12% estimated), $0.0012``."""
     text = f"{t.tokens:,} ({t.input:,} in, {t.output:,} out"
-    text += f"; {t.estimated_share}% estimated)" if t.estimated else ")"
+    share = f"{t.estimated_share}%" if t.estimated_share else "<1%"
+    text += f"; {share} estimated)" if t.estimated else ")"
     if t.cost is not None:
         text += f", {money(t.cost)}"
     return text
