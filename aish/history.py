@@ -67,11 +67,15 @@ class History:
         return run
 
     def to_json(self, text: Text, content: bool = False) -> dict:
+        from aish.costs import message_tokens
+
         nodes = []
         for node in self.nodes.values():
             m = node.message
+            own, estimated = message_tokens(m)
             item = {"id": m.id, "parent": m.parent or "", "number": node.number,
                     "role": m.role, "ai": m.ai, "time": m.time, "tokens": node.tokens,
+                    "message_tokens": own, "message_tokens_estimated": estimated,
                     "first_line": text(first_line(m.content))}
             if m.note:
                 item["note"] = m.note

@@ -154,6 +154,12 @@ def test_session_info_per_branch(env, server):
     assert "  branch main: 36 (33 in, 3 out), $0.000144" in text
     assert "  branch alt: 26 (22 in, 4 out), $0.000126" in text
 
+    # each message's own tokens: a reply's as reported, a question's estimated
+    nodes = json.loads(ok(run(env, "aish", "--history", sid, "--json")))["nodes"]
+    own = {n["first_line"]: (n["message_tokens"], n["message_tokens_estimated"]) for n in nodes}
+    assert own["q1"] == (4, True) and own["other way"] == (6, True)
+    assert own["ok: q1"] == (1, False) and own["ok: other way"] == (3, False)
+
 
 def test_session_info_marks_estimates_and_omits_unknown_cost(aish, home):
     sessions = sessions_for(home)
