@@ -6,7 +6,7 @@ from aish.context import estimate_tokens, pairs_of
 from aish.humanize import ago, when, window
 
 
-def session_info(sessions, sid: str) -> dict:
+def session_info(sessions, sid: str, environ=None) -> dict:
     """What `aish --session-info ID` and the shell's `info` print, counted from what is stored."""
     summary = sessions.summary(sid)
     default = sessions.config.context_window
@@ -33,6 +33,7 @@ def session_info(sessions, sid: str) -> dict:
         "location": sessions.location(sid),
         # Names only: counting each branch's messages walks it (aish --list-branches does).
         "branches": summary.tree.names(),
+        "costs": session_costs(sessions, sid, environ),
     }
 
 

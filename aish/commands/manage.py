@@ -278,11 +278,10 @@ def session_stats(ctx: Context, args) -> int:
 @command("session-info", "aish", "Details of one session.", args=(SESSION, JSON),
          example="aish --session-info sess_abc123")
 def session_info(ctx: Context, args) -> int:
-    from aish.reports import format_info, session_costs
+    from aish.reports import format_info
     from aish.reports import session_info as info_of
 
-    info = info_of(ctx.sessions, args.id)
-    info["costs"] = session_costs(ctx.sessions, args.id, ctx.environ)
+    info = info_of(ctx.sessions, args.id, ctx.environ)
     if args.json:
         _json(ctx, {**info, "created": iso(info["created"]), "updated": iso(info["updated"])})
     else:
