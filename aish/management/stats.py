@@ -45,7 +45,7 @@ def token_use(sessions, ids: list[str], by: str | None, environ=None) -> dict:
     from aish.reports import provider_of
 
     prices, of = sessions.config.prices, provider_of(sessions.config, environ)
-    overall, groups = Totals(), {}
+    overall, groups = Totals(), dict[str, Totals]()
     for sid in ids:
         try:
             messages = sessions.load(sid).messages
