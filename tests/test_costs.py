@@ -198,9 +198,11 @@ def test_session_stats_totals_and_by(aish, home):
     add_prices(home, "prices:\n  m1: {input: 1, output: 10}\n  m2: {input: 2, output: 20}\n")
     stats = json.loads(ok(aish("aish", "--session-stats", "--json")))
     assert stats["tokens"] == 3300  # reported only, as before
+    # The plain report reads only the summaries; token use (from the logs) comes with --by.
+    assert "token_use" not in stats and "by" not in stats and "groups" not in stats
+    stats = json.loads(ok(aish("aish", "--session-stats", "--by", "ai", "--json")))
     assert stats["token_use"] == {"input": 3004, "output": 304, "total": 3308, "estimated": 8,
                                   "estimated_share": 0, "cost": 0.01}  # 0.002 + 0.008
-    assert "by" not in stats and "groups" not in stats
 
     def by(group):
         out = json.loads(ok(aish("aish", "--session-stats", "--by", group, "--json")))

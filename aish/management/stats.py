@@ -10,7 +10,7 @@ from aish.sessions import ACTIVE, ENDED, EXPIRED
 
 
 def session_stats(sessions, by: str | None = None, environ=None) -> dict:
-    """``by`` (ai, model or day): token use and cost per group as well."""
+    """``by`` (ai, model or day): token use and cost, in all and per group, as well."""
     rows = sessions.listing(include_all=True)
     states = Counter(state for _, state in rows)
     lengths = [s.context_used(sessions.config.context_window) for s, _ in rows]
@@ -33,7 +33,9 @@ def session_stats(sessions, by: str | None = None, environ=None) -> dict:
         "most_active_ai": most,
         "replies_by_ai": {f"{ai}-ai": n for ai, n in sorted(replies.items())},
         "tokens": sum(s.tokens for s, _ in rows),
-        **token_use(sessions, [s.id for s, _ in rows], by, environ),
+        # Token use reads every log, so only when asked: the summaries keep the plain report's
+        # cost the same however long the sessions are.
+        **(token_use(sessions, [s.id for s, _ in rows], by, environ) if by else {}),
     }
 
 
