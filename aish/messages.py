@@ -176,9 +176,16 @@ class Message:
             raise TypeError("source must be a string")
         pp = record.get("pp")
         pp = pp if isinstance(pp, int) and not isinstance(pp, bool) and pp >= 0 else None
-        return cls(role, content, ai, float(time), mid, usage, bool(record.get("interrupted")),
-                   model, bool(record.get("cut")), parent, ref, note, source,
-                   Timing.from_record(record.get("timing")), pos=pos, pp=pp)
+        # Every field is checked above, so the value is filled in directly: a frozen
+        # dataclass's __init__ sets its 16 fields one call at a time, the larger part of
+        # reading a long log.
+        message = object.__new__(cls)
+        message.__dict__.update(
+            role=role, content=content, ai=ai, time=float(time), id=mid, usage=usage,
+            interrupted=bool(record.get("interrupted")), model=model,
+            cut=bool(record.get("cut")), parent=parent, ref=ref, note=note, source=source,
+            timing=Timing.from_record(record.get("timing")), pos=pos, pp=pp)
+        return message
 
 
 @dataclass(frozen=True)

@@ -308,3 +308,22 @@ def test_garbage_lines_never_break_loading_or_listing(tmp_path_factory, lines):
     store.summaries()
     store.append("f", [Message(USER, "still works", "apollo", 9.0).to_record()])
     assert store.load("f").messages[-1].content == "still works"
+
+
+def test_a_message_read_from_a_record_has_every_field_and_reads_back_equal():
+    """Reading builds messages without their __init__ (for speed): a field added to Message
+    and forgotten there would be missing from every message read from a log."""
+    from dataclasses import fields
+
+    from aish.messages import Message, Timing, Usage
+
+    original = Message("assistant", "hi", "apollo", 5.0, id="m1", usage=Usage(3, 4),
+                       interrupted=True, model="m", cut=True, parent="p", ref="main",
+                       note="merge", source="s", timing=Timing(0.1, 0.5, ((0.2, 1),)), pp=7)
+    record = original.to_record()
+    record["pp"] = 7  # a store's hint, written by the store beside the record
+    read = Message.from_record(record, pos=9)
+    assert set(vars(read)) == {f.name for f in fields(Message)}
+    assert read == original and read.to_record() == original.to_record()
+    assert (read.parent, read.ref, read.timing, read.pos, read.pp) == ("p", "main",
+                                                                       original.timing, 9, 7)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from aish.errors import StorageError
 from aish.ids import ID_PATTERN
@@ -34,8 +35,9 @@ MAIN = "main"
 ANY = "*"  # the ``from`` of an unconditional move
 
 
-@dataclass(frozen=True)
-class Head:
+# Heads and moves are made once per stored record while a log is folded: plain named tuples,
+# which cost a fraction of a frozen dataclass to build.
+class Head(NamedTuple):
     id: str  # "" = a branch with no message yet (it starts at the root)
     pos: int | None = None
 
@@ -49,8 +51,7 @@ class RefMoved(StorageError):
         self.current = current
 
 
-@dataclass(frozen=True)
-class Move:
+class Move(NamedTuple):
     name: str
     frm: str | None  # None: create; ANY: unconditional
     to: str
@@ -139,7 +140,9 @@ class RefState:
         move = move_of(record, pos, self.last)
         if move is not None:
             self.apply(move, strict)
-        if record.get("t") == "msg" and message_id(record.get("id")):
+        if move is not None and move.op == "msg":  # its id is checked already
+            self.last = Head(move.to, pos)
+        elif record.get("t") == "msg" and message_id(record.get("id")):
             self.last = Head(record["id"], pos)
 
     def apply(self, move: Move, strict: bool = False) -> bool:
@@ -151,6 +154,10 @@ class RefState:
                 return self._refuse(move, current, strict)
         elif current is None or current.id != move.frm:
             return self._refuse(move, current, strict and not move.soft)
+        if move.op not in ("undo", "redo", "keep"):  # most moves: what an undo left is gone
+            self.redo.pop(move.name, None)
+            self.refs[move.name] = Head(move.to, move.pos)
+            return True
         stack = self.redo.setdefault(move.name, [])
         if move.op == "undo" and current is not None:
             stack.insert(0, current)
