@@ -614,6 +614,12 @@ def search(sessions, text: str, filters: Filters, warn=lambda _text: None) -> li
     found = parse(text)
     config = sessions.config
     if not usable(config):
+        if config.encrypt:
+            # Indexed while the user allowed plaintext (or before encryption was on): the
+            # text must not stay behind once they no longer do.
+            with contextlib.suppress(OSError):
+                if os.path.lexists(index_path(config)):
+                    SearchIndex(index_path(config)).discard()
         if config.search_index:
             warn("sessions are encrypted and the search index holds no plaintext: scanning "
                  "every session (set search.index_plaintext: true to index them)")

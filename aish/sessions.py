@@ -289,10 +289,6 @@ class Sessions:
         """What the audit log says about ``sid``, under its current and its former ids."""
         return self.audit.entries({sid, *self.former_ids(sid)})
 
-    def current_id(self, sid: str) -> str:
-        """``sid`` as the session is called now (itself when it was never renamed)."""
-        return self.resolve(sid) or sid
-
     # -- the one door to storage for commands, management and faces ------------------------
     # Nothing outside the session core reaches the store or the audit log: each write below
     # records its own audit entry, so no operation escapes the log, the limit on active

@@ -80,10 +80,15 @@ def suggest_title(provider, specialist, question: str, answer: str) -> str:
 
 
 def auto_title(session, specialist, provider, reply) -> bool:
-    """Title ``session`` after its first exchange (``reply``), unless it has a title or
-    auto titles are off; any failure leaves it untitled, silently. True when titled."""
+    """Title ``session`` after its first exchange (``reply``), unless it has a title, auto
+    titles are off or sessions are encrypted; any failure leaves it untitled, silently. True
+    when titled."""
     config = session.sessions.config
     if not config.auto_title or reply.interrupted or not reply.text.strip():
+        return False
+    # Titles are stored as plain session metadata; one drawn from encrypted messages would
+    # give away what they hide.
+    if config.encrypt:
         return False
     header = session.summary.header
     # A one-off question is its own title, and the extra request would slow every one.

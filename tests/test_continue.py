@@ -244,3 +244,13 @@ def test_c_and_one_offs_on_a_redis_store(env, server, home, redis_url):
     rows = json.loads(say(env, "aish", "--list-sessions", "--json").stdout)
     assert [(r["state"], r["messages"], r.get("oneshot")) for r in rows] == [
         ("active", 4, None)]
+
+
+def test_c_follows_a_rename(env, server, sessions_dir):
+    a = new_session(env, "apollo", "a1")
+    say(env, "aish", "--rename-session", a, "renamed-one")
+    say(env, "apollo", "-c", "a2")
+    say(env, "aish", "-c", "a3")
+    assert sent_users(server) == ["a1", "a2", "a3"]
+    store = FileStore(sessions_dir)
+    assert store.ids() == ["renamed-one"]

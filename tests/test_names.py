@@ -248,3 +248,16 @@ def test_the_shell_toolbar_shows_the_title():
     long = plain(session_toolbar("s", 1, 10, "apollo", "m", title="y" * 100))
     assert "y" * (TITLE_WIDTH - 1) + "…" in long and "y" * TITLE_WIDTH not in long
     assert "│  │" not in plain(session_toolbar("s", 1, 10, "apollo", "m"))
+
+
+def test_no_auto_title_when_sessions_are_encrypted(env, server):
+    # The title is plain metadata: drawn from encrypted messages it would give them away.
+    cfg = Path(env["HOME"]) / ".aish" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "sessions:\n  storage:\n    encrypt: true\n")
+    server.reply = lambda body: "Secret plans" if titling(body) else "answer"
+    key = {"AISH_ENCRYPTION_KEY": "correct horse battery staple"}
+    ok(env, "apollo", "--session-id", "enc", input="my secret plans", AISH_AUTO_TITLE="true",
+       **key)
+    assert len(server.requests) == 1 and not titling(server.requests[0])
+    shown = json.loads(ok(env, "aish", "--session-info", "enc", "--json", **key).stdout)
+    assert shown["title"] is None and shown["messages"] == 2

@@ -217,7 +217,8 @@ def test_piped_replay_prints_the_transcript_at_once_redacted(aish, home, session
 @pytest.mark.parametrize("args, message", [
     (["--speed", "0"], "above 0"), (["--idle-limit", "soon"], "expected a number"),
     (["--from", "3", "--to", "2"], "comes before"), (["--branch", "nope"], "nope"),
-    (["--from", "x"], "message number"),
+    (["--from", "x"], "message number"), (["--json"], "--as or --model"),
+    (["--provider", "local"], "--as or --model"), (["--as", "athena", "--speed", "2"], "--speed"),
 ])
 def test_bad_replay_arguments_are_one_line_usage_errors(aish, home, sessions_dir, args,
                                                         message):

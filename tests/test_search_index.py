@@ -365,3 +365,17 @@ def test_a_linked_index_folder_is_not_written_through(home, tmp_path):
     session.add(Message(USER, "appended meanwhile", "hermes", T0 + 300))
     assert session.summary.messages == 3
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_withdrawing_plaintext_consent_removes_the_indexed_text(home, monkeypatch):
+    sessions = _encrypted(home, monkeypatch, plaintext=True)
+    assert run(home, "aish", "--search-sessions", "zebrafish",
+               AISH_ENCRYPTION_KEY=PASS).returncode == 0
+    assert b"zebrafish" in _index_bytes(sessions.config)
+    cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("index_plaintext: true", "index_plaintext: false"))
+    found = run(home, "aish", "--search-sessions", "zebrafish", "--json",
+                AISH_ENCRYPTION_KEY=PASS)
+    assert found.returncode == 0, found.stderr
+    assert len(json.loads(found.stdout)) == 2
+    assert b"zebrafish" not in _index_bytes(sessions.config)

@@ -332,13 +332,9 @@ def test_summaries_of_many_sessions(store):
     assert summaries["s05"].messages == 4
 
 
-def test_concurrent_writers_lose_nothing(backend, tmp_path):
-    """Several processes append to one session at once: every record arrives, each writer's
-    records in the order it wrote them."""
-    store = backend.store()
-    store.create(new_meta("busy"), [])
-    writers, each = 6, 60
-    script = textwrap.dedent(f"""
+def writer_script(backend, each: int) -> str:
+    """A process that appends ``each`` messages to session "busy", ids ``W-i`` (W: argv[1])."""
+    return textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
         from aish.messages import Message
@@ -355,6 +351,15 @@ def test_concurrent_writers_lose_nothing(backend, tmp_path):
             m = Message("user", f"{{w}}:{{i}}", "apollo", time.time(), id=f"{{w}}-{{i}}")
             store.append("busy", [m.to_record()])
     """)
+
+
+def test_concurrent_writers_lose_nothing(backend, tmp_path):
+    """Several processes append to one session at once: every record arrives, each writer's
+    records in the order it wrote them."""
+    store = backend.store()
+    store.create(new_meta("busy"), [])
+    writers, each = 6, 60
+    script = writer_script(backend, each)
     procs = [subprocess.Popen([sys.executable, "-c", script, f"w{n}"]) for n in range(writers)]
     assert all(p.wait(timeout=600) == 0 for p in procs)
     loaded = store.load("busy")
@@ -416,23 +421,7 @@ def test_appends_racing_a_rename_lose_nothing(backend):
     store = backend.store()
     store.create(new_meta("busy"), [])
     writers, each = 4, 60
-    script = textwrap.dedent(f"""
-        import sys, time
-        from pathlib import Path
-        from aish.messages import Message
-        from aish.store.crypto import EncryptedCodec
-        from aish.store.filestore import FileStore
-        from aish.store.redisstore import RedisStore
-        w = sys.argv[1]
-        codec = EncryptedCodec(bytes(range(32))) if {backend.codec is not None!r} else None
-        if {backend.redis!r}:
-            store = RedisStore({backend.url!r}, codec=codec)
-        else:
-            store = FileStore(Path({str(backend.root)!r}), codec=codec)
-        for i in range({each}):
-            m = Message("user", f"{{w}}:{{i}}", "apollo", time.time(), id=f"{{w}}-{{i}}")
-            store.append("busy", [m.to_record()])
-    """)
+    script = writer_script(backend, each)
     procs = [subprocess.Popen([sys.executable, "-c", script, f"w{n}"]) for n in range(writers)]
     try:
         while store.summary("busy").messages < writers:  # every writer is under way

@@ -209,6 +209,11 @@ def last_session(ctx: Context, ai: str | None) -> Last:
         raise SessionNotFound(f"no earlier session{who} to continue",
                               hint=f"start one: {ai or 'apollo'} --session")
     if not ctx.sessions.exists(found.sid):
+        renamed = ctx.sessions.resolve(found.sid)  # renamed since: -c follows it
+        if renamed is not None:
+            from dataclasses import replace
+
+            return replace(found, sid=renamed)
         raise SessionNotFound(f"your last session{who}, {found.sid}, no longer exists",
                               hint=f"start a new one: {found.ai} --session, or see "
                               "'aish --list-sessions --all'")

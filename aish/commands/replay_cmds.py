@@ -70,7 +70,16 @@ REASK = (Arg("--as", "ask every question of the branch again, of this specialist
                NO_REDACT, *REASK, JSON),
          example="aish --replay-session sess_abc123 --speed 2")
 def replay_session(ctx: Context, args) -> int:
-    if args.as_ or args.model or args.into_branch or args.compare:
+    asking = args.as_ or args.model or args.into_branch or args.compare
+    # The two halves share one option set: an option the chosen one ignores is an error.
+    other = (["--speed", "--idle-limit"] if asking else ["--provider", "--json"])
+    given = [name for name, value in zip(other, (
+        (args.speed, args.idle_limit) if asking else (args.provider, args.json)), strict=True)
+        if value not in (None, False)]
+    if given:
+        raise UsageError(f"{given[0]} goes " + ("with playing a session, not with --as/--model"
+                                                if asking else "with --as or --model"))
+    if asking:
         from aish.reask import ask_again
 
         return ask_again(ctx, args)
