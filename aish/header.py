@@ -125,6 +125,8 @@ class Header:
             problems.append("title is not text")
         if title_by is not None and title_by not in TITLE_BY:
             problems.append(f"title_by is not one of {', '.join(TITLE_BY)}")
+        if isinstance(title, str):  # one line, whatever a hand edit left: it is shown in rows
+            title = " ".join(title.split())
         has_title = isinstance(title, str) and title != ""
         oneshot = meta.get("oneshot", False)
         if not isinstance(oneshot, bool):

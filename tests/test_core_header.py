@@ -105,7 +105,7 @@ JSON = st.recursive(
                                                                  max_size=4),
     max_leaves=12)
 KNOWN = ["id", "owner", "created", "updated", "context_window", "shared", "state",
-         "participants", "origin", "persona", "t", "v", "time"]
+         "participants", "origin", "persona", "title", "title_by", "oneshot", "t", "v", "time"]
 KEYS = st.sampled_from(KNOWN)
 
 

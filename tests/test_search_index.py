@@ -379,3 +379,18 @@ def test_withdrawing_plaintext_consent_removes_the_indexed_text(home, monkeypatc
     assert found.returncode == 0, found.stderr
     assert len(json.loads(found.stdout)) == 2
     assert b"zebrafish" not in _index_bytes(sessions.config)
+
+
+def test_secrets_in_excerpts_are_redacted_unless_asked(home):
+    secret = "sk-" + "abcdefghijklmnopqrstuvwx1234"
+    sessions = sessions_for(home)
+    sessions.create("apollo", "keys", named=True, messages=[
+        Message(USER, f"deploy with key {secret} today", "apollo", T0),
+        Message(ASSISTANT, "Keep the deploy key out of the repo.", "apollo", T0 + 1)])
+    for args in ([], ["--json"]):
+        found = run(home, "aish", "--search-sessions", "deploy", *args)
+        assert found.returncode == 0, found.stderr
+        assert secret.encode() not in found.stdout and b"[REDACTED:" in found.stdout
+        assert b"Redacted 1 secret" in found.stderr
+    shown = run(home, "aish", "--search-sessions", "deploy", "--no-redact")
+    assert secret.encode() in shown.stdout and b"Redacted" not in shown.stderr

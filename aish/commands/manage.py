@@ -449,6 +449,8 @@ SEARCH_ARGS = (
     Arg("--since", "only messages since then: a duration back (7d, 12h) or a date (2025-01-31)",
         type=_since, metavar="WHEN"),
     Arg("--limit", "at most N hits (default 50)", type=positive_int, metavar="N"),
+    Arg("--no-redact", "show secrets (API keys, tokens, ...) in excerpts as they are",
+        flag=True),
     JSON)
 
 
@@ -465,13 +467,15 @@ def run_search(ctx: Context, args, text: str, session: str | None = None) -> int
     """Search and show the hits (both faces): excerpts highlighted on a terminal, matches in
     [brackets] otherwise, or JSON."""
     from aish.management.durations import parse_when
+    from aish.redact import Redactor
     from aish.search_index import Filters, search
     from aish.specialists import ai_key
 
     since = parse_when(args.since, ctx.now()) if args.since else None
     filters = Filters(ai=ai_key(args.ai) if args.ai else None, branch=args.branch, since=since,
                       session=session, limit=args.limit or 50)
-    hits = search(ctx.sessions, text, filters, warn=ctx.out.warn)
+    hits = _redacted(ctx, search(ctx.sessions, text, filters, warn=ctx.out.warn),
+                     Redactor(not args.no_redact))
     if args.json:
         _json(ctx, [h.to_json() for h in hits])
     elif not hits:
@@ -479,6 +483,22 @@ def run_search(ctx: Context, args, text: str, session: str | None = None) -> int
     else:
         _show_hits(ctx, hits)
     return 0 if hits else 1
+
+
+def _redacted(ctx: Context, hits, redactor) -> list:
+    """Hits with secrets in their excerpts redacted, as every other view of stored text has
+    them (counts on stderr); an excerpt that lost one loses its highlighting too, since the
+    match may have been inside the secret."""
+    from dataclasses import replace
+
+    out = []
+    for hit in hits:
+        plain = redactor(hit.snippet)
+        out.append(hit if plain == hit.snippet else replace(hit, marked=plain))
+    note = redactor.report()
+    if note:
+        ctx.out.note(note)
+    return out
 
 
 def _hit_head(h) -> str:
