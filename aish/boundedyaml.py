@@ -22,8 +22,10 @@ MAX_NODES = 2_000  # counting every alias as the whole node it stands for
 class _Limits:
     """The running counts of one load, fed one parser event at a time."""
 
-    def __init__(self, where: str):
+    def __init__(self, where: str, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH):
         self.where = where
+        self.max_nodes = max_nodes
+        self.max_depth = max_depth
         self.nodes = 0
         self.aliases = 0
         self.open: list[tuple[str | None, int]] = []  # (anchor, nodes before) per open collection
@@ -49,8 +51,8 @@ class _Limits:
         elif isinstance(event, events.CollectionStartEvent):
             if not self.open and not isinstance(event, events.MappingStartEvent):
                 self.refuse("expected a mapping at the top level")
-            if len(self.open) >= MAX_DEPTH:
-                self.refuse(f"nested deeper than {MAX_DEPTH} levels")
+            if len(self.open) >= self.max_depth:
+                self.refuse(f"nested deeper than {self.max_depth} levels")
             self.add(1, "too many values")
             self.open.append((event.anchor, self.nodes))
         elif isinstance(event, events.CollectionEndEvent) and self.open:
@@ -60,21 +62,23 @@ class _Limits:
 
     def add(self, count: int, what: str) -> None:
         self.nodes += count
-        if self.nodes > MAX_NODES:
+        if self.nodes > self.max_nodes:
             if what == "aliases expand":
-                self.refuse(f"aliases expand to more than {MAX_NODES} values")
-            self.refuse(f"{what} (more than {MAX_NODES})")
+                self.refuse(f"aliases expand to more than {self.max_nodes} values")
+            self.refuse(f"{what} (more than {self.max_nodes})")
 
 
-def load(text: str, where: str) -> Any:
+def load(text: str, where: str, *, max_nodes: int = MAX_NODES,
+         max_depth: int = MAX_DEPTH) -> Any:
     """The one YAML document in ``text`` (None when it holds none), or ConfigError naming
-    ``where``. The top level must be a mapping."""
+    ``where``. The top level must be a mapping. The limits suit a config file; a bigger
+    document (a saved conversation) may raise them."""
     from ruamel.yaml import YAML
     from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.parser import Parser
     from ruamel.yaml.reader import ReaderError
 
-    limits = _Limits(where)
+    limits = _Limits(where, max_nodes, max_depth)
 
     class BoundedParser(Parser):
         def get_event(self) -> Any:

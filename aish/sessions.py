@@ -396,6 +396,16 @@ class Sessions:
         self.audit.record("restore", sid, ai, **details)
         return len(missing)
 
+    def import_new(self, meta: dict, messages: list[Message],
+                   refs: dict[str, str] | None = None, **details) -> Summary:
+        """Store a conversation brought from another tool, checked as a restore is, as a new
+        session under a fresh id, with its branches ``refs``; audited as ``import``. The
+        caller has counted the room it needs."""
+        summary = self._store_new({k: v for k, v in meta.items() if k != "id"}, messages,
+                                  None, refs)
+        self.audit.record("import", summary.id, meta.get("owner"), **details)
+        return summary
+
     def _append_elsewhere_if_moved(self, sid: str, missing: list[Message], have: set[str]
                                    ) -> None:
         """Add messages a session lacks (a recovery file's) on the branch they were written

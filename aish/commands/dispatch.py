@@ -12,6 +12,7 @@ def load_commands() -> None:
     import aish.commands.branch_cmds  # noqa: F401
     import aish.commands.core  # noqa: F401
     import aish.commands.history_cmds  # noqa: F401
+    import aish.commands.import_cmds  # noqa: F401
     import aish.commands.manage  # noqa: F401
     import aish.commands.names_cmds  # noqa: F401
     import aish.commands.replay_cmds  # noqa: F401

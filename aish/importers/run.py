@@ -1,0 +1,164 @@
+"""`--import-session`: read another tool's conversations, check them all, then store them.
+
+Nothing is written unless every conversation passes the checks `--restore-session` makes (text
+is valid Unicode, messages and sessions within the size limits, ids and names sound, the tree
+consistent) and the limit on active sessions leaves room for them all.
+
+Importing is idempotent: each session records where it came from in its header's ``origin``
+(the source, the source's id for the conversation, and a digest of what it says). A
+conversation already imported with the same content is not imported again: its session is
+reported instead. One that has changed since (a chat continued in the other tool) is imported
+as a new session beside the earlier one, so nothing in either is lost.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aish.errors import AishError, LimitError, UsageError
+from aish.importers import SOURCES
+from aish.importers.model import BadSource, Conversation, message_id
+from aish.importers.reading import Budget, existing
+from aish.management.intake import Incoming, prepare
+from aish.specialists import ai_key
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
+_UNEXPECTED = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError,
+               UnicodeError, OverflowError, MemoryError)
+
+
+@dataclass
+class Imported:
+    id: str
+    source_id: str
+    title: str | None
+    messages: int
+    branches: list[str] = field(default_factory=list)
+    existing: bool = False  # imported before with the same content: nothing was written
+    earlier: list[str] = field(default_factory=list)  # sessions of an older copy of it
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def read_conversations(source: str, path: str, limit: int) -> list[Conversation]:
+    """The conversations in ``path`` as ``source`` writes them; AishError if it cannot be."""
+    if source not in SOURCES:
+        raise UsageError(f"--from: expected one of {', '.join(SOURCES)}, got {source!r}")
+    reader = importlib.import_module(f"aish.importers.{source}")
+    file = existing(path)
+    try:
+        return reader.read(file, Budget(limit))
+    except AishError:
+        raise
+    except _UNEXPECTED as exc:  # a reader meeting a shape it did not foresee
+        raise BadSource(f"{path}: cannot read it as {source} writes it "
+                        f"({type(exc).__name__})") from None
+
+
+def _source_key(value: str) -> str:
+    """The source's id for a conversation as stored in a header: an id that is plain text,
+    otherwise a digest of it (it may be anything a file holds)."""
+    if _PLAIN_ID.fullmatch(value):
+        return value
+    return "sha256:" + message_id("id", "", value)
+
+
+def _incoming(source: str, conversation: Conversation, ai: str, label: str) -> Incoming:
+    key = _source_key(conversation.source_id)
+    ids = {turn.key: message_id(source, key, turn.key) for turn in conversation.turns}
+    records = []
+    for position, turn in enumerate(conversation.turns, start=1):
+        record: dict = {"t": "msg", "id": ids[turn.key], "role": turn.role,
+                        "content": turn.text, "ai": ai, "time": turn.time}
+        if turn.parent is not None:
+            record["parent"] = ids.get(turn.parent, "")
+        if turn.model:
+            record["model"] = turn.model
+        if turn.usage:
+            record["usage"] = {"prompt_tokens": turn.usage[0],
+                               "completion_tokens": turn.usage[1]}
+        records.append((position, record))
+    times = [turn.time for turn in conversation.turns]
+    created = conversation.created if conversation.created is not None else min(
+        times, default=None)
+    meta: dict = {"owner": ai, "participants": [ai], "shared": False,
+                  "origin": {"imported": source, "source_id": key,
+                             "digest": conversation.digest()}}
+    if created is not None:
+        meta["created"] = min([created, *times])
+        meta["updated"] = max([created, *times])
+    if conversation.title:
+        meta.update(title=conversation.title, title_by="user")
+    refs = {name: ids[head] for name, head in conversation.branches.items() if head in ids}
+    return Incoming(label, meta, records, refs=refs)
+
+
+def _imported_before(sessions, source: str) -> dict[str, list[tuple[str, str]]]:
+    """Source id -> [(session id, digest)] of the sessions imported from ``source``."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for summary, _ in sessions.listing(include_all=True):
+        origin = summary.origin
+        if origin.get("imported") == source and isinstance(origin.get("source_id"), str):
+            found.setdefault(origin["source_id"], []).append(
+                (summary.id, str(origin.get("digest"))))
+    return found
+
+
+def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
+                    conversation: str | None = None) -> list[Imported]:
+    """Import every conversation of ``path`` (or only ``conversation``) as sessions of ``ai``.
+
+    Raises only AishError subclasses, whatever the file holds, and then has written nothing.
+    """
+    ai = ai_key(ai)
+    config, now = sessions.config, sessions.now()
+    found = read_conversations(source, path, config.max_session_bytes)
+    if conversation is not None:
+        found = [c for c in found if conversation in (c.source_id, _source_key(c.source_id))]
+        if not found:
+            raise BadSource(f"{path}: no conversation {conversation!r} in it",
+                            hint=f"see the ids with: aish --import-session {path} --from "
+                            f"{source} --json")
+    if not found:
+        raise BadSource(f"{path}: no conversations in it")
+    name = Path(path).name
+    prepared = [prepare(_incoming(source, c, ai, f"{name}: conversation "
+                                  f"{_source_key(c.source_id)}"), config, now, False)
+                for c in found]
+    before = _imported_before(sessions, source)
+    plan = []
+    for conv, item in zip(found, prepared, strict=True):
+        origin = item.meta["origin"]
+        earlier = before.get(origin["source_id"], [])
+        same = [sid for sid, digest in earlier if digest == origin["digest"]]
+        plan.append((conv, item, same[0] if same else None, [sid for sid, _ in earlier]))
+    adding = sum(1 for _, item, same, _ in plan if same is None and _active(item.meta, now,
+                                                                            config))
+    if adding:
+        active = len(sessions.listing())
+        if active + adding > config.max_sessions:
+            raise LimitError(
+                f"importing would exceed the limit of active sessions ({active} active, "
+                f"{adding} to import, limit {config.max_sessions})",
+                hint="end some with 'aish --end-session ID', or raise AISH_MAX_SESSIONS")
+    results = []
+    for conv, item, same, older in plan:
+        branches = sorted(item.refs)
+        if same is not None:
+            results.append(Imported(same, conv.source_id, conv.title, len(item.messages),
+                                    branches, existing=True))
+            continue
+        summary = sessions.import_new(item.meta, item.messages, item.refs, source=source,
+                                      path=str(Path(path).expanduser().absolute()),
+                                      from_id=item.meta["origin"]["source_id"])
+        results.append(Imported(summary.id, conv.source_id, conv.title, len(item.messages),
+                                branches, earlier=older))
+    return results
+
+
+def _active(meta: dict, now: float, config) -> bool:
+    return now - meta["updated"] <= config.timeout_minutes * 60
