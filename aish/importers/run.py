@@ -134,8 +134,9 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
     for conv, item in zip(found, prepared, strict=True):
         origin = item.meta["origin"]
         earlier = before.get(origin["source_id"], [])
-        same = [sid for sid, digest in earlier if digest == origin["digest"]]
-        plan.append((conv, item, same[0] if same else None, [sid for sid, _ in earlier]))
+        matches = [sid for sid, digest in earlier if digest == origin["digest"]]
+        plan.append((conv, item, matches[0] if matches else None,
+                     [sid for sid, _ in earlier]))
     adding = sum(1 for _, item, same, _ in plan if same is None and _active(item.meta, now,
                                                                             config))
     if adding:
