@@ -70,7 +70,7 @@ def _source_key(value: str) -> str:
 def _incoming(source: str, conversation: Conversation, ai: str, label: str) -> Incoming:
     key = _source_key(conversation.source_id)
     ids = {turn.key: message_id(source, key, turn.key) for turn in conversation.turns}
-    records = []
+    records: list[tuple[int, object]] = []
     for position, turn in enumerate(conversation.turns, start=1):
         record: dict = {"t": "msg", "id": ids[turn.key], "role": turn.role,
                         "content": turn.text, "ai": ai, "time": turn.time}
