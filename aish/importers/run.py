@@ -59,16 +59,18 @@ def read_conversations(source: str, path: str, limit: int) -> list[Conversation]
                         f"({type(exc).__name__})") from None
 
 
-def _source_key(value: str) -> str:
+def _source_key(value: str, hidden: bool = False) -> str:
     """The source's id for a conversation as stored in a header: an id that is plain text,
-    otherwise a digest of it (it may be anything a file holds)."""
-    if _PLAIN_ID.fullmatch(value):
+    otherwise a digest of it (it may be anything a file holds). Headers are not encrypted, so
+    with encryption on it is always the digest: a chat's name can say what it is about."""
+    if _PLAIN_ID.fullmatch(value) and not hidden:
         return value
     return "sha256:" + message_id("id", "", value)
 
 
-def _incoming(source: str, conversation: Conversation, ai: str, label: str) -> Incoming:
-    key = _source_key(conversation.source_id)
+def _incoming(source: str, conversation: Conversation, ai: str, label: str,
+              hidden: bool) -> Incoming:
+    key = _source_key(conversation.source_id, hidden)
     ids = {turn.key: message_id(source, key, turn.key) for turn in conversation.turns}
     records: list[tuple[int, object]] = []
     for position, turn in enumerate(conversation.turns, start=1):
@@ -91,7 +93,7 @@ def _incoming(source: str, conversation: Conversation, ai: str, label: str) -> I
     if created is not None:
         meta["created"] = min([created, *times])
         meta["updated"] = max([created, *times])
-    if conversation.title:
+    if conversation.title and not hidden:  # a title is stored unencrypted
         meta.update(title=conversation.title, title_by="user")
     refs = {name: ids[head] for name, head in conversation.branches.items() if head in ids}
     return Incoming(label, meta, records, refs=refs)
@@ -118,7 +120,8 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
     config, now = sessions.config, sessions.now()
     found = read_conversations(source, path, config.max_session_bytes)
     if conversation is not None:
-        found = [c for c in found if conversation in (c.source_id, _source_key(c.source_id))]
+        found = [c for c in found if conversation in (
+            c.source_id, _source_key(c.source_id), _source_key(c.source_id, True))]
         if not found:
             raise BadSource(f"{path}: no conversation {conversation!r} in it",
                             hint=f"see the ids with: aish --import-session {path} --from "
@@ -126,8 +129,9 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
     if not found:
         raise BadSource(f"{path}: no conversations in it")
     name = Path(path).name
+    hidden = bool(config.encrypt)
     prepared = [prepare(_incoming(source, c, ai, f"{name}: conversation "
-                                  f"{_source_key(c.source_id)}"), config, now, False)
+                                  f"{_source_key(c.source_id)}", hidden), config, now, False)
                 for c in found]
     before = _imported_before(sessions, source)
     plan = []
