@@ -3,7 +3,8 @@
 llm is in the test extra and shares the project's venv. shell_gpt and gptme cannot: both pin
 ``openai<3`` (and shell_gpt ``rich<14``) while aish runs on newer releases, so each gets a
 throwaway venv of its own, made once from the package registry and kept under pytest's cache
-directory (``.pytest_cache/d/aish-import-tools``) for later runs.
+directory (``.pytest_cache/d/aish-import-tools``) for later runs; so does an older llm, whose
+logs have the earlier schema.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-# What each tool's venv installs (shell_gpt imports click without declaring it).
-TOOLS = {"sgpt": ["shell-gpt", "click"], "gptme": ["gptme"]}
+# What each tool's venv installs (shell_gpt imports click without declaring it; llm 0.31, the
+# last to log into the `responses` table only, needs httpx and an openai before 3).
+TOOLS = {"sgpt": ["shell-gpt", "click"], "gptme": ["gptme"],
+         "llm-0.31": ["llm==0.31.1", "openai<3", "httpx"]}
 
 
 def tool_venv(cache_dir: Path, name: str) -> Path:

@@ -40,12 +40,17 @@ def _utc(text: str) -> float:
 
 # -- llm -----------------------------------------------------------------------------------------
 
-def test_llm_conversations_with_their_times_models_and_tokens(aish, tool_env, server, tmp_path):
+def _llm_env(tool_env: dict, server, tmp_path: Path) -> dict:
     user_dir = tmp_path / "llm"
     user_dir.mkdir()
     (user_dir / "extra-openai-models.yaml").write_text(
         f"- model_id: scripted\n  model_name: scripted-model\n  api_base: \"{server.base}\"\n")
-    env = {**tool_env, "LLM_USER_PATH": str(user_dir)}
+    return {**tool_env, "LLM_USER_PATH": str(user_dir)}
+
+
+def test_llm_conversations_with_their_times_models_and_tokens(aish, tool_env, server, tmp_path):
+    env = _llm_env(tool_env, server, tmp_path)
+    user_dir = Path(env["LLM_USER_PATH"])
     llm = str(BIN / "llm")
     _run(env, llm, "-m", "scripted", "what is a monad?")
     _run(env, llm, "-m", "scripted", "-c", "and a functor?")
@@ -78,6 +83,42 @@ def test_llm_conversations_with_their_times_models_and_tokens(aish, tool_env, se
     [again] = imported_ids(aish("aish", "--import-session", str(db), "--from", "llm",
                                 "--conversation", threads[1][0]))
     assert again == ids[1]
+
+
+def test_llm_logs_of_an_older_llm_and_after_the_upgrade(aish, tool_env, server, tmp_path,
+                                                        pytestconfig):
+    env = _llm_env(tool_env, server, tmp_path)
+    db = Path(env["LLM_USER_PATH"]) / "logs.db"
+    old = tool_venv(pytestconfig.cache.mkdir("aish-import-tools"), "llm-0.31") / "llm"
+    _run(env, str(old), "-m", "scripted", "old question")
+    _run(env, str(old), "-m", "scripted", "-c", "old follow-up")
+    with sqlite3.connect(db) as con:
+        assert "threads" not in {r[0] for r in con.execute(
+            "select name from sqlite_master where type = 'table'")}
+        rows = con.execute("select conversation_id, datetime_utc, duration_ms, input_tokens, "
+                           "output_tokens from responses order by datetime_utc").fetchall()
+    [before] = imported_ids(aish("aish", "--import-session", str(db), "--from", "llm"))
+    doc = saved(aish, before)
+    assert said(doc) == [("user", "old question"), ("assistant", "answer 1"),
+                         ("user", "old follow-up"), ("assistant", "answer 2")]
+    expected = []
+    for _, started, duration, *_ in rows:
+        expected += [_utc(started), _utc(started) + duration / 1000]
+    assert [m["time"] for m in doc["messages"]] == pytest.approx(expected, abs=1e-6)
+    assert doc["session"]["origin"]["source_id"] == rows[0][0]
+    assert [m["usage"]["completion_tokens"] for m in doc["messages"]
+            if m["role"] == "assistant"] == [r[4] for r in rows]
+
+    # The current llm continues the same conversation in the upgraded database: it is one
+    # conversation still, its older exchanges timed from the rows the older llm wrote.
+    _run(env, str(BIN / "llm"), "-m", "scripted", "-c", "new follow-up")
+    proc = aish("aish", "--import-session", str(db), "--from", "llm")
+    [after] = imported_ids(proc)
+    assert after != before and f"imported as {before}".encode() in proc.stderr
+    grown = saved(aish, after)
+    assert said(grown) == said(doc) + [("user", "new follow-up"), ("assistant", "answer 3")]
+    assert [m["time"] for m in grown["messages"][:4]] == pytest.approx(expected, abs=1e-6)
+    assert grown["messages"][4]["time"] > expected[-1]
 
 
 # -- shell_gpt -----------------------------------------------------------------------------------

@@ -57,11 +57,11 @@ def read(path: Path, budget: Budget) -> list[Conversation]:
         if not ({"threads", "messages", "parts", "turns"} <= tables
                 or "responses" in tables):
             raise BadSource(f"{path}: not an llm logs database (no threads or responses)")
-        found = _threads(db, mtime) if "threads" in tables else []
-        if "responses" in tables:
-            have = {c.source_id for c in found}
-            found += [c for c in _legacy(db, tables, mtime) if c.source_id not in have]
-        return found
+        legacy = _legacy(db, tables, mtime) if "responses" in tables else []
+        found = _threads(db, mtime, {c.source_id: c for c in legacy}) \
+            if "threads" in tables else []
+        have = {c.source_id for c in found}
+        return found + [c for c in legacy if c.source_id not in have]
     except sqlite3.OperationalError as exc:
         if steps[0] > MAX_STEPS:
             raise BadSource(f"{path}: reading it takes too long") from None
@@ -97,7 +97,8 @@ def _seconds(start: float | None, duration_ms: object) -> float | None:
     return start
 
 
-def _threads(db: sqlite3.Connection, mtime: float) -> list[Conversation]:
+def _threads(db: sqlite3.Connection, mtime: float,
+             legacy: dict[str, Conversation]) -> list[Conversation]:
     parents: dict[str, tuple[object, object]] = {}
     for hash_, parent, role in db.execute("select hash, parent_hash, role from messages"):
         if isinstance(hash_, str):
@@ -125,16 +126,28 @@ def _threads(db: sqlite3.Connection, mtime: float) -> list[Conversation]:
         when, model, usage = _timing(parents, path, calls.get(thread_id, []))
         turns = []
         fallback = begun if begun is not None else mtime
+        # Exchanges an older llm logged, continued after the upgrade: no turn describes them,
+        # their `responses` rows do (the same words, in the same order).
+        older = iter(legacy[thread_id].turns if thread_id in legacy else [])
+        pending = next(older, None)
         for key in path:
             role = parents[key][1]
             text = "".join(texts.get(key, []))
             if role not in ("user", "assistant") or not text.strip():
                 continue
-            turns.append(Turn(key, str(role), text, when.get(key, fallback),
-                              model.get(key) if role == "assistant" else None,
-                              usage=usage.get(key) if role == "assistant" else None))
-        out.append(Conversation(thread_id, text_or_none(name, 1000), straight(turns),
-                                created=begun))
+            turn = Turn(key, str(role), text, when.get(key, fallback),
+                        model.get(key) if role == "assistant" else None,
+                        usage=usage.get(key) if role == "assistant" else None)
+            if key not in when and pending is not None and (pending.role, pending.text) == (
+                    turn.role, turn.text):
+                turn = Turn(key, turn.role, text, pending.time, pending.model,
+                            usage=pending.usage)
+                pending = next(older, None)
+            turns.append(turn)
+        title = text_or_none(legacy[thread_id].title if thread_id in legacy else None, 1000)
+        out.append(Conversation(thread_id, title or text_or_none(name, 1000), straight(turns),
+                                created=min(filter(None, (begun, turns[0].time if turns
+                                                          else None)), default=None)))
     return out
 
 
@@ -154,8 +167,8 @@ def _path(parents: dict[str, tuple[object, object]], tip: object) -> list[str]:
 def _timing(parents, path: list[str], calls: list[tuple]):
     """When each message of ``path`` was said, which model wrote each reply, and its tokens.
 
-    A call's replies are the messages after its prompt up to its tip; its prompt and the
-    messages before it that no earlier call answered were sent when it started."""
+    A call's replies are the messages after its prompt up to its tip; its prompt, and what
+    was sent with it since the last reply before it, were sent when it started."""
     on_path = set(path)
     when: dict[str, float] = {}
     model: dict[str, str] = {}
@@ -180,7 +193,7 @@ def _timing(parents, path: list[str], calls: list[tuple]):
                 first = False
             node = parents[node][0]
         while isinstance(node, str) and node in on_path and node not in when \
-                and node not in seen and start is not None:
+                and node not in seen and start is not None and parents[node][1] != "assistant":
             seen.add(node)
             when[node] = start
             node = parents[node][0]
@@ -191,6 +204,7 @@ def _legacy(db: sqlite3.Connection, tables: set[str], mtime: float) -> list[Conv
     names: dict[object, object] = {}
     if "conversations" in tables:
         names = dict(db.execute("select id, name from conversations").fetchall())
+    # A row a turn took over (written by both, or copied on upgrade) is read from the turn.
     taken = "where id not in (select id from turns)" if "turns" in tables else ""
     grouped: dict[str, list[Turn]] = {}
     firsts: dict[str, float] = {}
