@@ -119,7 +119,7 @@ def test_the_limit_on_active_sessions(aish, sessions_dir, tmp_path):
         os.utime(chats / f"c{n}", (now, now))  # recent: they would be active
     err = _refused(aish("aish", "--import-session", str(chats), "--from", "sgpt",
                         AISH_MAX_SESSIONS="2"), sessions_dir, code=6)
-    assert "limit of active sessions" in err
+    assert "limit of 2 active sessions leaves room for 2" in err
 
 
 # -- every parser, fuzzed in process -------------------------------------------------------------

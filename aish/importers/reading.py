@@ -98,9 +98,8 @@ def load_json(text: str, where: str):
         raise BadSource(f"{where}: not valid JSON ({str(exc).splitlines()[0][:80]})") from None
 
 
-def files_in(folder: Path, accept=lambda path: True) -> list[Path]:
-    """The regular files directly in ``folder`` that ``accept`` takes, by name; links and
-    anything else are left out."""
+def _entries(folder: Path, kind: str, keep) -> list[Path]:
+    """The entries of ``folder`` that ``keep`` takes, by name, at most MAX_FILES of them."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -108,31 +107,23 @@ def files_in(folder: Path, accept=lambda path: True) -> list[Path]:
     out = []
     for entry in entries:
         try:
-            regular = entry.is_file(follow_symlinks=False)
-        except OSError:
+            if keep(entry):
+                out.append(Path(entry.path))
+        except OSError:  # gone, or unreadable, since it was listed
             continue
-        if regular and accept(Path(entry.path)):
-            out.append(Path(entry.path))
     if len(out) > MAX_FILES:
-        raise LimitError(f"{folder} holds more than {MAX_FILES:,} files to import",
+        raise LimitError(f"{folder} holds more than {MAX_FILES:,} {kind} to import",
                          hint="import them a few at a time")
     return out
+
+
+def files_in(folder: Path, accept=lambda path: True) -> list[Path]:
+    """The regular files directly in ``folder`` that ``accept`` takes, by name; links and
+    anything else are left out."""
+    return _entries(folder, "files", lambda entry: entry.is_file(follow_symlinks=False)
+                    and accept(Path(entry.path)))
 
 
 def folders_in(folder: Path) -> list[Path]:
     """The real (not linked) folders directly in ``folder``, by name."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        raise BadSource(f"cannot list {folder}: {exc.strerror or exc}") from None
-    out = []
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                out.append(Path(entry.path))
-        except OSError:
-            continue
-    if len(out) > MAX_FILES:
-        raise LimitError(f"{folder} holds more than {MAX_FILES:,} folders to import",
-                         hint="import them a few at a time")
-    return out
+    return _entries(folder, "folders", lambda entry: entry.is_dir(follow_symlinks=False))

@@ -143,13 +143,12 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
                      [sid for sid, _ in earlier]))
     adding = sum(1 for _, item, same, _ in plan if same is None and _active(item.meta, now,
                                                                             config))
-    if adding:
-        active = len(sessions.listing())
-        if active + adding > config.max_sessions:
-            raise LimitError(
-                f"importing would exceed the limit of active sessions ({active} active, "
-                f"{adding} to import, limit {config.max_sessions})",
-                hint="end some with 'aish --end-session ID', or raise AISH_MAX_SESSIONS")
+    room = config.max_sessions - len(sessions.listing())
+    if adding > room:
+        raise LimitError(f"{adding} of the conversations would be active sessions, and the "
+                         f"limit of {config.max_sessions} active sessions leaves room for "
+                         f"{max(room, 0)}", hint="end some with 'aish --end-session ID', or "
+                         "raise AISH_MAX_SESSIONS")
     results = []
     for conv, item, same, older in plan:
         branches = sorted(item.refs)
