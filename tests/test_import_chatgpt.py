@@ -151,7 +151,7 @@ def test_one_conversation_for_another_specialist(aish, tmp_path):
 
 def test_usage_errors(aish, tmp_path, sessions_dir):
     path = write(tmp_path, [small()])
-    for args in (["--import-session", str(path)],
+    for args in (["--import-session", str(path)], ["--import-session", "--from", "chatgpt"],
                  ["--import-session", str(path), "--from", "bard"],
                  ["--import-session", str(path), "--from", "chatgpt", "--ai", "nobody"]):
         proc = aish("aish", *args)

@@ -83,6 +83,9 @@ def test_llm_conversations_with_their_times_models_and_tokens(aish, tool_env, se
     [again] = imported_ids(aish("aish", "--import-session", str(db), "--from", "llm",
                                 "--conversation", threads[1][0]))
     assert again == ids[1]
+    # Without FILE, llm's own place: $LLM_USER_PATH/logs.db.
+    assert imported_ids(aish("aish", "--import-session", "--from", "llm",
+                             LLM_USER_PATH=str(user_dir))) == ids
 
 
 def test_llm_logs_of_an_older_llm_and_after_the_upgrade(aish, tool_env, server, tmp_path,
@@ -147,6 +150,10 @@ def test_shell_gpt_chats(aish, tool_env, pytestconfig, tmp_path):
     # One chat's file imports that chat, here already imported.
     assert imported_ids(aish("aish", "--import-session", str(chats / "rust"),
                              "--from", "sgpt")) == [ids[1]]
+    # Without FILE, shell_gpt's chat cache: $CHAT_CACHE_PATH, else its .sgptrc's.
+    rc = Path(tool_env["HOME"]) / ".config" / "shell_gpt" / ".sgptrc"
+    assert f"CHAT_CACHE_PATH={chats}" in rc.read_text()
+    assert imported_ids(aish("aish", "--import-session", "--from", "sgpt")) == ids
 
 
 # -- gptme ---------------------------------------------------------------------------------------
@@ -176,6 +183,7 @@ def test_gptme_conversation_log(aish, tool_env, pytestconfig):
     # The logs folder imports every conversation in it: this one is there already.
     assert imported_ids(aish("aish", "--import-session", str(log.parent.parent),
                              "--from", "gptme")) == [sid]
+    assert imported_ids(aish("aish", "--import-session", "--from", "gptme")) == [sid]
 
 
 # -- aichat --------------------------------------------------------------------------------------

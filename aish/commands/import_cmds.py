@@ -24,7 +24,8 @@ def _source(text: str) -> str:
          "same file again adds nothing.",
          args=(Arg("FILE", "ChatGPT's conversations.json, llm's logs.db, a shell_gpt chat "
                    "file or its chat_cache folder, a gptme conversation.jsonl or logs folder, "
-                   "an aichat session .yaml or sessions folder", completes="path"),
+                   "an aichat session .yaml or sessions folder (default: where the tool keeps "
+                   "them; ChatGPT has no default)", nargs="?", completes="path"),
                Arg("--from", "the tool that wrote FILE: " + _SOURCES, type=_source,
                    metavar="TOOL", dest="source"),
                Arg("--ai", "the specialist the sessions belong to (default apollo)",
@@ -40,7 +41,17 @@ def import_session(ctx: Context, args) -> int:
         raise UsageError("--import-session needs --from TOOL",
                          hint=f"TOOL is one of {_SOURCES}")
     ai = ctx.specialist(args.ai).name if args.ai else "apollo"
-    results = import_sessions(ctx.sessions, args.source, args.file, ai=ai,
+    path = args.file
+    if path is None:
+        from aish.importers.places import default_location
+
+        place = default_location(args.source, ctx.environ)
+        if place is None:
+            raise UsageError(f"--from {args.source} needs the FILE to import",
+                             hint="aish --import-session conversations.json --from chatgpt")
+        ctx.out.note(f"Importing from {place}")
+        path = str(place)
+    results = import_sessions(ctx.sessions, args.source, path, ai=ai,
                               conversation=args.conversation)
     for r in results:
         title = f" ({r.title})" if r.title else ""
