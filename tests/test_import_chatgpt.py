@@ -149,6 +149,21 @@ def test_one_conversation_for_another_specialist(aish, tmp_path):
     assert b"no conversation 'nope'" in missing.stderr
 
 
+def test_conversations_without_messages_are_left_out(aish, tmp_path, sessions_dir):
+    only_system = {"title": "empty", "conversation_id": "conv-empty", "current_node": "s",
+                   "mapping": dict([_node("r", None, ["s"]),
+                                    _node("s", "r", [], "system", "be nice", T0)])}
+    path = write(tmp_path, [only_system, small()])
+    proc = aish("aish", "--import-session", str(path), "--from", "chatgpt")
+    [sid] = imported_ids(proc)
+    assert b"without messages: conv-empty" in proc.stderr
+    assert len(list(sessions_dir.glob("*.jsonl"))) == 1
+    path.write_text(json.dumps([only_system]))
+    proc = aish("aish", "--import-session", str(path), "--from", "chatgpt")
+    assert proc.returncode != 0 and b"no messages to import" in proc.stderr
+    assert len(list(sessions_dir.glob("*.jsonl"))) == 1
+
+
 def test_usage_errors(aish, tmp_path, sessions_dir):
     path = write(tmp_path, [small()])
     for args in (["--import-session", str(path)], ["--import-session", "--from", "chatgpt"],

@@ -52,6 +52,9 @@ GOOD_CHATGPT = {"title": "t", "conversation_id": "c1", "current_node": "b", "map
      + b"".join(b"%c: &%c [%s]\n" % (c, c, b", ".join([b"*" + bytes([c - 1])] * 9))
                 for c in range(ord("c"), ord("z"))), "aliases"),
     ("aichat", b"messages: {role: user}\n", "not a list"),
+    ("aichat", b"messages:\n" + b"".join(b"  " * n + b"- \n" for n in range(1, 200)),
+     "nested deeper"),
+    ("gptme", b'{"role": "user", "content": ' + b"[" * 50_000 + b"\n", "nested too deeply"),
     ("llm", b"SQLite format 3\x00" + b"\x00" * 200, "SQLite"),
     ("llm", b"not a database at all" * 100, "SQLite"),
 ])

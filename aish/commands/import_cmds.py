@@ -51,8 +51,12 @@ def import_session(ctx: Context, args) -> int:
                              hint="aish --import-session conversations.json --from chatgpt")
         ctx.out.note(f"Importing from {place}")
         path = str(place)
-    results = import_sessions(ctx.sessions, args.source, path, ai=ai,
-                              conversation=args.conversation)
+    report = import_sessions(ctx.sessions, args.source, path, ai=ai,
+                             conversation=args.conversation)
+    results = report.sessions
+    if report.empty:
+        ctx.out.note(f"Left out {len(report.empty)} conversation(s) without messages: "
+                     f"{', '.join(report.empty[:5])}{' ...' if len(report.empty) > 5 else ''}")
     for r in results:
         title = f" ({r.title})" if r.title else ""
         if r.existing:

@@ -110,8 +110,14 @@ def _imported_before(sessions, source: str) -> dict[str, list[tuple[str, str]]]:
     return found
 
 
+@dataclass
+class Report:
+    sessions: list[Imported]
+    empty: list[str]  # source ids of conversations without a message to import, left out
+
+
 def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
-                    conversation: str | None = None) -> list[Imported]:
+                    conversation: str | None = None) -> Report:
     """Import every conversation of ``path`` (or only ``conversation``) as sessions of ``ai``.
 
     Raises only AishError subclasses, whatever the file holds, and then has written nothing.
@@ -126,8 +132,13 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
             raise BadSource(f"{path}: no conversation {conversation!r} in it",
                             hint=f"see the ids with: aish --import-session {path} --from "
                             f"{source} --json")
+    # A conversation with nothing anyone said (only a system prompt, only tool traffic) would
+    # be an empty session: it is left out, and the caller told.
+    empty = [c.source_id for c in found if not c.turns]
+    found = [c for c in found if c.turns]
     if not found:
-        raise BadSource(f"{path}: no conversations in it")
+        raise BadSource(f"{path}: no messages to import in it" if empty
+                        else f"{path}: no conversations in it")
     name = Path(path).name
     hidden = bool(config.encrypt)
     prepared = [prepare(_incoming(source, c, ai, f"{name}: conversation "
@@ -161,7 +172,7 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
                                       from_id=item.meta["origin"]["source_id"])
         results.append(Imported(summary.id, conv.source_id, conv.title, len(item.messages),
                                 branches, earlier=older))
-    return results
+    return Report(results, empty)
 
 
 def _active(meta: dict, now: float, config) -> bool:
