@@ -136,6 +136,13 @@ def test_importing_the_same_file_again_adds_nothing_and_a_changed_conversation_i
     assert len(said(saved(aish, first[0]))) == 2  # the earlier import is kept as it was
 
 
+def test_a_conversation_given_twice_in_one_file_is_imported_once(aish, tmp_path, sessions_dir):
+    path = write(tmp_path, [small(), small()])
+    ids = imported_ids(aish("aish", "--import-session", str(path), "--from", "chatgpt"))
+    assert len(ids) == 2 and ids[0] == ids[1]
+    assert len(list(sessions_dir.glob("*.jsonl"))) == 1
+
+
 def test_one_conversation_for_another_specialist(aish, tmp_path):
     path = write(tmp_path, [lifetimes(), small()])
     [sid] = imported_ids(aish("aish", "--import-session", str(path), "--from", "chatgpt",

@@ -22,7 +22,7 @@ from aish.errors import AishError, LimitError, UsageError
 from aish.importers import SOURCES
 from aish.importers.model import BadSource, Conversation, message_id
 from aish.importers.reading import Budget, existing
-from aish.management.intake import Incoming, prepare
+from aish.management.intake import Incoming, Prepared, prepare
 from aish.specialists import ai_key
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
@@ -145,13 +145,18 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
                                   f"{_source_key(c.source_id)}", hidden), config, now, False)
                 for c in found]
     before = _imported_before(sessions, source)
-    plan = []
+    # (conversation, checked session, the session or earlier plan entry that already holds
+    # it, sessions of older copies of it)
+    plan: list[tuple[Conversation, Prepared, str | int | None, list[str]]] = []
+    planned: dict[tuple[str, str], int] = {}  # a file may hold one conversation twice
     for conv, item in zip(found, prepared, strict=True):
         origin = item.meta["origin"]
         earlier = before.get(origin["source_id"], [])
         matches = [sid for sid, digest in earlier if digest == origin["digest"]]
-        plan.append((conv, item, matches[0] if matches else None,
-                     [sid for sid, _ in earlier]))
+        key = (origin["source_id"], origin["digest"])
+        same = matches[0] if matches else planned.get(key)
+        planned.setdefault(key, len(plan))
+        plan.append((conv, item, same, [sid for sid, _ in earlier]))
     adding = sum(1 for _, item, same, _ in plan if same is None and _active(item.meta, now,
                                                                             config))
     room = config.max_sessions - len(sessions.listing())
@@ -160,11 +165,12 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
                          f"limit of {config.max_sessions} active sessions leaves room for "
                          f"{max(room, 0)}", hint="end some with 'aish --end-session ID', or "
                          "raise AISH_MAX_SESSIONS")
-    results = []
+    results: list[Imported] = []
     for conv, item, same, older in plan:
         branches = sorted(item.refs)
         if same is not None:
-            results.append(Imported(same, conv.source_id, conv.title, len(item.messages),
+            held = results[same].id if isinstance(same, int) else same
+            results.append(Imported(held, conv.source_id, conv.title, len(item.messages),
                                     branches, existing=True))
             continue
         summary = sessions.import_new(item.meta, item.messages, item.refs, source=source,
