@@ -141,23 +141,22 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
                         else f"{path}: no conversations in it")
     name = Path(path).name
     hidden = bool(config.encrypt)
-    prepared = [prepare(_incoming(source, c, ai, f"{name}: conversation "
-                                  f"{_source_key(c.source_id)}", hidden), config, now, False)
-                for c in found]
     before = _imported_before(sessions, source)
-    # (conversation, checked session, the session or earlier plan entry that already holds
-    # it, sessions of older copies of it)
-    plan: list[tuple[Conversation, Prepared, str | int | None, list[str]]] = []
+    # (conversation, its checked session, the session or earlier plan entry that already
+    # holds it, sessions of older copies of it); one already imported is not checked again.
+    plan: list[tuple[Conversation, Prepared | None, str | int | None, list[str]]] = []
     planned: dict[tuple[str, str], int] = {}  # a file may hold one conversation twice
-    for conv, item in zip(found, prepared, strict=True):
-        origin = item.meta["origin"]
-        earlier = before.get(origin["source_id"], [])
-        matches = [sid for sid, digest in earlier if digest == origin["digest"]]
-        key = (origin["source_id"], origin["digest"])
+    for conv in found:
+        key = (_source_key(conv.source_id, hidden), conv.digest())
+        earlier = before.get(key[0], [])
+        matches = [sid for sid, digest in earlier if digest == key[1]]
         same = matches[0] if matches else planned.get(key)
         planned.setdefault(key, len(plan))
+        item = None if same is not None else prepare(
+            _incoming(source, conv, ai, f"{name}: conversation {_source_key(conv.source_id)}",
+                      hidden), config, now, False)
         plan.append((conv, item, same, [sid for sid, _ in earlier]))
-    adding = sum(1 for _, item, same, _ in plan if same is None and _active(item.meta, now,
+    adding = sum(1 for _, item, _, _ in plan if item is not None and _active(item.meta, now,
                                                                             config))
     room = config.max_sessions - len(sessions.listing())
     if adding > room:
@@ -167,12 +166,12 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
                          "raise AISH_MAX_SESSIONS")
     results: list[Imported] = []
     for conv, item, same, older in plan:
-        branches = sorted(item.refs)
-        if same is not None:
-            held = results[same].id if isinstance(same, int) else same
-            results.append(Imported(held, conv.source_id, conv.title, len(item.messages),
-                                    branches, existing=True))
+        if item is None:
+            held = results[same].id if isinstance(same, int) else str(same)
+            results.append(Imported(held, conv.source_id, conv.title, len(conv.turns),
+                                    sorted(conv.branches), existing=True))
             continue
+        branches = sorted(item.refs)
         summary = sessions.import_new(item.meta, item.messages, item.refs, source=source,
                                       path=str(Path(path).expanduser().absolute()),
                                       from_id=item.meta["origin"]["source_id"])
