@@ -102,6 +102,12 @@ def test_the_tree_is_kept_main_is_the_current_path_and_other_leaves_are_branches
         "main": (answer["id"], 4), "branch-1": (by_text["A region of code."]["id"], 2),
         "branch-2": (by_text["Here are two."]["id"], 4)}
 
+    # Stored oldest first, each parent before its children: the log validates clean.
+    for sid in ids:
+        check = aish("aish", "--validate-session", sid)
+        assert check.returncode == 0, check.stdout + check.stderr
+    assert [m["time"] for m in doc["messages"]] == sorted(m["time"] for m in doc["messages"])
+
     second = saved(aish, ids[1])
     assert said(second) == [("user", "hello"), ("assistant", "hi there")]
     assert second["session"]["title"] == "Small talk"

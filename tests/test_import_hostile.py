@@ -77,6 +77,25 @@ def test_one_bad_conversation_stops_all_of_them(aish, sessions_dir, tmp_path):
     assert "Unicode" in err
 
 
+def test_skip_corrupted_imports_the_rest_and_names_what_it_left_out(aish, sessions_dir,
+                                                                    tmp_path):
+    surrogate = json.loads(json.dumps(GOOD_CHATGPT))
+    surrogate["conversation_id"] = "c2"
+    surrogate["mapping"]["b"]["message"]["content"]["parts"] = ["\ud800 lone surrogate"]
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([GOOD_CHATGPT, {"mapping": ["wrong"]}, surrogate]))
+    proc = aish("aish", "--import-session", str(path), "--from", "chatgpt", "--skip-corrupted")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.split()) == 1
+    err = proc.stderr.decode()
+    assert "conversation 2: its \"mapping\" is not an object" in err
+    assert "conversation c2" in err and "Unicode" in err
+    path.write_text(json.dumps([{"mapping": ["wrong"]}]))
+    proc = aish("aish", "--import-session", str(path), "--from", "chatgpt", "--skip-corrupted")
+    assert proc.returncode != 0 and b"none of its conversations" in proc.stderr
+    assert len(list(sessions_dir.glob("*.jsonl"))) == 1
+
+
 def test_a_fifo_a_directory_and_a_missing_file(aish, sessions_dir, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # reading it would wait for a writer for ever
@@ -176,7 +195,7 @@ FILES = {
 }
 
 
-def _attempt(source: str, write) -> None:
+def _attempt(source: str, write, skip: bool = False) -> None:
     home = tempfile.mkdtemp()
     try:
         env = {"HOME": home, "AISH_CONFIG": os.devnull}
@@ -184,7 +203,7 @@ def _attempt(source: str, write) -> None:
         write(path)
         sessions = sessions_for(env)
         try:
-            import_sessions(sessions, source, str(path))
+            import_sessions(sessions, source, str(path), skip_corrupted=skip)
         except AishError:
             assert not list((Path(home) / ".aish" / "sessions").glob("*.jsonl"))
             return
@@ -200,6 +219,7 @@ def _attempt(source: str, write) -> None:
 def test_fuzzed_files_import_cleanly_or_are_refused(source, data):
     text = data.draw(FILES[source])
     raw = data.draw(st.sampled_from(["utf-8", "surrogateescape-bytes"]))
+    skip = data.draw(st.booleans(), label="--skip-corrupted")
 
     def write(path: Path) -> None:
         if raw == "utf-8":
@@ -208,7 +228,7 @@ def test_fuzzed_files_import_cleanly_or_are_refused(source, data):
             path.write_bytes(data.draw(st.binary(max_size=100)) + text.encode(
                 "utf-8", "surrogatepass"))
 
-    _attempt(source, write)
+    _attempt(source, write, skip)
 
 
 LLM_VALUES = SCALARS | st.sampled_from(["h1", "h2", "h3", "t1", "user", "assistant",

@@ -32,6 +32,8 @@ def _source(text: str) -> str:
                    metavar="NAME", completes="specialist"),
                Arg("--conversation", "import only the conversation with this id",
                    metavar="ID"),
+               Arg("--skip-corrupted", "leave out conversations that cannot be imported "
+                   "(each is named) instead of importing none", flag=True),
                JSON),
          example="aish --import-session conversations.json --from chatgpt")
 def import_session(ctx: Context, args) -> int:
@@ -52,8 +54,13 @@ def import_session(ctx: Context, args) -> int:
         ctx.out.note(f"Importing from {place}")
         path = str(place)
     report = import_sessions(ctx.sessions, args.source, path, ai=ai,
-                             conversation=args.conversation)
+                             conversation=args.conversation,
+                             skip_corrupted=args.skip_corrupted)
     results = report.sessions
+    for reason in report.skipped[:10]:
+        ctx.out.warn(f"left out: {reason}")
+    if len(report.skipped) > 10:
+        ctx.out.warn(f"left out {len(report.skipped) - 10} more damaged conversations")
     if report.empty:
         ctx.out.note(f"Left out {len(report.empty)} conversation(s) without messages: "
                      f"{', '.join(report.empty[:5])}{' ...' if len(report.empty) > 5 else ''}")

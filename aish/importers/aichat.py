@@ -14,21 +14,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from aish.errors import ConfigError
-from aish.importers.model import BadSource, Conversation, Turn, straight, text_or_none
+from aish.importers.model import BadSource, Conversation, Turn, each, straight, text_or_none
 from aish.importers.reading import Budget, files_in, is_dir, read_text
 
 MAX_NODES = 2_000_000  # YAML values in one session, counting every alias as what it stands for
 MAX_DEPTH = 64
 
 
-def read(path: Path, budget: Budget) -> list[Conversation]:
+def read(path: Path, budget: Budget, skipped: list[str] | None = None) -> list[Conversation]:
     if is_dir(path):
         files = files_in(path, lambda p: p.suffix in (".yaml", ".yml"))
         if not files:
             raise BadSource(f"{path}: no aichat session (.yaml) in it")
-    else:
-        files = [path]
-    return [_session(file, budget) for file in files]
+        return each(files, lambda file: _session(file, budget), skipped)
+    return [_session(path, budget)]
 
 
 def _content(value: object) -> str | None:

@@ -11,15 +11,23 @@ displays). Of a message's parts only the text is kept.
 
 from __future__ import annotations
 
+import heapq
 from pathlib import Path
 
-from aish.importers.model import BadSource, Conversation, Turn, text_or_none, time_or_none
+from aish.importers.model import (
+    BadSource,
+    Conversation,
+    Turn,
+    each,
+    text_or_none,
+    time_or_none,
+)
 from aish.importers.reading import Budget, load_json, read_text
 
 _TEXT_TYPES = ("text", "multimodal_text")
 
 
-def read(path: Path, budget: Budget) -> list[Conversation]:
+def read(path: Path, budget: Budget, skipped: list[str] | None = None) -> list[Conversation]:
     text, mtime = read_text(path, budget)
     doc = load_json(text, str(path))
     if isinstance(doc, dict) and isinstance(doc.get("mapping"), dict):
@@ -27,8 +35,9 @@ def read(path: Path, budget: Budget) -> list[Conversation]:
     if not isinstance(doc, list):
         raise BadSource(f"{path}: expected a list of conversations, as ChatGPT's "
                         "conversations.json holds")
-    return [_conversation(item, f"{path}: conversation {n}", mtime)
-            for n, item in enumerate(doc, start=1)]
+    return each(enumerate(doc, start=1),
+                lambda pair: _conversation(pair[1], f"{path}: conversation {pair[0]}", mtime),
+                skipped)
 
 
 def _conversation(item: object, where: str, mtime: float) -> Conversation:
@@ -57,7 +66,7 @@ def _conversation(item: object, where: str, mtime: float) -> Conversation:
         parent = above(nodes[key])
         linked[key] = Turn(key, turn.role, turn.text, turn.time, turn.model, parent)
         children.setdefault(parent, []).append(key)
-    order = _preorder(children, linked)
+    order = _in_time_order(children, linked)
     leaves = [key for key in order if key not in children]
     current = item.get("current_node")
     main = above(current) if isinstance(current, str) and current in nodes else ""
@@ -128,14 +137,15 @@ def _nearest_kept(nodes: dict[str, object], kept: dict[str, Turn]):
     return above
 
 
-def _preorder(children: dict[str, list[str]], turns: dict[str, Turn]) -> list[str]:
-    """Keys from the roots down, every parent before its children, siblings oldest first."""
-    for keys in children.values():
-        keys.sort(key=lambda k: (turns[k].time, k))
+def _in_time_order(children: dict[str, list[str]], turns: dict[str, Turn]) -> list[str]:
+    """Keys oldest first, as a log keeps them, and every parent before its children (a child
+    timed before its parent comes right after it)."""
     order: list[str] = []
-    stack = list(reversed(children.get("", [])))
-    while stack:
-        key = stack.pop()
+    ready = [(turns[k].time, k) for k in children.get("", [])]
+    heapq.heapify(ready)
+    while ready:
+        _, key = heapq.heappop(ready)
         order.append(key)
-        stack.extend(reversed(children.get(key, [])))
+        for child in children.get(key, []):
+            heapq.heappush(ready, (turns[child].time, child))
     return order

@@ -16,6 +16,7 @@ from aish.importers.model import (
     BadSource,
     Conversation,
     Turn,
+    each,
     straight,
     text_or_none,
     time_or_none,
@@ -26,7 +27,7 @@ from aish.importers.reading import Budget, folders_in, is_dir, load_json, read_t
 LOG = "conversation.jsonl"
 
 
-def read(path: Path, budget: Budget) -> list[Conversation]:
+def read(path: Path, budget: Budget, skipped: list[str] | None = None) -> list[Conversation]:
     if not is_dir(path):
         return [_log(path, budget)]
     if (path / LOG).exists():
@@ -34,7 +35,7 @@ def read(path: Path, budget: Budget) -> list[Conversation]:
     logs = [folder / LOG for folder in folders_in(path) if (folder / LOG).exists()]
     if not logs:
         raise BadSource(f"{path}: no gptme {LOG} in it or in its folders")
-    return [_log(log, budget) for log in logs]
+    return each(logs, lambda log: _log(log, budget), skipped)
 
 
 def _when(value: object) -> float | None:
@@ -50,7 +51,7 @@ def _log(path: Path, budget: Budget) -> Conversation:
     text, mtime = read_text(path, budget)
     name = path.parent.name if path.name == LOG else path.stem
     turns = []
-    last = mtime
+    last: float | None = None  # a message without a time has the one before it's
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -70,7 +71,7 @@ def _log(path: Path, budget: Budget) -> Conversation:
         usage = (tokens(used.get("input_tokens"), used.get("output_tokens"))
                  if isinstance(used, dict) else None)
         model = text_or_none(meta.get("model")) if role == "assistant" else None
-        turns.append(Turn(str(number), role, content, last, model,
+        turns.append(Turn(str(number), role, content, mtime if last is None else last, model,
                           usage=usage if role == "assistant" else None))
     if not text.strip():
         raise BadSource(f"{path} is empty")

@@ -34,7 +34,9 @@ MAX_STEPS = 200_000_000  # SQLite virtual-machine steps for the whole read
 _STEP = 10_000
 
 
-def read(path: Path, budget: Budget) -> list[Conversation]:
+def read(path: Path, budget: Budget, skipped: list[str] | None = None) -> list[Conversation]:
+    """Every conversation in the database; it is read as a whole, so ``skipped`` stays empty
+    (a damaged conversation is left out later, when its session is checked)."""
     _, mtime = read_bytes(path, budget)  # bounded, a regular file, and counted
     for extra in ("-wal",):
         wal = Path(f"{path}{extra}")

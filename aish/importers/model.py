@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from aish.errors import AishError
 from aish.header import is_count, is_time
@@ -43,6 +45,28 @@ class Conversation:
         body = [[t.key, t.role, t.text, t.time, t.model, t.parent] for t in self.turns]
         data = json.dumps([body, sorted(self.branches.items())], ensure_ascii=True)
         return hashlib.sha256(data.encode("ascii")).hexdigest()[:32]
+
+
+T = TypeVar("T")
+# What a reader meeting a shape it did not foresee may raise: the conversation is unreadable.
+UNEXPECTED = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError,
+              UnicodeError, OverflowError)
+
+
+def each(items: Iterable[T], convert: Callable[[T], Conversation],
+         skipped: list[str] | None) -> list[Conversation]:
+    """``convert`` applied to every item; with a ``skipped`` list, an item that is not a
+    readable conversation is described there and left out instead of stopping the import."""
+    out = []
+    for item in items:
+        try:
+            out.append(convert(item))
+        except (BadSource, *UNEXPECTED) as exc:
+            if skipped is None:
+                raise
+            skipped.append(str(exc) if isinstance(exc, BadSource)
+                           else f"unreadable ({type(exc).__name__})")
+    return out
 
 
 def message_id(source: str, conversation: str, key: str) -> str:

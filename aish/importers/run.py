@@ -20,14 +20,12 @@ from pathlib import Path
 
 from aish.errors import AishError, LimitError, UsageError
 from aish.importers import SOURCES
-from aish.importers.model import BadSource, Conversation, message_id
+from aish.importers.model import UNEXPECTED, BadSource, Conversation, message_id
 from aish.importers.reading import Budget, existing
-from aish.management.intake import Incoming, Prepared, prepare
+from aish.management.intake import BadInput, Incoming, Prepared, prepare
 from aish.specialists import ai_key
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
-_UNEXPECTED = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError,
-               UnicodeError, OverflowError, MemoryError)
 
 
 @dataclass
@@ -44,17 +42,19 @@ class Imported:
         return dict(self.__dict__)
 
 
-def read_conversations(source: str, path: str, limit: int) -> list[Conversation]:
-    """The conversations in ``path`` as ``source`` writes them; AishError if it cannot be."""
+def read_conversations(source: str, path: str, limit: int,
+                       skipped: list[str] | None = None) -> list[Conversation]:
+    """The conversations in ``path`` as ``source`` writes them; AishError if it cannot be.
+    With a ``skipped`` list, conversations that cannot be read are described there instead."""
     if source not in SOURCES:
         raise UsageError(f"--from: expected one of {', '.join(SOURCES)}, got {source!r}")
     reader = importlib.import_module(f"aish.importers.{source}")
     file = existing(path)
     try:
-        return reader.read(file, Budget(limit))
+        return reader.read(file, Budget(limit), skipped)
     except AishError:
         raise
-    except _UNEXPECTED as exc:  # a reader meeting a shape it did not foresee
+    except (*UNEXPECTED, MemoryError) as exc:  # a reader meeting a shape it did not foresee
         raise BadSource(f"{path}: cannot read it as {source} writes it "
                         f"({type(exc).__name__})") from None
 
@@ -73,9 +73,13 @@ def _incoming(source: str, conversation: Conversation, ai: str, label: str,
     key = _source_key(conversation.source_id, hidden)
     ids = {turn.key: message_id(source, key, turn.key) for turn in conversation.turns}
     records: list[tuple[int, object]] = []
+    latest = 0.0
     for position, turn in enumerate(conversation.turns, start=1):
+        # A log keeps messages in time order; a source whose times go back (a clock set back,
+        # a message without a time) has such a time raised to the one before it.
+        latest = max(latest, turn.time)
         record: dict = {"t": "msg", "id": ids[turn.key], "role": turn.role,
-                        "content": turn.text, "ai": ai, "time": turn.time}
+                        "content": turn.text, "ai": ai, "time": latest}
         if turn.parent is not None:
             record["parent"] = ids.get(turn.parent, "")
         if turn.model:
@@ -114,17 +118,21 @@ def _imported_before(sessions, source: str) -> dict[str, list[tuple[str, str]]]:
 class Report:
     sessions: list[Imported]
     empty: list[str]  # source ids of conversations without a message to import, left out
+    skipped: list[str] = field(default_factory=list)  # damaged ones left out, and why
 
 
 def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
-                    conversation: str | None = None) -> Report:
+                    conversation: str | None = None, skip_corrupted: bool = False) -> Report:
     """Import every conversation of ``path`` (or only ``conversation``) as sessions of ``ai``.
 
     Raises only AishError subclasses, whatever the file holds, and then has written nothing.
+    ``skip_corrupted``: a conversation that cannot be read or fails a check is left out (and
+    reported) instead of stopping the import.
     """
     ai = ai_key(ai)
     config, now = sessions.config, sessions.now()
-    found = read_conversations(source, path, config.max_session_bytes)
+    skipped: list[str] | None = [] if skip_corrupted else None
+    found = read_conversations(source, path, config.max_session_bytes, skipped)
     if conversation is not None:
         found = [c for c in found if conversation in (
             c.source_id, _source_key(c.source_id), _source_key(c.source_id, True))]
@@ -137,6 +145,8 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
     empty = [c.source_id for c in found if not c.turns]
     found = [c for c in found if c.turns]
     if not found:
+        if skipped:
+            raise BadSource(f"{path}: none of its conversations can be imported: {skipped[0]}")
         raise BadSource(f"{path}: no messages to import in it" if empty
                         else f"{path}: no conversations in it")
     name = Path(path).name
@@ -152,10 +162,19 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
         matches = [sid for sid, digest in earlier if digest == key[1]]
         same = matches[0] if matches else planned.get(key)
         planned.setdefault(key, len(plan))
-        item = None if same is not None else prepare(
-            _incoming(source, conv, ai, f"{name}: conversation {_source_key(conv.source_id)}",
-                      hidden), config, now, False)
+        item = None
+        if same is None:
+            label = f"{name}: conversation {_source_key(conv.source_id)}"
+            try:
+                item = prepare(_incoming(source, conv, ai, label, hidden), config, now, False)
+            except (BadInput, LimitError, UsageError) as exc:
+                if skipped is None:
+                    raise
+                skipped.append(str(exc))
+                continue
         plan.append((conv, item, same, [sid for sid, _ in earlier]))
+    if not plan:
+        raise BadSource(f"{path}: no conversation in it could be imported")
     adding = sum(1 for _, item, _, _ in plan if item is not None and _active(item.meta, now,
                                                                             config))
     room = config.max_sessions - len(sessions.listing())
@@ -177,7 +196,7 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
                                       from_id=item.meta["origin"]["source_id"])
         results.append(Imported(summary.id, conv.source_id, conv.title, len(item.messages),
                                 branches, earlier=older))
-    return Report(results, empty)
+    return Report(results, empty, skipped or [])
 
 
 def _active(meta: dict, now: float, config) -> bool:

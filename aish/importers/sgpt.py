@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aish.importers.model import BadSource, Conversation, Turn, straight
+from aish.importers.model import BadSource, Conversation, Turn, each, straight
 from aish.importers.reading import Budget, files_in, is_dir, load_json, read_text
 
 
-def read(path: Path, budget: Budget) -> list[Conversation]:
-    files = files_in(path) if is_dir(path) else [path]
-    return [_chat(file, budget) for file in files]
+def read(path: Path, budget: Budget, skipped: list[str] | None = None) -> list[Conversation]:
+    if not is_dir(path):
+        return [_chat(path, budget)]
+    return each(files_in(path), lambda file: _chat(file, budget), skipped)
 
 
 def _chat(path: Path, budget: Budget) -> Conversation:
