@@ -38,7 +38,9 @@ def tool_venv(cache_dir: Path, name: str) -> Path:
 
 
 def saved(aish, sid: str) -> dict:
-    """The session as `--save-session` writes it."""
+    """The session as `--save-session` writes it, after checking it validates clean."""
+    check = aish("aish", "--validate-session", sid)
+    assert check.returncode == 0, (check.stdout + check.stderr).decode()
     proc = aish("aish", "--save-session", sid)
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout)
