@@ -38,10 +38,9 @@ def read(path: Path, budget: Budget, skipped: list[str] | None = None) -> list[C
     """Every conversation in the database; it is read as a whole, so ``skipped`` stays empty
     (a damaged conversation is left out later, when its session is checked)."""
     _, mtime = read_bytes(path, budget)  # bounded, a regular file, and counted
-    for extra in ("-wal",):
-        wal = Path(f"{path}{extra}")
-        if wal.exists():
-            read_bytes(wal, budget)
+    wal = Path(f"{path}-wal")  # what SQLite has not yet moved into the file is read too
+    if wal.exists():
+        read_bytes(wal, budget)
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except (sqlite3.Error, ValueError) as exc:

@@ -42,6 +42,8 @@ def existing(path: str) -> Path:
         raise SessionNotFound(f"{path}: no such file or directory") from None
     except OSError as exc:
         raise BadSource(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL in the name (a shell line can hold one; argv cannot)
+        raise BadSource(f"{path!r} is not a file name") from None
     return file
 
 
