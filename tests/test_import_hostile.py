@@ -67,6 +67,16 @@ def test_bad_files_are_refused_with_one_line_and_nothing_written(aish, sessions_
     assert says in err
 
 
+def test_a_gptme_line_still_being_written_is_left_for_later(aish, tmp_path):
+    log = tmp_path / "talk" / "conversation.jsonl"
+    log.parent.mkdir()
+    log.write_text('{"role": "user", "content": "hi", "timestamp": "2024-01-01T10:00:00"}\n'
+                   '{"role": "assistant", "content": "hel')
+    proc = aish("aish", "--import-session", str(log), "--from", "gptme", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["messages"] == 1
+
+
 def test_one_bad_conversation_stops_all_of_them(aish, sessions_dir, tmp_path):
     bad = json.loads(json.dumps(GOOD_CHATGPT))
     bad["mapping"]["b"]["message"]["content"]["parts"] = ["\ud800 lone surrogate"]

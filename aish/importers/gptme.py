@@ -3,7 +3,8 @@
 folder named after the conversation under ``~/.local/share/gptme/logs``.
 
 Give a ``conversation.jsonl``, its folder, or the logs folder to import every conversation.
-System messages (gptme's prompt, tool output) and messages marked ``hide`` are left out.
+System messages (gptme's prompt, tool output) and messages marked ``hide`` are left out, and
+so is a last line without its newline yet (gptme is still writing it).
 gptme writes local times without a zone: they are read as this machine's local time.
 """
 
@@ -52,10 +53,16 @@ def _log(path: Path, budget: Budget) -> Conversation:
     name = path.parent.name if path.name == LOG else path.stem
     turns = []
     last: float | None = None  # a message without a time has the one before it's
-    for number, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        item = load_json(line, f"{path} line {number}")
+        try:
+            item = load_json(line, f"{path} line {number}")
+        except BadSource:
+            if number == len(lines):  # no newline yet: a line gptme is still writing
+                break
+            raise
         if not isinstance(item, dict):
             raise BadSource(f"{path} line {number}: not a message object")
         role, content = item.get("role"), item.get("content")
