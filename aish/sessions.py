@@ -507,7 +507,9 @@ class Session:
             return False
         record = title_record(title, "auto")
         self.set_meta(**{k: v for k, v in record.items() if k != "t"})
-        return True
+        # A person's title stored between the check and the write wins: folding never lets
+        # an automatic title replace it.
+        return self.summary.header.title_by == "auto"
 
     def extend_context(self, pairs: int) -> None:
         if pairs < 0:

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aish.errors import StorageError
-from aish.header import MAX_TIME, Header, is_count, is_name, is_time  # noqa: F401 - re-exported
+from aish.header import (  # noqa: F401 - re-exported
+    MAX_TIME,
+    Header,
+    fold_meta,
+    is_count,
+    is_name,
+    is_time,
+)
 from aish.messages import Message
 from aish.store.refs import MAIN, Head, RefState
 
@@ -102,8 +109,7 @@ class Summary:
         self.tree.fold(record, pos, strict)
         kind = record.get("t")
         if kind == "meta":
-            update = {k: v for k, v in record.items() if k != "t"}
-            self.meta.update(update)
+            fold_meta(self.meta, record)
         elif kind == "msg":
             self.messages += 1
             if record.get("role") == "user":
@@ -329,7 +335,7 @@ def fold_records(records: list[tuple[int, dict]], problems: list[Problem],
     last_time = float("-inf")
     for line, record in records:
         if record["t"] == "meta":
-            meta.update({k: v for k, v in record.items() if k != "t"})
+            fold_meta(meta, record)
             continue
         if record["t"] == "ref":
             tree.fold(record, positions(line))
