@@ -404,6 +404,14 @@ def walk(medium: Medium, decode: Callable[[bytes], Message | None], head: Head,
     return out[::-1]
 
 
+def find_message(medium: Medium, decode: Callable[[bytes], Message | None], head: Head
+                 ) -> Message | None:
+    """The message ``head`` names, with where it is stored: at its position when that holds,
+    else scanned for from the end of the log (None: the log holds none)."""
+    found = _find(medium, decode, head.id, head.pos, None) if head.id else None
+    return None if found is None else replace(found[0], pos=found[1])
+
+
 def _find(medium: Medium, decode: Callable[[bytes], Message | None], want: str | None,
           hint: int | None, scan_from: int | None) -> tuple[Message, int] | None:
     if hint is not None:
@@ -470,6 +478,7 @@ class Store(Protocol):
     def load(self, sid: str) -> Loaded: ...
     def tail(self, sid: str, pairs: int) -> list[Message]: ...
     def path(self, sid: str, head: Head | None, pairs: int) -> list[Message]: ...
+    def message(self, sid: str, head: Head) -> Message | None: ...  # one, by id and position
     def raw_lines(self, sid: str) -> list[str]: ...
     def replace(self, sid: str, meta: dict, messages: list[Message],
                 since: object = None, refs: dict[str, str] | None = None) -> Summary: ...

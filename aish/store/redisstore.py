@@ -47,6 +47,7 @@ from aish.store.base import (
     Problem,
     Summary,
     dump_line,
+    find_message,
     fold_records,
     follow_alias,
     merge_tombstones,
@@ -584,6 +585,13 @@ class RedisStore:
                     found = _last_pairs(found, pairs)
             return found
         raise StorageError(f"session {sid} kept being rewritten while it was read; try again")
+
+    def message(self, sid: str, head: Head) -> Message | None:
+        """The message ``head`` names: one element read where it says, else scanned for."""
+        log = self._key(sid, "log")
+        with self._guard("read a session"):
+            return find_message(_ListMedium(self.client, log, self.client.llen(log)),
+                                self._message, head)
 
     def _message(self, raw: bytes) -> Message | None:
         try:
