@@ -214,3 +214,15 @@ def test_context_report_and_encrypted_summary(tmp_path, monkeypatch):
     fresh = session_on(sessions, "enc", "main")
     text = format_context(context_report(fresh, apollo, 1000.0 + 120))
     assert "Summary of messages 1\u20134 included (made 2 minutes ago)" in text
+
+
+def test_overflow_set_for_one_session_at_creation(talk, server):
+    ok(talk, "apollo", "--session-id", "own", "--context-window", "1", "--overflow",
+       "summarize", input="q1")
+    say_one = ("apollo", "--session-id", "own")
+    ok(talk, *say_one, input="q2")
+    assert summary_requests(server) == []
+    ok(talk, *say_one, input="q3")  # q1 leaves a window of one: summarised first
+    assert server.requests[-1]["messages"][1]["content"].endswith("SUMMARY[q1]")
+    assert run(talk, "apollo", "--session-id", "own", "--overflow", "sometimes",
+               input="q").returncode == 2
