@@ -13,6 +13,7 @@ from manage_support import select_redis
 from redis_support import redis_url  # noqa: F401 - the fixture
 
 from aish.compaction import NOTE, PROMPT
+from aish.store.filestore import FileStore
 
 pytestmark = pytest.mark.usefixtures("server")
 
@@ -226,3 +227,22 @@ def test_overflow_set_for_one_session_at_creation(talk, server):
     assert server.requests[-1]["messages"][1]["content"].endswith("SUMMARY[q1]")
     assert run(talk, "apollo", "--session-id", "own", "--overflow", "sometimes",
                input="q").returncode == 2
+
+
+def test_the_embedded_model_writes_a_summary(home, sessions_dir):
+    """The default provider, with no endpoint configured: the embedded model summarises."""
+    from aish.messages import ASSISTANT, USER, Message
+
+    store = FileStore(sessions_dir)
+    store.create({"id": "local", "owner": "apollo", "created": 1.0, "updated": 1.0,
+                  "context_window": 1, "participants": ["apollo"]},
+                 [Message(USER, "My cat is called Tom.", "apollo", 2.0),
+                  Message(ASSISTANT, "Tom is a fine name for a cat.", "apollo", 3.0),
+                  Message(USER, "What is 2+2?", "apollo", 4.0),
+                  Message(ASSISTANT, "4.", "apollo", 5.0)])
+    result = run(home, "aish", "--compact-session", "local", "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    done = json.loads(result.stdout)
+    assert done["compacted"] and done["covers"] == 2
+    [note] = [m for m in store.load("local").messages if m.note == NOTE]
+    assert note.content.strip() and note.source == store.load("local").messages[1].id
