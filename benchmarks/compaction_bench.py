@@ -11,39 +11,27 @@ first, against the same for an uncompacted session.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
 
-from fakes import Scripted  # noqa: E402
-
-from aish.compaction import compact, session_on  # noqa: E402
-from aish.config import load as load_config  # noqa: E402
-from aish.messages import ASSISTANT, USER, Message  # noqa: E402
-from aish.sessions import Sessions  # noqa: E402
-from aish.specialists import roster  # noqa: E402
-from aish.store.filestore import FileStore  # noqa: E402
-
-TEXT = "lorem ipsum dolor sit amet " * 8
+from tree_bench import TEXT  # noqa: E402
+from tree_bench import median_ms as median_of  # noqa: E402
 
 
 def median_ms(work, runs: int = 15) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return median_of(work, runs) * 1000
 
 
-def session_of(sessions: Sessions, sid: str, messages: int):
+def session_of(sessions, sid: str, messages: int):
+    from aish.messages import ASSISTANT, USER, Message
+
     session = sessions.create("apollo", sid)
     session.auto_save = 0
     for n in range(messages // 2):
@@ -54,6 +42,15 @@ def session_of(sessions: Sessions, sid: str, messages: int):
 
 
 def main() -> None:
+    # Imported here, after the paths above are set, and with the test suite's fake provider.
+    from fakes import Scripted
+
+    from aish.compaction import compact, session_on
+    from aish.config import load as load_config
+    from aish.sessions import Sessions
+    from aish.specialists import roster
+    from aish.store.filestore import FileStore
+
     apollo = roster({})["apollo"]
     provider = Scripted("a short summary of what came before")
     print(f"{'messages':>9} {'context (plain)':>16} {'context (compacted)':>20} "
