@@ -231,6 +231,8 @@ def relinked(messages: Iterable[Message], parent: str = "", ref: str = "main") -
     that holds none of their original parents (a fork, a template, a merge of sessions)."""
     out = []
     for message in messages:
-        out.append(replace(message, parent=parent, ref=ref, pos=None, pp=None))
+        # A copy leaves the compactions behind: a reply's pointer to one would lead nowhere.
+        out.append(replace(message, parent=parent, ref=ref, pos=None, pp=None, summary=None,
+                           summary_at=None))
         parent = message.id
     return out
