@@ -23,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "sessions": {
         "storage": {"type": "file", "path": None, "url": None, "encrypt": False},
         "defaults": {"context_window": 10, "timeout_minutes": 60, "auto_save": True,
-                     "auto_title": True},
+                     "auto_title": True, "overflow": "drop"},
         "limits": {
             "max_sessions": 50,
             "max_context_size": 100_000,
@@ -93,6 +93,8 @@ class Config:
     timeout_minutes: float = 60.0
     auto_save: int = 1  # write every N messages; 0 = only on `save`
     auto_title: bool = True  # the session's model titles it after the first exchange
+    # Pairs that leave the context window: "drop" them, or "summarize" them first (compaction).
+    overflow: str = "drop"
     max_sessions: int = 50
     max_context_size: int = 100_000
     max_stdin_bytes: int = 4 * 1024 * 1024
@@ -338,6 +340,7 @@ def load(env: dict[str, str] | None = None) -> Config:
                                  maximum=MAX_TIMEOUT_MINUTES),
         auto_save=auto_save,
         auto_title=c.boolean("sessions", "defaults", "auto_title"),
+        overflow=c.text("sessions", "defaults", "overflow", choices=("drop", "summarize")),
         max_sessions=c.integer("sessions", "limits", "max_sessions", minimum=1),
         max_context_size=c.integer("sessions", "limits", "max_context_size", minimum=1),
         max_stdin_bytes=c.integer("sessions", "limits", "max_stdin_bytes", minimum=1),

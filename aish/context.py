@@ -63,3 +63,26 @@ def window_pairs(history: list[Message], pairs: int) -> int:
     """How many complete pairs of ``history`` fall in a window of ``pairs`` (0 = unlimited)."""
     count = len(pairs_of(history))
     return count if pairs == 0 else min(count, pairs)
+
+
+# Tokens the words around a summary add ("Summary of the earlier conversation ...").
+SUMMARY_FRAME_TOKENS = 16
+
+
+def summarised_window(history: list[Message], summary: Message | None, pairs: int,
+                      max_tokens: int, fixed_tokens: int = 0
+                      ) -> tuple[list[Message], str | None]:
+    """`select_window` after a summary of the path up to ``summary.source`` (None: no
+    summary): the messages it covers are not sent again, and its text counts against
+    ``max_tokens``. Also returns the id of the newest message left out that no summary covers
+    (None: every message before the window is summarised, or there is none)."""
+    if summary is not None:
+        ids = [m.id for m in history]
+        if summary.source in ids:
+            history = history[ids.index(summary.source) + 1:]
+        fixed_tokens += estimate_tokens(summary.content) + SUMMARY_FRAME_TOKENS
+    window = select_window(history, pairs, max_tokens, fixed_tokens)
+    before = window[0].parent if window else None
+    if not before or (summary is not None and before == summary.source):
+        return window, None
+    return window, before

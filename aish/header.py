@@ -46,6 +46,20 @@ _KNOWN = frozenset({"id", "owner", "created", "updated", "context_window", "shar
 TITLE_BY = ("user", "auto")  # who set a session's title: a person's is never replaced by auto
 
 
+def fold_meta(meta: dict, record: Mapping[str, Any]) -> None:
+    """Fold one ``meta`` record into ``meta`` (the header so far), in log order.
+
+    A title the model suggested (``title_by: auto``) does not apply over a person's: the
+    automatic title is written after a check that a person's may race, so the rule lives
+    here, where every reader and both stores fold, not in the writer's check."""
+    update = {k: v for k, v in record.items() if k != "t"}
+    if (update.get("title_by") == "auto" and meta.get("title_by") == "user"
+            and isinstance(meta.get("title"), str) and meta["title"].strip()):
+        update.pop("title", None)
+        update.pop("title_by", None)
+    meta.update(update)
+
+
 def _shown(value: object, limit: int) -> str:
     return repr(str(value)[:limit])
 

@@ -126,6 +126,12 @@ class Message:
     # not part of the record and never compared.
     pos: int | None = field(default=None, compare=False, repr=False)
     pp: int | None = field(default=None, compare=False, repr=False)  # the parent's, likewise
+    # A "summary" note (a compaction) stands for messages 1..``covers`` of the path to its
+    # ``source``. A reply names the summary its context began with (``summary``, stored at
+    # ``summary_at``), so the next context finds it without walking past its window.
+    covers: int | None = None
+    summary: str | None = field(default=None, compare=False)
+    summary_at: int | None = field(default=None, compare=False, repr=False)
 
     def to_record(self) -> dict:
         # Identity, not equality: `0.0 in (None, False)` is true and would drop a time of 0.
@@ -174,18 +180,26 @@ class Message:
             raise TypeError("note must be a string")
         if source is not None and not isinstance(source, str):
             raise TypeError("source must be a string")
-        pp = record.get("pp")
-        pp = pp if isinstance(pp, int) and not isinstance(pp, bool) and pp >= 0 else None
+        pp = _index(record.get("pp"))
+        covers = _index(record.get("covers"))
+        summary = record.get("summary")
+        summary = summary if isinstance(summary, str) and summary else None
         # Every field is checked above, so the value is filled in directly: a frozen
-        # dataclass's __init__ sets its 16 fields one call at a time, the larger part of
+        # dataclass's __init__ sets its fields one call at a time, the larger part of
         # reading a long log.
         message = object.__new__(cls)
         message.__dict__.update(
             role=role, content=content, ai=ai, time=float(time), id=mid, usage=usage,
             interrupted=bool(record.get("interrupted")), model=model,
             cut=bool(record.get("cut")), parent=parent, ref=ref, note=note, source=source,
-            timing=Timing.from_record(record.get("timing")), pos=pos, pp=pp)
+            timing=Timing.from_record(record.get("timing")), pos=pos, pp=pp, covers=covers,
+            summary=summary, summary_at=_index(record.get("summary_at")) if summary else None)
         return message
+
+
+def _index(value: object) -> int | None:
+    """A stored count or position; anything else (a hand edit, damage) reads as none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -217,6 +231,8 @@ def relinked(messages: Iterable[Message], parent: str = "", ref: str = "main") -
     that holds none of their original parents (a fork, a template, a merge of sessions)."""
     out = []
     for message in messages:
-        out.append(replace(message, parent=parent, ref=ref, pos=None, pp=None))
+        # A copy leaves the compactions behind: a reply's pointer to one would lead nowhere.
+        out.append(replace(message, parent=parent, ref=ref, pos=None, pp=None, summary=None,
+                           summary_at=None))
         parent = message.id
     return out

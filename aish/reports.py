@@ -6,8 +6,9 @@ from aish.context import estimate_tokens, pairs_of
 from aish.humanize import ago, when, window
 
 
-def session_info(sessions, sid: str, environ=None) -> dict:
-    """What `aish --session-info ID` and the shell's `info` print, counted from what is stored."""
+def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict:
+    """What `aish --session-info ID` and the shell's `info` print, counted from what is stored
+    (``branch``: whose compaction summary is told)."""
     summary = sessions.summary(sid)
     default = sessions.config.context_window
     header = summary.header
@@ -34,7 +35,23 @@ def session_info(sessions, sid: str, environ=None) -> dict:
         # Names only: counting each branch's messages walks it (aish --list-branches does).
         "branches": summary.tree.names(),
         "costs": session_costs(sessions, sid, environ),
+        "summary": compaction_summary(sessions, sid, branch),
     }
+
+
+def compaction_summary(sessions, sid: str, branch: str) -> dict | None:
+    """The summary the context of ``branch`` begins with (None: it was never compacted)."""
+    from aish.compaction import find_summary, session_on
+    from aish.errors import AishError
+
+    try:
+        session = session_on(sessions, sid, branch)
+        note = find_summary(session, session.recent(session.context_window))
+    except AishError:  # a branch checked out here but gone from the session: nothing to say
+        return None
+    if note is None:
+        return None
+    return {"id": note.id, "covers": note.covers, "made": note.time, "branch": branch}
 
 
 def provider_of(config, environ=None):
@@ -128,6 +145,9 @@ def format_info(info: dict, now: float) -> str:
         lines += format_costs(info["costs"])
     if info.get("model"):
         lines.append(f"Model: {info['model']}")
+    if info.get("summary"):
+        lines.append(f"Summary of messages 1\u2013{info['summary']['covers']} included (made "
+                     f"{ago(now - info['summary']['made'])})")
     branches = info.get("branches") or []
     if len(branches) > 1:
         lines.append(f"Branches: {len(branches)} ({', '.join(branches[:8])}"
@@ -143,18 +163,26 @@ def context_report(session, specialist, now: float) -> dict:
     """What the shell's `context` shows: the window in use, its oldest message, its tokens.
     Counted from what the next message would really carry: when the model's context is known
     (``session.fit_to``), the older pairs that do not fit it are counted as left out."""
+    from aish.compaction import describe
     from aish.context import window_pairs
+    from aish.messages import USER, Message
 
     specialist = session.as_owner_sees_it(specialist)
-    sent = session.upcoming_window(specialist)
+    upcoming = Message(USER, "", specialist.name, now)
+    built = session.context(specialist, upcoming=upcoming)
+    sent = built.window[:-1]
     oldest = sent[0].time if sent else None
     tokens = estimate_tokens(specialist.persona) + sum(estimate_tokens(m.content) for m in sent)
+    if built.summary is not None:
+        tokens += estimate_tokens(built.summary.content)
     size = session.context_window
     used = len(pairs_of(sent))
     return {"used": used, "window": size, "oldest": oldest, "tokens": tokens,
             "age": None if oldest is None else now - oldest,
             "left_out": max(0, window_pairs(session.recent(size), size) - used),
-            "context_length": session.context_length}
+            "context_length": session.context_length,
+            "summary": describe(built.summary, now),
+            "unsummarised": built.gap is not None and built.summary is not None}
 
 
 def format_context(report: dict) -> str:
@@ -164,6 +192,10 @@ def format_context(report: dict) -> str:
         limit = (f"the model's {report['context_length']}-token context"
                  if report.get("context_length") else "sessions.limits.max_context_size")
         lines[0] += f" ({report['left_out']} older {pairs} not fit {limit})"
+    if report.get("summary"):
+        lines.append(report["summary"] + (" (newer messages left out since: aish "
+                                          "--compact-session summarises them)"
+                                          if report.get("unsummarised") else ""))
     if report["oldest"] is not None:
         lines.append(f"Oldest message: {ago(report['age'])}")
     lines.append(f"Estimated tokens: {report['tokens']:,}")

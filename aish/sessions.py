@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aish.audit import NULL_AUDIT, AuditLog
 from aish.config import Config
-from aish.context import estimate_tokens, pairs_of, select_window, window_pairs
+from aish.context import estimate_tokens, pairs_of, window_pairs
 from aish.conversation import build_chat
 from aish.errors import (
     LimitError,
@@ -33,6 +33,7 @@ from aish.store.base import Codec, Loaded, Summary, tombstone
 from aish.store.refs import MAIN, Head, RefMoved, pin_main
 
 if TYPE_CHECKING:
+    from aish.compaction import Built
     from aish.providers.base import Provider
 
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
@@ -317,6 +318,10 @@ class Sessions:
     def location(self, sid: str) -> str:
         return self.store.location(check_id(sid))
 
+    def message(self, sid: str, head: Head) -> Message | None:
+        """The one message ``head`` names (its position a hint), or None: not in the log."""
+        return self.store.message(check_id(sid), head)
+
     def fix_modes(self, sid: str) -> list[str]:
         """Make a session's stored files private again; returns the paths changed."""
         return self.store.fix_modes(check_id(sid))
@@ -517,7 +522,9 @@ class Session:
             return False
         record = title_record(title, "auto")
         self.set_meta(**{k: v for k, v in record.items() if k != "t"})
-        return True
+        # A person's title stored between the check and the write wins: folding never lets
+        # an automatic title replace it.
+        return self.summary.header.title_by == "auto"
 
     def extend_context(self, pairs: int) -> None:
         if pairs < 0:
@@ -665,7 +672,14 @@ class Session:
         (what the provider's model can take, when it says); ``system``: an instruction for
         this exchange only, sent after the persona and never stored."""
         specialist = self.as_owner_sees_it(specialist)
-        chat = build_chat(specialist, self.window(specialist, token_limit), self.shared)
+        return self._chat(specialist, self.context(specialist, token_limit), system)
+
+    def _chat(self, specialist: Specialist, built: Built, system: str | None) -> list[ChatMessage]:
+        from aish.compaction import as_chat
+
+        chat = build_chat(specialist, built.window, self.shared)
+        if built.summary is not None:  # what left the window, before what is in it
+            chat.insert(1, as_chat(built.summary))
         if system:
             chat.insert(1, ChatMessage("system", system))
         return chat
@@ -681,6 +695,14 @@ class Session:
                upcoming: Message | None = None) -> list[Message]:
         """The messages that are sent (the last pairs that fit), ending with the newest
         message, or with ``upcoming`` when asking what the next message would carry."""
+        return self.context(specialist, token_limit, upcoming).window
+
+    def context(self, specialist: Specialist, token_limit: int | None = None,
+                upcoming: Message | None = None) -> Built:
+        """What is sent: the newest summary of what left the window (if the branch was
+        compacted), the window, and whether older messages are left out unsummarised."""
+        from aish.compaction import build
+
         history = self.recent(self.context_window)
         if upcoming is not None:
             history = history + [upcoming]
@@ -688,8 +710,17 @@ class Session:
         token_limit = token_limit or self.token_limit
         if token_limit:
             cap = min(cap, token_limit)
-        return select_window(history, self.context_window, cap,
-                             estimate_tokens(specialist.persona))
+        return build(self, history, self.context_window, cap,
+                     estimate_tokens(specialist.persona))
+
+    @property
+    def overflow(self) -> str:
+        """What happens to pairs that leave the window: ``drop`` or ``summarize`` (this
+        session's setting, else the config's)."""
+        from aish.compaction import OVERFLOWS
+
+        own = self.meta.get("overflow")
+        return own if own in OVERFLOWS else self.sessions.config.overflow
 
     def exchange(self, specialist: Specialist, text: str | None, provider: Provider,
                  on_text: Callable[[str], None] = lambda _t: None,
@@ -705,7 +736,17 @@ class Session:
         else:
             self.add_user(specialist, text)
         self.fit_to(provider, specialist)
-        chat = self.chat_for(specialist, system=system)
+        seen_as = self.as_owner_sees_it(specialist)
+        if self.overflow == "summarize":  # after the message is stored: it is never held up
+            from aish.compaction import before_exchange
+
+            before_exchange(self, seen_as, provider, self.notices.append)
+        built = self.context(seen_as)
+        chat = self._chat(seen_as, built, system)
+        # The reply names the summary its context began with: the next context finds it there.
+        noted: dict[str, Any] = ({"summary": built.summary.id,
+                                  "summary_at": built.summary.pos}
+                                 if built.summary is not None else {})
         parts: list[str] = []
         last: Chunk | None = None
         shown: Exception | None = None  # showing the reply failed: still read and store it
@@ -728,14 +769,14 @@ class Session:
         except KeyboardInterrupt:
             reply = self.add(Message(ASSISTANT, "".join(parts), specialist.name,
                                      self.sessions.now(), interrupted=True,
-                                     timing=watch.timing()))
+                                     timing=watch.timing(), **noted))
             self.save_if_auto()
             return Reply(reply.content, reply, interrupted=True)
         if last is None:
             raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
         reply = self.add(Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
                                  usage=last.usage, model=last.model, cut=last.cut,
-                                 timing=watch.timing()))
+                                 timing=watch.timing(), **noted))
         if shown is not None:
             self.save_if_auto()
             raise shown

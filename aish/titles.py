@@ -49,34 +49,15 @@ def suggest_title(provider, specialist, question: str, answer: str) -> str:
 
     chat = [ChatMessage("system", AUTO_PROMPT),
             ChatMessage("user", f"User: {question[:2000]}\n\nAssistant: {answer[:2000]}")]
-    found = getattr(provider, "options", None)
-    options: dict = found if isinstance(found, dict) else {}
-    saved_options = dict(options) if isinstance(found, dict) else None
-    saved_notify = getattr(provider, "notify", None)
-    saved_retries = getattr(provider, "max_retries", None)
-    try:
-        # The request is the provider's own (its endpoint, model and key), only smaller and
-        # quiet: no "waiting" notes, no retries, a reply of a few tokens.
-        if saved_options is not None:
-            options["max_tokens"] = AUTO_MAX_TOKENS
-        if saved_notify is not None:
-            provider.notify = lambda _kind, _text: None
-        if saved_retries is not None:
-            provider.max_retries = 0
-        parts = []
-        for chunk in provider.stream(chat, specialist):
-            parts.append(chunk.text or "")
-            if chunk.finished:
-                break
-        return clean_suggestion("".join(parts))
-    finally:
-        if saved_options is not None:
-            options.clear()
-            options.update(saved_options)
-        if saved_notify is not None:
-            provider.notify = saved_notify
-        if saved_retries is not None:
-            provider.max_retries = saved_retries
+    # The request is the provider's own (its endpoint, model and key), only smaller and
+    # quiet: no "waiting" notes, no retries, a reply of a few tokens.
+    parts = []
+    for chunk in provider.stream(chat, specialist, max_tokens=AUTO_MAX_TOKENS, quiet=True,
+                                 retries=0):
+        parts.append(chunk.text or "")
+        if chunk.finished:
+            break
+    return clean_suggestion("".join(parts))
 
 
 def auto_title(session, specialist, provider, reply) -> bool:

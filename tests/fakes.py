@@ -33,13 +33,15 @@ class Scripted:
         self.chunks = chunks
         self.fail = fail
         self.chats: list[list] = []
+        self.options: list[dict] = []  # the per-call options of each request, in order
         if context_length is not None:
             self.context_length = context_length
         if context_limit is not None:
             self.context_limit = context_limit
 
-    def stream(self, chat, specialist):
+    def stream(self, chat, specialist, **options):
         self.chats.append(chat)
+        self.options.append(options)
         if self.fail:
             self.fail -= 1
             raise ProviderError(self.endpoint, "connection refused")

@@ -32,10 +32,19 @@ class Opening:
     extend_context: int | None = None
     auto_save: int | None = None
     lazy: bool = True  # a new session is stored with its first message
+    overflow: str | None = None  # this session's own: "drop" or "summarize" (compaction)
 
 
 SESSION_ONLY = ("get_id", "end", "shared", "template", "context_window", "extend_context",
-                "auto_save", "retry", "branch", "regenerate", "edit")
+                "auto_save", "retry", "branch", "regenerate", "edit", "overflow")
+
+
+def _overflow(text: str) -> str:
+    from aish.compaction import OVERFLOWS
+
+    if text not in OVERFLOWS:
+        raise UsageError(f"--overflow: expected {' or '.join(OVERFLOWS)}, got {text!r}")
+    return text
 
 
 # Options for one exchange, shared by `apollo ...` and `aish -c ...`.
@@ -67,6 +76,8 @@ RECAP = 2  # pairs shown when session mode takes up the last session again
             metavar="N"),
         Arg("--extend-context", "raise the session's window by N pairs", type=positive_int,
             metavar="N"),
+        Arg("--overflow", "pairs leaving the window: drop, or summarize them first (kept "
+            "in the session)", type=_overflow, metavar="MODE"),
         Arg("--shared", "join another specialist's session", flag=True),
         Arg("--template", "start the new session from a template", metavar="NAME",
             completes="template"),
@@ -149,7 +160,7 @@ def ask(ctx: Context, args) -> int:
     # `--get-id` asks for the session to exist now, before any message.
     session = _open_session(ctx, specialist, Opening(
         sid, args.session_id is not None, args.shared, args.template, args.context_window,
-        args.extend_context, args.auto_save, lazy=not args.get_id))
+        args.extend_context, args.auto_save, lazy=not args.get_id, overflow=args.overflow))
     _choose_branch(ctx, session, args.branch)
     if args.get_id:
         ctx.out.data(session.id)
@@ -248,6 +259,8 @@ def _open_session(ctx: Context, specialist, opening: Opening):
                                   lazy=opening.lazy)
     if opening.extend_context:
         session.extend_context(opening.extend_context)
+    if opening.overflow and session.meta.get("overflow") != opening.overflow:
+        session.set_meta(overflow=opening.overflow)
     session.auto_save = opening.auto_save
     return session
 

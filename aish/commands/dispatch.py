@@ -10,6 +10,7 @@ from aish.errors import UsageError
 def load_commands() -> None:
     """Import the modules that register commands (each is cheap to import)."""
     import aish.commands.branch_cmds  # noqa: F401
+    import aish.commands.compact_cmds  # noqa: F401
     import aish.commands.core  # noqa: F401
     import aish.commands.history_cmds  # noqa: F401
     import aish.commands.import_cmds  # noqa: F401

@@ -117,7 +117,8 @@ def info(ctx: Context, args) -> int:
     if not session.stored:
         ctx.out.data(f"Session: {session.id}\n{NOT_YET}")
         return 0
-    text = format_info(session_info(session.sessions, session.id, ctx.environ), ctx.now())
+    text = format_info(session_info(session.sessions, session.id, ctx.environ,
+                                    session.branch), ctx.now())
     if session.unsaved:
         text += f"\nUnsaved messages: {session.unsaved} (type 'save' to write them)"
     ctx.out.data(text)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aish.errors import AishError, LimitError, SessionNotFound, UsageError
-from aish.header import Header, is_count, is_name, is_time
+from aish.header import Header, fold_meta, is_count, is_name, is_time
 from aish.ids import check_id
 from aish.management.integrity import LOSSLESS, mend_tree
 from aish.management.transfer import ALL_FORMAT, FORMAT, VERSION
@@ -204,7 +204,7 @@ def _from_log(text: str, codec) -> Incoming:
             continue
         tree.fold(record, None)
         if record["t"] == "meta":
-            meta.update({k: v for k, v in record.items() if k != "t"})
+            fold_meta(meta, record)
             continue
         if record["t"] == "ref":
             continue

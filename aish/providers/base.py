@@ -42,4 +42,10 @@ class Provider(Protocol):
     def context_limit(self) -> int | None:
         """Tokens the prompt may use (context less room for the reply); None when unknown."""
 
-    def stream(self, chat: list[ChatMessage], specialist: Specialist) -> Iterator[Chunk]: ...
+    def stream(self, chat: list[ChatMessage], specialist: Specialist, *,
+               max_tokens: int | None = None, quiet: bool = False,
+               retries: int | None = None) -> Iterator[Chunk]:
+        """Stream a reply to ``chat``. Per call, for side jobs on the session's model (a
+        title, a summary): ``max_tokens`` caps this reply instead of the configured budget,
+        ``quiet`` keeps the face from hearing of waits and retries, ``retries`` replaces the
+        configured number of retries. The provider's own settings are never changed."""

@@ -133,11 +133,16 @@ class LocalProvider:
                 raise ProviderError(self.endpoint, f"cannot load model: {exc}") from None
         return _MODELS[key]
 
-    def stream(self, chat: list[ChatMessage], specialist) -> Iterator[Chunk]:
+    def stream(self, chat: list[ChatMessage], specialist, *, max_tokens: int | None = None,
+               quiet: bool = False, retries: int | None = None) -> Iterator[Chunk]:
+        # ``quiet`` and ``retries`` have nothing to act on: an embedded model neither waits
+        # on a network nor retries.
         llm = self._load()
         messages = [{"role": m.role, "content": m.content} for m in chat]
+        options = self.options if max_tokens is None else {**self.options,
+                                                            "max_tokens": max_tokens}
         try:
-            events = llm.create_chat_completion(messages=messages, stream=True, **self.options)
+            events = llm.create_chat_completion(messages=messages, stream=True, **options)
             completion = 0
             for event in events:
                 choice = event["choices"][0]

@@ -126,18 +126,23 @@ class OpenAIProvider:
             return None
         return first.id if first is not None and first.id else DEFAULT_MODEL
 
-    def stream(self, chat: list[ChatMessage], specialist) -> Iterator[Chunk]:
+    def stream(self, chat: list[ChatMessage], specialist, *, max_tokens: int | None = None,
+               quiet: bool = False, retries: int | None = None) -> Iterator[Chunk]:
         """Stream a reply. ``timeout`` bounds the whole wait for an answer, retries included:
         each attempt gets what is left of it, and a failure before the first token is tried
-        again (``max_retries`` times) after a pause, announced through ``notify``."""
+        again (``max_retries`` times, or ``retries`` for this call) after a pause, announced
+        through ``notify`` unless ``quiet``. ``max_tokens``: this reply's budget."""
         import openai
 
         deadline = time.monotonic() + self.timeout
-        attempts = self.max_retries + 1
+        attempts = (self.max_retries if retries is None else max(0, retries)) + 1
         client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key,
                                timeout=self.timeout, max_retries=0)
         messages = [{"role": m.role, "content": m.content} for m in chat]
-        self.notify("waiting", f"waiting for {self.endpoint}")
+        notify = _silent if quiet else self.notify
+        options = self.options if max_tokens is None else {**self.options,
+                                                            "max_tokens": max_tokens}
+        notify("waiting", f"waiting for {self.endpoint}")
         try:
             if self.model is None:
                 self.model = self._discover_model(client, deadline)
@@ -145,7 +150,8 @@ class OpenAIProvider:
                 # Texts yielded in this attempt: once any, no retry (no repeats).
                 got: list[bool] = []
                 try:
-                    yield from self._attempt(client, messages, deadline, got)
+                    yield from self._attempt(client, messages, deadline, got, options,
+                                             notify)
                     return
                 except _Retryable as failure:
                     pause = min(2.0 ** (attempt - 1), 8.0)
@@ -153,15 +159,15 @@ class OpenAIProvider:
                             or deadline - time.monotonic() <= pause + 0.05)
                     if last:
                         raise self._fail(failure.cause) from None
-                    self.notify("retry", self._mask(
+                    notify("retry", self._mask(
                         f"retrying in {pause:g}s (attempt {attempt + 1} of {attempts}): "
                         f"{failure.cause}"))
                     time.sleep(pause)
         finally:
-            self.notify("answered", "")
+            notify("answered", "")
 
-    def _attempt(self, client, messages: list[dict], deadline: float,
-                 got: list) -> Iterator[Chunk]:
+    def _attempt(self, client, messages: list[dict], deadline: float, got: list,
+                 options: dict, notify: Notify) -> Iterator[Chunk]:
         import openai
 
         remaining = deadline - time.monotonic()
@@ -174,7 +180,7 @@ class OpenAIProvider:
         try:
             stream = client.chat.completions.create(
                 model=self.model or DEFAULT_MODEL, messages=messages, stream=True,
-                stream_options={"include_usage": True}, timeout=remaining, **self.options)
+                stream_options={"include_usage": True}, timeout=remaining, **options)
             started = True
             with stream:
                 for event in stream:
@@ -186,7 +192,7 @@ class OpenAIProvider:
                         text = choice.delta.content if choice.delta else None
                         if text:
                             if not got:
-                                self.notify("answered", "")
+                                notify("answered", "")
                             got.append(True)
                             yield Chunk(text)
                         if choice.finish_reason:
@@ -214,6 +220,10 @@ class OpenAIProvider:
         if model:
             self.model = model  # what the endpoint says answered, shown from now on
         yield Chunk(finished=True, usage=usage, model=model or self.model, finish_reason=finish)
+
+
+def _silent(_kind: str, _text: str) -> None:
+    """What a quiet request tells the face: nothing."""
 
 
 class _Retryable(Exception):

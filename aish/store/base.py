@@ -18,7 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aish.errors import StorageError
-from aish.header import MAX_TIME, Header, is_count, is_name, is_time  # noqa: F401 - re-exported
+from aish.header import (  # noqa: F401 - re-exported
+    MAX_TIME,
+    Header,
+    fold_meta,
+    is_count,
+    is_name,
+    is_time,
+)
 from aish.messages import Message
 from aish.store.refs import MAIN, Head, RefState
 
@@ -102,8 +109,7 @@ class Summary:
         self.tree.fold(record, pos, strict)
         kind = record.get("t")
         if kind == "meta":
-            update = {k: v for k, v in record.items() if k != "t"}
-            self.meta.update(update)
+            fold_meta(self.meta, record)
         elif kind == "msg":
             self.messages += 1
             if record.get("role") == "user":
@@ -329,7 +335,7 @@ def fold_records(records: list[tuple[int, dict]], problems: list[Problem],
     last_time = float("-inf")
     for line, record in records:
         if record["t"] == "meta":
-            meta.update({k: v for k, v in record.items() if k != "t"})
+            fold_meta(meta, record)
             continue
         if record["t"] == "ref":
             tree.fold(record, positions(line))
@@ -398,6 +404,14 @@ def walk(medium: Medium, decode: Callable[[bytes], Message | None], head: Head,
     return out[::-1]
 
 
+def find_message(medium: Medium, decode: Callable[[bytes], Message | None], head: Head
+                 ) -> Message | None:
+    """The message ``head`` names, with where it is stored: at its position when that holds,
+    else scanned for from the end of the log (None: the log holds none)."""
+    found = _find(medium, decode, head.id, head.pos, None) if head.id else None
+    return None if found is None else replace(found[0], pos=found[1])
+
+
 def _find(medium: Medium, decode: Callable[[bytes], Message | None], want: str | None,
           hint: int | None, scan_from: int | None) -> tuple[Message, int] | None:
     if hint is not None:
@@ -464,6 +478,7 @@ class Store(Protocol):
     def load(self, sid: str) -> Loaded: ...
     def tail(self, sid: str, pairs: int) -> list[Message]: ...
     def path(self, sid: str, head: Head | None, pairs: int) -> list[Message]: ...
+    def message(self, sid: str, head: Head) -> Message | None: ...  # one, by id and position
     def raw_lines(self, sid: str) -> list[str]: ...
     def replace(self, sid: str, meta: dict, messages: list[Message],
                 since: object = None, refs: dict[str, str] | None = None) -> Summary: ...

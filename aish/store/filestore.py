@@ -35,6 +35,7 @@ from aish.store.base import (
     Summary,
     UnusableLog,
     dump_line,
+    find_message,
     fold_records,
     follow_alias,
     is_count,
@@ -446,6 +447,13 @@ class FileStore:
             if pairs > 0:
                 found = _last_pairs(found, pairs)
         return found
+
+    def message(self, sid: str, head: Head) -> Message | None:
+        """The message ``head`` names: one record read where it says, else scanned for."""
+        with self._locked(sid, exclusive=False):
+            f = os.fdopen(self._open_log(sid), "rb")  # noqa: SIM115 - closed below
+            with f:
+                return find_message(_LogMedium(f), self._message, head)
 
     def _message(self, raw: bytes) -> Message | None:
         if not raw.strip():

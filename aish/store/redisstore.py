@@ -47,6 +47,7 @@ from aish.store.base import (
     Problem,
     Summary,
     dump_line,
+    find_message,
     fold_records,
     follow_alias,
     merge_tombstones,
@@ -189,7 +190,26 @@ end
 if #batch > 0 then redis.call('RPUSH', log, unpack(batch)) end
 redis.call('HINCRBY', meta, 'bytes', add)
 n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HSET', meta, ARGV[i], ARGV[i + 1]); i = i + 2 end
+-- An automatic title does not replace a person's (the fold rule of aish.header.fold_meta),
+-- checked here against the title stored now, so a person's that won a race is kept.
+local keep_title = false
+if mode == 'append' then
+  for f = 0, n - 1 do
+    if ARGV[i + 2 * f] == 'm:title_by' and ARGV[i + 2 * f + 1] == '"auto"' then
+      local by = redis.call('HGET', meta, 'm:title_by')
+      local title = redis.call('HGET', meta, 'm:title')
+      keep_title = by == '"user"' and title ~= false and title ~= 'null'
+        and string.match(title, '^"%s*"$') == nil
+    end
+  end
+end
+for _ = 1, n do
+  local f = ARGV[i]
+  if not (keep_title and (f == 'm:title' or f == 'm:title_by')) then
+    redis.call('HSET', meta, f, ARGV[i + 1])
+  end
+  i = i + 2
+end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HINCRBY', meta, ARGV[i], ARGV[i + 1]); i = i + 2 end
 local t = tonumber(last_t) or 0
@@ -565,6 +585,13 @@ class RedisStore:
                     found = _last_pairs(found, pairs)
             return found
         raise StorageError(f"session {sid} kept being rewritten while it was read; try again")
+
+    def message(self, sid: str, head: Head) -> Message | None:
+        """The message ``head`` names: one element read where it says, else scanned for."""
+        log = self._key(sid, "log")
+        with self._guard("read a session"):
+            return find_message(_ListMedium(self.client, log, self.client.llen(log)),
+                                self._message, head)
 
     def _message(self, raw: bytes) -> Message | None:
         try:
