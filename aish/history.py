@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from aish.messages import USER, Message
 from aish.store.base import Loaded
 from aish.store.refs import MAIN
+from aish.store.skeleton import first_line  # noqa: F401 - re-exported for the exports
 
 if TYPE_CHECKING:
     from aish.graph import Folded, Row
@@ -87,13 +88,6 @@ class History:
         return {"session": self.sid, "current": self.current,
                 **({"branch": self.only} if self.only else {}),
                 "nodes": nodes, "edges": edges, "refs": dict(sorted(self.refs.items()))}
-
-
-def first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 def build(loaded: Loaded, sid: str, current: str, branch: str | None = None) -> History:
