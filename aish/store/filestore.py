@@ -26,6 +26,7 @@ from typing import cast
 from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
+from aish.store import skeleton
 from aish.store.base import (
     FORMAT_VERSION,
     TOMBSTONE_SECONDS,
@@ -47,7 +48,6 @@ from aish.store.base import (
     seal_doc,
     walk,
 )
-from aish.store import skeleton
 from aish.store.refs import MAIN, Head
 
 DOC_KINDS = ("templates", "checkpoints")
@@ -437,12 +437,11 @@ class FileStore:
             summary = self.summary(sid)
             with os.fdopen(self._open_log(sid), "rb") as f:
                 try:
-                    entries = skeleton.covered(self._skel(sid), sid, f)
+                    messages = skeleton.covered(self._skel(sid), sid, f)
                 except skeleton.Unusable:
                     return None
-        if entries is None:
-            return None
-        return Loaded(summary.meta, list(map(skeleton.message, entries)), [], tree=summary.tree)
+        return None if messages is None else Loaded(summary.meta, messages, [],
+                                                    tree=summary.tree)
 
     def tail(self, sid: str, pairs: int) -> list[Message]:
         """The last ``pairs`` user messages of ``main`` and what follows them (0: all)."""

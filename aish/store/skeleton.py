@@ -56,6 +56,7 @@ class Covered:
     """What a cache file holds: its entries and the part of the log they describe."""
 
     entries: list[list]
+    messages: list[Message]  # what the entries stand for
     to: int  # log bytes covered
     damaged: int  # message records of the log a full read rejects (see `scan`)
     chunks: int
@@ -73,39 +74,34 @@ def first_line(text: str) -> str:
     return ""
 
 
-def entry(message: Message) -> list:
-    usage = message.usage
-    return [message.id, message.parent or "", message.role, message.ai, message.time,
-            first_line(message.content)[:FIRST_LINE_CHARS],
+def entry(said: Message) -> list:
+    usage = said.usage
+    return [said.id, said.parent or "", said.role, said.ai, said.time,
+            first_line(said.content)[:FIRST_LINE_CHARS],
             None if usage is None else usage.prompt_tokens,
-            None if usage is None else usage.completion_tokens, message.note, message.pos]
+            None if usage is None else usage.completion_tokens, said.note, said.pos]
 
-
-def _checked(item: object) -> bool:
-    """An entry read back whose every value has the type drawing expects (a cache is only
-    trusted whole: one bad entry makes it a miss)."""
-    if not (isinstance(item, list) and len(item) == 10):
-        return False
+def message(item: object) -> Message:
+    """The message an entry stands for, its content its first line; ValueError when a value
+    is not of the type drawing expects (a cache is only trusted whole: one bad entry makes it
+    a miss)."""
+    if type(item) is not list or len(item) != 10:
+        raise ValueError("not an entry")
     mid, parent, role, ai, when, first, prompt, completion, note, pos = item
-    return (type(mid) is str and type(parent) is str and role in ("user", "assistant")
-            and type(ai) is str and type(first) is str
-            and type(when) in (float, int) and (note is None or type(note) is str)
-            and (prompt is None or type(prompt) is int) and (completion is None or
-                                                              type(completion) is int)
-            and (pos is None or type(pos) is int))
-
-
-def message(item: list) -> Message:
-    """The message an entry stands for, its content its first line."""
-    mid, parent, role, ai, when, first, prompt, completion, note, pos = item
+    if not (type(mid) is str and type(parent) is str and type(ai) is str
+            and type(first) is str and (role == "user" or role == "assistant")
+            and (type(when) is float or type(when) is int)
+            and (note is None or type(note) is str) and (pos is None or type(pos) is int)
+            and (prompt is None or (type(prompt) is int and type(completion) is int))):
+        raise ValueError("not an entry")
     made = object.__new__(Message)
-    # Checked by `_checked` already: filled in directly, as `Message.from_record` does, since
-    # the frozen dataclass's __init__ would cost more than reading the cache.
-    made.__dict__.update(
-        role=role, content=first, ai=ai, time=float(when), id=mid,
-        usage=None if prompt is None else Usage(prompt, completion or 0), interrupted=False,
-        model=None, cut=False, parent=parent, ref=None, note=note, source=None, timing=None,
-        pos=pos, pp=None)
+    # Checked above: filled in directly, as `Message.from_record` does, since the frozen
+    # dataclass's __init__ would cost more than reading the rest of the cache.
+    object.__setattr__(made, "__dict__", {
+        "role": role, "content": first, "ai": ai, "time": float(when), "id": mid,
+        "usage": None if prompt is None else Usage(prompt, completion), "interrupted": False,
+        "model": None, "cut": False, "parent": parent, "ref": None, "note": note,
+        "source": None, "timing": None, "pos": pos, "pp": None})
     return made
 
 
@@ -162,14 +158,18 @@ def read(path: Path, sid: str, ino: int, log: BinaryIO, size: int) -> Covered | 
                     and chunk["to"] >= at and type(chunk.get("damaged")) is int
                     and isinstance(chunk.get("entries"), list)):
                 return None
-            at, tail, chunks = chunk["to"], chunk.get("tail"), chunks + 1
+            at, tail, chunks = chunk["to"], str(chunk.get("tail")), chunks + 1
             damaged += chunk["damaged"]
             entries += chunk["entries"]
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    if at > size or tail != _tail(log, at) or not all(map(_checked, entries)):
+    if at > size or tail != _tail(log, at):
         return None
-    return Covered(entries, at, damaged, chunks, (st.st_ino, st.st_size))
+    try:
+        messages = list(map(message, entries))
+    except ValueError:
+        return None
+    return Covered(entries, messages, at, damaged, chunks, (st.st_ino, st.st_size))
 
 
 def scan(data: bytes, start: int, follows: str) -> tuple[list[list], int]:
@@ -206,7 +206,7 @@ def scan(data: bytes, start: int, follows: str) -> tuple[list[list], int]:
     return out, damaged
 
 
-def covered(path: Path, sid: str, log: BinaryIO) -> list[list] | None:
+def covered(path: Path, sid: str, log: BinaryIO) -> list[Message] | None:
     """The skeleton of the complete lines of ``log`` (the log of ``sid``, open for reading),
     from the cache at ``path`` brought up to date, or rebuilt; the cache is written back.
     None when the log holds damaged messages (see `scan`)."""
@@ -219,7 +219,7 @@ def covered(path: Path, sid: str, log: BinaryIO) -> list[list] | None:
     data = log.read(size - start)
     end = start + data.rfind(b"\n") + 1
     if cache is not None and end == start:
-        return None if cache.damaged else cache.entries
+        return None if cache.damaged else cache.messages
     known = [] if cache is None else cache.entries
     new, damaged = scan(data[:end - start], start, known[-1][0] if known else "")
     entries = known + new
@@ -229,7 +229,9 @@ def covered(path: Path, sid: str, log: BinaryIO) -> list[list] | None:
         _replace(path, _chunk(sid, st.st_ino, 0, end, tail, entries, before + damaged))
     else:
         _append(path, cache.file, _chunk(sid, st.st_ino, start, end, tail, new, damaged))
-    return None if before + damaged else entries
+    if before + damaged:
+        return None
+    return (cache.messages if cache else []) + list(map(message, new))
 
 
 def _replace(path: Path, payload: bytes) -> None:
