@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from aish.messages import USER, Message
 from aish.store.base import Loaded
 from aish.store.refs import MAIN
-from aish.store.skeleton import first_line  # noqa: F401 - re-exported for the exports
+from aish.store.skeleton import WIDEST, first_line  # noqa: F401 - re-exported to the faces
 
 if TYPE_CHECKING:
     from aish.graph import Folded, Row

@@ -55,9 +55,8 @@ def history(ctx: Context, args) -> int:
         ctx.out.data(json.dumps(tree.to_json(redactor), indent=2))
         report_redactions(ctx, redactor)
         return 0
-    from aish.history import Style, graph_lines, tree_lines
+    from aish.history import WIDEST, Style, graph_lines, tree_lines
     from aish.sanitize import marks_for, sanitize
-    from aish.store.skeleton import WIDEST
 
     console = ctx.out.console()
     tree = load_history(ctx, args.id, args.branch, first_lines=console.width <= WIDEST)
