@@ -132,11 +132,11 @@ def read(path: Path, sid: str, ino: int, log: BinaryIO, size: int) -> Covered | 
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _READ_LIMIT:
             return None
         with os.fdopen(fd, "rb") as f:
             fd = -1
-            data = f.read(_READ_LIMIT)
+            data = f.read()  # read(limit) would allocate the whole limit first
     except OSError:
         return None
     finally:
