@@ -115,7 +115,8 @@ def fold(rows: Iterable[Row], plain: Callable[[str], bool], keep: int
 def cut_cells(text: str, room: int, ellipsis: str) -> str:
     """``text`` in at most ``room`` terminal cells: wide characters (CJK, emoji) count two and
     are never cut in half; an ellipsis marks a cut."""
-    if text.isascii():  # the common case: one cell a character
+    # The common case: one cell a character (control characters take none: counted below).
+    if text.isascii() and text.isprintable():
         if len(text) <= room:
             return text
         room -= cells(ellipsis)
@@ -139,7 +140,7 @@ def cut_cells(text: str, room: int, ellipsis: str) -> str:
 
 def cells(text: str) -> int:
     """How many terminal cells ``text`` takes."""
-    if text.isascii():
+    if text.isascii() and text.isprintable():
         return len(text)
     from rich.cells import cell_len
 

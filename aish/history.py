@@ -14,11 +14,13 @@ from __future__ import annotations
 import time as _time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from operator import attrgetter
+from typing import TYPE_CHECKING, NamedTuple
 
 from aish.messages import USER, Message
 from aish.store.base import Loaded
 from aish.store.refs import MAIN
+from aish.store.skeleton import WIDEST, first_line  # noqa: F401 - re-exported to the faces
 
 if TYPE_CHECKING:
     from aish.graph import Folded, Row
@@ -27,8 +29,10 @@ FOLD_KEEP_LAST = 2  # messages kept at the end of a folded run: the latest excha
 Text = Callable[[str], str]  # what text passes through before it is shown (redaction)
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
+    """One message of the tree (a named tuple: a long log makes thousands of them, and a
+    frozen dataclass costs several times more to build)."""
+
     message: Message
     number: int  # on the path from the root, from 1
     children: tuple[str, ...]  # oldest first
@@ -89,17 +93,8 @@ class History:
                 "nodes": nodes, "edges": edges, "refs": dict(sorted(self.refs.items()))}
 
 
-def first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
 def build(loaded: Loaded, sid: str, current: str, branch: str | None = None) -> History:
     """The history of ``loaded``: every message, or only ``branch``'s path."""
-    from aish.forks import Tree
-
     refs = {name: head.id for name, head in loaded.tree.refs.items()}
     if MAIN not in refs:  # a log written before branches: main is its newest message
         head = loaded.tree.head(MAIN)
@@ -110,20 +105,48 @@ def build(loaded: Loaded, sid: str, current: str, branch: str | None = None) -> 
                    for i, m in enumerate(path, 1)}
         return History(sid, on_path, [path[0].id] if path else [],
                        {branch: refs.get(branch, "")}, current, branch)
-    tree = Tree.of(loaded)
+    messages = loaded.messages
+    # The tree as `aish.forks.Tree` arranges it (children oldest first, log order breaking
+    # ties), made here in one pass: this is most of what building costs on a long log.
+    by_id = {m.id: m for m in messages}
+    children: dict[str, list[Message]] = {}
+    for message in messages:
+        parent = message.parent or ""
+        kids = children.get(parent)
+        if kids is None:
+            children[parent] = [message]
+        else:
+            kids.append(message)
+    by_time = attrgetter("time")
+    for kids in children.values():
+        if len(kids) > 1:
+            kids.sort(key=by_time)  # stable: the same time keeps log order
     nodes: dict[str, Node] = {}
-    roots = [m.id for m in tree.children.get("", [])]
+    roots = [m.id for m in children.get("", [])]
     # A message whose parent is missing (a damaged log) still shows, as a root of its own.
-    roots += [m.id for m in loaded.messages if m.parent and m.parent not in tree.by_id]
+    roots += [m.id for m in messages if m.parent and m.parent not in by_id]
+    below = children.get
     for root in roots:
-        stack = [(tree.by_id[root], 1)]
+        stack = [(by_id[root], 1)]
         while stack:  # no recursion: a log may be thousands of messages deep
             message, number = stack.pop()
-            if message.id in nodes:  # a damaged log's cycle or repeated id
-                continue
-            kids = [k for k in tree.children.get(message.id, []) if k.id not in nodes]
-            nodes[message.id] = Node(message, number, tuple(k.id for k in kids))
-            stack.extend((k, number + 1) for k in reversed(kids))
+            while message.id not in nodes:  # seen: a damaged log's cycle or repeated id
+                kids = below(message.id)
+                if kids is None:
+                    nodes[message.id] = Node(message, number, ())
+                    break
+                if len(kids) == 1:  # a straight run: followed here, not through the stack
+                    kid = kids[0]
+                    if kid.id in nodes:
+                        nodes[message.id] = Node(message, number, ())
+                        break
+                    nodes[message.id] = Node(message, number, (kid.id,))
+                    message, number = kid, number + 1
+                    continue
+                kids = [k for k in kids if k.id not in nodes]
+                nodes[message.id] = Node(message, number, tuple(k.id for k in kids))
+                stack.extend((k, number + 1) for k in reversed(kids))
+                break
     for name in list(refs):
         if refs[name] and refs[name] not in nodes:
             refs[name] = ""  # a head the log does not hold: shown at the root

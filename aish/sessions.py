@@ -308,6 +308,11 @@ class Sessions:
     def load(self, sid: str) -> Loaded:
         return self.store.load(check_id(sid))
 
+    def skeleton(self, sid: str) -> Loaded | None:
+        """Every message with only its first line (for drawing the tree), branch heads as
+        stored; None when the store has no cheap way to it: `load` it."""
+        return self.store.skeleton(check_id(sid))
+
     def tail(self, sid: str, pairs: int) -> list[Message]:
         return self.store.tail(check_id(sid), pairs)
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from bench import environment, row, timed  # noqa: E402
-from tree_bench import median_ms  # noqa: E402
+from tree_bench import median_seconds  # noqa: E402
 
 from aish.config import load as load_config  # noqa: E402
 from aish.messages import ASSISTANT, USER, Message  # noqa: E402
@@ -92,7 +92,7 @@ def main() -> None:
                 ("search with --ai and --since", "w77 w78*", Filters(ai="hermes",
                                                                   since=1.7e9 + 3600)),
                 ("search with --branch main", "w4242", Filters(branch="main"))):
-            seconds = median_ms(lambda t=text, f=filters: search(sessions, t, f))
+            seconds = median_seconds(lambda t=text, f=filters: search(sessions, t, f))
             hits = len(search(sessions, text, filters))
             verdict = "ok" if seconds * 1000 <= TARGET_MS else f"OVER {TARGET_MS:.0f} ms"
             if seconds * 1000 > TARGET_MS:
@@ -101,21 +101,23 @@ def main() -> None:
 
         index = open_index(sessions)
         found = parse("w4242")
-        row("  the query alone", median_ms(lambda: index.query(sessions, found, Filters())))
-        row("  the catch-up alone (nothing changed)", median_ms(lambda: index.catch_up(sessions)))
+        row("  the query alone", median_seconds(lambda: index.query(sessions, found, Filters())))
+        row("  the catch-up alone (nothing changed)",
+            median_seconds(lambda: index.catch_up(sessions)))
 
         def just_written() -> None:
             os.utime(config.session_dir)  # a write just now: every session's stamp is compared
             index.catch_up(sessions)
 
-        row("  the catch-up right after a write (all stamps compared)", median_ms(just_written, 5))
+        row("  the catch-up right after a write (all stamps compared)",
+            median_seconds(just_written, 5))
         index.close()
 
         def append(on: bool) -> float:
             cfg = dataclasses.replace(config, search_index=on)
             writer = Sessions(FileStore(config.session_dir), cfg)
             session = writer.open("apollo", "s00000")
-            return median_ms(lambda: session.add(Message(USER, "one more leak", "apollo",
+            return median_seconds(lambda: session.add(Message(USER, "one more leak", "apollo",
                                                         time.time())))
 
         row("append one message, index kept", append(True))

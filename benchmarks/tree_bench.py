@@ -42,7 +42,8 @@ from aish.store.refs import MAIN  # noqa: E402
 TEXT = "lorem ipsum dolor sit amet " * 8
 
 
-def median_ms(work, runs: int = 21) -> float:
+def median_seconds(work, runs: int = 21) -> float:
+    """Median wall time of ``work`` over ``runs`` runs, in seconds (what `bench.row` prints)."""
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -100,7 +101,7 @@ def in_process(store, label: str) -> None:
     print(f"\nBranch operations in process, {label}, 1,000-message session (target 20 ms):")
     counter = iter(range(10**6))
     row("branch (a new branch at message 500)",
-        median_ms(lambda: branches.create(sessions, sid, f"n{next(counter)}", at=500)))
+        median_seconds(lambda: branches.create(sessions, sid, f"n{next(counter)}", at=500)))
     checkouts = Checkouts(Path(config.session_dir).parent / "checkouts.json")
 
     def checkout() -> None:
@@ -108,13 +109,13 @@ def in_process(store, label: str) -> None:
         branches.head_of(sessions.summary(sid), "n1")
         checkouts.set(store.location(sid), "n1")
 
-    row("checkout (check the branch, record it)", median_ms(checkout))
+    row("checkout (check the branch, record it)", median_seconds(checkout))
 
     def undo_redo() -> None:
         branches.undo(sessions, sid, MAIN)
         branches.redo(sessions, sid, MAIN)
 
-    row("undo (one exchange; measured with its redo, halved)", median_ms(undo_redo) / 2)
+    row("undo (one exchange; measured with its redo, halved)", median_seconds(undo_redo) / 2)
 
 
 def context(store, label: str) -> None:
@@ -133,17 +134,17 @@ def context(store, label: str) -> None:
         session.branch = name
         length = len(store.path(sid, summary.head(name), 0))
         row(f"Session.recent(10) on {name} ({length} messages on its path)",
-            median_ms(lambda s=session: s.recent(10)))
+            median_seconds(lambda s=session: s.recent(10)))
     row("store.path(main head, 11 pairs)",
-        median_ms(lambda: store.path(sid, store.summary(sid).head(MAIN), 11)))
+        median_seconds(lambda: store.path(sid, store.summary(sid).head(MAIN), 11)))
     row("store.path(b1 head, whole path)",
-        median_ms(lambda: store.path(sid, store.summary(sid).head("b1"), 0), runs=5))
+        median_seconds(lambda: store.path(sid, store.summary(sid).head("b1"), 0), runs=5))
     row("store.path(main head, whole path)",
-        median_ms(lambda: store.path(sid, store.summary(sid).head(MAIN), 0), runs=5))
+        median_seconds(lambda: store.path(sid, store.summary(sid).head(MAIN), 0), runs=5))
     counter = iter(range(10**6))
     row("branch (a new branch at message 500 of main: walks main whole)",
-        median_ms(lambda: branches.create(sessions, sid, f"n{next(counter)}", at=500), runs=5))
-    row("store.load (the whole log, for scale)", median_ms(lambda: store.load(sid), runs=5))
+        median_seconds(lambda: branches.create(sessions, sid, f"n{next(counter)}", at=500), runs=5))
+    row("store.load (the whole log, for scale)", median_seconds(lambda: store.load(sid), runs=5))
 
 
 def listing(old: Path | None) -> None:

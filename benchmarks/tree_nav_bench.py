@@ -6,15 +6,17 @@ points while it grows (exchanges appended a few at a time on one branch after an
 branch's messages lie far apart in the log), then times what `tree` does before the first
 screen is up (target: 150 ms for the view):
 
-- building the history model (`aish.history.build`) from the log as read (the read itself,
-  `store.load`, is the store's cost and is shown apart);
+- reading the log (`store.load`; the shell keeps it for the next `tree` while the session is
+  unchanged), and for scale the skeleton cache `aish --history` draws from instead;
+- building the history model (`aish.history.build`) from it;
 - laying out the view (`TreeNav`: runs, folds, the first rows);
 - the first screen rendered by the real Application (prompt_toolkit on a pipe input and a
   DummyOutput), which asks for only the rows it draws;
 
 and, for scale, rendering the view with every run unfolded (10,000 rows, still only one
-screen drawn). Times are medians of several runs; the machine's load shows in the wall times,
-so the CPU time this process spent is given too.
+screen drawn). The figure held against the target is the whole opening: the read, the model,
+the layout and the first screen. Times are medians of several runs; the machine's load shows in
+the wall times, so the CPU time this process spent is given too.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from bench import row  # noqa: E402
-from tree_bench import exchange_records, median_ms, meta  # noqa: E402
+from tree_bench import exchange_records, median_seconds, meta  # noqa: E402
 
 from aish.history import build  # noqa: E402
 from aish.store.filestore import FileStore  # noqa: E402
@@ -106,23 +108,25 @@ def main() -> int:
         history = build(loaded, sid, MAIN)
         print(f"\nOpening `tree` on {len(history.nodes):,} messages, {len(history.refs)} "
               f"branches (written in {built:.1f} s):")
-        read = median_ms(lambda: store.load(sid), runs=9)
-        row("read the log (store.load; the store's cost, for scale)", read)
-        model = median_ms(lambda: build(loaded, sid, MAIN), runs=9)
+        read = median_seconds(lambda: store.load(sid), runs=9)
+        row("read the log (store.load)", read)
+        store.skeleton(sid)
+        row("for scale: the skeleton cache `aish --history` reads instead",
+            median_seconds(lambda: store.skeleton(sid), runs=9))
+        model = median_seconds(lambda: build(loaded, sid, MAIN), runs=9)
         row("build the history model from it", model)
-        layout = median_ms(lambda: TreeNav(history), runs=9)
+        layout = median_seconds(lambda: TreeNav(history), runs=9)
         row("lay out the view (runs, folds, rows)", layout)
-        screen = median_ms(lambda: first_screen(TreeNav(history)), runs=9) - layout
+        screen = median_seconds(lambda: first_screen(TreeNav(history)), runs=9) - layout
         row("first screen (prompt_toolkit, DummyOutput)", screen)
-        view = model + layout + screen
-        row(f"the view in all: model, layout, first screen (target {TARGET_MS} ms)", view,
-            "within" if view * 1000 <= TARGET_MS else "OVER")
-        row("with the read of the log (a second `tree` reuses it)", read + view)
-        view_cpu = (cpu(lambda: build(loaded, sid, MAIN))
-                    + cpu(lambda: first_screen(TreeNav(history))))
-        row("the view in all, CPU time of this process", view_cpu,
-            "within" if view_cpu * 1000 <= TARGET_MS else "OVER")
-        row("the read of the log, CPU time of this process", cpu(lambda: store.load(sid)))
+        opening = read + model + layout + screen
+        row(f"opening `tree` in all: read, model, layout, first screen (target {TARGET_MS} ms)",
+            opening, "within" if opening * 1000 <= TARGET_MS else "OVER")
+        row("the same when the shell kept the read of its last `tree`", opening - read)
+        opening_cpu = (cpu(lambda: store.load(sid)) + cpu(lambda: build(loaded, sid, MAIN))
+                       + cpu(lambda: first_screen(TreeNav(history))))
+        row("opening `tree` in all, CPU time of this process", opening_cpu,
+            "within" if opening_cpu * 1000 <= TARGET_MS else "OVER")
 
         def unfolded() -> None:
             nav = TreeNav(history)
@@ -132,7 +136,7 @@ def main() -> int:
         shown = TreeNav(history)
         shown.unfold_all()
         row(f"for scale: everything unfolded ({len(shown.rows):,} rows), first screen",
-            median_ms(unfolded, runs=5))
+            median_seconds(unfolded, runs=5))
     return 0
 
 

@@ -15,8 +15,10 @@ from aish.commands.registry import JSON, Arg, command
 NO_REDACT = Arg("--no-redact", "show secrets (API keys, tokens, ...) as they are", flag=True)
 
 
-def load_history(ctx: Context, sid: str, branch: str | None):
-    """The history of ``sid`` (only ``branch``'s path when given) and this user's branch."""
+def load_history(ctx: Context, sid: str, branch: str | None, first_lines: bool = False):
+    """The history of ``sid`` (only ``branch``'s path when given) and this user's branch.
+    ``first_lines``: only each message's first line is needed (drawing), which the store may
+    keep apart from the log and read far faster."""
     from aish.branches import check_branch, head_of
     from aish.history import build
 
@@ -24,7 +26,9 @@ def load_history(ctx: Context, sid: str, branch: str | None):
     if branch is not None:
         check_branch(branch)
         head_of(summary, branch)  # it must exist
-    loaded = ctx.sessions.load(summary.id)
+    loaded = ctx.sessions.skeleton(summary.id) if first_lines else None
+    if loaded is None:
+        loaded = ctx.sessions.load(summary.id)
     return build(loaded, summary.id, current_branch(ctx, sid), branch)
 
 
@@ -45,16 +49,17 @@ def report_redactions(ctx: Context, redactor) -> None:
 def history(ctx: Context, args) -> int:
     from aish.redact import Redactor
 
-    tree = load_history(ctx, args.id, args.branch)
     redactor = Redactor(not args.no_redact)
     if args.json:
+        tree = load_history(ctx, args.id, args.branch)
         ctx.out.data(json.dumps(tree.to_json(redactor), indent=2))
         report_redactions(ctx, redactor)
         return 0
-    from aish.history import Style, graph_lines, tree_lines
+    from aish.history import WIDEST, Style, graph_lines, tree_lines
     from aish.sanitize import marks_for, sanitize
 
     console = ctx.out.console()
+    tree = load_history(ctx, args.id, args.branch, first_lines=console.width <= WIDEST)
     marks = marks_for(getattr(ctx.out.stdout, "encoding", None))
     # ASCII guides where box drawing may not show: a stream that cannot encode it, or NO_COLOR
     # (often a plain console or a screen reader).

@@ -26,6 +26,7 @@ from typing import cast
 from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
+from aish.store import skeleton
 from aish.store.base import (
     FORMAT_VERSION,
     TOMBSTONE_SECONDS,
@@ -231,6 +232,9 @@ class FileStore:
     def _idx(self, sid: str) -> Path:
         return self.root / f".{check_id(sid)}.idx"
 
+    def _skel(self, sid: str) -> Path:
+        return skeleton.path_for(self.root, check_id(sid))
+
     def location(self, sid: str) -> str:
         return str(self._log(sid))
 
@@ -423,6 +427,22 @@ class FileStore:
         loaded.raw_bad = bad
         loaded.mark = (ino, data.rfind(b"\n") + 1)  # the log file and its complete part read
         return loaded
+
+    def skeleton(self, sid: str) -> Loaded | None:
+        """The session as drawing its tree needs it, from the skeleton cache (`aish.store.
+        skeleton`): every message with only its first line, heads from the summary. None when
+        there is none to read: encryption on, or a damaged log (read it whole)."""
+        if not isinstance(self.codec, PlainCodec):
+            return None  # first lines are message text: never kept unsealed beside the log
+        with self._locked(sid, exclusive=False):
+            summary = self.summary(sid)
+            with os.fdopen(self._open_log(sid), "rb") as f:
+                try:
+                    messages = skeleton.covered(self._skel(sid), sid, f)
+                except skeleton.Unusable:
+                    return None
+        return None if messages is None else Loaded(summary.meta, messages, [],
+                                                    tree=summary.tree)
 
     def tail(self, sid: str, pairs: int) -> list[Message]:
         """The last ``pairs`` user messages of ``main`` and what follows them (0: all)."""
@@ -712,7 +732,7 @@ class FileStore:
 
     def delete(self, sid: str) -> None:
         with self._locked(sid, exclusive=True):
-            for path in (self._log(sid), self._idx(sid)):
+            for path in (self._log(sid), self._idx(sid), self._skel(sid)):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         with contextlib.suppress(OSError):
@@ -723,7 +743,7 @@ class FileStore:
         returns the backup's location."""
         with self._locked(sid, exclusive=True):
             backup = self._keep_backup(sid, reason, self._read_bytes(sid))
-            for path in (self._log(sid), self._idx(sid)):
+            for path in (self._log(sid), self._idx(sid), self._skel(sid)):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         with contextlib.suppress(OSError):
@@ -807,6 +827,7 @@ class FileStore:
             _fsync_dir(self.root)
             with contextlib.suppress(FileNotFoundError):
                 self._idx(old).unlink()
+            skeleton.remove(self._skel(old))
             self._rename_backups(old, new)
             # The header names the new id from now on (a crash before this line is harmless:
             # the file's name is what names the session).

@@ -543,6 +543,10 @@ class RedisStore:
         """The log's records as text lines, ending with "" like a file that ends in a newline."""
         return [raw.decode("utf-8", "replace") for raw in self._items(sid)[0]] + [""]
 
+    def skeleton(self, sid: str) -> Loaded | None:
+        """None: Redis keeps no skeleton of the tree; drawing reads the log whole (one LRANGE)."""
+        return None
+
     def load(self, sid: str) -> Loaded:
         items, gen = self._items(sid)
         records, problems, bad = decode_records(items, self.codec)
