@@ -13,11 +13,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -68,7 +66,20 @@ def _checksum(summary) -> str:
     """A digest of a cached summary: a flipped byte or a changed value makes the cache a miss
     (a damaged value may still have a plausible type)."""
     text = json.dumps(summary, sort_keys=True, separators=(",", ":"), default=repr)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return _sha256(text.encode("utf-8", "surrogatepass"))
+
+
+def _sha256(data: bytes) -> str:
+    # Python's own SHA-256 where it has one: hashlib loads OpenSSL first, which costs a
+    # listing more than reading every cache it checks. The digests are the same.
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found, no-redef]
+        except ImportError:
+            from hashlib import sha256  # type: ignore[assignment]
+    return sha256(data).hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -524,6 +535,8 @@ class FileStore:
         payload = json.dumps({"v": FORMAT_VERSION, "size": size, "summary": content,
                               "check": _checksum(content)})
         try:
+            import tempfile  # writes only: reads never pay for it
+
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".idx-")
         except OSError:
             return  # the index is only a cache; the next reader rebuilds it
@@ -643,6 +656,8 @@ class FileStore:
 
         ``exclusive``: fail with FileExistsError instead of replacing an existing file.
         """
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             os.fchmod(fd, 0o600)
