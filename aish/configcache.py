@@ -29,8 +29,19 @@ def parsed(file: Path, text: str, home: Path, parse: Callable[[str], Any]) -> An
             and found.get("text") == text and "data" in found):
         return found["data"]
     data = parse(text)
-    _write(cache, {"v": VERSION, "file": str(file), "text": text, "data": data})
+    if "api_key" not in text:  # a key is never copied out of the file the user keeps it in
+        _pending[:] = [(cache, {"v": VERSION, "file": str(file), "text": text, "data": data})]
     return data
+
+
+_pending: list[tuple[Path, dict]] = []
+
+
+def flush() -> None:
+    """Write the cache a load left pending: the face calls this when a command succeeded, so
+    a refused command still writes nothing."""
+    while _pending:
+        _write(*_pending.pop())
 
 
 def _read(cache: Path) -> object:

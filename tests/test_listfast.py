@@ -99,6 +99,7 @@ def _home(tmp_path: Path, text: str) -> tuple[dict, Path]:
 def test_the_parsed_config_is_cached_and_used(tmp_path, monkeypatch):
     env, _ = _home(tmp_path, "sessions:\n  defaults: {context_window: 7}\n")
     assert config.load(env).context_window == 7
+    configcache.flush()
     cache = tmp_path / ".aish" / configcache.CACHE_NAME
     assert oct(cache.stat().st_mode & 0o777) == "0o600"
     # A second load does not parse: a parser that fails shows it was not asked.
@@ -124,6 +125,7 @@ def test_a_changed_config_is_read_again_even_same_size_in_the_same_second(tmp_pa
 def test_a_cache_of_another_file_or_a_damaged_cache_is_not_used(tmp_path):
     env, _ = _home(tmp_path, "sessions:\n  defaults: {context_window: 7}\n")
     config.load(env)
+    configcache.flush()
     other = tmp_path / "other.yaml"
     other.write_text("sessions:\n  defaults: {context_window: 7}\n")  # the same text
     cache = tmp_path / ".aish" / configcache.CACHE_NAME
@@ -152,6 +154,7 @@ def test_errors_are_not_cached_and_bad_values_still_refused(tmp_path):
 def test_values_json_cannot_keep_are_not_cached(tmp_path):
     parsed = {"when": datetime.date(2020, 1, 1), "pair": (1, 2)}
     assert configcache.parsed(tmp_path / "c.yaml", "x", tmp_path, lambda t: parsed) is parsed
+    configcache.flush()
     assert not (tmp_path / configcache.CACHE_NAME).exists()
 
 
