@@ -40,11 +40,12 @@ def _time(value) -> float:
 
 
 def _snapshot(value: Any) -> Any:
-    """A copy of a meta value that later changes to the original, at any depth, do not reach."""
+    """A copy of a meta value that later changes to the original, at any depth, do not reach
+    (scalars are shared: a meta holds few containers, and this runs once per session listed)."""
     if isinstance(value, dict):
-        return {k: _snapshot(v) for k, v in value.items()}
+        return {k: _snapshot(v) if isinstance(v, dict | list) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [_snapshot(v) for v in value]
+        return [_snapshot(v) if isinstance(v, dict | list) else v for v in value]
     return value
 
 
