@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP_FLAGS ?= -q --disable-pip-version-check
 START := $(shell date +%s)
 
-.PHONY: setup run test test-nightly lint bench system-deps clean
+.PHONY: setup run test test-nightly lint bench bench-peers system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "Setting up $(VENV). The first time, pip compiles llama-cpp-python from source:" \
@@ -54,6 +54,11 @@ bench: setup
 	$(PY) benchmarks/history_bench.py
 	$(PY) benchmarks/search_bench.py
 	$(PY) benchmarks/import_bench.py
+	$(PY) benchmarks/list_bench.py
+
+# aish beside simonw/llm and shell_gpt (pip installs them once into ~/.cache/aish-bench/peers).
+bench-peers: setup
+	$(PY) benchmarks/peers_bench.py --install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

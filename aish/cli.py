@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # e.g. a path too long for the file system, a missing directory
         ctx.out.error(_os_error(exc))
         code = errors.STORAGE
+    cache = sys.modules.get("aish.configcache")  # loaded only if the config was read
+    if code == 0 and cache is not None:
+        cache.flush()
     if ctx.out.broken_pipe:  # the reply was still read and stored; say the output was cut
         return errors.BROKEN_PIPE
     return code

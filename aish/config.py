@@ -8,7 +8,6 @@ checked here and typed, so the rest of the code never sees strings standing in f
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
 import os
 import re
@@ -125,8 +124,9 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _read_file(path: Path) -> tuple[dict, int]:
-    """The file's settings and its permission bits; ({}, 0) when there is no file.
+def _read_file(path: Path, home: Path) -> tuple[dict, int]:
+    """The file's settings and its permission bits; ({}, 0) when there is no file. ``home``
+    holds the cache of what the file's text parsed to.
 
     Opened without blocking and refused unless it is a regular file of at most MAX_FILE_BYTES,
     so a FIFO, a device or a huge file cannot stall or swamp the parser.
@@ -157,15 +157,21 @@ def _read_file(path: Path) -> tuple[dict, int]:
         raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     if not text.strip():
         return {}, info.st_mode
-    from aish import boundedyaml
+    from aish import configcache
 
-    data = boundedyaml.load(text, str(path))
+    data = configcache.parsed(path, text, home, lambda t: _parse(t, str(path)))
     if data is None:
         return {}, info.st_mode
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     _check_keys(data, (), str(path))
     return data, info.st_mode
+
+
+def _parse(text: str, where: str) -> Any:
+    from aish import boundedyaml
+
+    return boundedyaml.load(text, where)
 
 
 def _is_dev_null(info: os.stat_result) -> bool:
@@ -300,7 +306,7 @@ def load(env: dict[str, str] | None = None) -> Config:
     home = Path(env.get("HOME") or _expand("~", "HOME")) / ".aish"
     file = (_expand(env["AISH_CONFIG"], "environment AISH_CONFIG") if env.get("AISH_CONFIG")
             else home / "config.yaml")
-    from_file, mode = _read_file(file)
+    from_file, mode = _read_file(file, home)
     warnings = _unknown_keys(from_file, KNOWN_KEYS, (), str(file))
     readable = from_file and mode & (stat.S_IRGRP | stat.S_IROTH)
     if readable and _mentions_key(from_file):
@@ -476,6 +482,8 @@ def _unknown_paths(tree: dict, known: dict, keys: tuple):
 def _nearest(path: tuple) -> str:
     """A hint for an unknown key: the closest key of its own section, else the closest key
     anywhere (`defaults` written at the top level means `sessions.defaults`)."""
+    import difflib  # only for a misspelt key
+
     *section, key = path
     known: Any = KNOWN_KEYS
     for name in section:

@@ -4,7 +4,6 @@ An id never becomes a path on its own: stores build paths from ids only after `c
 """
 
 import re
-import secrets
 
 from aish.errors import UsageError
 
@@ -14,6 +13,8 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 def new_id() -> str:
     """A generated id such as ``sess_k3f9x2`` (36^6 ≈ 2e9 values; callers retry on a clash)."""
+    import secrets  # here, not at the top: loading it costs reads that never make an id
+
     return "sess_" + "".join(secrets.choice(_ALPHABET) for _ in range(6))
 
 

@@ -5,7 +5,6 @@ Identity and storage are concerns of the store; a Message is just what was said,
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TypeGuard
@@ -16,6 +15,8 @@ ROLES = (USER, ASSISTANT)
 
 
 def new_message_id() -> str:
+    import secrets  # here, not at the top: loading it costs every read of a session
+
     return secrets.token_hex(8)
 
 

@@ -21,8 +21,8 @@ from aish.store.filestore import FileStore
 
 def tree_hashes(top: Path, skip: Path) -> dict[str, str]:
     """Every file below ``top`` except those below ``skip``, aish's own audit log, its note of
-    the session this user last talked in (for `-c`) and its search index (a cache of the
-    sessions, kept up to date as they are written)."""
+    the session this user last talked in (for `-c`), its search index (a cache of the
+    sessions, kept up to date as they are written) and its cache of the parsed config."""
     out = {}
     for folder, dirs, files in os.walk(top):
         if Path(folder) == skip or skip in Path(folder).parents:
@@ -30,7 +30,8 @@ def tree_hashes(top: Path, skip: Path) -> dict[str, str]:
             continue
         for name in files:
             path = Path(folder) / name
-            if name not in ("audit.log", "last-sessions.json") and Path(folder).name != "search":
+            if (name not in ("audit.log", "last-sessions.json", ".config-cache.json")
+                    and Path(folder).name != "search"):
                 out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 

@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
+from aish.commands import manifest
 from aish.commands.context import Context
 from aish.commands.registry import REGISTRY, Command
 from aish.errors import UsageError
 
 
 def load_commands() -> None:
-    """Import the modules that register commands (each is cheap to import)."""
-    import aish.commands.branch_cmds  # noqa: F401
-    import aish.commands.compact_cmds  # noqa: F401
-    import aish.commands.core  # noqa: F401
-    import aish.commands.history_cmds  # noqa: F401
-    import aish.commands.import_cmds  # noqa: F401
-    import aish.commands.manage  # noqa: F401
-    import aish.commands.names_cmds  # noqa: F401
-    import aish.commands.replay_cmds  # noqa: F401
-    import aish.commands.search_cmds  # noqa: F401
-    import aish.commands.session_cmds  # noqa: F401
-    import aish.commands.shims  # noqa: F401
-    import aish.commands.sync  # noqa: F401
-    import aish.commands.tree_session_cmds  # noqa: F401
+    """Import every module that registers commands (help, completion and tests need them all)."""
+    manifest.load_all()
+
+
+def _aish_command(word: str) -> Command | None:
+    """The `aish` command spelled ``word``, importing only the module that registers it."""
+    found = REGISTRY.get("aish", word)
+    if found is None and (module := manifest.AISH_COMMANDS.get(word)):
+        manifest.load_module(module)
+        found = REGISTRY.get("aish", word)
+    return found
 
 
 def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]:
     """The command ``argv`` selects, its remaining tokens, and the specialist (if any)."""
-    load_commands()
     if argv and argv[0] == "aish":
         argv = argv[1:]
     if not argv:
@@ -35,23 +32,34 @@ def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]
     if not head.startswith("-"):
         from aish.specialists import ai_key
 
+        manifest.load_module(manifest.SPECIALIST_MODULE)
         if ai_key(head) in ctx.specialists:
             return REGISTRY.require("specialist", "ask"), argv[1:], ai_key(head)
         if head in ("help",):
             return REGISTRY.require("aish", "help"), argv[1:], None
         raise UsageError(f"unknown command or specialist {head!r}",
                          hint="see 'aish --help' for commands and specialists")
+    if found := _first_command(argv):
+        return found
+    if not manifest.loaded_all():  # a command the table does not know yet
+        load_commands()
+        if found := _first_command(argv):
+            return found
+    raise UsageError(f"unknown option {argv[0]!r}", hint="see 'aish --help'")
+
+
+def _first_command(argv: list[str]) -> tuple[Command, list[str], None] | None:
     for i, token in enumerate(argv):
         if token == "--":
             break
         word = token.split("=", 1)[0]
         word = {"-h": "--help", "-c": "--continue"}.get(word, word)
-        if word.startswith("--") and (found := REGISTRY.get("aish", word[2:])):
+        if word.startswith("--") and (found := _aish_command(word[2:])):
             rest = argv[:i] + argv[i + 1:]
             if "=" in token:
                 rest.insert(i, token.split("=", 1)[1])
             return found, rest, None
-    raise UsageError(f"unknown option {argv[0]!r}", hint="see 'aish --help'")
+    return None
 
 
 def _asks_for_help(tokens: list[str]) -> bool:

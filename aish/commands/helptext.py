@@ -29,6 +29,9 @@ def _entry(usage: str, text: str, width: int) -> list[str]:
 def render_help(ctx, topic: str | None = None, in_session: bool = False) -> str:
     """``in_session``: asked inside session mode, where `help undo` means its `undo`, not
     `aish --undo`."""
+    from aish.commands.manifest import load_all
+
+    load_all()  # help lists and describes commands of every module
     if topic:
         word = topic.lstrip("-/")
         if word in ctx.specialists or word.removesuffix("-ai") in ctx.specialists:

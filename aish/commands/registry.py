@@ -76,7 +76,8 @@ class Command:
         return " ".join(parts)
 
     def parser(self, prog: str) -> argparse.ArgumentParser:
-        parser = _Parser(prog=prog, add_help=False, allow_abbrev=False, exit_on_error=False)
+        parser = _Parser(prog=prog, add_help=False, allow_abbrev=False, exit_on_error=False,
+                         formatter_class=_Formatter)
         for arg in self.args:
             kwargs: dict = {"help": arg.help}
             if arg.flag:
@@ -107,6 +108,14 @@ class Command:
             return self.parser(prog).parse_args(tokens)
         except argparse.ArgumentError as exc:  # with exit_on_error=False argparse raises this
             raise UsageError(f"{prog}: {exc}", hint="see 'aish --help'") from None
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse builds a formatter for every option it adds, and by default asks the terminal
+    for its width (importing shutil) to do so; help comes from the registry, never from it."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=100)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aish.commands.context import Context
+from aish.commands.manifest import load_all
 from aish.commands.registry import REGISTRY, Arg, command, positive_int
 from aish.errors import StorageError, UsageError
 from aish.ids import check_id
@@ -228,6 +229,7 @@ def help_command(ctx: Context, args) -> int:
 
 
 def session_help(ai: str) -> str:
+    load_all()
     lines = ["Session commands (also as /save, /context, ...):"]
     for cmd in REGISTRY.in_scope("session"):
         lines.append(f"  {cmd.usage:<26} {cmd.help}")
@@ -274,6 +276,7 @@ def parse_session_line(line: str):
 def _command_for(word: str):
     if word.startswith("/"):
         word = word[1:]
+    load_all()  # session commands are registered by several modules
     return REGISTRY.get("session", word) if word else None
 
 

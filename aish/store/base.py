@@ -46,6 +46,16 @@ def _time(value) -> float:
     return float(value) if is_time(value) else 0.0
 
 
+def _snapshot(value: Any) -> Any:
+    """A copy of a meta value that later changes to the original, at any depth, do not reach
+    (scalars are shared: a meta holds few containers, and this runs once per session listed)."""
+    if isinstance(value, dict):
+        return {k: _snapshot(v) if isinstance(v, dict | list) else v for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snapshot(v) if isinstance(v, dict | list) else v for v in value]
+    return value
+
+
 @dataclass
 class Summary:
     """A session's metadata plus counts, derivable from its records at any time."""
@@ -63,7 +73,18 @@ class Summary:
     # --repair-session fixes them.
     @property
     def header(self) -> Header:
-        return Header.decode(self.meta)[0]
+        # Decoded once per state of ``meta``: a listing reads the header a dozen times per
+        # session. ``meta`` is a plain dict callers may update, so the cached header is used
+        # only while a copy of the meta it was decoded from still equals it, top-level value
+        # types included (``1 == True``, yet a header decodes them apart).
+        meta = self.meta
+        cached = self.__dict__.get("_header")
+        if (cached is not None and cached[0] == meta
+                and cached[1] == tuple(map(type, meta.values()))):
+            return cached[2]
+        header = Header.decode(meta)[0]
+        self.__dict__["_header"] = (_snapshot(meta), tuple(map(type, meta.values())), header)
+        return header
 
     @property
     def id(self) -> str:
