@@ -93,7 +93,8 @@ class LiveReply:
         self.sink, self.reply, self.ai, self.branch, self.clock = sink, reply, ai, branch, clock
         self._parts: list[str] = []
         self._size = 0
-        self._last = clock()
+        # A piece after a pause goes out at once; only pieces close together are gathered.
+        self._last = -COALESCE_SECONDS
         self._broken = sink is None
 
     def feed(self, text: str) -> None:
@@ -281,7 +282,11 @@ class FileFeed:
     def read(self, timeout: float) -> list[Event]:
         deadline = time.monotonic() + timeout
         while True:
-            events = self._live_events() + self._log_events()
+            # Pieces, then the log, then the replies whose live file went: a writer stores
+            # its reply before it removes the file, so the stored reply is read before the
+            # end of its pieces, and what it adds to them is never cut off.
+            pieces, ends = self._live_events()
+            events = pieces + self._log_events() + ends
             if events:
                 self._delay = 0.02
                 return events
@@ -323,20 +328,21 @@ class FileFeed:
                 events.append(event)
         return events
 
-    def _live_events(self) -> list[Event]:
+    def _live_events(self) -> tuple[list[Event], list[Event]]:
         prefix = f"{self.sid}."
         try:
             names = [n for n in os.listdir(self.live) if n.startswith(prefix)
                      and n.endswith(".jsonl") and _is_reply_id(n[len(prefix):-6])]
         except OSError:
             names = []
-        events = []
+        ends = []
         for name in sorted(set(self._pieces) - set(names)):  # removed: that reply was stored
             del self._pieces[name]
-            events.append(Event("end", reply=name[len(prefix):-6]))
+            ends.append(Event("end", reply=name[len(prefix):-6]))
+        events = []
         for name in names:
             events += self._pieces_of(name)
-        return events
+        return events, ends
 
     def _pieces_of(self, name: str) -> list[Event]:
         try:

@@ -11,6 +11,7 @@ def load_commands() -> None:
     """Import the modules that register commands (each is cheap to import)."""
     import aish.commands.branch_cmds  # noqa: F401
     import aish.commands.core  # noqa: F401
+    import aish.commands.follow_cmds  # noqa: F401
     import aish.commands.history_cmds  # noqa: F401
     import aish.commands.manage  # noqa: F401
     import aish.commands.names_cmds  # noqa: F401
