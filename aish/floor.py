@@ -62,11 +62,15 @@ class Holder:
     host: str
     until: float
     token: str
+    # The branch's head when the floor was taken (before the holder's message): where a
+    # prompt that gives up waiting starts its own branch, so it never inherits a question
+    # that is not its own. None: not known (a lease written without it).
+    head: str | None = None
 
     @classmethod
-    def me(cls, ai: str, branch: str, ttl: float) -> Holder:
+    def me(cls, ai: str, branch: str, ttl: float, head: str | None = None) -> Holder:
         return cls(_user(), ai, branch, os.getpid(), socket.gethostname(), time.time() + ttl,
-                   secrets.token_hex(8))
+                   secrets.token_hex(8), head)
 
     def dump(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -78,16 +82,17 @@ class Holder:
             return None
         try:
             data = json.loads(raw)
+            head = data.get("head")
             holder = cls(str(data["user"]), str(data["ai"]), str(data["branch"]),
                          int(data["pid"]), str(data["host"]), float(data["until"]),
-                         str(data["token"]))
+                         str(data["token"]), head if isinstance(head, str) else None)
         except (ValueError, TypeError, KeyError, RecursionError):
             return None
         return holder
 
     def renewed(self, ttl: float) -> Holder:
         return Holder(self.user, self.ai, self.branch, self.pid, self.host, time.time() + ttl,
-                      self.token)
+                      self.token, self.head)
 
     @property
     def asking(self) -> str:
@@ -260,17 +265,17 @@ class Lease:
 
 
 def acquire(floor, sid: str, ai: str, branch: str, ttl: float, wait: float | None,
-            on_wait: Callable[[Holder], None],
+            on_wait: Callable[[Holder], None], head: Callable[[], str | None] = lambda: None,
             clock: Callable[[], float] = time.monotonic,
             pause: Callable[[float], None] = time.sleep) -> Lease | Holder:
     """The floor of ``branch``, waited for up to ``wait`` seconds (None: as long as it takes);
-    ``on_wait`` hears of each holder waited for. Returns the lease, or the holder still there
-    when the wait ran out."""
+    ``on_wait`` hears of each holder waited for; ``head()`` is the branch's head now. Returns
+    the lease, or the holder still there when the wait ran out."""
     deadline = None if wait is None else clock() + wait
     told: str | None = None
     delay = 0.05
     while True:
-        holder = Holder.me(ai, branch, ttl)
+        holder = Holder.me(ai, branch, ttl, head())
         current = floor.take(sid, holder, ttl)
         if current is None:
             return Lease(floor, sid, holder, ttl)

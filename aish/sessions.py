@@ -656,24 +656,33 @@ class Session:
         from aish.floor import Holder, acquire
 
         got = acquire(sessions.floor, self.id, ai, self.branch, ttl, wait.seconds,
-                      wait.on_wait)
+                      wait.on_wait, self._fresh_head)
         for _ in range(50):
             if not isinstance(got, Holder):
                 return got
             busy, holder = self.branch, got
-            self._step_aside()
+            self._step_aside(holder.head)
             self.notices.append(f"branch {busy} of session {self.id} is busy "
                                 f"({holder.asking}); this exchange goes on branch "
                                 f"{self.branch}")
-            got = acquire(sessions.floor, self.id, ai, self.branch, ttl, 0, wait.on_wait)
+            got = acquire(sessions.floor, self.id, ai, self.branch, ttl, 0, wait.on_wait,
+                          self._fresh_head)
         raise StorageError(f"session {self.id} is too busy to write to; try again")
 
-    def _step_aside(self) -> None:
-        """Make a new branch where this session's branch is now, and talk on it."""
+    def _fresh_head(self) -> str:
+        """This session's branch's head as stored now (others may have moved it)."""
+        self.summary = self.sessions.store.summary(self.id)
+        return self.stored_head.id
+
+    def _step_aside(self, at: str | None) -> None:
+        """Make a new branch at message ``at`` of this session's branch (None: its head now),
+        and talk on it."""
         store = self.sessions.store
         for _ in range(50):
             self.summary = store.summary(self.id)
             start = self.stored_head
+            if at is not None and at != start.id:
+                start = Head(at)  # where the holder's exchange began: its position unknown
             name = self._spare_branch()
             record = {"t": "ref", "name": name, "to": start.id, "op": "branch",
                       "time": self.sessions.now()}
