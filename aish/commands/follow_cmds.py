@@ -63,12 +63,12 @@ def follow(ctx: Context, sid: str, branch: str | None, recap: int) -> None:
     feed = sessions.follow_feed(sid)
     feed.mark()  # first: whatever is stored after the recap's read is shown after it
     view = _View(ctx, sid, branch)
-    view.recap(recap)
     where = f" (branch {branch})" if branch else ""
     with _keys(ctx) as keys:
         stop = "Ctrl-C or q stops" if keys.active else "Ctrl-C stops"
         ctx.out.note(f"Following session {sid}{where}; {stop}")
         try:
+            view.recap(recap)
             while not keys.quit():
                 for event in feed.read(0.2 if keys.active else 5.0):
                     view.show(event)

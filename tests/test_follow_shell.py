@@ -1,0 +1,63 @@
+"""`follow` in session mode, in a real pty: others' messages appear as they are stored, and
+Ctrl-C or `q` comes back to the session prompt, with the terminal as it was."""
+
+from __future__ import annotations
+
+from conftest import run
+from follow_support import Gate, Program, until
+from shell_support import Term, shell_env
+
+
+def new_session(env: dict) -> str:
+    done = run(env, "apollo", "--session", "--get-id", input="start")
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode().strip()
+
+
+def test_follow_shows_others_and_ctrl_c_or_q_return_to_the_prompt(env, terms):
+    sid = new_session(env)
+    t = Term(shell_env(env), "--session", sid, program="apollo")
+    terms.append(t)
+    t.expect(r"\(session: ")
+    t.line("follow")
+    t.expect(r"Following session .*; Ctrl-C or q stops")
+    t.expect(r"apollo> ok: start")  # the recap
+    done = run(env, "apollo", "--session", sid, input="from elsewhere")
+    assert done.returncode == 0, done.stderr.decode()
+    t.expect(r"user to apollo> from elsewhere")
+    t.expect(r"ok: from elsewhere")
+    t.send("\x03")
+    t.expect(f"Stopped following session {sid}")
+    t.expect(r"apollo \(session\)> ")
+    t.line("follow --last 0")
+    t.expect(r"Following session")
+    t.send("q")
+    t.expect(f"Stopped following session {sid}")
+    t.expect(r"apollo \(session\)> ")
+    # The prompt works as before: typed text is echoed and sent.
+    t.line("back here")
+    t.expect(r"ok: back here")
+    t.line("exit")
+    t.expect("Session ended")
+    assert t.wait() == 0
+
+
+def test_the_shell_waits_for_the_floor_and_says_who_holds_it(env, terms, server):
+    sid = new_session(env)
+    t = Term(shell_env(env), "--session", sid, program="apollo")
+    terms.append(t)
+    t.expect(r"\(session: ")
+    gate = Gate(["held ", "reply"])
+    server.chunks = gate
+    other = Program(env, "apollo", "--session", sid, input="first")
+    until(lambda: gate.requests == 1, "the other reply is streaming")
+    t.line("second")
+    t.expect(r"is asking apollo… \(waiting for that reply to finish\)")
+    assert gate.requests == 1
+    gate.release()
+    assert other.finish() == 0, other.stderr
+    t.expect(r"apollo> held reply")
+    until(lambda: gate.requests == 2, "the shell's request went out after")
+    t.line("exit")
+    t.expect("Session ended")
+    assert t.wait() == 0
