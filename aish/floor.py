@@ -179,8 +179,8 @@ class FileFloor:
         os.replace(tmp, path)
 
     def take(self, sid: str, holder: Holder, ttl: float) -> Holder | None:
-        path = self._path(sid, holder.branch)
         with self.store.session_lock(sid):
+            path = self._path(sid, holder.branch)  # made under the lock: release removes it
             current = self._read(path)
             if current is not None and not stale(current):
                 return current
@@ -188,7 +188,7 @@ class FileFloor:
         return None
 
     def renew(self, sid: str, holder: Holder, ttl: float) -> bool:
-        path = self._path(sid, holder.branch)
+        path = self._path(sid, holder.branch, create=False)
         with self.store.session_lock(sid):
             current = self._read(path)
             if current is None or current.token != holder.token:
@@ -197,12 +197,14 @@ class FileFloor:
         return True
 
     def release(self, sid: str, holder: Holder) -> None:
-        path = self._path(sid, holder.branch)
+        path = self._path(sid, holder.branch, create=False)
         with self.store.session_lock(sid):
             current = self._read(path)
             if current is not None and current.token == holder.token:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+                with contextlib.suppress(OSError):  # not empty: another branch's lease
+                    os.rmdir(path.parent)
 
     def holders(self, sid: str) -> list[Holder]:
         folder = self._path(sid, "x", create=False).parent

@@ -16,6 +16,7 @@ from aish.config import Config
 from aish.context import estimate_tokens, pairs_of, select_window, window_pairs
 from aish.conversation import build_chat
 from aish.errors import (
+    AishError,
     LimitError,
     ProviderError,
     Refused,
@@ -655,8 +656,13 @@ class Session:
             return None  # nobody else knows of it yet, or turn-taking is off
         from aish.floor import Holder, acquire
 
-        got = acquire(sessions.floor, self.id, ai, self.branch, ttl, wait.seconds,
-                      wait.on_wait, self._fresh_head)
+        try:
+            got = acquire(sessions.floor, self.id, ai, self.branch, ttl, wait.seconds,
+                          wait.on_wait, self._fresh_head)
+        except AishError:
+            # No floor to be had (the session removed meanwhile, the store unreachable): the
+            # exchange goes on without one, so the message is still kept, or rescued.
+            return None
         for _ in range(50):
             if not isinstance(got, Holder):
                 return got

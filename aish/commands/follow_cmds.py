@@ -63,6 +63,7 @@ def follow(ctx: Context, sid: str, branch: str | None, recap: int) -> None:
     feed = sessions.follow_feed(sid)
     feed.mark()  # first: whatever is stored after the recap's read is shown after it
     view = _View(ctx, sid, branch)
+    view.head()  # a session or branch that does not exist: one line, before anything else
     where = f" (branch {branch})" if branch else ""
     with _keys(ctx) as keys:
         stop = "Ctrl-C or q stops" if keys.active else "Ctrl-C stops"
@@ -87,13 +88,16 @@ class _View:
         self.open: dict[str, list] = {}  # reply id -> [renderer, the text shown so far]
         self.done: set[str] = set()
 
-    def recap(self, pairs: int) -> None:
-        sessions = self.ctx.sessions
-        summary = sessions.summary(self.sid)
-        head = summary.head(self.branch or MAIN)
+    def head(self):
+        head = self.ctx.sessions.summary(self.sid).head(self.branch or MAIN)
         if head is None:
             raise SessionNotFound(f"session {self.sid} has no branch {self.branch}",
                                   hint=f"see aish --list-branches {self.sid}")
+        return head
+
+    def recap(self, pairs: int) -> None:
+        sessions = self.ctx.sessions
+        head = self.head()
         shown = sessions.path(self.sid, head, pairs) if pairs else []
         for message in shown:
             self._whole(message)
