@@ -228,6 +228,9 @@ class RedisFeed:
                     events.append(event)
         return events
 
+    def close(self) -> None:
+        """Nothing to give back: the store's connection stays the store's."""
+
     def _event(self, fields: dict) -> Event | None:
         kind = _text(fields.get("k", b""))
         if kind == "rewrite":
@@ -249,8 +252,46 @@ def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+class _Inotify:
+    """Wakes a file follower when something changes in the folders it watches (Linux, through
+    libc); `wait` returns after a change or ``timeout`` seconds. Unavailable: OSError."""
+
+    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # modify, close-write, moves, create, delete
+
+    def __init__(self):
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.watched: set[Path] = set()
+
+    def watch(self, folder: Path) -> None:
+        if folder in self.watched or not folder.is_dir():
+            return
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(folder), self.MASK) >= 0:
+            self.watched.add(folder)
+
+    def wait(self, timeout: float) -> None:
+        import select
+
+        readable, _, _ = select.select([self.fd], [], [], timeout)
+        while readable:  # drain: what changed is read from the files themselves
+            try:
+                if not os.read(self.fd, 65536):
+                    break
+            except BlockingIOError:
+                break
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 class FileFeed:
-    """The log's new complete lines and the session's live files, polled with a backoff."""
+    """The log's new complete lines and the session's live files, read when inotify says
+    something changed (or polled with a backoff where it cannot)."""
 
     def __init__(self, store, sid: str):
         self.store, self.sid, self.codec = store, sid, store.codec
@@ -260,6 +301,10 @@ class FileFeed:
         self.offset = 0
         self._pieces: dict[str, tuple[int, int]] = {}  # live file -> (inode, offset read)
         self._delay = 0.02
+        try:
+            self._notify: _Inotify | None = _Inotify()
+        except (OSError, AttributeError):  # not Linux, or no inotify: poll
+            self._notify = None
 
     def mark(self) -> None:
         """Start at the log's end as it is now (its complete lines)."""
@@ -293,8 +338,20 @@ class FileFeed:
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
+            if self._notify is not None:
+                self._notify.watch(self.log.parent)
+                self._notify.watch(self.live)  # once it exists
+                # The live folder may appear between the look and the watch: a second at
+                # most is lost to that, never an event.
+                self._notify.wait(min(left, 1.0))
+                continue
             time.sleep(min(self._delay, left))
             self._delay = min(self._delay * 2, 0.25)
+
+    def close(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
 
     def _log_events(self) -> list[Event]:
         try:

@@ -162,3 +162,43 @@ class _Sealing:
 
     def open(self, record: dict) -> dict:
         return record
+
+
+@pytest.mark.parametrize("notify", [True, False], ids=["inotify", "polling"])
+def test_the_file_feed_waits_for_a_torn_tail_and_starts_again_after_a_rewrite(home, notify):
+    import json
+
+    from manage_support import sessions_for
+
+    from aish.messages import Message
+
+    sessions = sessions_for(home)
+    session = sessions.create("apollo")
+    session.add(Message("user", "one", "apollo", 1.0))
+    feed = sessions.follow_feed(session.id)
+    if not notify:
+        feed.close()  # and so polls
+    feed.mark()
+    assert feed.read(0.05) == []
+    session.add(Message("user", "two", "apollo", 2.0))
+    (event,) = until(lambda: feed.read(0.5), "the new message")
+    assert event.kind == "msg" and event.message.content == "two"
+    log = Path(sessions.location(session.id))
+    line = json.dumps({"t": "msg", "id": "00000000000000aa", "role": "user",
+                       "content": "three", "ai": "apollo", "time": 3.0}) + "\n"
+    with log.open("ab") as f:
+        f.write(line[:20].encode())  # a writer caught mid-line
+    assert feed.read(0.05) == []  # a torn tail waits for its newline
+    with log.open("ab") as f:
+        f.write(line[20:].encode())
+    (event,) = until(lambda: feed.read(0.5), "the completed line")
+    assert event.message.content == "three"
+    loaded = sessions.load(session.id)
+    sessions.rewrite(session.id, loaded.meta, loaded.messages[:1], "prune", since=loaded.mark)
+    events = until(lambda: feed.read(0.5), "the rewrite")
+    assert [e.kind for e in events] == ["rewrite"]
+    session = sessions.open("apollo", session.id)
+    session.add(Message("user", "after", "apollo", 4.0))
+    (event,) = until(lambda: feed.read(0.5), "a message after the rewrite")
+    assert event.message.content == "after"
+    feed.close()

@@ -77,6 +77,7 @@ def follow(ctx: Context, sid: str, branch: str | None, recap: int) -> None:
             pass
         finally:
             view.close()
+            feed.close()
     ctx.out.note(f"Stopped following session {sid}")
 
 
