@@ -289,3 +289,9 @@ def acquire(floor, sid: str, ai: str, branch: str, ttl: float, wait: float | Non
         left = 0.5 if deadline is None else max(0.0, deadline - clock())
         pause(min(delay, left))
         delay = min(delay * 2, 0.5)
+
+
+def being_answered(sessions, sid: str) -> list[str]:
+    """Who is being answered on ``sid`` now, one line per busy branch ("being answered:
+    apollo for alice on main"), for reports of who is in a session."""
+    return [holder.answered for holder in sessions.floor_holders(sid)]

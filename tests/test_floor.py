@@ -14,6 +14,7 @@ from follow_support import Gate, Program, until
 from manage_support import select_redis
 
 from aish import config as config_module
+from aish.floor import being_answered
 from aish.sessions import Sessions
 from aish.store import open_store
 
@@ -43,14 +44,20 @@ def main_path(env: dict, sid: str, branch: str = "main") -> list[str]:
     return [m.content for m in loaded.path(loaded.tree.head(branch))]
 
 
-def test_a_second_prompt_waits_for_the_floor_and_goes_on_after(store_env, server):
-    sid = new_session(store_env)
+def held_reply(env: dict, server) -> tuple[str, Gate, Program]:
+    """A session whose next reply (to "one", asked in the background) is held back after
+    its first piece until the gate is released."""
+    sid = new_session(env)
     gate = Gate(PIECES)
     server.chunks = gate
-    first = Program(store_env, "apollo", "--session", sid, input="one")
+    first = Program(env, "apollo", "--session", sid, input="one")
     until(lambda: gate.requests == 1, "the first request is streaming")
-    holders = sessions_of(store_env).floor_holders(sid)
-    assert [h.answered for h in holders] == [
+    return sid, gate, first
+
+
+def test_a_second_prompt_waits_for_the_floor_and_goes_on_after(store_env, server):
+    sid, gate, first = held_reply(store_env, server)
+    assert being_answered(sessions_of(store_env), sid) == [
         f"being answered: apollo for {getpass.getuser()} on main"]
     second = Program(store_env, "apollo", "--session", sid, input="two")
     second.wait_for(rf"{getpass.getuser()} is asking apollo… \(waiting", "stderr")
@@ -67,11 +74,7 @@ def test_a_second_prompt_waits_for_the_floor_and_goes_on_after(store_env, server
 
 def test_a_holder_killed_mid_reply_frees_the_floor(store_env, server):
     store_env = {**store_env, "AISH_FLOOR_TTL": "1"}
-    sid = new_session(store_env)
-    gate = Gate(PIECES)
-    server.chunks = gate
-    first = Program(store_env, "apollo", "--session", sid, input="one")
-    until(lambda: gate.requests == 1, "the first request is streaming")
+    sid, gate, first = held_reply(store_env, server)
     until(lambda: sessions_of(store_env).floor_holders(sid), "the floor is held")
     os.kill(first.proc.pid, signal.SIGKILL)
     first.finish()
@@ -84,11 +87,7 @@ def test_a_holder_killed_mid_reply_frees_the_floor(store_env, server):
 
 
 def test_the_pipe_face_waits_up_to_its_bound_then_takes_a_new_branch(store_env, server):
-    sid = new_session(store_env)
-    gate = Gate(PIECES)
-    server.chunks = gate
-    first = Program(store_env, "apollo", "--session", sid, input="one")
-    until(lambda: gate.requests == 1, "the first request is streaming")
+    sid, gate, first = held_reply(store_env, server)
     second = run(store_env, "apollo", "--session", sid, input="two", AISH_FLOOR_WAIT="0.2")
     assert second.returncode == 0, second.stderr.decode()
     err = second.stderr.decode()
