@@ -258,7 +258,7 @@ class _Inotify:
 
     MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # modify, close-write, moves, create, delete
 
-    def __init__(self):
+    def __init__(self) -> None:
         import ctypes
 
         self._libc = ctypes.CDLL(None, use_errno=True)

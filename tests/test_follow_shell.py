@@ -61,3 +61,23 @@ def test_the_shell_waits_for_the_floor_and_says_who_holds_it(env, terms, server)
     t.line("exit")
     t.expect("Session ended")
     assert t.wait() == 0
+
+
+def test_at_a_terminal_the_streaming_reply_shows_before_it_is_complete(env, terms, server):
+    sid = new_session(env)
+    t = Term(shell_env(env), "--follow-session", sid)
+    terms.append(t)
+    t.expect(r"Following session .*; Ctrl-C or q stops")
+    t.expect(r"ok: start")
+    gate = Gate(["a first paragraph ", "that goes on\n\nand a second one."])
+    server.chunks = gate
+    other = Program(env, "apollo", "--session", sid, input="talk")
+    t.expect(r"user to apollo> talk")
+    t.expect(r"apollo> a first paragraph")  # the open block, before the rest was sent
+    assert gate.requests == 1 and not gate.opened.is_set()
+    gate.release()
+    assert other.finish() == 0, other.stderr
+    t.expect(r"and a second one\.")
+    t.send("q")
+    t.expect(f"Stopped following session {sid}")
+    assert t.wait() == 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aish.commands.context import Context
 from aish.commands.registry import Arg, command, positive_int
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from aish.messages import Message
 
 RECAP = 2  # exchanges shown before the live part
+PREVIEW_ROWS = 6  # as the shell: the open block of each streaming reply, at a terminal
+REFRESH_PER_SECOND = 12.5
 MAIN = "main"
 
 BRANCH = Arg("--branch", "only this branch (default: every branch; in session mode, yours)",
@@ -88,6 +90,7 @@ class _View:
         self.ctx, self.sid, self.branch = ctx, sid, branch
         self.open: dict[str, list] = {}  # reply id -> [renderer, the text shown so far]
         self.done: set[str] = set()
+        self._live: Any = None  # at a terminal: the open blocks of the replies streaming now
 
     def head(self):
         head = self.ctx.sessions.summary(self.sid).head(self.branch or MAIN)
@@ -143,6 +146,7 @@ class _View:
         if message.content.startswith(shown):  # the rest the pieces did not bring
             renderer.feed(message.content[len(shown):])
         renderer.finish()
+        self._preview_done()
 
     def _whole(self, message: Message) -> None:
         if message.role == "user":
@@ -159,6 +163,8 @@ class _View:
         if streaming is None:
             renderer = self.ctx.out.reply_renderer(prefix=self._label(event.ai, event.branch))
             streaming = self.open[event.reply] = [renderer, ""]
+            if renderer.markdown:
+                self._preview()
         streaming[0].feed(event.text)
         streaming[1] += event.text
 
@@ -169,12 +175,35 @@ class _View:
         if streaming is not None:
             self.done.add(reply)
             streaming[0].finish()
+            self._preview_done()
 
     def close(self) -> None:
-        for renderer, _shown in self.open.values():
+        for renderer, _shown in list(self.open.values()):
             with contextlib.suppress(Exception):
                 renderer.finish()
         self.open.clear()
+        self._preview_done()
+
+    def _preview(self) -> None:
+        """Show the open block of each streaming reply below what is printed, as the shell
+        does while a reply streams (a Markdown block is printed once it is complete)."""
+        if self._live is not None:
+            return
+        from rich.console import Group
+        from rich.live import Live
+
+        def previews():
+            return Group(*[renderer.live_preview(PREVIEW_ROWS)
+                           for renderer, _shown in list(self.open.values())])
+
+        self._live = Live(console=self.ctx.out.console(), get_renderable=previews,
+                          refresh_per_second=REFRESH_PER_SECOND, transient=True)
+        self._live.start()
+
+    def _preview_done(self) -> None:
+        if self._live is not None and not self.open:
+            live, self._live = self._live, None
+            live.stop()
 
 
 class _Keys:
