@@ -8,7 +8,7 @@ two people talking over each other is rarely what either wants).
 - Redis: ``aish:{ID}:floor:BRANCH`` holds the holder as JSON, taken with ``SET ... NX PX ttl``,
   renewed and released by scripts that first check the holder's token, so a lease that expired
   and was taken by someone else is never renewed or freed by its former holder.
-- Files: ``.floors/ID/BRANCH.json`` in the sessions folder, read and written under the
+- Files: ``.floors/ID.BRANCH.json`` in the sessions folder, read and written under the
   session's lock; a lease is stale when it expired, or when its process is gone on this host.
 
 A lease lives ``ttl`` seconds and is renewed every third of that while its holder lives (a
@@ -153,14 +153,13 @@ class FileFloor:
     def __init__(self, store):
         self.store = store
 
-    def _path(self, sid: str, branch: str, create: bool = True):
+    def _folder(self, create: bool):
         from pathlib import Path
 
-        if create:
-            folder = self.store.private_dir(".floors", sid)
-        else:
-            folder = Path(self.store.location(sid)).parent / ".floors" / sid
-        return folder / f"{branch}.json"
+        return self.store.private_dir(".floors") if create else Path(self.store.root) / ".floors"
+
+    def _path(self, sid: str, branch: str, create: bool = True):
+        return self._folder(create) / f"{sid}.{branch}.json"
 
     def _read(self, path) -> Holder | None:
         try:
@@ -180,7 +179,7 @@ class FileFloor:
 
     def take(self, sid: str, holder: Holder, ttl: float) -> Holder | None:
         with self.store.session_lock(sid):
-            path = self._path(sid, holder.branch)  # made under the lock: release removes it
+            path = self._path(sid, holder.branch)
             current = self._read(path)
             if current is not None and not stale(current):
                 return current
@@ -203,20 +202,21 @@ class FileFloor:
             if current is not None and current.token == holder.token:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
-                with contextlib.suppress(OSError):  # not empty: another branch's lease
-                    os.rmdir(path.parent)
 
     def holders(self, sid: str) -> list[Holder]:
-        folder = self._path(sid, "x", create=False).parent
+        folder = self._folder(create=False)
         try:
             names = sorted(os.listdir(folder))
         except OSError:
             return []
         found = []
+        start = f"{sid}."
         for name in names:
-            if name.endswith(".json") and ID_PATTERN.fullmatch(name[:-5]):
+            branch = name[len(start):-5]
+            if name.startswith(start) and name.endswith(".json") and ID_PATTERN.fullmatch(branch):
                 holder = self._read(folder / name)
-                if holder is not None and not stale(holder):
+                # Ids hold dots too: "a.b.main.json" is session a.b's, never a's "b.main".
+                if holder is not None and holder.branch == branch and not stale(holder):
                     found.append(holder)
         return found
 
