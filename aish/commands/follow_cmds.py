@@ -62,6 +62,8 @@ def follow_here(ctx: Context, args) -> int:
 def follow(ctx: Context, sid: str, branch: str | None, recap: int) -> None:
     """Show ``sid`` (only ``branch``, when given) live until Ctrl-C or `q`."""
     sessions = ctx.sessions
+    if ctx.config.storage_type == "redis" and ctx.config.stream_length == 0:
+        ctx.out.warn("sessions.storage.stream_length is 0: writers publish nothing to follow")
     feed = sessions.follow_feed(sid)
     feed.mark()  # first: whatever is stored after the recap's read is shown after it
     view = _View(ctx, sid, branch)
