@@ -106,3 +106,30 @@ def test_floor_config_is_checked(home):
     assert config_module.load({**home, "AISH_FLOOR_TTL": "0"}).floor_ttl_seconds == 0
     with pytest.raises(config_module.ConfigError, match="floor_wait_seconds"):
         config_module.load({**home, "AISH_FLOOR_WAIT": "-3"})
+
+
+def test_a_damaged_or_foreign_lease_never_keeps_a_branch_shut(store_env):
+    from aish.floor import Holder, stale
+
+    sessions = sessions_of(store_env)
+    session = sessions.create("apollo")
+    from aish.messages import Message
+
+    session.add(Message("user", "hi", "apollo", 1.0))
+    floor = sessions.floor
+    me = Holder.me("apollo", "main", 15)
+    if hasattr(floor.store, "session_key"):
+        floor.store.client.set(floor._key(session.id, "main"), b"not a lease")
+    else:
+        path = floor._path(session.id, "main")
+        path.write_text("{not json")
+    assert floor.take(session.id, me, 15) is None  # taken, over what was there
+    other = Holder.me("athena", "main", 15)
+    assert floor.take(session.id, other, 15) == me  # held now: the holder is reported
+    floor.release(session.id, other)  # not its lease: nothing happens
+    assert being_answered(sessions, session.id) == [me.answered]
+    floor.release(session.id, me)
+    assert being_answered(sessions, session.id) == []
+    # A lease of another machine is stale only once it expired.
+    far = Holder("bob", "apollo", "main", 1, "elsewhere.example", me.until, "t")
+    assert not stale(far) and stale(far, now=me.until + 1)
