@@ -17,6 +17,7 @@ from aish.context import estimate_tokens, pairs_of, select_window, window_pairs
 from aish.conversation import build_chat
 from aish.errors import (
     AishError,
+    Interrupted,
     LimitError,
     ProviderError,
     Refused,
@@ -659,6 +660,10 @@ class Session:
         try:
             got = acquire(sessions.floor, self.id, ai, self.branch, ttl, wait.seconds,
                           wait.on_wait, self._fresh_head)
+        except KeyboardInterrupt:
+            raise Interrupted("not sent: stopped waiting for the reply on branch "
+                              f"{self.branch}; your message was not stored",
+                              hint="send it again once that reply is done") from None
         except AishError:
             # No floor to be had (the session removed meanwhile, the store unreachable): the
             # exchange goes on without one, so the message is still kept, or rescued.

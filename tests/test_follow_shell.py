@@ -7,6 +7,9 @@ from conftest import run
 from follow_support import Gate, Program, until
 from shell_support import Term, shell_env
 
+from aish import config as config_module
+from aish.store import open_store
+
 
 def new_session(env: dict) -> str:
     done = run(env, "apollo", "--session", "--get-id", input="start")
@@ -54,6 +57,11 @@ def test_the_shell_waits_for_the_floor_and_says_who_holds_it(env, terms, server)
     t.line("second")
     t.expect(r"is asking apollo… \(waiting for that reply to finish\)")
     assert gate.requests == 1
+    t.send("\x03")  # giving up: nothing is stored, and the next prompt holds the message
+    t.expect(r"not sent: stopped waiting for the reply on branch main")
+    t.expect(r"apollo \(session\)> second")
+    t.send("\r")
+    t.expect(r"is asking apollo… \(waiting for that reply to finish\)")
     gate.release()
     assert other.finish() == 0, other.stderr
     t.expect(r"apollo> held reply")
@@ -61,6 +69,9 @@ def test_the_shell_waits_for_the_floor_and_says_who_holds_it(env, terms, server)
     t.line("exit")
     t.expect("Session ended")
     assert t.wait() == 0
+    loaded = open_store(config_module.load(env)).load(sid)
+    assert [m.content for m in loaded.messages if m.role == "user"] == ["start", "first",
+                                                                        "second"]
 
 
 def test_at_a_terminal_the_streaming_reply_shows_before_it_is_complete(env, terms, server):
