@@ -200,6 +200,7 @@ class RedisFeed:
         self.key = store.session_key(sid, "events")
         self.last = "0-0"
         self.lost = 0  # connections lost (and resumed) so far
+        self._failing = 0  # reads failed in a row
         errors = store.connection.errors
         self._dropped = (errors.ConnectionError, errors.TimeoutError)
 
@@ -211,14 +212,18 @@ class RedisFeed:
             self.last = _text(newest[0][0])
 
     def read(self, timeout: float) -> list[Event]:
-        try:
-            found = self.store.client.xread({self.key: self.last}, count=500,
-                                            block=max(1, int(min(timeout, 5.0) * 1000)))
-        except self._dropped:
-            # Killed or timed out: the next read reconnects and goes on from the same id.
-            self.lost += 1
-            time.sleep(min(0.05 * self.lost, 1.0))
-            return []
+        with self.store.connection.guard("read a session's events"):
+            try:
+                found = self.store.client.xread({self.key: self.last}, count=500,
+                                                block=max(1, int(min(timeout, 5.0) * 1000)))
+            except self._dropped:
+                # Killed or timed out: the next read reconnects and goes on from the same id,
+                # after a pause that grows while the server stays away.
+                self.lost += 1
+                self._failing += 1
+                time.sleep(min(0.05 * self._failing, 1.0))
+                return []
+        self._failing = 0
         events: list[Event] = []
         for _key, entries in found or ():
             for entry_id, fields in entries:

@@ -64,10 +64,10 @@ def follow(ctx: Context, sid: str, branch: str | None, recap: int) -> None:
     sessions = ctx.sessions
     if ctx.config.storage_type == "redis" and ctx.config.stream_length == 0:
         ctx.out.warn("sessions.storage.stream_length is 0: writers publish nothing to follow")
-    feed = sessions.follow_feed(sid)
-    feed.mark()  # first: whatever is stored after the recap's read is shown after it
     view = _View(ctx, sid, branch)
     view.head()  # a session or branch that does not exist: one line, before anything else
+    feed = sessions.follow_feed(sid)
+    feed.mark()  # before the recap's read: whatever is stored after it is shown after it
     where = f" (branch {branch})" if branch else ""
     with _keys(ctx) as keys:
         stop = "Ctrl-C or q stops" if keys.active else "Ctrl-C stops"
