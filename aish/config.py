@@ -20,7 +20,8 @@ from aish.errors import ConfigError
 
 DEFAULTS: dict[str, Any] = {
     "sessions": {
-        "storage": {"type": "file", "path": None, "url": None, "encrypt": False},
+        "storage": {"type": "file", "path": None, "url": None, "encrypt": False,
+                    "stream_length": 10_000},
         "defaults": {"context_window": 10, "timeout_minutes": 60, "auto_save": True,
                      "auto_title": True, "overflow": "drop"},
         "limits": {
@@ -32,6 +33,11 @@ DEFAULTS: dict[str, Any] = {
             "max_attach_bytes": 100 * 1024,
         },
         "log_oneshots": True,
+        # The floor of a branch while a reply streams on it: how long a pipe-face prompt waits
+        # for it before going to a new branch, and how long a lease lives unless renewed
+        # (0: no turn-taking; the compare-and-set of each head alone keeps every turn).
+        "floor_wait_seconds": 120,
+        "floor_ttl_seconds": 15,
     },
     "providers": {"openai": {}, "local": {}},
     "specialists": {},
@@ -77,6 +83,8 @@ ENV_KEYS = {
     "AISH_SESSION_TIMEOUT": ("sessions", "defaults", "timeout_minutes"),
     "AISH_AUTO_TITLE": ("sessions", "defaults", "auto_title"),
     "AISH_MAX_SESSIONS": ("sessions", "limits", "max_sessions"),
+    "AISH_FLOOR_WAIT": ("sessions", "floor_wait_seconds"),
+    "AISH_FLOOR_TTL": ("sessions", "floor_ttl_seconds"),
 }
 
 
@@ -101,6 +109,9 @@ class Config:
     max_session_bytes: int = 64 * 1024 * 1024
     max_attach_bytes: int = 100 * 1024
     log_oneshots: bool = True  # one-off questions are kept as ended sessions
+    stream_length: int = 10_000  # Redis: events kept per session for followers (0: none)
+    floor_wait_seconds: float = 120.0
+    floor_ttl_seconds: float = 15.0
     providers: dict = field(default_factory=dict)
     specialists: dict = field(default_factory=dict)
     theme: str = "default"
@@ -354,6 +365,9 @@ def load(env: dict[str, str] | None = None) -> Config:
         max_session_bytes=c.integer("sessions", "limits", "max_session_bytes", minimum=1),
         max_attach_bytes=c.integer("sessions", "limits", "max_attach_bytes", minimum=1),
         log_oneshots=c.boolean("sessions", "log_oneshots"),
+        stream_length=c.integer("sessions", "storage", "stream_length"),
+        floor_wait_seconds=_seconds(c, "floor_wait_seconds", allow_zero=True),
+        floor_ttl_seconds=_seconds(c, "floor_ttl_seconds", allow_zero=True),
         providers=c.mapping("providers"),
         specialists=c.mapping("specialists"),
         theme=c.text("ui", "theme"),
@@ -362,6 +376,13 @@ def load(env: dict[str, str] | None = None) -> Config:
         prices=_prices(c),
         warnings=tuple(warnings),
     )
+
+
+def _seconds(c: _Checker, key: str, allow_zero: bool = False) -> float:
+    """``sessions.KEY``: a positive number of seconds (``allow_zero``: 0 is allowed too)."""
+    if allow_zero and c.raw("sessions", key) in (0, "0"):
+        return 0.0
+    return c.number("sessions", key, maximum=MAX_TIMEOUT_SECONDS)
 
 
 def _check_providers(c: _Checker) -> None:

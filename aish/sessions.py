@@ -16,6 +16,8 @@ from aish.config import Config
 from aish.context import estimate_tokens, pairs_of, window_pairs
 from aish.conversation import build_chat
 from aish.errors import (
+    AishError,
+    Interrupted,
     LimitError,
     ProviderError,
     Refused,
@@ -26,7 +28,16 @@ from aish.errors import (
 )
 from aish.header import State, is_name
 from aish.ids import check_id, new_id
-from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message, Stopwatch, relinked
+from aish.messages import (
+    ASSISTANT,
+    USER,
+    ChatMessage,
+    Chunk,
+    Message,
+    Stopwatch,
+    new_message_id,
+    relinked,
+)
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Codec, Loaded, Summary, tombstone
@@ -34,6 +45,8 @@ from aish.store.refs import MAIN, Head, RefMoved, pin_main
 
 if TYPE_CHECKING:
     from aish.compaction import Built
+    from aish.floor import Holder, Lease
+    from aish.follow import FileFeed, LiveReply, RedisFeed
     from aish.providers.base import Provider
 
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
@@ -65,6 +78,7 @@ class Sessions:
         self.clock = clock  # times replies as they stream (never goes back)
         self.audit = audit
         self._search_index = None  # opened by the first append it indexes
+        self._floor = None  # the branches' floor leases, made on first use
 
     def indexed(self, before: Summary | None, after: Summary, written: list[Message]) -> None:
         """Tell the search index about messages just stored (it never fails the write)."""
@@ -331,6 +345,31 @@ class Sessions:
         """Make a session's stored files private again; returns the paths changed."""
         return self.store.fix_modes(check_id(sid))
 
+    # -- live following and the floor of each branch ---------------------------------------
+    def follow_feed(self, sid: str) -> RedisFeed | FileFeed:
+        """What a follower of ``sid`` reads: its stored messages and streamed replies."""
+        from aish.follow import feed_for
+
+        return feed_for(self.store, check_id(sid))
+
+    def live_reply(self, sid: str, reply: str, ai: str, branch: str) -> LiveReply:
+        """Where a reply of ``sid`` is published for followers while it streams."""
+        from aish.follow import LiveReply, sink_for
+
+        return LiveReply(sink_for(self.store, check_id(sid)), reply, ai, branch, self.clock)
+
+    @property
+    def floor(self):
+        if self._floor is None:
+            from aish.floor import floor_for
+
+            self._floor = floor_for(self.store)
+        return self._floor
+
+    def floor_holders(self, sid: str) -> list[Holder]:
+        """Who is being answered on which branch of ``sid`` right now."""
+        return self.floor.holders(check_id(sid))
+
     def skip(self, sid: str, reason: str) -> None:
         """Tell the user, once, that an unreadable session is left out."""
         self.store.skip(check_id(sid), reason)
@@ -442,6 +481,16 @@ class Sessions:
         # Deletions recorded before now no longer apply to a restored session, here or (through
         # --sync-sessions) on any other store: it was restored on purpose.
         self.store.add_tombstone(tombstone(sid, "restore", self.now(), cleared=True))
+
+
+@dataclass(frozen=True)
+class FloorWait:
+    """How an exchange waits for its branch's floor while another reply streams there:
+    ``seconds`` (None: as long as it takes), then on a new branch; ``on_wait`` hears of each
+    holder waited for."""
+
+    seconds: float | None = None
+    on_wait: Callable[[Holder], None] = lambda _holder: None
 
 
 @dataclass
@@ -597,12 +646,7 @@ class Session:
         """Put ``written`` on a new branch starting at ``start`` (where this session's branch
         was), created in the same write as the messages; returns them relabelled."""
         store = self.sessions.store
-        taken = set(self.summary.tree.refs)
-        base = self.branch[:56]  # room for "-N": the name must stay a valid branch name
-        number = 2
-        while f"{base}-{number}" in taken:
-            number += 1
-        name = f"{base}-{number}"
+        name = self._spare_branch()
         parent = written[0].parent or ""
         relabelled = [replace(m, ref=name) for m in written]
         records = [{"t": "ref", "name": name, "to": parent, "op": "branch",
@@ -616,6 +660,74 @@ class Session:
                             f"{self.id} first; this one is kept on branch {name}")
         self.branch = name
         return relabelled
+
+    def _spare_branch(self) -> str:
+        """A new branch name beside this session's branch: ``NAME-2``, ``NAME-3``, ..."""
+        taken = set(self.summary.tree.refs)
+        base = self.branch[:56]  # room for "-N": the name must stay a valid branch name
+        number = 2
+        while f"{base}-{number}" in taken:
+            number += 1
+        return f"{base}-{number}"
+
+    def _take_floor(self, ai: str, wait: FloorWait) -> Lease | None:
+        """The floor of this session's branch, waited for as ``wait`` says; when the wait
+        runs out, the exchange moves to a new branch at the same head (and says so)."""
+        sessions = self.sessions
+        ttl = sessions.config.floor_ttl_seconds
+        if not self.stored or ttl <= 0:
+            return None  # nobody else knows of it yet, or turn-taking is off
+        from aish.floor import Holder, acquire
+
+        try:
+            got = acquire(sessions.floor, self.id, ai, self.branch, ttl, wait.seconds,
+                          wait.on_wait, self._fresh_head)
+        except KeyboardInterrupt:
+            raise Interrupted("not sent: stopped waiting for the reply on branch "
+                              f"{self.branch}; your message was not stored",
+                              hint="send it again once that reply is done") from None
+        except AishError:
+            # No floor to be had (the session removed meanwhile, the store unreachable): the
+            # exchange goes on without one, so the message is still kept, or rescued.
+            return None
+        for _ in range(50):
+            if not isinstance(got, Holder):
+                return got
+            busy, holder = self.branch, got
+            self._step_aside(holder.head)
+            self.notices.append(f"branch {busy} of session {self.id} is busy "
+                                f"({holder.asking}); this exchange goes on branch "
+                                f"{self.branch}")
+            got = acquire(sessions.floor, self.id, ai, self.branch, ttl, 0, wait.on_wait,
+                          self._fresh_head)
+        raise StorageError(f"session {self.id} is too busy to write to; try again")
+
+    def _fresh_head(self) -> str:
+        """This session's branch's head as stored now (others may have moved it)."""
+        self.summary = self.sessions.store.summary(self.id)
+        return self.stored_head.id
+
+    def _step_aside(self, at: str | None) -> None:
+        """Make a new branch at message ``at`` of this session's branch (None: its head now),
+        and talk on it."""
+        store = self.sessions.store
+        for _ in range(50):
+            self.summary = store.summary(self.id)
+            start = self.stored_head
+            if at is not None and at != start.id:
+                start = Head(at)  # where the holder's exchange began: its position unknown
+            name = self._spare_branch()
+            record = {"t": "ref", "name": name, "to": start.id, "op": "branch",
+                      "time": self.sessions.now()}
+            if start.pos is not None:
+                record["at"] = start.pos
+            try:
+                self.summary = store.append(self.id, pin_main(self.summary.tree) + [record])
+            except RefMoved:  # the name was just taken: pick another
+                continue
+            self.branch = name
+            return
+        raise StorageError(f"session {self.id} is too busy to write to; try again")
 
     def _create_with(self, messages: list[Message]) -> None:
         """The first save of a lazy session creates it, with its first messages, at once."""
@@ -729,12 +841,24 @@ class Session:
 
     def exchange(self, specialist: Specialist, text: str | None, provider: Provider,
                  on_text: Callable[[str], None] = lambda _t: None,
-                 system: str | None = None) -> Reply:
+                 system: str | None = None, floor: FloorWait | None = None) -> Reply:
         """Send ``text`` (or retry the last unanswered message when None) and store the reply.
 
         The user message is stored before the provider is called, so a failure never loses it;
-        it simply stays unanswered. Ctrl-C keeps what arrived, marked interrupted.
+        it simply stays unanswered. Ctrl-C keeps what arrived, marked interrupted. The branch's
+        floor is held from before the message is stored until the reply is (``floor``: how
+        to wait for it while another reply streams there); the reply is published for
+        followers while it streams.
         """
+        lease = self._take_floor(specialist.name, floor or FloorWait())
+        try:
+            return self._exchange(specialist, text, provider, on_text, system)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _exchange(self, specialist: Specialist, text: str | None, provider: Provider,
+                  on_text: Callable[[str], None], system: str | None) -> Reply:
         if text is None:
             if self.last_unanswered() is None:
                 raise UsageError(f"session {self.id} has no unanswered message to retry")
@@ -752,10 +876,21 @@ class Session:
         noted: dict[str, Any] = ({"summary": built.summary.id,
                                   "summary_at": built.summary.pos}
                                  if built.summary is not None else {})
+        watch = Stopwatch(self.sessions.clock)
+        reply_id = new_message_id()  # followers see the pieces under the id it is stored with
+        live = self.sessions.live_reply(self.id, reply_id, specialist.name, self.branch)
+        try:
+            return self._stream(specialist, provider, chat, on_text, reply_id, live, watch,
+                                noted)
+        finally:
+            live.close()
+
+    def _stream(self, specialist: Specialist, provider: Provider, chat: list[ChatMessage],
+                on_text: Callable[[str], None], reply_id: str, live: LiveReply,
+                watch: Stopwatch, noted: dict[str, Any]) -> Reply:
         parts: list[str] = []
         last: Chunk | None = None
         shown: Exception | None = None  # showing the reply failed: still read and store it
-        watch = Stopwatch(self.sessions.clock)
         try:
             chunk: Chunk
             for chunk in provider.stream(chat, specialist):
@@ -763,6 +898,7 @@ class Session:
                     piece = valid_unicode(chunk.text)
                     parts.append(piece)
                     watch.text(len(piece))
+                    live.feed(piece)
                     if shown is None:
                         try:
                             on_text(piece)
@@ -772,15 +908,17 @@ class Session:
                     last = chunk
                     break
         except KeyboardInterrupt:
+            live.flush()
             reply = self.add(Message(ASSISTANT, "".join(parts), specialist.name,
-                                     self.sessions.now(), interrupted=True,
+                                     self.sessions.now(), id=reply_id, interrupted=True,
                                      timing=watch.timing(), **noted))
             self.save_if_auto()
             return Reply(reply.content, reply, interrupted=True)
         if last is None:
             raise ProviderError(provider.endpoint, "the reply stream ended before it finished")
+        live.flush()
         reply = self.add(Message(ASSISTANT, "".join(parts), specialist.name, self.sessions.now(),
-                                 usage=last.usage, model=last.model, cut=last.cut,
+                                 id=reply_id, usage=last.usage, model=last.model, cut=last.cut,
                                  timing=watch.timing(), **noted))
         if shown is not None:
             self.save_if_auto()

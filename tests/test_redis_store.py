@@ -37,8 +37,10 @@ def test_keys_are_hash_tagged_a_hash_and_a_list(redis_url):
     store = RedisStore(redis_url)
     store.create(meta("tagged"), [user("hi")])
     client = redis.Redis.from_url(redis_url)
-    assert sorted(client.keys("*")) == [b"aish:{tagged}:log", b"aish:{tagged}:meta"]
+    assert sorted(client.keys("*")) == [b"aish:{tagged}:events", b"aish:{tagged}:log",
+                                        b"aish:{tagged}:meta"]
     assert client.type("aish:{tagged}:log") == b"list"
+    assert client.type("aish:{tagged}:events") == b"stream"
     assert client.type("aish:{tagged}:meta") == b"hash"
     fields = client.hgetall("aish:{tagged}:meta")
     assert fields[b"n:messages"] == b"1" and fields[b"m:owner"] == b'"apollo"'

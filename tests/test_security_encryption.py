@@ -93,6 +93,9 @@ def everything(config) -> bytes:
                 out += client.lrange(key, 0, -1)
             elif kind == b"hash":
                 out += [b"%s=%s" % kv for kv in client.hgetall(key).items()]
+            elif kind == b"stream":  # the events followers read: sealed like the log
+                out += [b"%s=%s" % kv for _, fields in client.xrange(key)
+                        for kv in fields.items()]
             else:
                 out.append(client.get(key))
         return b"\n".join(out)

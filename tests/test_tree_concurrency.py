@@ -138,6 +138,8 @@ def test_sixteen_processes_on_the_session_core_store_every_exchange(store_env):
 
 
 def test_two_answers_at_the_same_head_keep_both_and_tell_the_loser(store_env, server):
+    # Without turn-taking, so that both requests are in flight at once and the race is real.
+    store_env = {**store_env, "AISH_FLOOR_TTL": "0"}
     sid = ok(store_env, "apollo", "--session", "--get-id", input="start").stdout.decode().strip()
     both = threading.Barrier(2)
 

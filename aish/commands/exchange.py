@@ -103,8 +103,9 @@ def send(ctx: Context, session: Session, specialist: Specialist, text: str | Non
             if text is not None:
                 session.add_user(specialist, text)  # kept, unanswered, for a retry
             raise
+        floor = _floor_wait(ctx, live)
         reply = present(ctx, specialist.name, lambda on_text: session.exchange(
-            specialist, text, made, on_text=on_text, system=system))
+            specialist, text, made, on_text=on_text, system=system, floor=floor))
     except ProviderError as exc:
         exc.hint = retry_hint
         if remember and (session.stored or session.pending):  # the message is kept
@@ -118,6 +119,21 @@ def send(ctx: Context, session: Session, specialist: Specialist, text: str | Non
 
     auto_title(session, specialist, made, reply)
     return reply
+
+
+def _floor_wait(ctx: Context, live: bool):
+    """While another reply streams on the branch: the shell waits for it as long as it takes
+    (Ctrl-C gives up), the pipe face up to ``sessions.floor_wait_seconds``, then talks on a new
+    branch. Either says who it waits for."""
+    from aish.sessions import FloorWait
+
+    if live:
+        return FloorWait(None, lambda holder: ctx.out.aside(f"{holder.asking}… (waiting for "
+                                                            f"that reply to finish)"))
+    return FloorWait(ctx.config.floor_wait_seconds,
+                     lambda holder: ctx.out.note(f"{holder.asking}… (waiting up to "
+                                                 f"{ctx.config.floor_wait_seconds:g}s for that "
+                                                 f"reply to finish)"))
 
 
 def _remember(ctx: Context, session: Session, specialist: Specialist) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import aish.commands.tree_session_cmds as tree_cmds  # registers branch, undo, ... here too
 from aish.commands.session_cmds import SessionState, parse_session_line, tilde
-from aish.errors import AishError, ProviderError, UsageError
+from aish.errors import AishError, Interrupted, ProviderError, UsageError
 from aish.shell.lines import Ask, KeyCommand, LineSource, open_lines
 from aish.shell.toolbar import session_toolbar
 
@@ -166,9 +166,14 @@ class SessionMode:
         from aish.commands.exchange import send
         from aish.shell.reply import show_streaming
 
-        send(self.ctx, self.session, self.specialist, text, self._provider_or_raise,
-             present=show_streaming, live=True,
-             retry_hint="your message is kept in the session; type 'retry' to send it again")
+        try:
+            send(self.ctx, self.session, self.specialist, text, self._provider_or_raise,
+                 present=show_streaming, live=True,
+                 retry_hint="your message is kept in the session; type 'retry' to send it again")
+        except Interrupted:  # Ctrl-C while another reply held the branch: nothing was stored
+            if text:
+                self.state.draft = text  # the next prompt starts with it, to send again
+            raise
 
     # -- leaving ---------------------------------------------------------------------------
     def _leave(self, *, end: bool) -> bool:

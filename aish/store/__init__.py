@@ -16,7 +16,8 @@ def open_store(config: Config, warn=None):
         from aish.store.redisstore import RedisStore
 
         return RedisStore(config.redis_url, codec=codec, timeout_minutes=config.timeout_minutes,
-                          max_session_bytes=config.max_session_bytes)
+                          max_session_bytes=config.max_session_bytes,
+                          stream_length=config.stream_length)
     from aish.store.filestore import FileStore
 
     return FileStore(config.session_dir, codec=codec, max_session_bytes=config.max_session_bytes,

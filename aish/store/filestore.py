@@ -249,6 +249,11 @@ class FileStore:
     def location(self, sid: str) -> str:
         return str(self._log(sid))
 
+    def session_lock(self, sid: str):
+        """The session's exclusive lock, for what must change together with its log (the
+        floor lease of a branch)."""
+        return self._locked(sid, exclusive=True)
+
     @contextlib.contextmanager
     def _locked(self, sid: str, exclusive: bool):
         if not exclusive:

@@ -228,6 +228,22 @@ if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   redis.call('PEXPIRE', log, ttl)
 end
+-- Live following (KEYS[3], the events stream): in this same step, one event per stored
+-- message or ref move, so a follower reading from the last id it saw misses none.
+-- ARGV from j: stream length (0: no events), n events, their indices in the batch.
+local events, ev_len = KEYS[3], tonumber(ARGV[j] or '0') or 0
+if events and ev_len > 0 then
+  if mode == 'replace' then
+    redis.call('XADD', events, 'MAXLEN', '~', ev_len, '*', 'k', 'rewrite')
+  else
+    for e = 1, tonumber(ARGV[j + 1]) do
+      local k = tonumber(ARGV[j + 1 + e])
+      redis.call('XADD', events, 'MAXLEN', '~', ev_len, '*', 'k', 'rec', 'r', ARGV[6 + k],
+                 'i', tostring(base + k))
+    end
+  end
+  if ttl > 0 then redis.call('PEXPIRE', events, ttl) end
+end
 return redis.call('HGETALL', meta)
 """
 
@@ -388,6 +404,15 @@ def _stale(fields: dict, length: int) -> bool:
     return not covered.isdigit() or int(covered) != length
 
 
+def _event_args(length: int, records: list[dict]) -> list:
+    """The write script's last arguments: which records of the batch become events of the
+    session's stream (its messages and ref moves), and how long the stream is kept."""
+    if length <= 0:
+        return [0, 0]
+    picked = [k for k, record in enumerate(records) if record.get("t") in ("msg", "ref")]
+    return [length, len(picked), *picked]
+
+
 def _pairs(flat: list) -> dict:
     return dict(zip(flat[::2], flat[1::2], strict=False))
 
@@ -418,8 +443,9 @@ def decode_records(items: list, codec) -> tuple[list[tuple[int, dict]], list[Pro
 class RedisStore:
     def __init__(self, url: str | None, codec=None, timeout_minutes: float = 60.0,
                  max_session_bytes: int = 64 * 1024 * 1024,
-                 retention_days: float = RETENTION_DAYS):
+                 retention_days: float = RETENTION_DAYS, stream_length: int = 10_000):
         self.connection = connect(url)
+        self.stream_length = stream_length  # events kept per session for followers (~)
         self.client = self.connection.client
         self.url = self.connection.url
         self.codec = codec or PlainCodec()
@@ -448,6 +474,11 @@ class RedisStore:
             raise ValueError(kind)
         parts = [check_id(p, "name") for p in name.split("/")]
         return f"{PREFIX}:doc:{kind}:{'/'.join(parts)}"
+
+    def session_key(self, sid: str, part: str) -> str:
+        """The key of one part of a session (``events``, ``floor:BRANCH``), for the live
+        followers and the floor leases beside the store."""
+        return self._key(sid, part)
 
     def location(self, sid: str) -> str:
         return f"{self.url} {PREFIX}:{{{check_id(sid)}}}"
@@ -665,7 +696,8 @@ class RedisStore:
         args = [mode, self.ttl_ms, self.max_session_bytes, size, len(items), *items,
                 len(fields) // 2, *fields, len(counters) // 2, *counters, repr(last),
                 *last_msg, len(moves) // 6, *moves]
-        keys = [self._key(sid, "meta"), self._key(sid, "log")]
+        args += _event_args(self.stream_length, all_records[:len(records)])
+        keys = [self._key(sid, "meta"), self._key(sid, "log"), self._key(sid, "events")]
         return keys, args
 
     def _run_write(self, mode: str, sid: str, records: list[dict], fresh: bool,
@@ -754,7 +786,8 @@ class RedisStore:
                         pipe.multi()
                         _, args = self._write_args("replace", sid, records, True, extra,
                                                    encoded)
-                        self._write(keys=keys, args=args, client=pipe)
+                        self._write(keys=[*keys, self._key(sid, "events")], args=args,
+                                    client=pipe)
                         flat = pipe.execute()[0]
                     except watch_error:
                         continue

@@ -1,0 +1,444 @@
+"""Live following: what a session's writers publish as they go, and how a follower reads it.
+
+Writers publish two things. Every stored message and ref move is an event because it is
+stored (the store's own write: in Redis the write script adds it to the stream
+``aish:{ID}:events`` in the same atomic step; in files the log itself is the feed). The reply
+being streamed right now is published too, in coalesced pieces (`LiveReply`: at most one
+piece per `COALESCE_SECONDS` unless `COALESCE_CHARS` gather first), under the id the reply
+will be stored with: Redis ``chunk`` events, or a live file ``.live/ID.REPLY.jsonl`` beside the
+log (0600) that is removed once the reply is stored. The stored message ends what its pieces
+began; neither the pieces nor the live files are ever a source of truth.
+
+A follower (`feed_for`) notes where the feed is now, shows what it needs to from the store,
+and then reads events from that point: Redis with ``XREAD BLOCK`` from the last id seen, so a
+lost connection resumes exactly there; files by reading the log's new complete lines after the
+last offset (a torn tail waits for its newline; a log replaced by a rewrite is a ``rewrite``
+event) and the live files' new lines, polling with a short backoff. Pub/Sub would drop whatever
+is published while a follower is disconnected, so it is not used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aish.messages import Message
+from aish.store.base import dump_line, parse_line
+
+COALESCE_SECONDS = 0.05
+COALESCE_CHARS = 200
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass
+class Event:
+    """One thing a follower hears: ``msg`` (a stored message), ``ref`` (a branch moved),
+    ``chunk`` (a piece of the reply ``reply`` being streamed), ``end`` (that reply stopped
+    streaming) or ``rewrite`` (the session's content was replaced)."""
+
+    kind: str
+    message: Message | None = None
+    record: dict | None = None
+    reply: str = ""
+    ai: str = ""
+    branch: str = ""
+    text: str = ""
+
+
+def _piece_record(reply: str, ai: str, branch: str, text: str) -> dict:
+    # Shaped like a message so the store's codec seals it as it seals messages: with
+    # encryption on, a streamed piece is as private as the reply it becomes.
+    return {"t": "msg", "id": reply, "role": "assistant", "ai": ai, "ref": branch, "time": 0,
+            "content": text}
+
+
+def _chunk_event(record: dict) -> Event:
+    return Event("chunk", reply=str(record.get("id", "")), ai=str(record.get("ai", "")),
+                 branch=str(record.get("ref") or ""), text=str(record.get("content", "")))
+
+
+def _record_event(record: dict, codec) -> Event | None:
+    """The event a stored record makes, or None (meta records, damaged or foreign ones)."""
+    try:
+        if record.get("t") == "msg":
+            return Event("msg", message=Message.from_record(codec.open(record)))
+        if record.get("t") == "ref" and isinstance(record.get("name"), str):
+            return Event("ref", record=record, branch=record["name"])
+    except (ValueError, KeyError, TypeError, OverflowError):
+        return None
+    except Exception:  # noqa: BLE001 - a piece that cannot be opened (no key): skipped
+        return None
+    return None
+
+
+def _parse(raw: bytes) -> dict | None:
+    try:
+        record = parse_line(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+# -- writers -----------------------------------------------------------------------------------
+class LiveReply:
+    """The reply being streamed, published for followers in coalesced pieces. Publishing never
+    fails the exchange: after a first failure it stops, and the stored reply says it all."""
+
+    def __init__(self, sink, reply: str, ai: str, branch: str,
+                 clock: Callable[[], float] = time.monotonic):
+        self.sink, self.reply, self.ai, self.branch, self.clock = sink, reply, ai, branch, clock
+        self._parts: list[str] = []
+        self._size = 0
+        # A piece after a pause goes out at once; only pieces close together are gathered.
+        self._last = -COALESCE_SECONDS
+        self._broken = sink is None
+
+    def feed(self, text: str) -> None:
+        if self._broken or not text:
+            return
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size >= COALESCE_CHARS or self.clock() - self._last >= COALESCE_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._broken or not self._parts:
+            return
+        text, self._parts, self._size = "".join(self._parts), [], 0
+        self._last = self.clock()
+        self._safely(lambda: self.sink.chunk(self.reply, self.ai, self.branch, text))
+
+    def close(self) -> None:
+        self.flush()
+        if not self._broken:
+            self._safely(lambda: self.sink.end(self.reply))
+        self._broken = True
+
+    def _safely(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - following is a courtesy, never a failure
+            self._broken = True
+
+
+class RedisSink:
+    def __init__(self, store, sid: str):
+        self.store = store
+        self.key = store.session_key(sid, "events")
+
+    def _add(self, fields: dict) -> None:
+        client = self.store.client
+        pipe = client.pipeline(transaction=False)
+        pipe.xadd(self.key, fields, maxlen=self.store.stream_length, approximate=True)
+        if self.store.ttl_ms > 0:
+            pipe.pexpire(self.key, self.store.ttl_ms)
+        pipe.execute()
+
+    def chunk(self, reply: str, ai: str, branch: str, text: str) -> None:
+        record = self.store.codec.seal(_piece_record(reply, ai, branch, text))
+        self._add({"k": "chunk", "r": dump_line(record)[:-1]})
+
+    def end(self, reply: str) -> None:
+        self._add({"k": "end", "id": reply})
+
+
+def live_dir(store) -> Path:
+    return Path(store.root) / ".live"
+
+
+def _live_name(sid: str, reply: str) -> str:
+    return f"{sid}.{reply}.jsonl"
+
+
+class FileSink:
+    def __init__(self, store, sid: str):
+        self.store, self.sid = store, sid
+        self._fd: int | None = None
+        self._path: Path | None = None
+
+    def chunk(self, reply: str, ai: str, branch: str, text: str) -> None:
+        if self._fd is None:
+            self._path = self.store.private_dir(".live") / _live_name(self.sid, reply)
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                               | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        record = self.store.codec.seal(_piece_record(reply, ai, branch, text))
+        data = dump_line(record)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def end(self, reply: str) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path)
+
+
+def sink_for(store, sid: str):
+    """Where a reply of session ``sid`` is published while it streams (None: nowhere)."""
+    if hasattr(store, "session_key"):
+        return RedisSink(store, sid) if store.stream_length > 0 else None
+    if hasattr(store, "private_dir"):
+        return FileSink(store, sid)
+    return None
+
+
+# -- followers ---------------------------------------------------------------------------------
+class RedisFeed:
+    """The session's events stream, read from the last id seen."""
+
+    BLOCK_MS = 1000
+
+    def __init__(self, store, sid: str):
+        self.store, self.codec = store, store.codec
+        self.key = store.session_key(sid, "events")
+        self.last = "0-0"
+        self.lost = 0  # connections lost (and resumed) so far
+        self._failing = 0  # reads failed in a row
+        errors = store.connection.errors
+        self._dropped = (errors.ConnectionError, errors.TimeoutError)
+
+    def mark(self) -> None:
+        """Start after the newest event there is now."""
+        with self.store.connection.guard("read a session's events"):
+            newest = self.store.client.xrevrange(self.key, "+", "-", count=1)
+        if newest:
+            self.last = _text(newest[0][0])
+
+    def read(self, timeout: float) -> list[Event]:
+        with self.store.connection.guard("read a session's events"):
+            try:
+                found = self.store.client.xread({self.key: self.last}, count=500,
+                                                block=max(1, int(min(timeout, 5.0) * 1000)))
+            except self._dropped:
+                # Killed or timed out: the next read reconnects and goes on from the same id,
+                # after a pause that grows while the server stays away.
+                self.lost += 1
+                self._failing += 1
+                time.sleep(min(0.05 * self._failing, 1.0))
+                return []
+        self._failing = 0
+        events: list[Event] = []
+        for _key, entries in found or ():
+            for entry_id, fields in entries:
+                self.last = _text(entry_id)
+                event = self._event({_text(k): v for k, v in fields.items()})
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def close(self) -> None:
+        """Nothing to give back: the store's connection stays the store's."""
+
+    def _event(self, fields: dict) -> Event | None:
+        kind = _text(fields.get("k", b""))
+        if kind == "rewrite":
+            return Event("rewrite")
+        if kind == "end":
+            return Event("end", reply=_text(fields.get("id", b"")))
+        record = _parse(fields.get("r", b""))
+        if record is None:
+            return None
+        if kind == "chunk":
+            try:
+                return _chunk_event(self.codec.open(record))
+            except Exception:  # noqa: BLE001 - cannot open it (no key): skipped
+                return None
+        return _record_event(record, self.codec) if kind == "rec" else None
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class _Inotify:
+    """Wakes a file follower when something changes in the folders it watches (Linux, through
+    libc); `wait` returns after a change or ``timeout`` seconds. Unavailable: OSError."""
+
+    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # modify, close-write, moves, create, delete
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.watched: set[Path] = set()
+
+    def watch(self, folder: Path) -> None:
+        if folder in self.watched or not folder.is_dir():
+            return
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(folder), self.MASK) >= 0:
+            self.watched.add(folder)
+
+    def wait(self, timeout: float) -> None:
+        import select
+
+        readable, _, _ = select.select([self.fd], [], [], timeout)
+        while readable:  # drain: what changed is read from the files themselves
+            try:
+                if not os.read(self.fd, 65536):
+                    break
+            except BlockingIOError:
+                break
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class FileFeed:
+    """The log's new complete lines and the session's live files, read when inotify says
+    something changed (or polled with a backoff where it cannot)."""
+
+    def __init__(self, store, sid: str):
+        self.store, self.sid, self.codec = store, sid, store.codec
+        self.log = Path(store.location(sid))
+        self.live = live_dir(store)
+        self.ino: int | None = None
+        self.offset = 0
+        self._pieces: dict[str, tuple[int, int]] = {}  # live file -> (inode, offset read)
+        self._delay = 0.02
+        try:
+            self._notify: _Inotify | None = _Inotify()
+        except (OSError, AttributeError):  # not Linux, or no inotify: poll
+            self._notify = None
+
+    def mark(self) -> None:
+        """Start at the log's end as it is now (its complete lines)."""
+        self.ino, self.offset = self._end()
+
+    def _end(self) -> tuple[int | None, int]:
+        try:
+            fd = os.open(self.log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None, 0
+        try:
+            st = os.fstat(fd)
+            size = st.st_size
+            tail = os.pread(fd, min(size, 65536), max(0, size - 65536))
+            cut = tail.rfind(b"\n")
+            return st.st_ino, (size - len(tail) + cut + 1) if cut >= 0 else 0
+        finally:
+            os.close(fd)
+
+    def read(self, timeout: float) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while True:
+            # Pieces, then the log, then the replies whose live file went: a writer stores
+            # its reply before it removes the file, so the stored reply is read before the
+            # end of its pieces, and what it adds to them is never cut off.
+            pieces, ends = self._live_events()
+            events = pieces + self._log_events() + ends
+            if events:
+                self._delay = 0.02
+                return events
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            if self._notify is not None:
+                self._notify.watch(self.log.parent)
+                self._notify.watch(self.live)  # once it exists
+                # The live folder may appear between the look and the watch: a second at
+                # most is lost to that, never an event.
+                self._notify.wait(min(left, 1.0))
+                continue
+            time.sleep(min(self._delay, left))
+            self._delay = min(self._delay * 2, 0.25)
+
+    def close(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+
+    def _log_events(self) -> list[Event]:
+        try:
+            fd = os.open(self.log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return []
+        try:
+            st = os.fstat(fd)
+            if st.st_ino != self.ino or st.st_size < self.offset:
+                # Replaced (a rewrite: prune, clear, restore, ...): start again from it.
+                self.ino, self.offset = st.st_ino, 0
+                os.close(fd)
+                fd = -1
+                self.mark()
+                return [Event("rewrite")]
+            if st.st_size == self.offset:
+                return []
+            data = os.pread(fd, st.st_size - self.offset, self.offset)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            return []  # a torn tail, or a line still being written: wait for its newline
+        self.offset += cut + 1
+        events = []
+        for raw in data[:cut].split(b"\n"):
+            record = _parse(raw) if raw.strip() else None
+            event = _record_event(record, self.codec) if record is not None else None
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _live_events(self) -> tuple[list[Event], list[Event]]:
+        prefix = f"{self.sid}."
+        try:
+            names = [n for n in os.listdir(self.live) if n.startswith(prefix)
+                     and n.endswith(".jsonl") and _is_reply_id(n[len(prefix):-6])]
+        except OSError:
+            names = []
+        ends = []
+        for name in sorted(set(self._pieces) - set(names)):  # removed: that reply was stored
+            del self._pieces[name]
+            ends.append(Event("end", reply=name[len(prefix):-6]))
+        events = []
+        for name in names:
+            events += self._pieces_of(name)
+        return events, ends
+
+    def _pieces_of(self, name: str) -> list[Event]:
+        try:
+            fd = os.open(self.live / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return []
+        try:
+            st = os.fstat(fd)
+            ino, offset = self._pieces.get(name, (st.st_ino, 0))
+            if ino != st.st_ino:
+                offset = 0
+            data = os.pread(fd, max(0, st.st_size - offset), offset)
+        finally:
+            os.close(fd)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._pieces[name] = (st.st_ino, offset)
+            return []
+        self._pieces[name] = (st.st_ino, offset + cut + 1)
+        events = []
+        for raw in data[:cut].split(b"\n"):
+            record = _parse(raw)
+            if record is None:
+                continue
+            with contextlib.suppress(Exception):
+                events.append(_chunk_event(self.codec.open(record)))
+        return events
+
+
+def _is_reply_id(text: str) -> bool:
+    return len(text) == 16 and set(text) <= _HEX
+
+
+def feed_for(store, sid: str) -> RedisFeed | FileFeed:
+    if hasattr(store, "session_key"):
+        return RedisFeed(store, sid)
+    return FileFeed(store, sid)
