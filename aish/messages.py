@@ -122,6 +122,9 @@ class Message:
     note: str | None = None
     source: str | None = None
     timing: Timing | None = field(default=None, compare=False)  # how a reply streamed
+    # The person who wrote it (the store's user: an ACL user, an OS account); None in records
+    # written before messages named one. Not part of equality, like the links.
+    by: str | None = field(default=None, compare=False)
     # Where the store keeps it (a byte offset, a list index): a hint for walking to it again,
     # not part of the record and never compared.
     pos: int | None = field(default=None, compare=False, repr=False)
@@ -174,17 +177,19 @@ class Message:
             raise TypeError("note must be a string")
         if source is not None and not isinstance(source, str):
             raise TypeError("source must be a string")
+        by = record.get("by")
+        by = by if isinstance(by, str) else None  # a bad author never makes a message unreadable
         pp = record.get("pp")
         pp = pp if isinstance(pp, int) and not isinstance(pp, bool) and pp >= 0 else None
         # Every field is checked above, so the value is filled in directly: a frozen
-        # dataclass's __init__ sets its 16 fields one call at a time, the larger part of
+        # dataclass's __init__ sets its 17 fields one call at a time, the larger part of
         # reading a long log.
         message = object.__new__(cls)
         message.__dict__.update(
             role=role, content=content, ai=ai, time=float(time), id=mid, usage=usage,
             interrupted=bool(record.get("interrupted")), model=model,
             cut=bool(record.get("cut")), parent=parent, ref=ref, note=note, source=source,
-            timing=Timing.from_record(record.get("timing")), pos=pos, pp=pp)
+            timing=Timing.from_record(record.get("timing")), by=by, pos=pos, pp=pp)
         return message
 
 

@@ -27,6 +27,7 @@ from aish.errors import (
 from aish.header import State, is_name
 from aish.ids import check_id, new_id
 from aish.messages import ASSISTANT, USER, ChatMessage, Chunk, Message, Stopwatch, relinked
+from aish.people import first_members
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Codec, Loaded, Summary, tombstone
@@ -58,11 +59,16 @@ class Sessions:
 
     def __init__(self, store, config: Config, now: Callable[[], float] = time.time,
                  audit: AuditLog = NULL_AUDIT, clock: Callable[[], float] = time.monotonic):
-        self.store = store
+        from aish.people_store import PeopleStore
+
+        # Every operation passes the person's role check and signs what it writes (`by`).
+        self.store = store if isinstance(store, PeopleStore) else PeopleStore(store, now)
         self.config = config
         self.now = now
         self.clock = clock  # times replies as they stream (never goes back)
         self.audit = audit
+        if audit.path is not None and audit.by is None:
+            audit.by = lambda: self.user
         self._search_index = None  # opened by the first append it indexes
 
     def indexed(self, before: Summary | None, after: Summary, written: list[Message]) -> None:
@@ -81,6 +87,11 @@ class Sessions:
         """A token for the whole store and when it last changed, when the store has one."""
         stamp = getattr(self.store, "dir_stamp", None)
         return stamp() if stamp is not None else None
+
+    @property
+    def user(self) -> str:
+        """The person working through this store (an ACL user on Redis, the OS user on files)."""
+        return self.store.user
 
     # -- queries ---------------------------------------------------------------------------
     def state(self, summary: Summary) -> str:
@@ -118,7 +129,8 @@ class Sessions:
         now = self.now()
         window = self.config.context_window if context_window is None else context_window
         meta = {"owner": ai, "created": now, "updated": now, "context_window": window,
-                "shared": named, "state": ACTIVE, "participants": [ai], **(extra_meta or {})}
+                "shared": named, "state": ACTIVE, "participants": [ai],
+                "members": first_members(self.user, now), **(extra_meta or {})}
         if origin:
             meta["origin"] = origin
         if lazy:
@@ -269,6 +281,52 @@ class Sessions:
         summary = self.store.append(sid, [title_record(cleaned, "user")])
         self.audit.record("title", sid, ai, title=cleaned)
         return summary
+
+    # -- people: members and their roles (aish.people) ------------------------------------
+    def share(self, sid: str, user: str, role: str, expires_in: float | None = None):
+        """Give ``user`` ``role`` (editor or viewer) in ``sid``; the owner's to do. A session
+        stored before roles existed is claimed by the first owner who shares it. Returns the
+        summary and what became of the server's ACL rules (None: the store has none)."""
+        from aish.people import OWNER, Grant, check_user, members, require, with_grant
+
+        check_id(sid)
+        check_user(user)
+        now, me = self.now(), self.user
+        summary = self.summary(sid)
+        require(summary.meta, sid, me, OWNER, now, "share")
+        if user == me:
+            raise UsageError(f"{user} owns session {sid}: an owner's role is not shared")
+        meta = dict(summary.meta)
+        if members(meta) is None:
+            meta["members"] = first_members(me, now)
+        grant = Grant(user, role, me, now, now + expires_in if expires_in else None)
+        summary = self.store.append(sid, [{"t": "meta", "time": now,
+                                           "members": with_grant(meta, grant)}])
+        self.audit.record("share", sid, None, member=user, role=role,
+                          **({"expires": grant.expires} if grant.expires else {}))
+        return summary, self._grant_access(sid, user, role)
+
+    def unshare(self, sid: str, user: str):
+        """Take ``user``'s role in ``sid`` back; the owner's to do."""
+        from aish.people import OWNER, check_user, members, require, without
+
+        check_id(sid)
+        check_user(user)
+        summary = self.summary(sid)
+        require(summary.meta, sid, self.user, OWNER, self.now(), "unshare")
+        grant = (members(summary.meta) or {}).get(user)
+        if grant is None:
+            raise UsageError(f"{user} is not a member of session {sid}")
+        if grant.role == OWNER:
+            raise UsageError(f"{user} owns session {sid}: the owner cannot be removed")
+        summary = self.store.append(sid, [{"t": "meta", "time": self.now(),
+                                           "members": without(summary.meta, user)}])
+        self.audit.record("unshare", sid, None, member=user)
+        return summary, self._grant_access(sid, user, None)
+
+    def _grant_access(self, sid: str, user: str, role: str | None):
+        grant = getattr(self.store, "grant_access", None)
+        return grant(sid, user, role) if grant is not None else None
 
     def resolve(self, sid: str) -> str | None:
         """The session a former id names now, when ``sid`` itself names none (None: it names

@@ -14,6 +14,7 @@ def load_commands() -> None:
     import aish.commands.history_cmds  # noqa: F401
     import aish.commands.manage  # noqa: F401
     import aish.commands.names_cmds  # noqa: F401
+    import aish.commands.people_cmds  # noqa: F401
     import aish.commands.replay_cmds  # noqa: F401
     import aish.commands.search_cmds  # noqa: F401
     import aish.commands.session_cmds  # noqa: F401

@@ -35,7 +35,15 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
+from aish.errors import (
+    AishError,
+    ConfigError,
+    LimitError,
+    PermissionDenied,
+    SessionExists,
+    SessionNotFound,
+    StorageError,
+)
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
 from aish.store.base import (
@@ -311,6 +319,12 @@ class Connection:
                                hint="is redis-server running? see sessions.storage.url"
                                ) from None
         except errors.RedisError as exc:
+            if (isinstance(exc, errors.NoPermissionError) or "NOPERM" in str(exc)
+                    or "can't access" in str(exc)):
+                # The server's ACL rules refused this user: a role, not a fault.
+                raise PermissionDenied(
+                    f"Redis at {self.url} refused to {what} for this user: "
+                    f"{self._clean(exc)}", hint="ask the session's owner for a role") from None
             raise StorageError(f"Redis at {self.url} could not {what}: {self._clean(exc)}"
                                ) from None
 
@@ -419,6 +433,32 @@ class RedisStore:
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r})"
 
+    # -- people ----------------------------------------------------------------------------
+    def whoami(self) -> str:
+        """The connection's ACL user, asked once (a script cannot ask it): the author of what
+        this store writes, as the server's ACL rules see it."""
+        cached = getattr(self, "_whoami", None)
+        if cached is None:
+            try:
+                with self._guard("tell who this is"):
+                    answer = self.client.execute_command("ACL", "WHOAMI")
+                cached = (answer.decode("utf-8", "replace") if isinstance(answer, bytes)
+                          else str(answer))
+            except AishError:  # a server before ACLs, or a user not let ask: the URL's
+                kwargs = self.client.connection_pool.connection_kwargs
+                cached = str(kwargs.get("username") or "default")
+            self._whoami = cached
+        return cached
+
+    def grant_access(self, sid: str, user: str, role: str | None):
+        """Apply ``user``'s role in ``sid`` (None: none) as the server's ACL rules, when this
+        connection may; an `aish.people_acl.Applied` says what happened."""
+        from aish.people_acl import apply
+
+        check_id(sid)
+        with self._guard("change ACL rules"):
+            return apply(self.client, self.connection.errors, PREFIX, sid, user, role)
+
     # -- keys ------------------------------------------------------------------------------
     def _key(self, sid: str, part: str) -> str:
         return f"{PREFIX}:{{{check_id(sid)}}}:{part}"
@@ -502,7 +542,14 @@ class RedisStore:
                 pipe = self.client.pipeline(transaction=False)
                 for sid in batch:
                     pipe.hgetall(self._key(sid, "meta"))
-                for sid, fields in zip(batch, pipe.execute(), strict=True):
+                # A session this user's ACL rules hide (another team's) is left out, not
+                # an error for the whole listing.
+                results = pipe.execute(raise_on_error=False)
+                for sid, fields in zip(batch, results, strict=True):
+                    if isinstance(fields, Exception):
+                        if isinstance(fields, self.connection.errors.NoPermissionError):
+                            continue
+                        raise fields
                     if fields:  # an empty hash: expired or removed while we listed
                         out.append(summary_from_hash(fields, sid))
         return out
