@@ -49,9 +49,12 @@ def os_user() -> str:
 
 def identity(store) -> str:
     """Who writes through ``store``: its own answer when it has one (Redis: ``ACL WHOAMI``),
-    else the OS user."""
+    else the OS user. Redis's ``default`` user is everyone who connects without a name, so it
+    says nothing about who: the OS user is the person then, as with files (and a session
+    synced between the two keeps its owner)."""
     whoami = getattr(store, "whoami", None)
-    return whoami() if whoami is not None else os_user()
+    name = whoami() if whoami is not None else None
+    return name if name and name != "default" else os_user()
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,10 @@ def require(meta: Mapping, sid: str, user: str, needed: str, now: float, what: s
     role = role_of(meta, user, now)
     if allows(role, needed):
         return
+    grant = (members(meta) or {}).get(user)
+    if role is None and grant is not None and grant.expires is not None:
+        raise PermissionDenied(f"{user} may not {what} session {sid}: the {grant.role} grant "
+                               "expired", hint=f"ask its owner ({owner_of(meta)}) to renew it")
     if role is None:
         raise PermissionDenied(f"{user} may not {what} session {sid}: not a member",
                                hint=f"ask its owner ({owner_of(meta)}) to share it with you")

@@ -324,6 +324,13 @@ class Sessions:
         self.audit.record("unshare", sid, None, member=user)
         return summary, self._grant_access(sid, user, None)
 
+    def may(self, summary: Summary, role: str) -> bool:
+        """Whether this person has ``role`` (or more) in the session now: for commands over
+        many sessions, which leave out the ones they may not touch."""
+        from aish.people import allows, role_of
+
+        return allows(role_of(summary.meta, self.user, self.now()), role)
+
     def _grant_access(self, sid: str, user: str, role: str | None):
         grant = getattr(self.store, "grant_access", None)
         return grant(sid, user, role) if grant is not None else None
