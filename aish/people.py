@@ -201,6 +201,9 @@ def report(sessions, sid: str) -> dict:
                  "last": ({"by": author(last.by, meta), "ai": last.ai, "time": last.time}
                           if last else None),
                  "you": sessions.user, "your_role": role_of(meta, sessions.user, now)}
+    vouched = sessions.authorship(sid)
+    if vouched is not None:
+        out["authorship"] = vouched
     if PRESENCE is not None:
         out["here"] = PRESENCE(sessions, sid)
     return out

@@ -3,10 +3,11 @@
 Each member gets one ACL *selector* per session, naming only that session's keys: a viewer's
 lets it read them (``%R~``), an editor's read and write them (``~``: list and hash writes need
 read-write permission on the key, a write-only pattern beside a read one does not allow RPUSH)
-and run the write script. A selector is a separate set of permissions, so granting or taking
-back one session never touches what the user may do elsewhere, and ``-@dangerous`` inside it
-keeps keyless commands (FLUSHALL) out of an editor's reach. Every user also needs a few reads
-outside sessions (who am I, is the store encrypted, renamed ids) and the key scan of listing.
+and run the write script, but never write another writer's list of what they wrote. A selector
+is a separate set of permissions, so granting or taking back one session never touches what
+the user may do elsewhere, and ``-@dangerous`` inside it keeps keyless commands (FLUSHALL) out
+of an editor's reach. Every user also needs a few reads outside sessions (who am I, is the
+store encrypted, renamed ids) and the key scan of listing.
 
 Redis has no "remove this selector": taking one back rewrites the user's selectors in one
 ``ACL SETUSER`` (``clearselectors`` and the others again), so nothing else changes meanwhile.
@@ -39,9 +40,16 @@ def session_pattern(prefix: str, sid: str) -> str:
     return f"{prefix}:{{{sid}}}:*"
 
 
-def selector(prefix: str, sid: str, role: str) -> str:
-    access = "%R~" if role == VIEWER else "~"
-    return f"({access}{session_pattern(prefix, sid)} {_COMMANDS[role]})"
+def selector(prefix: str, sid: str, role: str, user: str) -> str:
+    """A viewer reads the session's keys; an editor also writes every one of them except the
+    other writers' lists of what they wrote (``by:NAME``, `aish.store.authors`): those keys
+    start with ``b`` then ``y``, so two patterns cover the rest and a third the user's own."""
+    every = session_pattern(prefix, sid)
+    keys = f"%R~{every}"
+    if role == EDITOR:
+        base = f"{prefix}:{{{sid}}}:"
+        keys += f" ~{base}[^b]* ~{base}b[^y]* ~{base}by:{user}"
+    return f"({keys} {_COMMANDS[role]})"
 
 
 def grant_lines(prefix: str, sid: str, user: str, role: str | None) -> list[str]:
@@ -50,7 +58,7 @@ def grant_lines(prefix: str, sid: str, user: str, role: str | None) -> list[str]
         return [f"ACL GETUSER {user}",
                 f"ACL SETUSER {user} clearselectors <each selector ACL GETUSER lists, "
                 f"except the one on {session_pattern(prefix, sid)}, in parentheses>"]
-    return [f"ACL SETUSER {user} {' '.join(BASE_RULES)} '{selector(prefix, sid, role)}'"]
+    return [f"ACL SETUSER {user} {' '.join(BASE_RULES)} '{selector(prefix, sid, role, user)}'"]
 
 
 def _text(value) -> str:
@@ -86,11 +94,11 @@ def apply(client, errors, prefix: str, sid: str, user: str, role: str | None) ->
         raw = client.execute_command("ACL", "GETUSER", user)
         if raw is None:
             return Applied(False, [f"ACL SETUSER {user} on >PASSWORD {' '.join(BASE_RULES)}"
-                                   + (f" '{selector(prefix, sid, role)}'" if role else "")],
+                                   + (f" '{selector(prefix, sid, role, user)}'" if role else "")],
                            f"the server has no ACL user {user}")
         rules = ["clearselectors", *_other_selectors(_pairs(raw), pattern)]
         if role is not None:
-            rules = [*BASE_RULES, *rules, selector(prefix, sid, role)]
+            rules = [*BASE_RULES, *rules, selector(prefix, sid, role, user)]
         client.execute_command("ACL", "SETUSER", user, *rules)
     except errors.RedisError as exc:
         return Applied(False, lines, str(exc).splitlines()[0][:200] if str(exc) else "")

@@ -265,7 +265,18 @@ class Sessions:
                                 hint="choose an id no session uses")
         summary = self.store.rename(old, new)
         self.audit.record("rename", new, ai, **{"from": old})
+        self._move_access(old, new, summary)
         return summary
+
+    def _move_access(self, old: str, new: str, summary: Summary) -> None:
+        """Grant the members their roles under the session's new id (the server's ACL rules
+        name session ids); done as far as this connection may, as a share would."""
+        from aish.people import OWNER, members
+
+        for grant in (members(summary.meta) or {}).values():
+            if grant.role != OWNER:
+                self._grant_access(new, grant.user, grant.role)
+                self._grant_access(old, grant.user, None)
 
     def set_title(self, sid: str, title: str, ai: str | None = None) -> Summary:
         """A person's title for ``sid`` ("" clears it); returns the summary with it."""
@@ -330,6 +341,14 @@ class Sessions:
         from aish.people import allows, role_of
 
         return allows(role_of(summary.meta, self.user, self.now()), role)
+
+    def authorship(self, sid: str) -> dict | None:
+        """Which records' authors the store can vouch for (None: it keeps no such lists)."""
+        check = getattr(self.store, "authorship", None)
+        if check is None:
+            return None
+        self.summary(sid)  # a member's to read
+        return check(check_id(sid))
 
     def _grant_access(self, sid: str, user: str, role: str | None):
         grant = getattr(self.store, "grant_access", None)

@@ -197,3 +197,13 @@ def test_roles_by_the_clock():
     assert role_of({}, "anyone", now[0]) == OWNER
     # A hand-edited grant that does not decode is left out, never raised.
     assert role_of({"members": {"bob": {"role": "king"}, "x y": {}}}, "bob", 0) is None
+
+
+def test_commands_over_every_session_leave_out_the_ones_not_ours_to_read(env):
+    ok(run(env, "apollo", "--session-id", "mine1", input="my own words"))
+    ok(run(env, "apollo", "--session-id", "theirs1", input="their words"))
+    hand_over(env, "theirs1", {"alice": {"role": OWNER, "by": "alice", "time": 1.0}})
+    exported = json.loads(ok(run(env, "aish", "--export-sessions")))
+    assert [doc["session"]["id"] for doc in exported["sessions"]] == ["mine1"]
+    found = ok(run(env, "aish", "--search-sessions", "words"))
+    assert "mine1#1" in found and "theirs1" not in found

@@ -109,6 +109,14 @@ def format_people(info: dict, now: float) -> str:
     if last:
         lines.append(f"Last written: {last['by']} \u2192 {last['ai']}, "
                      f"{ago(now - last['time'])}")
+    vouched = info.get("authorship")
+    if vouched is not None:
+        doubtful = vouched["not_vouched"]
+        line = f"Authorship: {vouched['vouched']} records vouched for by the server"
+        if doubtful:
+            shown = ", ".join(doubtful[:5]) + (", ..." if len(doubtful) > 5 else "")
+            line += f"; {len(doubtful)} not (written by someone else, or copied in): {shown}"
+        lines.append(line)
     for here in info.get("here", []):
         lines.append(f"Here now: {here}")
     return "\n".join(lines)

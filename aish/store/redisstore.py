@@ -216,6 +216,18 @@ if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   redis.call('PEXPIRE', log, ttl)
 end
+-- Authorship: the digests of this writer's own records, after the moves in ARGV, go to the
+-- writer's list KEYS[3], which the server's ACL rules let only that writer write.
+if #KEYS >= 3 then
+  local n_sig = tonumber(ARGV[j]) or 0
+  local sigs = {}
+  for k = 1, n_sig do
+    sigs[#sigs + 1] = ARGV[j + k]
+    if #sigs == 1000 then redis.call('RPUSH', KEYS[3], unpack(sigs)); sigs = {} end
+  end
+  if #sigs > 0 then redis.call('RPUSH', KEYS[3], unpack(sigs)) end
+  if ttl > 0 and n_sig > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
 return redis.call('HGETALL', meta)
 """
 
@@ -500,8 +512,23 @@ class RedisStore:
         if not fields:
             raise SessionNotFound(f"session {sid} not found")
         if _stale(fields, length):
-            return self._rebuild_tree(sid)
+            try:
+                return self._rebuild_tree(sid)
+            except PermissionDenied:  # a viewer may not store the fold: it reads it anyway
+                return summary_from_hash(self._folded(sid, fields), sid)
         return summary_from_hash(fields, sid)
+
+    def _folded(self, sid: str, fields: dict) -> dict:
+        """``fields`` with the branch heads folded from the log in memory, not stored."""
+        with self._guard("read a session"):
+            items = self.client.lrange(self._key(sid, "log"), 0, -1)
+        tree = RefState()
+        for index, raw in enumerate(items):
+            with contextlib.suppress(UnicodeDecodeError, ValueError):
+                tree.fold(parse_line(raw.decode("utf-8")), index)
+        kept = {k: v for k, v in fields.items()
+                if not (k.startswith((b"r:", b"rd:")) or k == b"lm")}
+        return {**kept, **{k.encode(): v.encode() for k, v in tree.to_fields().items()}}
 
     def _rebuild_tree(self, sid: str) -> Summary:
         """Fold the branch heads again from the log: after an older aish appended records
@@ -600,8 +627,11 @@ class RedisStore:
                 if not fields:
                     raise SessionNotFound(f"session {sid} not found")
                 if head is None and _stale(fields, length):
-                    self._rebuild_tree(sid)
-                    continue
+                    try:
+                        self._rebuild_tree(sid)
+                        continue
+                    except PermissionDenied:  # a viewer: fold it for this read only
+                        fields = self._folded(sid, fields)
                 start = head or summary_from_hash(fields, sid).head(MAIN) or Head("")
                 found = walk(_ListMedium(self.client, log, length), self._message, start, pairs)
                 if self.client.hget(meta, "gen") != gen:
@@ -688,6 +718,7 @@ class RedisStore:
                    encoded: list[bytes] | None = None) -> Summary:
         """Push ``records`` and fold them into the summary hash, atomically."""
         keys, args = self._write_args(mode, sid, records, fresh, encoded=encoded)
+        self._sign(sid, records, keys, args)
         with self._guard("write a session"):
             try:
                 flat = self._write(keys=keys, args=args)
@@ -702,6 +733,42 @@ class RedisStore:
                     self._script_error(str(again), sid)
                     raise
         return summary_from_hash(_pairs(flat), sid)
+
+    # -- authorship (aish.store.authors) ---------------------------------------------------
+    def _signer(self) -> str | None:
+        from aish.store.authors import signer
+
+        return signer(self.whoami())
+
+    def _sign(self, sid: str, records: list[dict], keys: list, args: list) -> None:
+        """Add this writer's list and the digests of its own records to a write."""
+        from aish.store.authors import digest
+
+        name = self._signer()
+        if name is None:
+            return
+        plain = isinstance(self.codec, PlainCodec)
+        sigs = [d for r in records if r.get("by") == name
+                for d in [digest(r, plain)] if d is not None]
+        if sigs:
+            keys.append(self._key(sid, f"by:{name}"))
+            args += [len(sigs), *sigs]
+
+    def authorship(self, sid: str) -> dict:
+        """Which authored records of ``sid`` their author's list vouches for
+        (`aish.store.authors.check`)."""
+        from aish.store.authors import check
+
+        start = self._key(sid, "by:")
+        with self._guard("read who wrote a session"):
+            keys = [k.decode("utf-8", "replace")
+                    for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
+            lists = {key[len(start):]: {v.decode("ascii", "replace")
+                                        for v in self.client.lrange(key, 0, -1)}
+                     for key in keys}
+        items, _ = self._items(sid)
+        records, _, _ = decode_records(items, self.codec)
+        return check([r for _, r in records], lists, isinstance(self.codec, PlainCodec))
 
     def _script_error(self, text: str, sid: str) -> None:
         if "AISH_EXISTS" in text:
@@ -849,11 +916,15 @@ class RedisStore:
         if old == new:
             raise SessionExists(f"session {old} already has that id")
         start = self._key(old, "backup:")
+        signed = self._key(old, "by:")  # the writers' lists of what they wrote move too
         with self._guard("rename a session"):
             backups = [k.decode("utf-8", "replace")
                        for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
             pairs = [key for b in backups
                      for key in (b, self._key(new, "backup:") + b[len(start):])]
+            pairs += [key for k in self.client.scan_iter(match=signed + "*", count=_SCAN_COUNT)
+                      for b in [k.decode("utf-8", "replace")]
+                      for key in (b, self._key(new, "by:") + b[len(signed):])]
             record = dump_line({"t": "meta", "id": new, "renamed_from": old})[:-1]
             done = self._rename(
                 keys=[self._key(old, "meta"), self._key(old, "log"), self._key(new, "meta"),
