@@ -32,9 +32,10 @@ def _needs_user(args) -> str:
     return args.user
 
 
-def _report_access(ctx: Context, applied, user: str) -> None:
-    """Say what became of the server's rules; the lines an admin must run go to stdout, so
-    they can be piped to redis-cli."""
+def _report_access(ctx: Context, done: str, applied, user: str) -> None:
+    """Say what was done and what became of the server's rules; the lines an admin must run
+    go to stdout, so they can be piped to redis-cli."""
+    ctx.out.note(done)
     if applied is None:
         return
     if applied.applied:
@@ -64,8 +65,7 @@ def share_session(ctx: Context, args) -> int:
     expires = parse_expiry(args.expires) if args.expires is not None else None
     _, applied = ctx.sessions.share(args.id, user, args.role, expires)
     until = f" until {iso(ctx.now() + expires)}" if expires else ""
-    ctx.out.note(f"{user} is now {args.role} of session {args.id}{until}")
-    _report_access(ctx, applied, user)
+    _report_access(ctx, f"{user} is now {args.role} of session {args.id}{until}", applied, user)
     return 0
 
 
@@ -74,8 +74,7 @@ def share_session(ctx: Context, args) -> int:
 def unshare_session(ctx: Context, args) -> int:
     user = _needs_user(args)
     _, applied = ctx.sessions.unshare(args.id, user)
-    ctx.out.note(f"{user} is no longer a member of session {args.id}")
-    _report_access(ctx, applied, user)
+    _report_access(ctx, f"{user} is no longer a member of session {args.id}", applied, user)
     return 0
 
 
