@@ -6,16 +6,21 @@ Auditing never breaks the operation it records: a failure to write is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
 class AuditLog:
     def __init__(self, path: Path | None):
         self.path = path
+        # Who, as the store knows the person (an ACL user on Redis), beside the OS user: set
+        # by the session core once it has a store.
+        self.by: Callable[[], str] | None = None
 
     def record(self, action: str, session: str | None, ai: str | None = None, **extra) -> None:
         if self.path is None:
@@ -26,6 +31,9 @@ class AuditLog:
             user = str(os.getuid())
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": user, "pid": os.getpid(),
                  "action": action, "session": session, "ai": ai, **extra}
+        if self.by is not None:
+            with contextlib.suppress(Exception):  # auditing never breaks what it records
+                entry.setdefault("by", self.by())
         line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

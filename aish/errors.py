@@ -13,6 +13,7 @@ STORAGE = 5
 LIMIT = 6
 REFUSED = 7
 CONFIG = 8
+DENIED = 9  # the person's role in the session (or the server's ACL rules) does not allow it
 INTERRUPTED = 130
 BROKEN_PIPE = 141  # stdout's reader left (128 + SIGPIPE, as `cat` and `yes` exit)
 
@@ -68,6 +69,13 @@ class Refused(AishError):
 
 class ConfigError(AishError):
     exit_code = CONFIG
+
+
+class PermissionDenied(AishError):
+    """The person's role in a session does not allow what was asked, or the Redis server's
+    ACL rules refused it."""
+
+    exit_code = DENIED
 
 
 class Interrupted(AishError):

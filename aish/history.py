@@ -44,8 +44,8 @@ class Node(NamedTuple):
 
     def who(self, arrow: str = "\u2192") -> str:
         m = self.message
-        if m.role == USER:
-            return f"user {arrow} {m.ai}"
+        if m.role == USER:  # the person who wrote it; "user" in logs older than that
+            return f"{m.by or 'user'} {arrow} {m.ai}"
         return f"{m.ai} (note)" if m.note else m.ai
 
 
@@ -83,6 +83,8 @@ class History:
                     "first_line": text(first_line(m.content))}
             if m.note:
                 item["note"] = m.note
+            if m.by:
+                item["by"] = m.by
             if content:
                 item["content"] = text(m.content)
             nodes.append(item)

@@ -123,6 +123,9 @@ class Message:
     note: str | None = None
     source: str | None = None
     timing: Timing | None = field(default=None, compare=False)  # how a reply streamed
+    # The person who wrote it (the store's user: an ACL user, an OS account); None in records
+    # written before messages named one. Not part of equality, like the links.
+    by: str | None = field(default=None, compare=False)
     # Where the store keeps it (a byte offset, a list index): a hint for walking to it again,
     # not part of the record and never compared.
     pos: int | None = field(default=None, compare=False, repr=False)
@@ -181,6 +184,8 @@ class Message:
             raise TypeError("note must be a string")
         if source is not None and not isinstance(source, str):
             raise TypeError("source must be a string")
+        by = record.get("by")
+        by = by if isinstance(by, str) else None  # a bad author never makes a message unreadable
         pp = _index(record.get("pp"))
         covers = _index(record.get("covers"))
         summary = record.get("summary")
@@ -193,7 +198,7 @@ class Message:
             role=role, content=content, ai=ai, time=float(time), id=mid, usage=usage,
             interrupted=bool(record.get("interrupted")), model=model,
             cut=bool(record.get("cut")), parent=parent, ref=ref, note=note, source=source,
-            timing=Timing.from_record(record.get("timing")), pos=pos, pp=pp, covers=covers,
+            timing=Timing.from_record(record.get("timing")), by=by, pos=pos, pp=pp, covers=covers,
             summary=summary, summary_at=_index(record.get("summary_at")) if summary else None)
         return message
 

@@ -36,6 +36,7 @@ def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict
         "branches": summary.tree.names(),
         "costs": session_costs(sessions, sid, environ),
         "summary": compaction_summary(sessions, sid, branch),
+        "people": people_of(sessions, sid),
     }
 
 
@@ -52,6 +53,18 @@ def compaction_summary(sessions, sid: str, branch: str) -> dict | None:
     if note is None:
         return None
     return {"id": note.id, "covers": note.covers, "made": note.time, "branch": branch}
+
+
+def people_of(sessions, sid: str) -> dict | None:
+    """Members and messages per person (`aish.people.report`); None when unreadable."""
+    from aish.errors import AishError
+    from aish.people import report
+
+    try:
+        people = report(sessions, sid)
+    except AishError:  # the rest of the report stands without it
+        return None
+    return {"members": people["members"], "messages_by_person": people["messages_by_person"]}
 
 
 def provider_of(config, environ=None):
@@ -156,6 +169,14 @@ def format_info(info: dict, now: float) -> str:
         lines.append(f"Renamed from: {info['renamed_from']}")
     if info.get("origin"):
         lines.append("Origin: " + ", ".join(f"{k} {v}" for k, v in info["origin"].items()))
+    people = info.get("people") or {}
+    if people.get("members"):
+        lines.append("Members: " + ", ".join(
+            f"{r['user']} ({r['role']}{'' if r['active'] else ', expired'})"
+            for r in people["members"]))
+    if people.get("messages_by_person"):
+        lines.append("Messages by person: " + ", ".join(
+            f"{who} {n}" for who, n in people["messages_by_person"].items()))
     return "\n".join(lines)
 
 

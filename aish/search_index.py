@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aish.errors import AishError, StorageError, UsageError
+from aish.errors import AishError, PermissionDenied, StorageError, UsageError
 from aish.sanitize import valid_unicode
 
 SCHEMA_VERSION = "1"
@@ -579,7 +579,7 @@ def scan(sessions, found: list[str], filters: Filters) -> list[Hit]:
             continue
         try:
             messages = sessions.load(summary.id).messages
-        except (StorageError, UsageError):
+        except (StorageError, UsageError, PermissionDenied):  # a session not ours to read
             continue
         loaded[summary.id] = {m.id: m.parent or "" for m in messages}
         heads[summary.id] = heads_of(summary)
@@ -647,7 +647,18 @@ def _indexed(index: SearchIndex, sessions, found, filters) -> list[Hit]:
     index.catch_up(sessions, force=marker.exists())
     with contextlib.suppress(FileNotFoundError):
         os.unlink(marker)
-    return index.query(sessions, found, filters)
+    return _readable(sessions, index.query(sessions, found, filters))
+
+
+def _readable(sessions, hits: list[Hit]) -> list[Hit]:
+    """``hits`` in sessions this person may read now: the index kept what they wrote or read
+    before a session's owner took their role back (or before it had members)."""
+    from aish.people import VIEWER
+
+    if not hits:
+        return hits
+    allowed = {s.id for s, _ in sessions.listing(include_all=True) if sessions.may(s, VIEWER)}
+    return [hit for hit in hits if hit.session in allowed]
 
 
 def reindex(sessions) -> tuple[int, int]:

@@ -38,6 +38,7 @@ from aish.messages import (
     new_message_id,
     relinked,
 )
+from aish.people import first_members
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Codec, Loaded, Summary, tombstone
@@ -72,11 +73,16 @@ class Sessions:
 
     def __init__(self, store, config: Config, now: Callable[[], float] = time.time,
                  audit: AuditLog = NULL_AUDIT, clock: Callable[[], float] = time.monotonic):
-        self.store = store
+        from aish.people_store import PeopleStore
+
+        # Every operation passes the person's role check and signs what it writes (`by`).
+        self.store = store if isinstance(store, PeopleStore) else PeopleStore(store, now)
         self.config = config
         self.now = now
         self.clock = clock  # times replies as they stream (never goes back)
         self.audit = audit
+        if audit.path is not None and audit.by is None:
+            audit.by = lambda: self.user
         self._search_index = None  # opened by the first append it indexes
         self._floor = None  # the branches' floor leases, made on first use
 
@@ -96,6 +102,11 @@ class Sessions:
         """A token for the whole store and when it last changed, when the store has one."""
         stamp = getattr(self.store, "dir_stamp", None)
         return stamp() if stamp is not None else None
+
+    @property
+    def user(self) -> str:
+        """The person working through this store (an ACL user on Redis, the OS user on files)."""
+        return self.store.user
 
     # -- queries ---------------------------------------------------------------------------
     def state(self, summary: Summary) -> str:
@@ -133,7 +144,8 @@ class Sessions:
         now = self.now()
         window = self.config.context_window if context_window is None else context_window
         meta = {"owner": ai, "created": now, "updated": now, "context_window": window,
-                "shared": named, "state": ACTIVE, "participants": [ai], **(extra_meta or {})}
+                "shared": named, "state": ACTIVE, "participants": [ai],
+                "members": first_members(self.user, now), **(extra_meta or {})}
         if origin:
             meta["origin"] = origin
         if lazy:
@@ -268,7 +280,18 @@ class Sessions:
                                 hint="choose an id no session uses")
         summary = self.store.rename(old, new)
         self.audit.record("rename", new, ai, **{"from": old})
+        self._move_access(old, new, summary)
         return summary
+
+    def _move_access(self, old: str, new: str, summary: Summary) -> None:
+        """Grant the members their roles under the session's new id (the server's ACL rules
+        name session ids); done as far as this connection may, as a share would."""
+        from aish.people import OWNER, members
+
+        for grant in (members(summary.meta) or {}).values():
+            if grant.role != OWNER:
+                self._grant_access(new, grant.user, grant.role)
+                self._grant_access(old, grant.user, None)
 
     def set_title(self, sid: str, title: str, ai: str | None = None) -> Summary:
         """A person's title for ``sid`` ("" clears it); returns the summary with it."""
@@ -284,6 +307,67 @@ class Sessions:
         summary = self.store.append(sid, [title_record(cleaned, "user")])
         self.audit.record("title", sid, ai, title=cleaned)
         return summary
+
+    # -- people: members and their roles (aish.people) ------------------------------------
+    def share(self, sid: str, user: str, role: str, expires_in: float | None = None):
+        """Give ``user`` ``role`` (editor or viewer) in ``sid``; the owner's to do. A session
+        stored before roles existed is claimed by the first owner who shares it. Returns the
+        summary and what became of the server's ACL rules (None: the store has none)."""
+        from aish.people import OWNER, Grant, check_user, members, require, with_grant
+
+        check_id(sid)
+        check_user(user)
+        now, me = self.now(), self.user
+        summary = self.summary(sid)
+        require(summary.meta, sid, me, OWNER, now, "share")
+        if user == me:
+            raise UsageError(f"{user} owns session {sid}: an owner's role is not shared")
+        meta = dict(summary.meta)
+        if members(meta) is None:
+            meta["members"] = first_members(me, now)
+        grant = Grant(user, role, me, now, now + expires_in if expires_in else None)
+        summary = self.store.append(sid, [{"t": "meta", "time": now,
+                                           "members": with_grant(meta, grant)}])
+        self.audit.record("share", sid, None, member=user, role=role,
+                          **({"expires": grant.expires} if grant.expires else {}))
+        return summary, self._grant_access(sid, user, role)
+
+    def unshare(self, sid: str, user: str):
+        """Take ``user``'s role in ``sid`` back; the owner's to do."""
+        from aish.people import OWNER, check_user, members, require, without
+
+        check_id(sid)
+        check_user(user)
+        summary = self.summary(sid)
+        require(summary.meta, sid, self.user, OWNER, self.now(), "unshare")
+        grant = (members(summary.meta) or {}).get(user)
+        if grant is None:
+            raise UsageError(f"{user} is not a member of session {sid}")
+        if grant.role == OWNER:
+            raise UsageError(f"{user} owns session {sid}: the owner cannot be removed")
+        summary = self.store.append(sid, [{"t": "meta", "time": self.now(),
+                                           "members": without(summary.meta, user)}])
+        self.audit.record("unshare", sid, None, member=user)
+        return summary, self._grant_access(sid, user, None)
+
+    def may(self, summary: Summary, role: str) -> bool:
+        """Whether this person has ``role`` (or more) in the session now: for commands over
+        many sessions, which leave out the ones they may not touch."""
+        from aish.people import allows, role_of
+
+        return allows(role_of(summary.meta, self.user, self.now()), role)
+
+    def authorship(self, sid: str) -> dict | None:
+        """Which records' authors the store can vouch for (None: it keeps no such lists)."""
+        check = getattr(self.store, "authorship", None)
+        if check is None:
+            return None
+        self.summary(sid)  # a member's to read
+        return check(check_id(sid))
+
+    def _grant_access(self, sid: str, user: str, role: str | None):
+        grant = getattr(self.store, "grant_access", None)
+        return grant(sid, user, role) if grant is not None else None
 
     def resolve(self, sid: str) -> str | None:
         """The session a former id names now, when ``sid`` itself names none (None: it names

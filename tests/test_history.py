@@ -16,6 +16,10 @@ from conftest import REPO
 from history_support import SECRET, fails, ok
 from shell_support import Term, shell_env
 
+from aish.people import os_user
+
+ME = os_user()  # the author of what the tests write, shown before the specialist
+
 tree = history_support.tree  # the module's session, a fixture
 
 GUIDES = "│├└─|+`- "
@@ -48,9 +52,9 @@ def test_the_tree_is_drawn_with_numbers_folds_sides_and_branch_heads(tree):
     assert [indent for indent, _ in drawn] == [4, 4, 8, 8, 4, 4, 4, 4, 8, 4]
     assert drawn[5][1] == "⋯ 4 more ⋯"
     body = dict(enumerate(b for _, b in drawn))
-    assert re.fullmatch(r"1 \d\d:\d\d user → apollo: q1 my key is \[REDACTED:openai-key\]",
+    assert re.fullmatch(rf"1 \d\d:\d\d {ME} → apollo: q1 my key is \[REDACTED:openai-key\]",
                         body[0])
-    assert body[2].startswith("3 ") and "user → apollo: other way" in body[2]
+    assert body[2].startswith("3 ") and f"{ME} → apollo: other way" in body[2]
     assert body[3].endswith(" [alt]") and "apollo: ok: other way" in body[3]
     assert re.search(r"apollo: ok: q4 \d+t$", body[6])
     assert body[9].endswith(" [main*]") and "apollo: ok: q5" in body[9]

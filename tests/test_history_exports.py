@@ -10,6 +10,10 @@ import history_support
 from conftest import run
 from history_support import SECRET, fails, ok
 
+from aish.people import os_user
+
+ME = os_user()  # the author of what the tests write, shown before the specialist
+
 tree = history_support.tree  # the module's session, a fixture
 
 
@@ -32,7 +36,7 @@ def test_md_is_the_checked_out_branch_with_the_others_listed(tree):
     assert "Other branches:\n\n- `alt`: 4 messages\n" in text
     headings = re.findall(r"^## (\d+)\. (.+?) \(", text, re.M)
     assert [int(n) for n, _ in headings] == list(range(1, 11))
-    assert [who for _, who in headings[:2]] == ["user → apollo", "apollo"]
+    assert [who for _, who in headings[:2]] == [f"{ME} → apollo", "apollo"]
     assert "\n\nq5\n" in text and text.rstrip().endswith("ok: q5")
     assert "other way" not in text  # alt's messages are not on main
     assert "[REDACTED:openai-key]" in text and SECRET not in text
@@ -67,7 +71,7 @@ def test_mermaid_and_dot_draw_every_node_edge_and_branch(tree):
     labels = [DOT_NODE.fullmatch(line) for line in dot
               if line.startswith("  n") and "label" in line]
     assert len(labels) == 13 and all(labels)
-    assert labels[0].group(2) == "1 user -> apollo: q1 my key is [REDACTED:openai-key]"
+    assert labels[0].group(2) == f"1 {ME} -> apollo: q1 my key is [REDACTED:openai-key]"
     assert sum(1 for line in dot if re.fullmatch(r"  n\d+ -> n\d+;", line)) == 12
     assert '  b2 [label="main*", shape=ellipse, style=dashed];' in dot
 

@@ -9,6 +9,7 @@ from aish.context import pairs_of
 from aish.errors import SessionNotFound, UsageError
 from aish.humanize import iso
 from aish.management.integrity import clean_meta, is_name, load_intact
+from aish.people import OWNER
 from aish.sessions import ACTIVE
 from aish.specialists import ai_key
 
@@ -43,7 +44,7 @@ def cleanup(sessions, older_than: float | None = None, dry_run: bool = False) ->
     now = sessions.now()
     removed = []
     for summary, state in sessions.listing(include_all=True):
-        if state == ACTIVE:
+        if state == ACTIVE or not sessions.may(summary, OWNER):  # others' are theirs to remove
             continue
         if older_than is not None and now - summary.updated <= older_than and summary.messages:
             continue
@@ -67,7 +68,7 @@ def remove_for_ai(sessions, ai: str, dry_run: bool = False) -> list[Removal]:
         raise UsageError(f"invalid specialist name {ai!r}"[:100])
     removed = []
     for summary, state in sessions.listing(include_all=True):
-        if summary.header.owner != key:
+        if summary.header.owner != key or not sessions.may(summary, OWNER):
             continue
         removal = _removal(summary, state)
         if not dry_run:

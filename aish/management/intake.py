@@ -21,6 +21,7 @@ from aish.ids import check_id
 from aish.management.integrity import LOSSLESS, mend_tree
 from aish.management.transfer import ALL_FORMAT, FORMAT, VERSION
 from aish.messages import ROLES, Message, Timing, Usage, new_message_id
+from aish.people import members
 from aish.specialists import ai_key
 from aish.store.base import PlainCodec, Problem, dump_line, parse_line
 from aish.store.refs import RefState
@@ -333,6 +334,10 @@ def _meta(raw: dict, messages: list[Message], config, now: float) -> dict:
     extra = {key: value for key, value in header.extra.items()
              if isinstance(key, str) and _KEY.fullmatch(key)
              and not any(word in key for word in _SECRET_WORDS) and _plain(value)}
+    # Who may do what: only grants that decode are kept, in their checked form.
+    grants = members(raw) or {}
+    if grants:
+        extra["members"] = {user: g.to_json() for user, g in list(grants.items())[:1000]}
     # A title from outside is shown in listings: one clean line, like one set here.
     title = clean_title(header.title) if header.title is not None else ""
     return Header(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from aish.errors import AishError, SessionNotFound
+from aish.errors import AishError, PermissionDenied, SessionNotFound
 from aish.management.integrity import Inspection, clean_meta, inspect, load_intact
 
 FORMAT = "aish-session"
@@ -53,7 +53,7 @@ def export_sessions(sessions, *, skip_corrupted: bool = False) -> Iterator[dict]
                 found = inspect(sessions, sid)
                 if found.damage and found.unusable is None:
                     damaged.append(sid)
-            except SessionNotFound:
+            except (SessionNotFound, PermissionDenied):  # others' sessions are not exported
                 continue
         if damaged:
             shown = ", ".join(damaged[:5]) + (" ..." if len(damaged) > 5 else "")
@@ -63,7 +63,7 @@ def export_sessions(sessions, *, skip_corrupted: bool = False) -> Iterator[dict]
     for sid in ids:
         try:
             found = inspect(sessions, sid)
-        except SessionNotFound:  # removed while we exported
+        except (SessionNotFound, PermissionDenied):  # removed meanwhile, or not ours to read
             continue
         if found.unusable is not None:  # unreadable: skipped (the store warns), never exported
             sessions.skip(sid, str(found.unusable))

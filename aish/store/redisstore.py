@@ -35,7 +35,15 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
+from aish.errors import (
+    AishError,
+    ConfigError,
+    LimitError,
+    PermissionDenied,
+    SessionExists,
+    SessionNotFound,
+    StorageError,
+)
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
 from aish.store.base import (
@@ -244,6 +252,19 @@ if events and ev_len > 0 then
   end
   if ttl > 0 then redis.call('PEXPIRE', events, ttl) end
 end
+j = j + 2 + (tonumber(ARGV[j + 1]) or 0)
+-- Authorship: the digests of this writer's own records, after the moves in ARGV, go to the
+-- writer's list KEYS[4], which the server's ACL rules let only that writer write.
+if #KEYS >= 4 then
+  local n_sig = tonumber(ARGV[j]) or 0
+  local sigs = {}
+  for k = 1, n_sig do
+    sigs[#sigs + 1] = ARGV[j + k]
+    if #sigs == 1000 then redis.call('RPUSH', KEYS[4], unpack(sigs)); sigs = {} end
+  end
+  if #sigs > 0 then redis.call('RPUSH', KEYS[4], unpack(sigs)) end
+  if ttl > 0 and n_sig > 0 then redis.call('PEXPIRE', KEYS[4], ttl) end
+end
 return redis.call('HGETALL', meta)
 """
 
@@ -347,6 +368,12 @@ class Connection:
                                hint="is redis-server running? see sessions.storage.url"
                                ) from None
         except errors.RedisError as exc:
+            if (isinstance(exc, errors.NoPermissionError) or "NOPERM" in str(exc)
+                    or "can't access" in str(exc)):
+                # The server's ACL rules refused this user: a role, not a fault.
+                raise PermissionDenied(
+                    f"Redis at {self.url} refused to {what} for this user: "
+                    f"{self._clean(exc)}", hint="ask the session's owner for a role") from None
             raise StorageError(f"Redis at {self.url} could not {what}: {self._clean(exc)}"
                                ) from None
 
@@ -465,6 +492,32 @@ class RedisStore:
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r})"
 
+    # -- people ----------------------------------------------------------------------------
+    def whoami(self) -> str:
+        """The connection's ACL user, asked once (a script cannot ask it): the author of what
+        this store writes, as the server's ACL rules see it."""
+        cached = getattr(self, "_whoami", None)
+        if cached is None:
+            try:
+                with self._guard("tell who this is"):
+                    answer = self.client.execute_command("ACL", "WHOAMI")
+                cached = (answer.decode("utf-8", "replace") if isinstance(answer, bytes)
+                          else str(answer))
+            except AishError:  # a server before ACLs, or a user not let ask: the URL's
+                kwargs = self.client.connection_pool.connection_kwargs
+                cached = str(kwargs.get("username") or "default")
+            self._whoami = cached
+        return cached
+
+    def grant_access(self, sid: str, user: str, role: str | None):
+        """Apply ``user``'s role in ``sid`` (None: none) as the server's ACL rules, when this
+        connection may; an `aish.people_acl.Applied` says what happened."""
+        from aish.people_acl import apply
+
+        check_id(sid)
+        with self._guard("change ACL rules"):
+            return apply(self.client, self.connection.errors, PREFIX, sid, user, role)
+
     # -- keys ------------------------------------------------------------------------------
     def _key(self, sid: str, part: str) -> str:
         return f"{PREFIX}:{{{check_id(sid)}}}:{part}"
@@ -511,8 +564,23 @@ class RedisStore:
         if not fields:
             raise SessionNotFound(f"session {sid} not found")
         if _stale(fields, length):
-            return self._rebuild_tree(sid)
+            try:
+                return self._rebuild_tree(sid)
+            except PermissionDenied:  # a viewer may not store the fold: it reads it anyway
+                return summary_from_hash(self._folded(sid, fields), sid)
         return summary_from_hash(fields, sid)
+
+    def _folded(self, sid: str, fields: dict) -> dict:
+        """``fields`` with the branch heads folded from the log in memory, not stored."""
+        with self._guard("read a session"):
+            items = self.client.lrange(self._key(sid, "log"), 0, -1)
+        tree = RefState()
+        for index, raw in enumerate(items):
+            with contextlib.suppress(UnicodeDecodeError, ValueError):
+                tree.fold(parse_line(raw.decode("utf-8")), index)
+        kept = {k: v for k, v in fields.items()
+                if not (k.startswith((b"r:", b"rd:")) or k == b"lm")}
+        return {**kept, **{k.encode(): v.encode() for k, v in tree.to_fields().items()}}
 
     def _rebuild_tree(self, sid: str) -> Summary:
         """Fold the branch heads again from the log: after an older aish appended records
@@ -553,7 +621,14 @@ class RedisStore:
                 pipe = self.client.pipeline(transaction=False)
                 for sid in batch:
                     pipe.hgetall(self._key(sid, "meta"))
-                for sid, fields in zip(batch, pipe.execute(), strict=True):
+                # A session this user's ACL rules hide (another team's) is left out, not
+                # an error for the whole listing.
+                results = pipe.execute(raise_on_error=False)
+                for sid, fields in zip(batch, results, strict=True):
+                    if isinstance(fields, Exception):
+                        if isinstance(fields, self.connection.errors.NoPermissionError):
+                            continue
+                        raise fields
                     if fields:  # an empty hash: expired or removed while we listed
                         out.append(summary_from_hash(fields, sid))
         return out
@@ -608,8 +683,11 @@ class RedisStore:
                 if not fields:
                     raise SessionNotFound(f"session {sid} not found")
                 if head is None and _stale(fields, length):
-                    self._rebuild_tree(sid)
-                    continue
+                    try:
+                        self._rebuild_tree(sid)
+                        continue
+                    except PermissionDenied:  # a viewer: fold it for this read only
+                        fields = self._folded(sid, fields)
                 start = head or summary_from_hash(fields, sid).head(MAIN) or Head("")
                 found = walk(_ListMedium(self.client, log, length), self._message, start, pairs)
                 if self.client.hget(meta, "gen") != gen:
@@ -704,6 +782,7 @@ class RedisStore:
                    encoded: list[bytes] | None = None) -> Summary:
         """Push ``records`` and fold them into the summary hash, atomically."""
         keys, args = self._write_args(mode, sid, records, fresh, encoded=encoded)
+        self._sign(sid, records, keys, args)
         with self._guard("write a session"):
             try:
                 flat = self._write(keys=keys, args=args)
@@ -718,6 +797,42 @@ class RedisStore:
                     self._script_error(str(again), sid)
                     raise
         return summary_from_hash(_pairs(flat), sid)
+
+    # -- authorship (aish.store.authors) ---------------------------------------------------
+    def _signer(self) -> str | None:
+        from aish.store.authors import signer
+
+        return signer(self.whoami())
+
+    def _sign(self, sid: str, records: list[dict], keys: list, args: list) -> None:
+        """Add this writer's list and the digests of its own records to a write."""
+        from aish.store.authors import digest
+
+        name = self._signer()
+        if name is None:
+            return
+        plain = isinstance(self.codec, PlainCodec)
+        sigs = [d for r in records if r.get("by") == name
+                for d in [digest(r, plain)] if d is not None]
+        if sigs:
+            keys.append(self._key(sid, f"by:{name}"))
+            args += [len(sigs), *sigs]
+
+    def authorship(self, sid: str) -> dict:
+        """Which authored records of ``sid`` their author's list vouches for
+        (`aish.store.authors.check`)."""
+        from aish.store.authors import check
+
+        start = self._key(sid, "by:")
+        with self._guard("read who wrote a session"):
+            keys = [k.decode("utf-8", "replace")
+                    for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
+            lists = {key[len(start):]: {v.decode("ascii", "replace")
+                                        for v in self.client.lrange(key, 0, -1)}
+                     for key in keys}
+        items, _ = self._items(sid)
+        records, _, _ = decode_records(items, self.codec)
+        return check([r for _, r in records], lists, isinstance(self.codec, PlainCodec))
 
     def _script_error(self, text: str, sid: str) -> None:
         if "AISH_EXISTS" in text:
@@ -866,11 +981,15 @@ class RedisStore:
         if old == new:
             raise SessionExists(f"session {old} already has that id")
         start = self._key(old, "backup:")
+        signed = self._key(old, "by:")  # the writers' lists of what they wrote move too
         with self._guard("rename a session"):
             backups = [k.decode("utf-8", "replace")
                        for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
             pairs = [key for b in backups
                      for key in (b, self._key(new, "backup:") + b[len(start):])]
+            pairs += [key for k in self.client.scan_iter(match=signed + "*", count=_SCAN_COUNT)
+                      for b in [k.decode("utf-8", "replace")]
+                      for key in (b, self._key(new, "by:") + b[len(signed):])]
             record = dump_line({"t": "meta", "id": new, "renamed_from": old})[:-1]
             done = self._rename(
                 keys=[self._key(old, "meta"), self._key(old, "log"), self._key(new, "meta"),
