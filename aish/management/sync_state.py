@@ -1,0 +1,61 @@
+"""What this user's device remembers of its syncs, per transport: when it last synced and
+each session's metadata as it stood then (the base a later sync compares both sides with, so
+that a key changed on one side only is taken from that side). Losing it costs nothing but one
+sync where this device's metadata wins every difference."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+STATE_FILE = "sync-state.json"
+
+
+class SyncState:
+    def __init__(self, home: Path):
+        self.path = Path(home) / STATE_FILE
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            data = {}
+        self.data: dict = data if isinstance(data, dict) else {}
+
+    def _of(self, transport: str) -> dict:
+        entry = self.data.get(transport)
+        if not isinstance(entry, dict):
+            entry = self.data[transport] = {}
+        return entry
+
+    def base(self, transport: str, sid: str) -> dict:
+        meta = self._of(transport).get("meta", {})
+        found = meta.get(sid) if isinstance(meta, dict) else None
+        return found if isinstance(found, dict) else {}
+
+    def set_base(self, transport: str, sid: str, meta: dict) -> None:
+        entry = self._of(transport)
+        if not isinstance(entry.get("meta"), dict):
+            entry["meta"] = {}
+        entry["meta"][sid] = meta
+
+    def synced(self, transport: str, when: float) -> None:
+        self._of(transport)["last"] = when
+
+    def last(self) -> dict[str, float]:
+        return {k: v["last"] for k, v in self.data.items()
+                if isinstance(v, dict) and isinstance(v.get("last"), int | float)}
+
+    def save(self) -> None:
+        from aish.store.filestore import make_private_dirs
+
+        make_private_dirs(self.path.parent)
+        tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.data, f, sort_keys=True)
+            os.replace(tmp, self.path)
+        except OSError:  # only a cache of the last sync: the next one works without it
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)

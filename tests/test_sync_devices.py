@@ -1,0 +1,241 @@
+"""`aish --sync --dir`: two devices and a shared folder, as a synced folder or a USB stick
+carries it."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+from conftest import run
+from sync_support import (
+    all_contents,
+    contents,
+    device_env,
+    logs,
+    ok,
+    say,
+    sessions_of,
+    snapshot,
+    sync,
+)
+
+
+@pytest.fixture
+def laptop(home, tmp_path):
+    return device_env(tmp_path, "laptop", home)
+
+
+@pytest.fixture
+def desktop(home, tmp_path):
+    return device_env(tmp_path, "desktop", home)
+
+
+@pytest.fixture
+def shared(tmp_path):
+    return tmp_path / "shared"
+
+
+def home_of(env):
+    from pathlib import Path
+
+    return Path(env["HOME"]) / ".aish"
+
+
+def test_round_trip_both_ways(laptop, desktop, shared):
+    say(laptop, "s1", "one", "two")
+    assert "4 messages" not in ok(sync(laptop, shared))
+    out = ok(sync(desktop, shared))
+    assert "created here" in out and "4 messages pulled" in out
+    assert contents(desktop, "s1") == contents(laptop, "s1") == [
+        "one", "answer to one", "two", "answer to two"]
+    say(desktop, "s1", "three")
+    ok(sync(desktop, shared))
+    assert "2 messages pulled" in ok(sync(laptop, shared))
+    assert contents(laptop, "s1") == contents(desktop, "s1")
+    assert contents(laptop, "s1")[-2:] == ["three", "answer to three"]
+    # One writer per log: each device wrote only its own file.
+    names = {p.stem for p in logs(shared, "s1")}
+    ids = {json.loads((home_of(e) / "device.json").read_text())["id"] for e in (laptop, desktop)}
+    assert names == ids
+
+
+def test_device_identity_is_private_and_stable(laptop, shared):
+    say(laptop, "s1", "one")
+    ok(sync(laptop, shared))
+    path = home_of(laptop) / "device.json"
+    first = json.loads(path.read_text())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert first["name"] and len(first["id"]) == 16
+    ok(sync(laptop, shared))
+    assert json.loads(path.read_text()) == first
+    manifest = next((shared / "aish-sync" / "v1" / "_devices").glob("*.json"))
+    assert json.loads(manifest.read_text())["name"] == "laptop"  # AISH_DEVICE_NAME
+
+
+def test_a_second_run_does_nothing(laptop, desktop, shared):
+    say(laptop, "s1", "one", "two")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    ok(sync(laptop, shared))
+    before = snapshot(shared, home_of(laptop) / "sessions", home_of(desktop) / "sessions")
+    for env in (laptop, desktop):
+        assert "Up to date" in ok(sync(env, shared))
+    assert snapshot(shared, home_of(laptop) / "sessions",
+                    home_of(desktop) / "sessions") == before
+
+
+def test_dry_run_writes_nothing(laptop, desktop, shared):
+    say(laptop, "s1", "one")
+    out = ok(sync(laptop, shared, "--dry-run"))
+    assert "would be pushed" in out and "Dry run" in out
+    assert not shared.exists()
+    assert not (home_of(laptop) / "device.json").exists()
+    ok(sync(laptop, shared))
+    before = snapshot(shared, home_of(desktop))
+    out = ok(sync(desktop, shared, "--dry-run"))
+    assert "would be created here" in out and "2 messages would be pulled" in out
+    assert snapshot(shared, home_of(desktop)) == before
+    assert not sessions_of(desktop).exists("s1")
+
+
+def _cut(path, keep_bytes):
+    data = path.read_bytes()
+    path.write_bytes(data[:keep_bytes])
+
+
+def test_a_torn_copy_is_detected_and_resumed(laptop, desktop, shared):
+    say(laptop, "s1", "one", "two", "three")
+    ok(sync(laptop, shared))
+    (log,) = logs(shared, "s1")
+    lines = log.read_bytes().splitlines(keepends=True)
+    # The copy stopped in the middle of the fourth record (the second question's answer).
+    _cut(log, sum(map(len, lines[:3])) + len(lines[3]) // 2)
+    out = ok(sync(desktop, shared))
+    assert "torn last line after seq 3" in out
+    assert all_contents(desktop, "s1") == {"one", "answer to one"}
+    out = ok(sync(laptop, shared))  # the writer repairs its log
+    assert "repaired" in out
+    ok(sync(desktop, shared))
+    assert contents(desktop, "s1") == contents(laptop, "s1")
+    assert len(contents(desktop, "s1")) == 6
+    assert "verified" in ok(run(desktop, "aish", "--sync", "--verify", "--dir", str(shared)))
+
+
+def test_dropped_last_records_are_detected_and_resent(laptop, desktop, shared):
+    say(laptop, "s1", "one", "two")
+    ok(sync(laptop, shared))
+    (log,) = logs(shared, "s1")
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-3]))  # whole lines gone: only the manifest tells
+    out = ok(sync(desktop, shared))
+    assert "3 records missing after seq" in out
+    assert "answer to two" not in all_contents(desktop, "s1")
+    verify = run(desktop, "aish", "--sync", "--verify", "--dir", str(shared))
+    assert verify.returncode == 1 and b"missing" in verify.stdout
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    assert contents(desktop, "s1") == contents(laptop, "s1")
+    assert verify_ok(desktop, shared)
+
+
+def verify_ok(env, shared) -> bool:
+    return run(env, "aish", "--sync", "--verify", "--dir", str(shared)).returncode == 0
+
+
+def test_a_tampered_record_is_not_imported(laptop, desktop, shared):
+    say(laptop, "s1", "one", "two")
+    ok(sync(laptop, shared))
+    (log,) = logs(shared, "s1")
+    text = log.read_text()
+    assert "answer to one" in text
+    log.write_text(text.replace("answer to one", "answer to ONE"))
+    verify = run(desktop, "aish", "--sync", "--verify", "--dir", str(shared))
+    assert verify.returncode == 1
+    assert verify.stdout.decode().count("\n") == 1 and "bad hash at seq 3" in verify.stdout.decode()
+    out = ok(sync(desktop, shared))
+    assert "laptop" in out and "bad hash at seq 3" in out
+    # Neither the edited record nor anything after it was taken.
+    assert all_contents(desktop, "s1") == {"one"}
+    assert "broken chain: laptop" in ok(run(desktop, "aish", "--sync-status", "--dir",
+                                            str(shared)))
+    ok(sync(laptop, shared))  # the writer cuts its log back and writes the rest again
+    ok(sync(desktop, shared))
+    assert contents(desktop, "s1") == ["one", "answer to one", "two", "answer to two"]
+    assert verify_ok(desktop, shared)
+
+
+def test_divergence_keeps_both_paths_and_merges(laptop, desktop, shared):
+    say(laptop, "s1", "base")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    say(laptop, "s1", "from laptop")
+    say(desktop, "s1", "from desktop")
+    ok(sync(laptop, shared))
+    out = ok(sync(desktop, shared))
+    assert "diverged: main@laptop" in out
+    assert contents(desktop, "s1") == ["base", "answer to base", "from desktop",
+                                       "answer to from desktop"]
+    assert contents(desktop, "s1", "main@laptop")[-2:] == ["from laptop",
+                                                           "answer to from laptop"]
+    status = ok(run(desktop, "aish", "--sync-status", "--dir", str(shared)))
+    assert "diverged branches: main@laptop" in status
+    history = ok(run(desktop, "aish", "--history", "s1", "--all"))
+    assert "main@laptop" in history
+    assert "main@laptop" in ok(run(desktop, "aish", "--list-branches", "s1"))
+    # The user merges with the tree commands; the next syncs bring both devices together.
+    ok(run(desktop, "aish", "--merge-branch", "s1", "main@laptop", "--mode", "pick",
+           "--pick", "3..4", "--yes"))
+    ok(sync(desktop, shared))
+    assert "diverged" not in ok(run(desktop, "aish", "--sync-status", "--dir", str(shared)))
+    out = ok(sync(laptop, shared))
+    assert "moved: main" in out and "diverged" not in out
+    assert contents(laptop, "s1") == contents(desktop, "s1")
+    assert contents(laptop, "s1")[-4:] == ["from desktop", "answer to from desktop",
+                                           "from laptop", "answer to from laptop"]
+    for env in (laptop, desktop):
+        assert "Up to date" in ok(sync(env, shared))
+
+
+def test_deletions_and_renames_travel(laptop, desktop, shared):
+    say(laptop, "gone", "bye", ai="hermes")
+    say(laptop, "old", "hello")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    ok(run(laptop, "aish", "--rename-session", "old", "new"))
+    ok(run(laptop, "aish", "--remove-sessions", "--ai", "hermes"))
+    ok(sync(laptop, shared))
+    out = ok(sync(desktop, shared))
+    assert "removed" in out and "renamed to new" in out
+    desk = sessions_of(desktop)
+    assert not desk.exists("gone") and not desk.exists("old") and desk.exists("new")
+    assert contents(desktop, "new") == ["hello", "answer to hello"]
+    assert desk.resolve("old") == "new"
+    # Neither comes back: not on the device that deleted and renamed, not here.
+    for env in (laptop, desktop, laptop):
+        ok(sync(env, shared))
+    for env in (laptop, desktop):
+        sessions = sessions_of(env)
+        assert not sessions.exists("gone") and not sessions.exists("old")
+        assert sessions.exists("new")
+    assert "Up to date" in ok(sync(desktop, shared))
+
+
+def test_device_branch_names_are_valid_branch_names():
+    from aish.branches import check_branch
+    from aish.errors import UsageError
+
+    assert check_branch("main@laptop") == "main@laptop"
+    for bad in ("main@", "@laptop", "main@lap@top", "main@lap.top"):
+        with pytest.raises(UsageError):
+            check_branch(bad)
+
+
+def test_bad_transport_is_one_clear_line(laptop, tmp_path):
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    proc = run(laptop, "aish", "--sync", "--dir", str(afile))
+    assert proc.returncode != 0 and b"Traceback" not in proc.stderr
+    assert proc.stderr.decode().strip().count("\n") <= 1
+    proc = run(laptop, "aish", "--sync")
+    assert proc.returncode != 0 and b"--dir" in proc.stderr
