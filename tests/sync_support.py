@@ -28,8 +28,24 @@ def device_env(tmp_path: Path, name: str, base: dict) -> dict:
 
 
 def sessions_of(env: dict) -> Sessions:
+    """The session core over ``env``'s store, with its key when encryption is on."""
     config = config_module.load(env)
-    return Sessions(open_store(config), config)
+    if not config.encrypt:
+        return Sessions(open_store(config), config)
+    from aish.store.crypto import codec_for
+    from aish.store.filestore import FileStore
+
+    return Sessions(FileStore(config.session_dir, codec=codec_for(config, env)), config)
+
+
+def encrypt(env: dict, passphrase: str | None) -> dict:
+    """``env`` with encryption on (and this passphrase, when given; no keyring either way)."""
+    cfg = Path(env["HOME"]) / ".aish" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "sessions:\n  storage: {encrypt: true}\n")
+    env = {**env, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    if passphrase:
+        env["AISH_ENCRYPTION_KEY"] = passphrase
+    return env
 
 
 def say(env: dict, sid: str, *questions: str, ai: str = "apollo") -> None:

@@ -62,7 +62,8 @@ def import_key(config, target: Path) -> tuple[str, bool]:
         stored = where.create(params)
         made = stored == params
     if not key_matches(key, stored.check):
-        raise Refused(f"the sessions at {where.store} are already encrypted with another key",
+        raise Refused(f"the sessions here are already encrypted with another key "
+                      f"(settings: {where.where})",
                       hint="importing it would leave them unreadable; nothing was changed")
     kid = key_id(key)
     keys = Path(config.home) / KEYS_DIR
