@@ -239,3 +239,54 @@ def test_bad_transport_is_one_clear_line(laptop, tmp_path):
     assert proc.stderr.decode().strip().count("\n") <= 1
     proc = run(laptop, "aish", "--sync")
     assert proc.returncode != 0 and b"--dir" in proc.stderr
+
+
+def test_pruned_messages_stay_pruned(laptop, desktop, shared):
+    say(laptop, "s1", "one", "two", "three")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    ok(run(laptop, "aish", "--prune-session", "s1", "--keep-recent", "1"))
+    ok(sync(laptop, shared))
+    out = ok(sync(desktop, shared))
+    assert "4 messages dropped (pruned on another device)" in out
+    assert contents(desktop, "s1") == ["three", "answer to three"]
+    for env in (laptop, desktop, laptop):
+        ok(sync(env, shared))
+    for env in (laptop, desktop):
+        assert contents(env, "s1") == ["three", "answer to three"]
+        assert "Up to date" in ok(sync(env, shared))
+
+
+def test_synced_sessions_validate(laptop, desktop, shared):
+    say(laptop, "s1", "base")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    say(desktop, "s1", "from desktop")
+    say(laptop, "s1", "from laptop")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    for env in (laptop, desktop):
+        ok(run(env, "aish", "--validate-session", "s1"))
+
+
+def test_status_says_what_each_session_needs(laptop, desktop, shared):
+    say(laptop, "s1", "one")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    say(laptop, "s2", "never synced")
+    say(laptop, "s1", "two")
+    before = snapshot(shared, home_of(laptop) / "sessions")
+    status = ok(run(laptop, "aish", "--sync-status", "--dir", str(shared))).splitlines()
+    assert snapshot(shared, home_of(laptop) / "sessions") == before
+    rows = {line.split()[0]: line for line in status}
+    assert "local only" in rows["s2"]
+    assert "3 to push" in rows["s1"]  # two messages and where main now is
+    assert any(line.startswith("last sync with") and "just now" in line for line in status)
+    ok(sync(laptop, shared))
+    status = ok(run(desktop, "aish", "--sync-status", "--dir", str(shared)))
+    rows = {line.split()[0]: line for line in status.splitlines()}
+    assert "2 to pull" in rows["s1"] and "2 to pull (new here)" in rows["s2"]
+    ok(sync(desktop, shared))
+    status = ok(run(desktop, "aish", "--sync-status", "--dir", str(shared), "--json"))
+    assert json.loads(status[:status.rindex("}") + 1])["sessions"] == {"s1": "in sync",
+                                                                       "s2": "in sync"}

@@ -146,6 +146,8 @@ def _describe(o, dry_run: bool) -> str:
         parts.append(f"{would}renamed to {o.renamed_to} (renamed on another device)")
     if o.created:
         parts.append(f"{would}created here")
+    if o.pruned:
+        parts.append(f"{count(o.pruned, 'message')} {would}dropped (pruned on another device)")
     if o.pulled:
         parts.append(f"{count(o.pulled, 'message')} {would}pulled")
     if o.meta:
@@ -218,6 +220,8 @@ def _status(o, broken) -> str:
         parts.append(f"{o.pulled} to pull" + (" (new here)" if o.created else ""))
     if o.removed:
         parts.append("removed on another device")
+    if o.pruned:
+        parts.append(f"{o.pruned} pruned on another device")
     if o.meta or o.moved:
         parts.append("changes to pull: " + ", ".join(o.meta + o.moved))
     if o.pushed and o.remote:

@@ -45,6 +45,7 @@ class Outcome:
     pushed: int = 0  # records added to this device's log
     created: bool = False
     removed: bool = False
+    pruned: int = 0  # messages dropped here because another device pruned them
     renamed_to: str = ""
     meta: list[str] = field(default_factory=list)  # metadata keys taken from other devices
     moved: list[str] = field(default_factory=list)  # branches fast-forwarded
@@ -55,7 +56,8 @@ class Outcome:
 
     @property
     def changed(self) -> bool:
-        return bool(self.pulled or self.pushed or self.created or self.removed or self.meta
+        return bool(self.pulled or self.pushed or self.created or self.removed or self.pruned
+                    or self.meta
                     or self.moved or self.diverged or self.repaired or self.renamed_to
                     or self.error)
 
@@ -237,6 +239,8 @@ class Syncer:
                 if not self.dry_run:
                     sessions.drop(sid, "sync")
             return
+        if exists and dropped:
+            out.pruned = self._prune(sid, dropped)
         if not exists:
             out.created = True
             if not self.dry_run:
@@ -296,6 +300,20 @@ class Syncer:
         if not self.dry_run:
             self.state.set_base(self.transport.key, sid, merged_meta)
         out.diverged = sorted(set(out.diverged) | _diverged(tree, have))
+
+    def _prune(self, sid: str, dropped: set[str]) -> int:
+        """Drop here the messages another device pruned (a backup is kept); how many."""
+        from aish.branches import keep_only
+        from aish.management.integrity import clean_meta, load_intact
+
+        found = load_intact(self.sessions, sid, "sync")
+        kept = [m for m in found.messages if m.id not in dropped]
+        gone = len(found.messages) - len(kept)
+        if gone and not self.dry_run:
+            kept, refs = keep_only(found.messages, found.refs, kept)
+            self.sessions.rewrite(sid, clean_meta(found.meta), kept, "sync", since=found.mark,
+                                  refs=refs)
+        return gone
 
     def _moves(self, tree: RefState, heads: dict[str, dict[str, tuple[float, str]]],
                have: dict[str, tuple[str, str]], out: Outcome, fresh: bool) -> list[dict]:
