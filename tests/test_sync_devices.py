@@ -290,3 +290,39 @@ def test_status_says_what_each_session_needs(laptop, desktop, shared):
     status = ok(run(desktop, "aish", "--sync-status", "--dir", str(shared), "--json"))
     assert json.loads(status[:status.rindex("}") + 1])["sessions"] == {"s1": "in sync",
                                                                        "s2": "in sync"}
+
+
+def test_sync_does_not_revive_an_expired_session(laptop, desktop, shared):
+    from manage_support import make_session
+
+    make_session(laptop, "old", pairs=2, age=3 * 3600)  # the timeout is an hour
+    say(laptop, "fresh", "hi")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    ok(sync(laptop, shared))
+    for env in (laptop, desktop):
+        listed = ok(run(env, "aish", "--list-sessions", "--all"))
+        row = next(line for line in listed.splitlines() if line.startswith("old "))
+        assert "expired" in row
+        assert "old " not in ok(run(env, "aish", "--list-sessions"))
+
+
+def test_hostile_records_in_the_transport_are_not_taken(laptop, desktop, shared):
+    """A device log whose chain is sound but whose records are nonsense (a buggy or hostile
+    writer) leaves the store sound."""
+    from aish.management.sync_chain import Chain, genesis
+
+    say(desktop, "s1", "mine")
+    device = "0123456789abcdef"
+    chain = Chain(device, head=genesis("s1", device))
+    bad = [{"t": "msg", "id": "../x", "role": "user", "content": "a", "ai": "x", "time": 1},
+           {"t": "msg", "id": "abc", "role": "god", "content": "a", "ai": "x", "time": 1},
+           {"t": "msg", "id": "abd", "role": "user", "content": 5, "ai": "x", "time": 1},
+           {"t": "head", "name": "../../etc", "to": "abc"},
+           {"t": "head", "name": "main", "to": ""}]
+    folder = shared / "aish-sync" / "v1" / "s1"
+    folder.mkdir(parents=True)
+    (folder / f"{device}.jsonl").write_bytes(b"".join(chain.line(r) for r in bad))
+    ok(sync(desktop, shared))
+    assert contents(desktop, "s1") == ["mine", "answer to mine"]
+    ok(run(desktop, "aish", "--validate-session", "s1"))

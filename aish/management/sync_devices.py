@@ -30,7 +30,7 @@ from aish.ids import ID_PATTERN
 from aish.management.sync_chain import Chain, genesis, verify
 from aish.management.sync_transport import STORE_LOG
 from aish.store.base import TOMBSTONE_SECONDS, in_force, is_time, merge_tombstones
-from aish.store.refs import MAIN, RefState, pin_main
+from aish.store.refs import MAIN, RefState, message_id, pin_main
 
 # Metadata that describes one write or one copy rather than the session.
 _LOCAL_META = ("t", "v", "time", "id", "updated", "renamed_from")
@@ -217,13 +217,14 @@ class Syncer:
         metas: list[tuple[float, dict]] = []
         for device, record in self._trusted_records(chains):
             kind = record["t"]
-            if kind == "msg" and isinstance(record.get("id"), str):
+            if kind == "msg" and _sound_message(record):
                 remote_msgs.setdefault(record["id"], record)
             elif kind == "meta":
                 when = record.get("time")
                 metas.append((float(when) if is_time(when) else 0.0, record))
             elif kind == "head" and isinstance(record.get("name"), str) \
-                    and isinstance(record.get("to"), str):
+                    and ID_PATTERN.fullmatch(record["name"]) and ".." not in record["name"] \
+                    and message_id(record.get("to")):
                 when = record.get("time")
                 heads.setdefault(device, {})[record["name"]] = (
                     float(when) if is_time(when) else 0.0, record["to"])
@@ -256,7 +257,8 @@ class Syncer:
                                    if mid not in have and mid not in dropped])
         records: list[dict] = []
         if incoming:
-            records += pin_main(tree, self.now)
+            # No record here carries a time: sync must not make a session look active again.
+            records += pin_main(tree)
             for record in records:
                 tree.fold(record, None)
             for record in incoming:
@@ -322,7 +324,7 @@ class Syncer:
 
         def move(name: str, to: str, op: str) -> None:
             current = tree.head(name)
-            record: dict = {"t": "ref", "name": name, "to": to, "op": op, "time": self.now}
+            record: dict = {"t": "ref", "name": name, "to": to, "op": op}
             if current is not None:
                 record["from"] = current.id
             tree.fold(record, None)
@@ -405,6 +407,23 @@ def _tomb(data: dict) -> dict | None:
     import json
 
     return parse_tombstone(json.dumps(data), sid)
+
+
+def _sound_message(record: dict) -> bool:
+    """A message record another device wrote that this store can keep: well formed, with
+    either its content or its sealed content (checked when it is opened)."""
+    from aish.messages import Message
+
+    if not message_id(record.get("id")):
+        return False
+    sealed = "enc" in record
+    if sealed and not isinstance(record["enc"], str) or not sealed and "content" not in record:
+        return False
+    try:
+        Message.from_record({**record, "content": ""} if sealed else record)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def _created(meta: dict) -> float:
