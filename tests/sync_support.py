@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from conftest import run
 
 from aish import config as config_module
@@ -25,6 +26,31 @@ def device_env(tmp_path: Path, name: str, base: dict) -> dict:
                                           .read_text())
     os.chmod(aish_dir / "config.yaml", 0o600)
     return env
+
+
+@pytest.fixture
+def laptop(home, tmp_path):
+    return device_env(tmp_path, "laptop", home)
+
+
+@pytest.fixture
+def desktop(home, tmp_path):
+    return device_env(tmp_path, "desktop", home)
+
+
+@pytest.fixture
+def shared(tmp_path):
+    return tmp_path / "shared"
+
+
+def diverge(laptop: dict, desktop: dict, shared: Path) -> None:
+    """One session both devices hold, then moved on by each while apart and synced."""
+    say(laptop, "s1", "base")
+    sync(laptop, shared)
+    sync(desktop, shared)
+    say(laptop, "s1", "from laptop")
+    say(desktop, "s1", "from desktop")
+    sync(laptop, shared)
 
 
 def sessions_of(env: dict) -> Sessions:

@@ -11,7 +11,7 @@ from conftest import run
 from sync_support import (
     all_contents,
     contents,
-    device_env,
+    diverge,
     logs,
     ok,
     say,
@@ -19,21 +19,6 @@ from sync_support import (
     snapshot,
     sync,
 )
-
-
-@pytest.fixture
-def laptop(home, tmp_path):
-    return device_env(tmp_path, "laptop", home)
-
-
-@pytest.fixture
-def desktop(home, tmp_path):
-    return device_env(tmp_path, "desktop", home)
-
-
-@pytest.fixture
-def shared(tmp_path):
-    return tmp_path / "shared"
 
 
 def home_of(env):
@@ -166,12 +151,7 @@ def test_a_tampered_record_is_not_imported(laptop, desktop, shared):
 
 
 def test_divergence_keeps_both_paths_and_merges(laptop, desktop, shared):
-    say(laptop, "s1", "base")
-    ok(sync(laptop, shared))
-    ok(sync(desktop, shared))
-    say(laptop, "s1", "from laptop")
-    say(desktop, "s1", "from desktop")
-    ok(sync(laptop, shared))
+    diverge(laptop, desktop, shared)
     out = ok(sync(desktop, shared))
     assert "diverged: main@laptop" in out
     assert contents(desktop, "s1") == ["base", "answer to base", "from desktop",
@@ -258,12 +238,7 @@ def test_pruned_messages_stay_pruned(laptop, desktop, shared):
 
 
 def test_synced_sessions_validate(laptop, desktop, shared):
-    say(laptop, "s1", "base")
-    ok(sync(laptop, shared))
-    ok(sync(desktop, shared))
-    say(desktop, "s1", "from desktop")
-    say(laptop, "s1", "from laptop")
-    ok(sync(laptop, shared))
+    diverge(laptop, desktop, shared)
     ok(sync(desktop, shared))
     for env in (laptop, desktop):
         ok(run(env, "aish", "--validate-session", "s1"))

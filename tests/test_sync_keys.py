@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 from conftest import run
-from sync_support import all_contents, contents, device_env, encrypt, ok, say, sessions_of, sync
+from sync_support import (
+    all_contents,
+    contents,
+    device_env,
+    encrypt,
+    ok,
+    say,
+    sessions_of,
+    sync,
+)
 
 SECRET = "the vault code is 4721"
 
@@ -16,11 +25,6 @@ SECRET = "the vault code is 4721"
 @pytest.fixture
 def laptop(home, tmp_path):
     return encrypt(device_env(tmp_path, "laptop", home), "laptop passphrase")
-
-
-@pytest.fixture
-def shared(tmp_path):
-    return tmp_path / "shared"
 
 
 def files_of(root: Path) -> list[Path]:

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import run
 from redis_support import redis_server, redis_url  # noqa: F401
-from sync_support import contents, device_env, ok, say
-
-
-@pytest.fixture
-def laptop(home, tmp_path):
-    return device_env(tmp_path, "laptop", home)
-
-
-@pytest.fixture
-def desktop(home, tmp_path):
-    return device_env(tmp_path, "desktop", home)
+from sync_support import contents, ok, say
 
 
 def to(env, url, *args):

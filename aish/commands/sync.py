@@ -139,27 +139,18 @@ def _describe(o, dry_run: bool) -> str:
     if o.error:
         return f"FAILED: {o.error}"
     would = "would be " if dry_run else ""
-    parts = []
-    if o.removed:
-        parts.append(f"{would}removed (removed on another device)")
-    if o.renamed_to:
-        parts.append(f"{would}renamed to {o.renamed_to} (renamed on another device)")
-    if o.created:
-        parts.append(f"{would}created here")
-    if o.pruned:
-        parts.append(f"{count(o.pruned, 'message')} {would}dropped (pruned on another device)")
-    if o.pulled:
-        parts.append(f"{count(o.pulled, 'message')} {would}pulled")
-    if o.meta:
-        parts.append(f"{would}updated: {', '.join(o.meta)}")
-    if o.moved:
-        parts.append(f"{would}moved: {', '.join(o.moved)}")
-    if o.diverged:
-        parts.append(f"diverged: {', '.join(o.diverged)} (merge with aish --merge-branch)")
-    if o.pushed:
-        parts.append(f"{count(o.pushed, 'record')} {would}pushed")
-    if o.repaired:
-        parts.append(f"this device's log {would}repaired ({o.repaired})")
+    parts = [text for present, text in (
+        (o.removed, f"{would}removed (removed on another device)"),
+        (o.renamed_to, f"{would}renamed to {o.renamed_to} (renamed on another device)"),
+        (o.created, f"{would}created here"),
+        (o.pruned, f"{count(o.pruned, 'message')} {would}dropped (pruned on another device)"),
+        (o.pulled, f"{count(o.pulled, 'message')} {would}pulled"),
+        (o.meta, f"{would}updated: {', '.join(o.meta)}"),
+        (o.moved, f"{would}moved: {', '.join(o.moved)}"),
+        (o.diverged, f"diverged: {', '.join(o.diverged)} (merge with aish --merge-branch)"),
+        (o.pushed, f"{count(o.pushed, 'record')} {would}pushed"),
+        (o.repaired, f"this device's log {would}repaired ({o.repaired})"),
+    ) if present]
     return "; ".join(parts)
 
 
@@ -213,23 +204,16 @@ def sync_status(ctx: Context, args) -> int:
 def _status(o, broken) -> str:
     if o.error:
         return f"error: {o.error}"
-    parts = []
-    if not o.remote:
-        parts.append("local only")
-    if o.created or o.pulled:
-        parts.append(f"{o.pulled} to pull" + (" (new here)" if o.created else ""))
-    if o.removed:
-        parts.append("removed on another device")
-    if o.pruned:
-        parts.append(f"{o.pruned} pruned on another device")
-    if o.meta or o.moved:
-        parts.append("changes to pull: " + ", ".join(o.meta + o.moved))
-    if o.pushed and o.remote:
-        parts.append(f"{o.pushed} to push")
-    if o.diverged:
-        parts.append(f"diverged branches: {', '.join(o.diverged)}")
-    for b in broken:
-        parts.append(f"broken chain: {b.name} ({b.problem})")
+    parts = [text for present, text in (
+        (not o.remote, "local only"),
+        (o.created or o.pulled, f"{o.pulled} to pull" + (" (new here)" if o.created else "")),
+        (o.removed, "removed on another device"),
+        (o.pruned, f"{o.pruned} pruned on another device"),
+        (o.meta or o.moved, "changes to pull: " + ", ".join(o.meta + o.moved)),
+        (o.pushed and o.remote, f"{o.pushed} to push"),
+        (o.diverged, f"diverged branches: {', '.join(o.diverged)}"),
+    ) if present]
+    parts += [f"broken chain: {b.name} ({b.problem})" for b in broken]
     if o.repaired and not broken:
         parts.append(f"this device's log is broken ({o.repaired})")
     return "; ".join(parts) or "in sync"
