@@ -4,6 +4,7 @@ carries it."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import pytest
@@ -298,6 +299,10 @@ def test_hostile_records_in_the_transport_are_not_taken(laptop, desktop, shared)
     folder = shared / "aish-sync" / "v1" / "s1"
     folder.mkdir(parents=True)
     (folder / f"{device}.jsonl").write_bytes(b"".join(chain.line(r) for r in bad))
+    # Neither a pipe nor a link to a device makes the sync hang.
+    os.mkfifo(folder / "fedcba9876543210.jsonl")
+    (shared / "aish-sync" / "v1" / "_devices").mkdir()
+    (shared / "aish-sync" / "v1" / "_devices" / f"{device}.json").symlink_to("/dev/zero")
     ok(sync(desktop, shared))
     assert contents(desktop, "s1") == ["mine", "answer to mine"]
     ok(run(desktop, "aish", "--validate-session", "s1"))

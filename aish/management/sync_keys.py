@@ -18,6 +18,7 @@ from pathlib import Path
 from aish.errors import Refused, StorageError, UsageError
 
 FORMAT = "aish-key/v1"
+_MAX_KEY_FILE = 64 * 1024
 
 
 def export_key(config, environ, target: Path) -> str:
@@ -38,11 +39,12 @@ def export_key(config, environ, target: Path) -> str:
 def import_key(config, target: Path) -> tuple[str, bool]:
     """Take the key in ``target`` for the configured store; returns (its id, whether the
     store's encryption settings were made from it)."""
+    from aish.management.sync_transport import read_regular
     from aish.store.crypto import KEYS_DIR, Params, key_id, key_matches, params_store
 
     path = Path(target).expanduser()
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_regular(path, _MAX_KEY_FILE))
         key = base64.b64decode(doc["key"], validate=True)
         params = Params.from_json(json.dumps(doc["params"]), str(path))
     except FileNotFoundError:

@@ -35,6 +35,14 @@ def _log_name(value: str) -> bool:
     return value == STORE_LOG or (ID_PATTERN.fullmatch(value) is not None and ".." not in value)
 
 
+def read_regular(path: Path, limit: int = -1) -> bytes:
+    """A file's bytes, never through a link, and nothing from a device or a pipe (which could
+    block or never end): what a shared folder holds is not trusted to be what aish wrote."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+
+
 def _manifest(raw: bytes | None) -> dict | None:
     if raw is None:
         return None
@@ -70,21 +78,18 @@ class FolderTransport:
 
     def devices(self, sid: str) -> list[str]:
         try:
-            return sorted(p.stem for p in (self.root / sid).glob("*.jsonl") if p.is_file())
+            return sorted(p.stem for p in (self.root / sid).glob("*.jsonl")
+                          if p.is_file() and not p.is_symlink())
         except OSError:
             return []
 
     def read(self, sid: str, device: str) -> bytes:
         try:
-            fd = os.open(self._file(sid, device), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            return read_regular(self._file(sid, device))
         except FileNotFoundError:
             return b""
         except OSError as exc:
             raise StorageError(f"cannot read {self._file(sid, device)}: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return b""
-            return f.read()
 
     def _folder(self, *parts: str) -> Path:
         from aish.store.filestore import make_private_dirs
@@ -130,7 +135,7 @@ class FolderTransport:
         with contextlib.suppress(OSError):
             for path in sorted((self.root / _DEVICES).glob("*.json")):
                 with contextlib.suppress(OSError):
-                    data = _manifest(path.read_bytes()[:_MAX_MANIFEST])
+                    data = _manifest(read_regular(path, _MAX_MANIFEST))
                     if data is not None:
                         out[path.stem] = data
         return out
