@@ -74,11 +74,13 @@ def encrypt(env: dict, passphrase: str | None) -> dict:
     return env
 
 
-def say(env: dict, sid: str, *questions: str, ai: str = "apollo") -> None:
-    """Add a question and its answer per ``questions`` on the session's main branch (created
-    when missing)."""
+def say(env: dict, sid: str, *questions: str, ai: str = "apollo", branch: str = "main"
+        ) -> None:
+    """Add a question and its answer per ``questions`` on ``branch`` (which must exist) of
+    the session (created when missing)."""
     sessions = sessions_of(env)
     session = sessions.open(ai, sid, create_missing=True)
+    session.branch = branch
     for text in questions:
         now = time.time()
         session.add(Message(USER, text, ai, now))

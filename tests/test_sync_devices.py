@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from conftest import run
@@ -23,8 +24,6 @@ from sync_support import (
 
 
 def home_of(env):
-    from pathlib import Path
-
     return Path(env["HOME"]) / ".aish"
 
 
@@ -306,3 +305,51 @@ def test_hostile_records_in_the_transport_are_not_taken(laptop, desktop, shared)
     ok(sync(desktop, shared))
     assert contents(desktop, "s1") == ["mine", "answer to mine"]
     ok(run(desktop, "aish", "--validate-session", "s1"))
+
+
+def test_other_branches_and_metadata_travel(laptop, desktop, shared):
+    say(laptop, "s1", "one", "two")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    ok(run(laptop, "aish", "--branch-session", "s1", "idea", "--at", "2"))
+    say(laptop, "s1", "what if", branch="idea")
+    ok(run(laptop, "aish", "--title-session", "s1", "Rust notes"))
+    ok(run(desktop, "aish", "--end-session", "s1"))
+    ok(sync(laptop, shared))
+    out = ok(sync(desktop, shared))
+    assert "updated: title" in out
+    assert contents(desktop, "s1", "idea") == ["one", "answer to one", "what if",
+                                               "answer to what if"]
+    ok(sync(laptop, shared))
+    for env in (laptop, desktop):  # each side's change kept, neither undone by the other's
+        header = sessions_of(env).summary("s1").header
+        assert header.title == "Rust notes"
+        assert header.state.value == "ended"
+        assert contents(env, "s1") == ["one", "answer to one", "two", "answer to two"]
+    assert "Up to date" in ok(sync(desktop, shared))
+
+
+def test_a_second_sync_on_one_device_waits_for_the_first(laptop, shared):
+    """Two syncs at once would both extend this device's logs from the same record; the
+    second waits for the first's lock (seen blocked in /proc/locks) and then finds it done."""
+    import subprocess
+    import time
+
+    from conftest import BIN
+
+    from aish.management.sync_state import one_sync_at_a_time
+
+    say(laptop, "s1", "one", "two")
+    with one_sync_at_a_time(home_of(laptop)):
+        proc = subprocess.Popen([str(BIN / "aish"), "--sync", "--dir", str(shared)], env=laptop,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while f" -> FLOCK  ADVISORY  WRITE {proc.pid} " not in Path("/proc/locks").read_text():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert not shared.exists()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert verify_ok(laptop, shared)
+    assert "Up to date" in ok(sync(laptop, shared))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -111,8 +112,11 @@ def sync_devices(ctx: Context, args) -> int:
         return _verify(ctx, args)
     for sid in args.id:
         check_id(sid)
-    syncer, transport = _syncer(ctx, args, args.dry_run)
-    report = syncer.run(list(args.id))
+    from aish.management.sync_state import one_sync_at_a_time
+
+    with one_sync_at_a_time(ctx.config.home) if not args.dry_run else contextlib.nullcontext():
+        syncer, transport = _syncer(ctx, args, args.dry_run)
+        report = syncer.run(list(args.id))
     for broken in report.broken:
         ctx.out.warn(f"{broken}; its records from there on are not trusted")
     for name in report.foreign:

@@ -11,6 +11,29 @@ import os
 from pathlib import Path
 
 STATE_FILE = "sync-state.json"
+LOCK_FILE = ".sync.lock"
+
+
+@contextlib.contextmanager
+def one_sync_at_a_time(home: Path):
+    """Hold this device's sync lock: two syncs at once would both extend the device's logs
+    from the same record, breaking their chains. Another sync waits for this one."""
+    import fcntl
+
+    from aish.errors import StorageError
+    from aish.store.filestore import make_private_dirs
+
+    make_private_dirs(Path(home))
+    path = Path(home) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class SyncState:
