@@ -300,8 +300,11 @@ def test_hostile_records_in_the_transport_are_not_taken(laptop, desktop, shared)
     (folder / f"{device}.jsonl").write_bytes(b"".join(chain.line(r) for r in bad))
     # Neither a pipe nor a link to a device makes the sync hang.
     os.mkfifo(folder / "fedcba9876543210.jsonl")
-    (shared / "aish-sync" / "v1" / "_devices").mkdir()
-    (shared / "aish-sync" / "v1" / "_devices" / f"{device}.json").symlink_to("/dev/zero")
+    manifests = shared / "aish-sync" / "v1" / "_devices"
+    manifests.mkdir()
+    (manifests / "fedcba9876543210.json").symlink_to("/dev/zero")
+    (manifests / f"{device}.json").write_text(json.dumps(
+        {"id": device, "name": "odd", "key": None, "logs": {"s1": len(bad)}}))
     ok(sync(desktop, shared))
     assert contents(desktop, "s1") == ["mine", "answer to mine"]
     ok(run(desktop, "aish", "--validate-session", "s1"))
