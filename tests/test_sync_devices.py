@@ -39,6 +39,12 @@ def test_round_trip_both_ways(laptop, desktop, shared):
     assert "2 messages pulled" in ok(sync(laptop, shared))
     assert contents(laptop, "s1") == contents(desktop, "s1")
     assert contents(laptop, "s1")[-2:] == ["three", "answer to three"]
+    say(laptop, "s1", "four")
+    report = json.loads(ok(sync(desktop, shared, "--dry-run", "--json")))
+    assert report["dry_run"] is True and report["sessions"] == []
+    ok(sync(laptop, shared))
+    report = json.loads(ok(sync(desktop, shared, "--json")))
+    assert [(s["id"], s["pulled"]) for s in report["sessions"]] == [("s1", 2)]
     # One writer per log: each device wrote only its own file.
     names = {p.stem for p in logs(shared, "s1")}
     ids = {json.loads((home_of(e) / "device.json").read_text())["id"] for e in (laptop, desktop)}
@@ -104,7 +110,9 @@ def test_a_torn_copy_is_detected_and_resumed(laptop, desktop, shared):
     ok(sync(desktop, shared))
     assert contents(desktop, "s1") == contents(laptop, "s1")
     assert len(contents(desktop, "s1")) == 6
+    before = snapshot(shared, home_of(desktop))
     assert "verified" in ok(run(desktop, "aish", "--sync", "--verify", "--dir", str(shared)))
+    assert snapshot(shared, home_of(desktop)) == before  # --verify copies nothing
 
 
 def test_dropped_last_records_are_detected_and_resent(laptop, desktop, shared):

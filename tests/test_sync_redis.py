@@ -50,3 +50,21 @@ def test_a_tampered_redis_record_is_detected(laptop, desktop, redis_url,  # noqa
     ok(to(desktop, redis_url))
     assert contents(desktop, "s1") == ["one", "answer to one", "two", "answer to two"]
     assert run(desktop, "aish", "--sync", "--verify", "--to", redis_url).returncode == 0
+
+
+def test_a_device_keeping_its_sessions_in_redis_syncs_through_a_folder(  # noqa: F811
+        laptop, desktop, redis_url, tmp_path):  # noqa: F811
+    from manage_support import select_redis
+    from sync_support import sync
+
+    select_redis(laptop, redis_url)
+    say(laptop, "s1", "kept in redis")
+    shared = tmp_path / "shared"
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    assert contents(desktop, "s1") == ["kept in redis", "answer to kept in redis"]
+    say(desktop, "s1", "back")
+    ok(sync(desktop, shared))
+    ok(sync(laptop, shared))
+    assert contents(laptop, "s1") == contents(desktop, "s1")
+    assert "Up to date" in ok(sync(laptop, shared))
