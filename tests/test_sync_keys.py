@@ -92,3 +92,13 @@ def test_export_refuses_to_overwrite_and_needs_encryption(laptop, home, tmp_path
     bad = run(plain, "aish", "--import-key", str(key_file))
     assert bad.returncode != 0 and b"not a key file" in bad.stderr
     assert b"Traceback" not in bad.stderr
+
+
+def test_messages_stored_before_encryption_travel_sealed(home, tmp_path, shared):
+    plain = device_env(tmp_path, "laptop", home)
+    say(plain, "s1", SECRET)  # written before encryption was turned on
+    laptop = encrypt(plain, "laptop passphrase")
+    say(laptop, "s1", "sealed from the start")
+    ok(sync(laptop, shared))
+    travelled = b"".join(p.read_bytes() for p in files_of(shared))
+    assert b"4721" not in travelled and b"sealed from the start" not in travelled

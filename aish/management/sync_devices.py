@@ -284,7 +284,8 @@ class Syncer:
         for record in local:
             if record.get("t") == "msg" and isinstance(record.get("id"), str) \
                     and record["id"] not in remote_msgs and record["id"] not in dropped:
-                push.append({k: v for k, v in record.items() if k not in ("pp", "ref")})
+                push.append(self._sealed({k: v for k, v in record.items()
+                                          if k not in ("pp", "ref")}))
         mine = {k: v for k, v in merged_meta.items() if remote_meta.get(k) != v}
         if mine:
             push.insert(0, {"t": "meta", **mine, "time": self.now})
@@ -302,6 +303,12 @@ class Syncer:
         if not self.dry_run:
             self.state.set_base(self.transport.key, sid, merged_meta)
         out.diverged = sorted(set(out.diverged) | _diverged(tree, have))
+
+    def _sealed(self, record: dict) -> dict:
+        """A message as it may travel: with encryption on, sealed even when it was stored
+        before encryption was turned on (never plaintext in the transport)."""
+        codec = self.sessions.codec
+        return codec.seal(record) if self.key and "enc" not in record else record
 
     def _prune(self, sid: str, dropped: set[str]) -> int:
         """Drop here the messages another device pruned (a backup is kept); how many."""
