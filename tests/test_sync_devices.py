@@ -207,6 +207,9 @@ def test_deletions_and_renames_travel(laptop, desktop, shared):
         assert not sessions.exists("gone") and not sessions.exists("old")
         assert sessions.exists("new")
     assert "Up to date" in ok(sync(desktop, shared))
+    # What the removed session left in the transport is gone from every device's log.
+    assert all(p.read_bytes() == b"" for p in logs(shared, "gone"))
+    assert len(logs(shared, "gone")) == 2
 
 
 def test_device_branch_names_are_valid_branch_names():

@@ -239,6 +239,11 @@ class Syncer:
                 out.removed = True
                 if not self.dry_run:
                     sessions.drop(sid, "sync")
+            if own.records and not self.dry_run:
+                # This device's copy of a removed session leaves the transport too, so that
+                # nothing is left there to bring it back once the tombstone is forgotten.
+                self.transport.rewrite(sid, self.device.id, b"")
+                self.counts[sid] = 0
             return
         if exists and dropped:
             out.pruned = self._prune(sid, dropped)
