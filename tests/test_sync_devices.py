@@ -367,3 +367,22 @@ def test_a_second_sync_on_one_device_waits_for_the_first(laptop, shared):
     assert proc.returncode == 0, err
     assert verify_ok(laptop, shared)
     assert "Up to date" in ok(sync(laptop, shared))
+
+
+def test_an_undo_on_one_device_is_not_undone_by_the_next_sync(laptop, desktop, shared):
+    say(laptop, "s1", "one", "two")
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+    ok(sync(laptop, shared))
+    ok(run(laptop, "aish", "--undo", "s1"))
+    assert contents(laptop, "s1") == ["one", "answer to one"]
+    for env in (laptop, desktop, laptop):
+        ok(sync(env, shared))
+    assert contents(laptop, "s1") == ["one", "answer to one"]
+    ok(run(laptop, "aish", "--redo", "s1"))  # what the undo left is still there
+    assert contents(laptop, "s1")[-1] == "answer to two"
+    # A later move on the other device is taken in as usual.
+    say(desktop, "s1", "three")
+    ok(sync(desktop, shared))
+    assert "moved: main" in ok(sync(laptop, shared))
+    assert contents(laptop, "s1")[-1] == "answer to three"

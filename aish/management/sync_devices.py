@@ -276,7 +276,8 @@ class Syncer:
         if taken and not out.created:
             records.append({"t": "meta", **taken})
         out.meta = sorted(taken) if not out.created else []
-        moves = self._moves(tree, heads, have, out, fresh=out.created)
+        seen = {} if out.created else self.state.seen_heads(self.transport.key, sid)
+        moves = self._moves(tree, heads, have, out, fresh=out.created, seen=seen)
         records += moves
         out.pulled = len(incoming)
         if records and not self.dry_run:
@@ -307,6 +308,9 @@ class Syncer:
         self._append(sid, own, broken, push)
         if not self.dry_run:
             self.state.set_base(self.transport.key, sid, merged_meta)
+            self.state.set_seen_heads(self.transport.key, sid, {
+                d: {n: to for n, (_when, to) in named.items() if to in have}
+                for d, named in heads.items() if d != self.device.id})
         out.diverged = sorted(set(out.diverged) | _diverged(tree, have))
 
     def _sealed(self, record: dict) -> dict:
@@ -330,8 +334,11 @@ class Syncer:
         return gone
 
     def _moves(self, tree: RefState, heads: dict[str, dict[str, tuple[float, str]]],
-               have: dict[str, tuple[str, str]], out: Outcome, fresh: bool) -> list[dict]:
-        """Branch moves that bring other devices' heads here (see the module)."""
+               have: dict[str, tuple[str, str]], out: Outcome, fresh: bool,
+               seen: dict[str, dict[str, str]]) -> list[dict]:
+        """Branch moves that bring other devices' heads here (see the module). A head this
+        device took in at an earlier sync is not taken again: a branch moved here since (an
+        undo) stays where it was moved."""
         moves: list[dict] = []
 
         def move(name: str, to: str, op: str) -> None:
@@ -355,8 +362,10 @@ class Syncer:
                 if current is None or current.id != to:
                     move(name, to, "sync")
         for device in others:
+            taken = seen.get(device)
             for name, (_when, theirs) in sorted(heads[device].items()):
-                if "@" in name or theirs not in have:
+                if "@" in name or theirs not in have or (
+                        isinstance(taken, dict) and taken.get(name) == theirs):
                     continue
                 current = tree.head(name)
                 if current is None:

@@ -1,7 +1,9 @@
-"""What this user's device remembers of its syncs, per transport: when it last synced and
-each session's metadata as it stood then (the base a later sync compares both sides with, so
-that a key changed on one side only is taken from that side). Losing it costs nothing but one
-sync where this device's metadata wins every difference."""
+"""What this user's device remembers of its syncs, per transport: when it last synced, each
+session's metadata as it stood then (the base a later sync compares both sides with, so that a
+key changed on one side only is taken from that side) and the other devices' branch heads it
+took in (so that a branch moved here since, an undo say, is not moved back to them). Losing it
+costs one sync where this device's metadata wins every difference and other devices' heads
+are taken in again."""
 
 from __future__ import annotations
 
@@ -61,6 +63,18 @@ class SyncState:
         if not isinstance(entry.get("meta"), dict):
             entry["meta"] = {}
         entry["meta"][sid] = meta
+
+    def seen_heads(self, transport: str, sid: str) -> dict[str, dict[str, str]]:
+        """Other devices' branch heads as the last sync took them in: device -> name -> id."""
+        heads = self._of(transport).get("heads", {})
+        found = heads.get(sid) if isinstance(heads, dict) else None
+        return found if isinstance(found, dict) else {}
+
+    def set_seen_heads(self, transport: str, sid: str, heads: dict[str, dict[str, str]]) -> None:
+        entry = self._of(transport)
+        if not isinstance(entry.get("heads"), dict):
+            entry["heads"] = {}
+        entry["heads"][sid] = heads
 
     def synced(self, transport: str, when: float) -> None:
         self._of(transport)["last"] = when
