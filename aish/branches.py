@@ -18,7 +18,9 @@ from aish.store.refs import MAIN, Head, RefMoved, pin_main
 
 
 def check_branch(name: str) -> str:
-    return check_id(name, "branch name")
+    from aish.ids import check_branch_name
+
+    return check_branch_name(name)
 
 
 def head_of(summary: Summary, branch: str) -> Head:

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "search": {"index": True, "index_plaintext": False},
     # USD per million tokens, by model (as its endpoint reports it) or provider name.
     "prices": {},
+    # Where `aish --sync` goes without --dir/--to: a synced folder, or a Redis URL.
+    "sync": {"dir": None, "url": None},
 }
 
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
@@ -74,6 +76,7 @@ KNOWN_KEYS: dict[str, Any] = {
     "specialists": {ANY_NAME: dict.fromkeys(SPECIALIST_KEYS)},
     "ui": dict.fromkeys(DEFAULTS["ui"]),
     "search": dict.fromkeys(DEFAULTS["search"]),
+    "sync": dict.fromkeys(DEFAULTS["sync"]),
     "prices": {ANY_NAME: {"input": None, "output": None}},
 }
 
@@ -118,6 +121,8 @@ class Config:
     search_index: bool = True
     search_plaintext: bool = False
     prices: dict = field(default_factory=dict)  # name -> {"input": usd, "output": usd} per 1M
+    sync_dir: Path | None = None  # `aish --sync` without --dir/--to
+    sync_url: str | None = None
     warnings: tuple[str, ...] = ()
 
     @property
@@ -374,6 +379,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         search_index=c.boolean("search", "index"),
         search_plaintext=c.boolean("search", "index_plaintext"),
         prices=_prices(c),
+        **_sync_target(c),
         warnings=tuple(warnings),
     )
 
@@ -383,6 +389,15 @@ def _seconds(c: _Checker, key: str, allow_zero: bool = False) -> float:
     if allow_zero and c.raw("sessions", key) in (0, "0"):
         return 0.0
     return c.number("sessions", key, maximum=MAX_TIMEOUT_SECONDS)
+
+
+def _sync_target(c: _Checker) -> dict:
+    folder = c.text("sync", "dir", optional=True)
+    url = c.text("sync", "url", optional=True)
+    if url:
+        check_redis_url(url, f"{c.sources.get(('sync', 'url'), 'config')}: sync.url")
+    where = f"{c.sources.get(('sync', 'dir'), 'config')}: sync.dir"
+    return {"sync_dir": _expand(folder, where) if folder else None, "sync_url": url or None}
 
 
 def _check_providers(c: _Checker) -> None:

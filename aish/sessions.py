@@ -561,6 +561,47 @@ class Sessions:
             {"t": "ref", "name": f"restored-{number}", "to": fixed[-1].id, "op": "branch",
              "time": self.now()}])
 
+    # -- sync between devices: records as stored (sealed when encrypted), never opened ----
+    def stored_records(self, sid: str) -> list[dict]:
+        """The log's records as the store holds them; a torn or unreadable line is left out."""
+        from aish.store.base import parse_line
+
+        out = []
+        for line in self.store.raw_lines(check_id(sid))[:-1]:  # the last: "" or a torn tail
+            try:
+                out.append(parse_line(line))
+            except ValueError:
+                continue
+        return out
+
+    def take_records(self, sid: str, records: list[dict], **details) -> Summary:
+        """Append records another device wrote (RefMoved when a branch moved meanwhile)."""
+        summary = self.store.append(check_id(sid), records)
+        self.audit.record("sync", sid, None, **details)
+        return summary
+
+    def take_session(self, meta: dict, **details) -> Summary:
+        """Create a session another device made, from its header, with no message yet."""
+        summary = self.store.create(meta)
+        self.audit.record("sync", summary.id, None, **details)
+        return summary
+
+    def drop(self, sid: str, reason: str) -> str:
+        """Remove a session another device removed (a backup is kept; its tombstone is the
+        other device's, already recorded); returns the backup's location."""
+        backup = self.store.remove(check_id(sid), reason)
+        self.audit.record(reason, sid, None, backup=backup)
+        return backup
+
+    def tombstones(self) -> dict[str, dict]:
+        return self.store.tombstones()
+
+    def add_tombstone(self, record: dict) -> None:
+        self.store.add_tombstone(record)
+
+    def aliases(self) -> dict[str, str]:
+        return self.store.aliases()
+
     def _clear_deletions(self, sid: str) -> None:
         # Deletions recorded before now no longer apply to a restored session, here or (through
         # --sync-sessions) on any other store: it was restored on purpose.

@@ -1,13 +1,17 @@
-"""`aish --sync-sessions`: the command; the logic lives in `aish.management.sync`."""
+"""`aish --sync-sessions` (files <-> Redis), `aish --sync` and `aish --sync-status` (devices),
+`aish --export-key` / `--import-key`; the logic lives in `aish.management.sync*`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from aish.commands.context import Context
 from aish.commands.registry import JSON, Arg, command
 from aish.errors import UsageError
+from aish.ids import check_id
 from aish.management.sync import Change, open_pair, sync
 
 
@@ -57,3 +61,196 @@ def _report(ctx: Context, changes: list[Change], dry_run: bool, url: str) -> Non
     ctx.out.data("\n".join(lines))
     if dry_run:
         ctx.out.note("Dry run: nothing was changed.")
+
+
+# -- device sync: every device's own log in a shared folder or Redis --------------------------
+
+_TRANSPORT = (
+    Arg("--dir", "a folder every device sees (Syncthing, Dropbox, rsync, a USB stick)",
+        metavar="PATH", completes="path"),
+    Arg("--to", "a Redis server instead of a folder", metavar="URL"),
+)
+
+
+def _transport(ctx: Context, args):
+    from aish.management.sync_transport import open_transport
+
+    to, folder = args.to, args.dir
+    if not (to or folder):
+        to, folder = ctx.config.sync_url, ctx.config.sync_dir
+        if to and folder:
+            to = None  # both configured: the folder, which works offline
+    return open_transport(to, str(folder) if folder else None)
+
+
+def _syncer(ctx: Context, args, dry_run: bool):
+    from aish.devices import this_device
+    from aish.management.sync_devices import Syncer
+    from aish.management.sync_state import SyncState
+
+    transport = _transport(ctx, args)
+    device = this_device(ctx.config.home, ctx.environ, create=not dry_run)
+    return Syncer(ctx.sessions, transport, device, SyncState(ctx.config.home), ctx.now(),
+                  dry_run=dry_run), transport
+
+
+@command(
+    "sync", "aish",
+    "Sync sessions with this user's other devices through a folder or Redis: each device "
+    "writes only its own hash-chained log, so any copy tool can carry it.",
+    args=(
+        Arg("ID", "only these sessions (default: all)", nargs="*", completes="session"),
+        *_TRANSPORT,
+        Arg("--dry-run", "show what would be copied, change nothing", flag=True),
+        Arg("--verify", "check every device's log in the transport, copy nothing", flag=True),
+        JSON,
+    ),
+    example="aish --sync --dir ~/Sync/aish",
+)
+def sync_devices(ctx: Context, args) -> int:
+    if args.verify:
+        return _verify(ctx, args)
+    for sid in args.id:
+        check_id(sid)
+    from aish.management.sync_state import one_sync_at_a_time
+
+    with one_sync_at_a_time(ctx.config.home) if not args.dry_run else contextlib.nullcontext():
+        syncer, transport = _syncer(ctx, args, args.dry_run)
+        report = syncer.run(list(args.id))
+    for broken in report.broken:
+        ctx.out.warn(f"{broken}; its records from there on are not trusted")
+    for name in report.foreign:
+        ctx.out.warn(f"device {name} seals its sessions with another key: its records are not "
+                     "taken (aish --export-key there, aish --import-key here)")
+    changed = [o for o in report.outcomes if o.changed]
+    if args.json:
+        ctx.out.data(json.dumps({"transport": transport.where, "dry_run": args.dry_run,
+                                 "sessions": [asdict(o) for o in changed],
+                                 "broken": [asdict(b) for b in report.broken]}, indent=2))
+    elif not changed:
+        ctx.out.note(f"Up to date with {transport.where}.")
+    else:
+        ctx.out.data("\n".join(f"{o.id:<24} {_describe(o, args.dry_run)}" for o in changed))
+        if args.dry_run:
+            ctx.out.note("Dry run: nothing was changed.")
+    return 1 if any(o.error for o in report.outcomes) else 0
+
+
+def _describe(o, dry_run: bool) -> str:
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'s' if n != 1 else ''}"
+
+    if o.error:
+        return f"FAILED: {o.error}"
+    would = "would be " if dry_run else ""
+    parts = [text for present, text in (
+        (o.removed, f"{would}removed (removed on another device)"),
+        (o.renamed_to, f"{would}renamed to {o.renamed_to} (renamed on another device)"),
+        (o.created, f"{would}created here"),
+        (o.pruned, f"{count(o.pruned, 'message')} {would}dropped (pruned on another device)"),
+        (o.pulled, f"{count(o.pulled, 'message')} {would}pulled"),
+        (o.meta, f"{would}updated: {', '.join(o.meta)}"),
+        (o.moved, f"{would}moved: {', '.join(o.moved)}"),
+        (o.diverged, f"diverged: {', '.join(o.diverged)} (merge with aish --merge-branch)"),
+        (o.pushed, f"{count(o.pushed, 'record')} {would}pushed"),
+        (o.repaired, f"this device's log {would}repaired ({o.repaired})"),
+    ) if present]
+    return "; ".join(parts)
+
+
+def _verify(ctx: Context, args) -> int:
+    from aish.management.sync_devices import verify_all
+
+    transport = _transport(ctx, args)
+    logs, broken = verify_all(transport)
+    for problem in broken:
+        ctx.out.data(str(problem))
+    if args.json:
+        ctx.out.data(json.dumps({"logs": logs, "broken": [asdict(b) for b in broken]}))
+    if broken:
+        return 1
+    ctx.out.note(f"All {logs} log{'s' if logs != 1 else ''} in {transport.where} verified.")
+    return 0
+
+
+@command(
+    "sync-status", "aish",
+    "Per session: local only, in sync, records to push or pull, diverged branches, broken "
+    "logs; and when each transport was last synced.",
+    args=(*_TRANSPORT, JSON),
+    example="aish --sync-status --dir ~/Sync/aish",
+)
+def sync_status(ctx: Context, args) -> int:
+    from aish.humanize import ago
+    from aish.management.sync_state import SyncState
+
+    syncer, transport = _syncer(ctx, args, dry_run=True)
+    report = syncer.run()
+    rows = []
+    for o in report.outcomes:
+        broken = [b for b in report.broken if b.sid == o.id]
+        rows.append((o.id, _status(o, broken)))
+    last = SyncState(ctx.config.home).last()
+    if args.json:
+        ctx.out.data(json.dumps({"transport": transport.where, "sessions": dict(rows),
+                                 "last_sync": last}, indent=2))
+        return 0
+    lines = [f"{sid:<24} {status}" for sid, status in rows]
+    lines += [f"store-wide: {b}" for b in report.broken if b.sid == "_store"]
+    for key, when in sorted(last.items()):
+        lines.append(f"last sync with {key.partition(':')[2]}: {ago(ctx.now() - when)}")
+    if transport.key not in last:
+        lines.append(f"never synced with {transport.where}")
+    ctx.out.data("\n".join(lines) if lines else "no sessions")
+    return 0
+
+
+def _status(o, broken) -> str:
+    if o.error:
+        return f"error: {o.error}"
+    parts = [text for present, text in (
+        (not o.remote, "local only"),
+        (o.created or o.pulled, f"{o.pulled} to pull" + (" (new here)" if o.created else "")),
+        (o.removed, "removed on another device"),
+        (o.pruned, f"{o.pruned} pruned on another device"),
+        (o.meta or o.moved, "changes to pull: " + ", ".join(o.meta + o.moved)),
+        (o.pushed and o.remote, f"{o.pushed} to push"),
+        (o.diverged, f"diverged branches: {', '.join(o.diverged)}"),
+    ) if present]
+    parts += [f"broken chain: {b.name} ({b.problem})" for b in broken]
+    if o.repaired and not broken:
+        parts.append(f"this device's log is broken ({o.repaired})")
+    return "; ".join(parts) or "in sync"
+
+
+@command(
+    "export-key", "aish",
+    "Write the encryption key of the sessions to FILE (0600, never over an existing file), "
+    "for --import-key on another device.",
+    args=(Arg("FILE", "where to write the key", completes="path"),),
+    example="aish --export-key /media/usb/aish.key",
+)
+def export_key_command(ctx: Context, args) -> int:
+    from aish.management.sync_keys import export_key
+
+    kid = export_key(ctx.config, ctx.environ, Path(args.file))
+    ctx.out.note(f"Key {kid} written to {args.file}: keep it as secret as a password, and "
+                 "delete it once imported.")
+    return 0
+
+
+@command(
+    "import-key", "aish",
+    "Use the encryption key in FILE (from --export-key) for the sessions here, so that "
+    "synced sessions from that device open; never replaces a different key.",
+    args=(Arg("FILE", "a key file from aish --export-key", completes="path"),),
+    example="aish --import-key /media/usb/aish.key",
+)
+def import_key_command(ctx: Context, args) -> int:
+    from aish.management.sync_keys import import_key
+
+    kid, made = import_key(ctx.config, Path(args.file))
+    ctx.out.note(f"Key {kid} imported" + (" and the store set up for it" if made else "")
+                 + (". Turn on sessions.storage.encrypt to use it." if not ctx.config.encrypt
+                    else "."))
+    return 0

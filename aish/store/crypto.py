@@ -55,6 +55,9 @@ class EncryptedCodec:
         if len(key) != 32:
             raise ValueError("an AES-256 key has 32 bytes")
         self._aead = AESGCM(key)
+        # Names the key without revealing it: sync compares it to tell whether another
+        # device's sealed records can be opened here.
+        self.key_id = key_id(key)
 
     def __repr__(self) -> str:  # never show the key
         return "EncryptedCodec()"
@@ -95,6 +98,12 @@ class EncryptedCodec:
             raise ValueError("encrypted content fails its integrity check") from None
         rest["content"] = plain.decode("utf-8", "surrogatepass")
         return rest
+
+
+def key_id(key: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(b"aish key id\0" + key).hexdigest()[:16]
 
 
 def _aad(record: dict) -> bytes:
@@ -299,6 +308,11 @@ def codec_for(config, environ=None) -> EncryptedCodec:
     Raises ConfigError for a missing or wrong key and StorageError for unreadable settings;
     in both cases no session has been read or written.
     """
+    return EncryptedCodec(store_key(config, environ)[0])
+
+
+def store_key(config, environ=None) -> tuple[bytes, Params]:
+    """The checked key of the store ``config`` selects, and the store's parameters."""
     environ = os.environ if environ is None else environ
     try:
         import cryptography  # noqa: F401
@@ -307,6 +321,10 @@ def codec_for(config, environ=None) -> EncryptedCodec:
                           hint="pip install 'aish[crypto]'") from None
     where = params_store(config)
     params = where.read()
+    if params is not None and not environ.get(ENV_KEY):
+        imported = imported_key(config.home, params)
+        if imported is not None:
+            return imported, params
     secret, source = _secret(environ, params is not None)
     if params is None:
         fresh = Params(os.urandom(16), SCRYPT_N, SCRYPT_R, SCRYPT_P, "")
@@ -318,8 +336,33 @@ def codec_for(config, environ=None) -> EncryptedCodec:
     else:
         key = derive_key(secret, params)
     if not key_matches(key, params.check):
+        imported = imported_key(config.home, params)
+        if imported is not None:
+            return imported, params
         raise ConfigError(
             f"wrong encryption key for the sessions at {where.store}",
             hint=f"the key came from {source}; nothing was read or written",
         )
-    return EncryptedCodec(key)
+    return key, params
+
+
+# Keys brought from another device with `aish --import-key`, one file each, 0600: they open a
+# store whose parameters came with them, without that device's passphrase.
+KEYS_DIR = "keys"
+
+
+def imported_key(home: Path, params: Params) -> bytes | None:
+    """The imported key that opens a store with ``params``, if there is one."""
+    folder = Path(home) / KEYS_DIR
+    try:
+        paths = sorted(folder.glob("*.key"))
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            key = base64.b64decode(json.loads(path.read_text(encoding="utf-8"))["key"])
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            continue
+        if len(key) == 32 and key_matches(key, params.check):
+            return key
+    return None

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from aish.errors import StorageError
-from aish.ids import ID_PATTERN
+from aish.ids import BRANCH_PATTERN
 
 MAIN = "main"
 ANY = "*"  # the ``from`` of an unconditional move
@@ -74,7 +74,7 @@ def _name(value) -> str | None:
 
 @functools.lru_cache(maxsize=1024)  # a log names a few branches thousands of times
 def _sound_name(value: str) -> bool:
-    return ID_PATTERN.fullmatch(value) is not None and ".." not in value
+    return BRANCH_PATTERN.fullmatch(value) is not None and ".." not in value
 
 
 def message_id(value) -> str | None:
