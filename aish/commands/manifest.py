@@ -13,10 +13,14 @@ import importlib
 
 MODULES = (
     "aish.commands.branch_cmds",
+    "aish.commands.compact_cmds",
     "aish.commands.core",
+    "aish.commands.follow_cmds",
     "aish.commands.history_cmds",
+    "aish.commands.import_cmds",
     "aish.commands.manage",
     "aish.commands.names_cmds",
+    "aish.commands.people_cmds",
     "aish.commands.replay_cmds",
     "aish.commands.search_cmds",
     "aish.commands.session_cmds",
@@ -44,7 +48,12 @@ AISH_COMMANDS: dict[str, str] = {
     **dict.fromkeys(("rename-session", "title-session"), "aish.commands.names_cmds"),
     "replay-session": "aish.commands.replay_cmds",
     "install-shims": "aish.commands.shims",
-    "sync-sessions": "aish.commands.sync",
+    **dict.fromkeys(("sync-sessions", "sync", "sync-status", "export-key", "import-key"),
+                    "aish.commands.sync"),
+    "compact-session": "aish.commands.compact_cmds",
+    "import-session": "aish.commands.import_cmds",
+    "follow-session": "aish.commands.follow_cmds",
+    **dict.fromkeys(("share-session", "unshare-session", "who"), "aish.commands.people_cmds"),
 }
 
 # The `specialist` scope's one command (`apollo ...`) lives with the basic commands.
