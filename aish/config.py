@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "search": {"index": True, "index_plaintext": False},
     # USD per million tokens, by model (as its endpoint reports it) or provider name.
     "prices": {},
+    # The warm process that serves piped exchanges (it leaves after idle_minutes unused).
+    "warm": {"enabled": True, "idle_minutes": 10},
 }
 
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
@@ -70,6 +72,7 @@ KNOWN_KEYS: dict[str, Any] = {
     "ui": dict.fromkeys(DEFAULTS["ui"]),
     "search": dict.fromkeys(DEFAULTS["search"]),
     "prices": {ANY_NAME: {"input": None, "output": None}},
+    "warm": dict.fromkeys(DEFAULTS["warm"]),
 }
 
 ENV_KEYS = {
@@ -106,6 +109,8 @@ class Config:
     search_index: bool = True
     search_plaintext: bool = False
     prices: dict = field(default_factory=dict)  # name -> {"input": usd, "output": usd} per 1M
+    warm_enabled: bool = True
+    warm_idle_minutes: float = 10.0
     warnings: tuple[str, ...] = ()
 
     @property
@@ -351,6 +356,8 @@ def load(env: dict[str, str] | None = None) -> Config:
         search_index=c.boolean("search", "index"),
         search_plaintext=c.boolean("search", "index_plaintext"),
         prices=_prices(c),
+        warm_enabled=c.boolean("warm", "enabled"),
+        warm_idle_minutes=c.number("warm", "idle_minutes", maximum=MAX_TIMEOUT_MINUTES),
         warnings=tuple(warnings),
     )
 

@@ -46,6 +46,9 @@ def home(tmp_path) -> dict:
     # environment, so that tests writing their own config file get it too; tests/test_names.py
     # turns them on where it tests them).
     env["AISH_AUTO_TITLE"] = "false"
+    # The warm process stays off: each test's program must be a fresh process of its own code
+    # (tests/test_warm*.py turn it on, each with its own runtime folder).
+    env["AISH_WARM"] = "0"
     aish_dir = Path(env["HOME"]) / ".aish"
     aish_dir.mkdir(parents=True)
     (aish_dir / "config.yaml").write_text(TEST_CONFIG)
