@@ -7,6 +7,7 @@ very same code. The environment (API keys included) lives only in this child.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import os
 import signal
@@ -42,10 +43,8 @@ def run(conn: socket.socket, fds: list[int], request: tuple, close: list[int]) -
     except BaseException:  # nothing has run: the client will run the command itself
         os._exit(SETUP_FAILED)
     code = _main(argv[1:])
-    try:
+    with contextlib.suppress(OSError):
         conn.sendall(f"X{code}\n".encode())
-    except OSError:
-        pass
     os._exit(code)
 
 
@@ -65,8 +64,8 @@ def _standard_streams() -> None:
     made = []
     for fd, template in enumerate((sys.__stdin__, sys.__stdout__, sys.__stderr__)):
         reading = fd == 0
-        raw = io.open(fd, "rb" if reading else "wb",  # noqa: SIM115 - lives as the stream
-                      buffering=0 if unbuffered and not reading else -1, closefd=False)
+        raw = open(fd, "rb" if reading else "wb",  # noqa: SIM115 - lives as the stream
+                   buffering=0 if unbuffered and not reading else -1, closefd=False)
         encoding = getattr(template, "encoding", None) or "utf-8"
         errors = getattr(template, "errors", None) or "strict"
         tty = os.isatty(fd)
@@ -74,9 +73,9 @@ def _standard_streams() -> None:
                                   line_buffering=not unbuffered and (tty or fd == 2),
                                   write_through=unbuffered and not reading)
         made.append(stream)
-    sys.stdin = sys.__stdin__ = made[0]
-    sys.stdout = sys.__stdout__ = made[1]
-    sys.stderr = sys.__stderr__ = made[2]
+    sys.stdin = sys.__stdin__ = made[0]  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = made[1]  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = made[2]  # type: ignore[misc]
 
 
 def _main(argv: list[str]) -> int:
@@ -94,10 +93,8 @@ def _main(argv: list[str]) -> int:
         code = 1
     import threading
 
-    try:
+    with contextlib.suppress(Exception):  # joins the threads a command left running
         threading._shutdown()  # type: ignore[attr-defined]
-    except Exception:
-        pass
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -112,8 +109,6 @@ def _exit_code(value) -> int:
         return 0
     if isinstance(value, int):
         return value & 0xFF
-    try:
+    with contextlib.suppress(OSError, ValueError):
         print(value, file=sys.stderr)
-    except (OSError, ValueError):
-        pass
     return 1

@@ -8,6 +8,7 @@ once a command runs in the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -43,10 +44,8 @@ def eligible(argv: list[str]) -> bool:
 
 def warn(text: str) -> None:
     shown = "".join(c if c.isprintable() else "?" for c in text)
-    try:
+    with contextlib.suppress(OSError):
         os.write(2, f"aish: warning: {shown}\n".encode(errors="replace"))
-    except OSError:
-        pass
 
 
 def attempt(argv: list[str], argv0: str) -> int | None:
@@ -130,10 +129,8 @@ def _follow(reader: protocol.LineReader) -> int | None:
 
     def forward(signum, _frame) -> None:
         if child:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(child[0], signum)
-            except OSError:
-                pass
         else:
             pending.append(signum)
 

@@ -21,6 +21,7 @@ can run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -80,10 +81,8 @@ def runtime_dir(env, uid: int | None = None, create: bool = False) -> str:
     else:
         path = os.path.join("/tmp", f"aish-{uid}")
     if create and not os.path.lexists(path):
-        try:
+        with contextlib.suppress(FileExistsError):  # another client's, a moment ago
             os.mkdir(path, 0o700)
-        except FileExistsError:  # another client made it a moment ago: checked below
-            pass
     problem = private_problem(path, uid)
     if problem:
         raise Refused(f"{path}: {problem}")

@@ -225,6 +225,17 @@ class Daemon:
             conn.close()
 
 
+# What a piped exchange imports beyond the command modules (found by listing sys.modules
+# after one); a module missing here costs its import in every child, nothing worse.
+EXCHANGE_MODULES = (
+    "aish.branches", "aish.checkout", "aish.localstate", "aish.recent", "aish.search_index",
+    "aish.sessions", "aish.titles", "aish.shell.hooks", "aish.providers.openai_provider",
+    "sqlite3", "pwd", "h11", "jiter", "openai", "openai.pagination",
+    "openai.resources.chat.completions.completions", "openai.resources.models",
+    "openai.lib.streaming.chat", "httpcore2", "anyio.streams.tls", "truststore",
+)
+
+
 def preload(env) -> None:
     """Import what an exchange imports, and load the embedded model when it is what the
     configuration would use, so that children start with it all in memory."""
@@ -233,11 +244,14 @@ def preload(env) -> None:
     from aish.commands.context import Context
 
     dispatch.load_commands()
-    import openai  # noqa: F401
+    import importlib
 
-    import aish.providers.openai_provider  # noqa: F401
-    import aish.sessions  # noqa: F401
-    import aish.titles  # noqa: F401
+    for name in EXCHANGE_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    from aish.warm import warmup
+
+    warmup.run()
 
     ctx = Context(environ=dict(env))
     import aish.store.filestore  # noqa: F401 - not opened: that would create folders
@@ -249,10 +263,27 @@ def preload(env) -> None:
     from aish.providers import choose
     from aish.providers.local import LocalProvider
 
+    primed: set[str] = set()
     for specialist in ctx.specialists.values():
         if choose(specialist, ctx.config, None, env) == "local":
             settings = dict(ctx.config.providers.get("local") or {})
-            LocalProvider.from_settings(settings, specialist)._load()
+            provider = LocalProvider.from_settings(settings, specialist)
+            model = provider._load()
+            if str(provider.model_path) not in primed:
+                primed.add(str(provider.model_path))
+                _prime(model, specialist)
+
+
+def _prime(model, specialist) -> None:
+    """Evaluate a persona once: the model keeps the prompt it last read, and a child whose
+    prompt starts the same way (this specialist, a new or short session) reads only the rest,
+    so its first token comes sooner."""
+    from aish.conversation import build_chat
+
+    persona = build_chat(specialist, [], False)[0].content
+    model.create_chat_completion(messages=[{"role": "system", "content": persona},
+                                           {"role": "user", "content": ""}],
+                                 max_tokens=1, temperature=0.0)
 
 
 def main(argv: list[str]) -> int:
@@ -288,7 +319,9 @@ def main(argv: list[str]) -> int:
     daemon.listen()
     daemon.serve()
     log("left")
-    return 0
+    # Straight out: the interpreter's teardown would only run the loaded model's finalisers,
+    # which fail noisily once their library's symbols are gone.
+    os._exit(0)
 
 
 def _write_off(path: str, fp: str) -> None:

@@ -7,6 +7,7 @@ command finds the daemon warm.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -14,7 +15,8 @@ from aish.warm import protocol
 
 # What the daemon is started with: what the interpreter reads at start-up and what finds the
 # config and the socket. API keys and everything else reach only the children, per command.
-KEPT = ("PATH", "HOME", "TMPDIR", "AISH_CONFIG", "XDG_RUNTIME_DIR", "LANG", "LANGUAGE")
+KEPT = ("PATH", "HOME", "TMPDIR", "AISH_CONFIG", "XDG_RUNTIME_DIR", "LANG", "LANGUAGE",
+        "SSL_CERT_FILE", "SSL_CERT_DIR")
 KEPT_PREFIXES = ("PYTHON", "LC_", "AISH_WARM")
 FINGERPRINT_VAR = "_AISH_WARM_FINGERPRINT"
 OPENAI_VAR = "_AISH_WARM_OPENAI"  # "1": the client named an OpenAI endpoint, so skip the model
@@ -50,10 +52,8 @@ def start(env, fp: str | None) -> None:
     except (OSError, protocol.Refused):
         return
     if pid:
-        try:
+        with contextlib.suppress(OSError):
             os.waitpid(pid, 0)
-        except OSError:
-            pass
         return
     try:  # the first child: a new session, then the daemon in a grandchild, then leave
         os.setsid()
