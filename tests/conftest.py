@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 # A real redis-server on loopback (fixtures `redis_server`, `redis_url`) for the Redis half.
-pytest_plugins = ("redis_support", "shell_support")  # + pty fixtures `terms`, `term_env`
+pytest_plugins = ("redis_support", "shell_support", "warm_support")  # + pty fixtures `terms`,
+# `term_env`; `warm` (a private runtime folder for the warm process)
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent

@@ -162,9 +162,8 @@ def _follow(reader: protocol.LineReader) -> int | None:
 def _die_like(signal, signum: int) -> int:
     """The command was killed by a signal: end this process by the same one, so the caller sees
     what it would have seen of an in-process command (else 128 + the signal, as shells do)."""
-    try:
+    with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler
         signal.signal(signum, signal.SIG_DFL)
+    with contextlib.suppress(OSError, ValueError):
         os.kill(os.getpid(), signum)
-    except (OSError, ValueError):
-        pass
     return 128 + signum

@@ -76,6 +76,7 @@ class Daemon:
         sock.listen(64)
         sock.setblocking(False)
         self.listener = sock
+        self.last_used = time.monotonic()  # idle from now: loading took its time
         self.selector.register(sock, selectors.EVENT_READ, "listen")
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
@@ -179,6 +180,7 @@ class Daemon:
             return
         for fd in fds:
             os.close(fd)
+        log(f"child {pid} runs a command")
         self.children[pid] = conn
         self.selector.register(conn, selectors.EVENT_READ, pid)
 
