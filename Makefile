@@ -53,6 +53,7 @@ bench: setup
 	$(PY) benchmarks/tree_nav_bench.py
 	$(PY) benchmarks/history_bench.py
 	$(PY) benchmarks/search_bench.py
+	$(PY) benchmarks/warm_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

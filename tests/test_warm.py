@@ -372,3 +372,14 @@ def test_the_console_script_decides_with_almost_no_imports():
     assert loaded <= {"aish", "aish.cli", "aish.errors", "aish.warm", "aish.warm.client",
                       "aish.warm.protocol", "aish.warm.spawn", "socket", "_socket", "array",
                       "selectors", "select", "math", "errno", "collections.abc"}, loaded
+
+
+@pytest.mark.model
+def test_the_embedded_model_answers_from_the_warm_process(home, warm, sessions_dir):
+    warm_env = warm.env(home)
+    warm.start(warm_env)
+    result = run(warm_env, "apollo", "--session-id", "local", input="Say hello.")
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+    assert warm.served() == 1
+    (reply,) = [text for role, text in messages(sessions_dir, "local") if role == "assistant"]
+    assert reply.strip() in result.stdout.decode()
