@@ -126,3 +126,24 @@ def warm():
     yield state
     state.stop()
     shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_runtime_folder():
+    """Programs a test runs with an environment of its own making (not the `home` fixture's,
+    which turns the warm process off) would start daemons in the user's real runtime folder;
+    this session's get a folder of their own, and its daemons are stopped at the end."""
+    runtime = Path(tempfile.mkdtemp(prefix="aw-session-", dir="/tmp"))
+    os.chmod(runtime, 0o700)
+    saved = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    yield runtime
+    if saved is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = saved
+    state = Warm(runtime)
+    state.pid()
+    state.stop()
+    shutil.rmtree(runtime, ignore_errors=True)
+
