@@ -6,7 +6,9 @@ throwaway HOME and runtime folder; each figure is the median of RUNS whole-proce
 - ``echo ... | apollo --session-id ID`` continuing a session against the scripted fault server
   answering at once (aish + the official openai client), bar 0.15 s with the warm process;
 - the same with the embedded model (8-token replies): time to the first byte of the reply on
-  stdout after the process started (bar 0.3 s) and to its end (bar 0.4 s);
+  stdout after the process started (bar 0.3 s) and to its end (bar 0.4 s), continuing a
+  session and, with the warm process, starting a new one each run (the daemon has read the
+  persona already, so only the message is new to the model);
 - the peak RSS of the console-script process itself (the client), bar 60 MB with the warm
   process; the daemon's own size is shown beside it.
 """
@@ -100,12 +102,15 @@ def stop_daemon(env: dict) -> None:
         os.kill(int(lock.read_text().split()[0]), 15)
 
 
-def measure(env: dict, session: str, warm: bool) -> dict:
+def measure(env: dict, session: str, warm: bool, fresh: bool = False) -> dict:
+    """``fresh``: every run starts a session of its own (the prompt is the persona and one
+    message); else every run continues one session (its window grows to ten pairs)."""
     if warm:
         wait_for_daemon(env, session)
     else:
         one_run(env, session, "first")
-    runs = [one_run(env, session, f"message {i}") for i in range(RUNS)]
+    runs = [one_run(env, f"{session}-{i}" if fresh else session, f"message {i}")
+            for i in range(RUNS)]
     figures = {"first": statistics.median(r[0] for r in runs),
                "whole": statistics.median(r[1] for r in runs),
                "rss": statistics.median(r[2] for r in runs),
@@ -133,10 +138,11 @@ def main() -> None:
             show("client peak RSS", got["rss"], BARS["rss"] if warm else None, "MB")
             if got["daemon"]:
                 show("warm process RSS", got["daemon"], None, "MB")
-        for warm in (False, True):
-            env = environment(Path(tmp) / f"local-{warm}", warm)
-            got = measure(env, "bench", warm)
-            print(f"embedded model, 8-token replies, warm process {'on' if warm else 'off'}:")
+        for warm, fresh in ((False, False), (True, False), (True, True)):
+            env = environment(Path(tmp) / f"local-{warm}-{fresh}", warm)
+            got = measure(env, "bench", warm, fresh)
+            print(f"embedded model, 8-token replies, warm process {'on' if warm else 'off'}, "
+                  f"{'a new session each run' if fresh else 'continuing a session'}:")
             show("first reply byte after process start", got["first"],
                  BARS["first"] if warm else None)
             show("whole reply", got["whole"], BARS["whole"] if warm else None)

@@ -17,7 +17,7 @@ import pytest
 from conftest import BIN, REPO, run
 from warm_support import alive, wait_until
 
-from aish.errors import INTERRUPTED, NOT_FOUND, PROVIDER, USAGE
+from aish.errors import BROKEN_PIPE, INTERRUPTED, NOT_FOUND, PROVIDER, USAGE
 from aish.store.filestore import FileStore
 from aish.warm import client, protocol
 
@@ -280,6 +280,26 @@ def test_ctrl_c_interrupts_the_command_as_in_process(env, warm, held, sessions_d
     assert got[0] == expected[0] == INTERRUPTED
     assert got[1:3] == (expected[1], expected[2].replace(b"plain-int", b"warm-int"))
     assert got[3] == expected[3] == [("user", "stop me"), ("assistant", "first ")]
+
+
+def reader_leaves(env: dict, sessions_dir: Path, held: Held, session: str):
+    proc = started_exchange(env, session, "long answer")
+    proc.stdout.close()  # `| head -c 6`: the reader is gone before the rest arrives
+    proc.stdout = None
+    held.gate.set()
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err, messages(sessions_dir, session)
+
+
+def test_a_reader_that_leaves_ends_the_command_as_in_process(env, warm, held, sessions_dir):
+    warm_env = warm.env(env)
+    warm.start(warm_env)
+    got = reader_leaves(warm_env, sessions_dir, held, "warm-pipe")
+    assert warm.served() == 1
+    held.gate.clear()
+    expected = reader_leaves(env, sessions_dir, held, "plain-pipe")
+    assert got[:2] == expected[:2] and got[0] == BROKEN_PIPE
+    assert got[2] == expected[2] == [("user", "long answer"), ("assistant", "first rest")]
 
 
 def test_a_killed_client_stops_its_command(env, warm, held, sessions_dir):

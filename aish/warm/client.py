@@ -17,6 +17,7 @@ from aish.warm import protocol, spawn
 HANDSHAKE_SECONDS = 5.0  # a daemon that does not accept within this is treated as absent
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 LOST = 1  # the daemon and its child both vanished while the command ran: its outcome is unknown
+INTERRUPTED = 130  # as aish.errors.INTERRUPTED, which this module must not import
 
 
 def eligible(argv: list[str]) -> bool:
@@ -82,8 +83,16 @@ def attempt(argv: list[str], argv0: str) -> int | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         return _exchange(sock, path, uid, fp, argv, argv0, env)
+    except KeyboardInterrupt:  # Ctrl-C before the command started: it is not run at all
+        return _interrupted()
     finally:
         sock.close()
+
+
+def _interrupted() -> int:
+    with contextlib.suppress(OSError):
+        os.write(2, b"interrupted\n")  # what the in-process face says for a Ctrl-C this early
+    return INTERRUPTED
 
 
 def _exchange(sock: socket.socket, path: str, uid: int, fp: str, argv: list[str], argv0: str,
@@ -134,16 +143,26 @@ def _follow(reader: protocol.LineReader) -> int | None:
         else:
             pending.append(signum)
 
-    for name in FORWARDED:
-        signal.signal(getattr(signal, name), forward)
+    before = {name: signal.signal(getattr(signal, name), forward) for name in FORWARDED}
+    try:
+        return _outcome(reader, signal, child, pending, forward)
+    finally:  # a fallback runs in-process with the handlers it would have had
+        for name, handler in before.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _outcome(reader: protocol.LineReader, signal, child: list[int], pending: list[int],
+             forward) -> int | None:
     while True:
         try:
             line = reader.next()
         except OSError:
             line = None
+        if not child and line is not None and line[:1] in (b"X", b"K"):
+            line = None  # it ended before it started: nothing ran
         if line is None:
-            if not child:  # the command never started: run it here
-                return None
+            if not child:  # the command never started: run it here, unless told to stop
+                return _interrupted() if signal.SIGINT in pending else None
             warn("the warm process ended before the command did (exit 1)")
             return LOST
         kind, value = line[:1], line[1:]
@@ -152,10 +171,8 @@ def _follow(reader: protocol.LineReader) -> int | None:
             for signum in pending:
                 forward(signum, None)
         elif kind == b"X":
-            return int(value) if child else None
+            return int(value)
         elif kind == b"K":
-            if not child:
-                return None
             return _die_like(signal, int(value))
 
 

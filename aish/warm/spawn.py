@@ -39,12 +39,31 @@ def turned_off(folder: str, fp: str) -> bool:
         return False
 
 
+def _locked(folder: str) -> bool:
+    """A daemon holds the folder's lock: it is loading (or leaving), so starting another one
+    would only make a process that finds the lock taken and exits."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(folder, protocol.LOCK_NAME),
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock if it was taken here
+    return False
+
+
 def start(env, fp: str | None) -> None:
     """Start a daemon for this user; never fails the caller."""
     try:
         folder = protocol.runtime_dir(env, create=True)
         fp = fp or protocol.fingerprint(env)
-        if turned_off(folder, fp):
+        if turned_off(folder, fp) or _locked(folder):
             return
         new_env = daemon_env(env, fp)
         log = os.path.join(folder, protocol.LOG_NAME)
