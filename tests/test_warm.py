@@ -353,6 +353,15 @@ def test_the_fingerprint_follows_version_code_and_config(home, monkeypatch, tmp_
     assert "test-key" not in protocol.fingerprint({**home, "OPENAI_API_KEY": "test-key"})
 
 
+def test_the_code_stamp_follows_an_edited_module(tmp_path):
+    (tmp_path / "sub").mkdir()
+    module = tmp_path / "sub" / "m.py"
+    module.write_text("x = 1\n")
+    before = protocol._code_stamp(str(tmp_path))
+    os.utime(module, ns=(1, module.stat().st_mtime_ns + 1_000_000))
+    assert protocol._code_stamp(str(tmp_path)) != before
+
+
 def test_several_clients_at_once_keep_every_message(env, warm, sessions_dir):
     warm_env = warm.env(env)
     warm.start(warm_env)
