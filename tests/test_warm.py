@@ -302,6 +302,24 @@ def test_a_reader_that_leaves_ends_the_command_as_in_process(env, warm, held, se
     assert got[2] == expected[2] == [("user", "long answer"), ("assistant", "first rest")]
 
 
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_ctrl_z_stops_the_command_with_the_client(env, warm, held):
+    warm_env = warm.env(env)
+    warm.start(warm_env)
+    proc = started_exchange(warm_env, "z", "pause")
+    (child,) = warm.children()
+    proc.send_signal(signal.SIGTSTP)
+    wait_until(lambda: state(child) == "T" and state(proc.pid) == "T", "both to stop")
+    proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: state(child) != "T", "the command to go on")
+    held.gate.set()
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, out, err) == (0, b"rest\n", b"")
+
+
 def test_a_killed_client_stops_its_command(env, warm, held, sessions_dir):
     warm_env = warm.env(env)
     warm.start(warm_env)

@@ -143,7 +143,20 @@ def _follow(reader: protocol.LineReader) -> int | None:
         else:
             pending.append(signum)
 
+    def suspend(_signum, _frame) -> None:
+        """Ctrl-Z: the command stops with this process and goes on when it does."""
+        if child:
+            with contextlib.suppress(OSError):
+                os.kill(child[0], signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
+        signal.signal(signal.SIGTSTP, suspend)
+        if child:
+            with contextlib.suppress(OSError):
+                os.kill(child[0], signal.SIGCONT)
+
     before = {name: signal.signal(getattr(signal, name), forward) for name in FORWARDED}
+    before["SIGTSTP"] = signal.signal(signal.SIGTSTP, suspend)
     try:
         return _outcome(reader, signal, child, pending, forward)
     finally:  # a fallback runs in-process with the handlers it would have had
