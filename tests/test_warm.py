@@ -200,6 +200,17 @@ def test_warm_enabled_false_in_the_config_keeps_commands_in_process(env, warm):
     assert not warm.sock.exists() and warm.served() == 0
 
 
+def test_a_config_that_does_not_load_stops_daemons_from_starting(env, warm):
+    config = Path(env["HOME"]) / ".aish" / "config.yaml"
+    config.write_text(config.read_text() + "warm: {idle_minutes: soon}\n")
+    warm_env = warm.env(env)
+    for _ in range(2):
+        result = run(warm_env, "apollo", "--session-id", "s", input="hi")
+        assert result.returncode == 8 and b"warm.idle_minutes" in result.stderr
+        wait_until(lambda: (warm.folder / "warm.off").exists(), "the daemon to give up")
+    assert warm.log.read_text().count("not starting") == 1
+
+
 # -- kills and signals ---------------------------------------------------------------------------
 
 class Held:

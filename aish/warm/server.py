@@ -296,12 +296,13 @@ def main(argv: list[str]) -> int:
     from aish import config
     from aish.errors import AishError
 
+    off = os.path.join(folder, protocol.OFF_NAME)
     try:
         settings = config.load()
-    except AishError as exc:
+    except AishError as exc:  # each command reports it in-process; none starts us again
+        _write_off(off, fp)
         log(f"not starting: {exc}")
         return 1
-    off = os.path.join(folder, protocol.OFF_NAME)
     daemon = Daemon(folder, fp, settings.warm_idle_minutes * 60)
     if not daemon.lock():
         return 0  # another daemon serves the folder
