@@ -7,7 +7,8 @@ and runs the normal CLI in-process, then reports the child's exit status. Whenev
 is absent, refused, stale or broken the command simply runs in the client's own process.
 
 Modules: `protocol` (where the socket lives, its checks, the wire format and the fingerprint),
-`client` (the decision and the exchange with the daemon), `entry` (console scripts), `spawn`
-(starting the daemon detached), `server` (the daemon's loop) and `child` (one command run for
-a client).
+`client` (the decision and the exchange with the daemon; `aish.cli`'s console scripts call it
+first), `spawn` (starting the daemon detached), `server` (the daemon's loop and what it
+loads), `warmup` (the work it does once so that no child has to) and `child` (one command run
+for a client).
 """

@@ -37,7 +37,7 @@ OFF_WORDS = ("0", "false", "no", "off")
 # Variables the interpreter or the daemon's own start reads: a daemon started under other
 # values would not behave as a fresh process would, so they are part of the fingerprint.
 FINGERPRINT_ENV = ("HOME", "AISH_CONFIG", "LANG", "LANGUAGE")
-FINGERPRINT_PREFIXES = ("PYTHON", "LC_", "AISH_WARM")
+FINGERPRINT_PREFIXES = ("PYTHON", "LC_")
 
 
 class Refused(Exception):

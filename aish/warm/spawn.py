@@ -17,7 +17,7 @@ from aish.warm import protocol
 # config and the socket. API keys and everything else reach only the children, per command.
 KEPT = ("PATH", "HOME", "TMPDIR", "AISH_CONFIG", "XDG_RUNTIME_DIR", "LANG", "LANGUAGE",
         "SSL_CERT_FILE", "SSL_CERT_DIR")
-KEPT_PREFIXES = ("PYTHON", "LC_", "AISH_WARM")
+KEPT_PREFIXES = ("PYTHON", "LC_")
 FINGERPRINT_VAR = "_AISH_WARM_FINGERPRINT"
 OPENAI_VAR = "_AISH_WARM_OPENAI"  # "1": the client named an OpenAI endpoint, so skip the model
 
