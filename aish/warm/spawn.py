@@ -19,6 +19,7 @@ KEPT = ("PATH", "HOME", "TMPDIR", "AISH_CONFIG", "XDG_RUNTIME_DIR", "LANG", "LAN
         "SSL_CERT_FILE", "SSL_CERT_DIR")
 KEPT_PREFIXES = ("PYTHON", "LC_")
 FINGERPRINT_VAR = "_AISH_WARM_FINGERPRINT"
+MAX_LOG_BYTES = 1 << 20
 OPENAI_VAR = "_AISH_WARM_OPENAI"  # "1": the client named an OpenAI endpoint, so skip the model
 
 
@@ -84,7 +85,11 @@ def start(env, fp: str | None) -> None:
 
 def _exec_daemon(folder: str, log: str, env: dict[str, str]) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
-    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+    with contextlib.suppress(OSError):
+        if os.lstat(log).st_size > MAX_LOG_BYTES:  # a line per command adds up: start afresh
+            flags |= os.O_TRUNC
+    out = os.open(log, flags, 0o600)
     os.dup2(null, 0)
     os.dup2(out, 1)
     os.dup2(out, 2)
