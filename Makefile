@@ -55,6 +55,7 @@ bench: setup
 	$(PY) benchmarks/search_bench.py
 	$(PY) benchmarks/import_bench.py
 	$(PY) benchmarks/list_bench.py
+	$(PY) benchmarks/warm_bench.py
 
 # aish beside simonw/llm and shell_gpt (pip installs them once into ~/.cache/aish-bench/peers).
 bench-peers: setup

@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
         invoked = os.path.basename(sys.argv[0])
         if invoked not in ("aish", "__main__.py", "-c", ""):  # a shim: `sherlock` = `aish sherlock`
             argv = [invoked, *argv]
+        code = _warm(argv)
+        if code is not None:
+            return code
     argv = list(argv)
     from aish.commands.context import Context
 
@@ -93,9 +96,18 @@ def _replace_invalid_stdin(ctx) -> None:
         stream.reconfigure(encoding="utf-8", errors="aish-stdin")  # type: ignore[union-attr]
 
 
+def _warm(argv: list[str]) -> int | None:
+    """The command's exit code when the warm process ran it; None: run it here."""
+    from aish.warm.client import attempt
+
+    return attempt(argv, sys.argv[0])
+
+
 def _specialist(name: str):
     def entry() -> int:
-        return main([name, *sys.argv[1:]])
+        argv = [name, *sys.argv[1:]]
+        code = _warm(argv)
+        return main(argv) if code is None else code
 
     entry.__name__ = name
     return entry

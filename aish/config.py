@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "prices": {},
     # Where `aish --sync` goes without --dir/--to: a synced folder, or a Redis URL.
     "sync": {"dir": None, "url": None},
+    # The warm process that serves piped exchanges (it leaves after idle_minutes unused).
+    "warm": {"enabled": True, "idle_minutes": 10},
 }
 
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
@@ -78,6 +80,7 @@ KNOWN_KEYS: dict[str, Any] = {
     "search": dict.fromkeys(DEFAULTS["search"]),
     "sync": dict.fromkeys(DEFAULTS["sync"]),
     "prices": {ANY_NAME: {"input": None, "output": None}},
+    "warm": dict.fromkeys(DEFAULTS["warm"]),
 }
 
 ENV_KEYS = {
@@ -123,6 +126,8 @@ class Config:
     prices: dict = field(default_factory=dict)  # name -> {"input": usd, "output": usd} per 1M
     sync_dir: Path | None = None  # `aish --sync` without --dir/--to
     sync_url: str | None = None
+    warm_enabled: bool = True
+    warm_idle_minutes: float = 10.0
     warnings: tuple[str, ...] = ()
 
     @property
@@ -380,6 +385,8 @@ def load(env: dict[str, str] | None = None) -> Config:
         search_plaintext=c.boolean("search", "index_plaintext"),
         prices=_prices(c),
         **_sync_target(c),
+        warm_enabled=c.boolean("warm", "enabled"),
+        warm_idle_minutes=c.number("warm", "idle_minutes", maximum=MAX_TIMEOUT_MINUTES),
         warnings=tuple(warnings),
     )
 

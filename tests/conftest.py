@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 # A real redis-server on loopback (fixtures `redis_server`, `redis_url`) for the Redis half.
-# + pty fixtures `terms`, `term_env`; two sync devices `laptop`, `desktop` and their `shared` folder
-pytest_plugins = ("redis_support", "shell_support", "sync_support")
+# + pty fixtures `terms`, `term_env`; two sync devices `laptop`, `desktop` and their `shared`
+# folder; `warm` (a private runtime folder for the warm process)
+pytest_plugins = ("redis_support", "shell_support", "sync_support", "warm_support")
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -47,6 +48,9 @@ def home(tmp_path) -> dict:
     # environment, so that tests writing their own config file get it too; tests/test_names.py
     # turns them on where it tests them).
     env["AISH_AUTO_TITLE"] = "false"
+    # The warm process stays off: each test's program must be a fresh process of its own code
+    # (tests/test_warm*.py turn it on, each with its own runtime folder).
+    env["AISH_WARM"] = "0"
     aish_dir = Path(env["HOME"]) / ".aish"
     aish_dir.mkdir(parents=True)
     (aish_dir / "config.yaml").write_text(TEST_CONFIG)

@@ -1,0 +1,339 @@
+"""The daemon: ``python -m aish.warm.server FOLDER``, started by `aish.warm.spawn`.
+
+One per user and folder (an exclusive lock on ``warm.lock`` decides), single-threaded so that
+forking a child is safe: it loads what a command would load, then accepts clients on
+``warm.sock`` (0600 in a 0700 folder; a peer of another uid is refused), forks one child per
+command and reports each child's exit status. It leaves when unused for
+``warm.idle_minutes``, when a client's fingerprint says it runs other code or another config,
+when its socket is taken from it, and on SIGTERM; commands that are running finish first.
+
+It never keeps a client's environment: that is read here only to pass it to the child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from aish.warm import child, protocol, spawn
+
+CHECK_SECONDS = 30.0  # how often an idle daemon checks that its socket is still its own
+HANDSHAKE_SECONDS = 5.0
+
+
+def log(text: str) -> None:
+    print(time.strftime("%Y-%m-%d %H:%M:%S"), f"[{os.getpid()}]", text, flush=True)
+
+
+class Daemon:
+    def __init__(self, folder: str, fp: str, idle_seconds: float):
+        self.folder = folder
+        self.fp = fp
+        self.idle_seconds = idle_seconds
+        self.path = os.path.join(folder, protocol.SOCKET_NAME)
+        self.children: dict[int, socket.socket] = {}
+        self.listener: socket.socket | None = None
+        self.inode = 0
+        self.lock_fd = -1
+        self.last_used = time.monotonic()
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        self.stopping = False
+
+    # -- start and leave -------------------------------------------------------------------
+    def lock(self) -> bool:
+        """Whether this is the one daemon of the folder."""
+        path = os.path.join(self.folder, protocol.LOCK_NAME)
+        self.lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                               0o600)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.lock_fd)
+            self.lock_fd = -1
+            return False
+        os.ftruncate(self.lock_fd, 0)
+        os.write(self.lock_fd, f"{os.getpid()}\n".encode())
+        return True
+
+    def listen(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # a socket left by a daemon that died; the lock is ours
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket is born 0600: no moment where others may connect
+        try:
+            sock.bind(self.path)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        self.inode = os.lstat(self.path).st_ino
+        sock.listen(64)
+        sock.setblocking(False)
+        self.listener = sock
+        self.last_used = time.monotonic()  # idle from now: loading took its time
+        self.selector.register(sock, selectors.EVENT_READ, "listen")
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        for name in ("SIGCHLD", "SIGTERM", "SIGHUP", "SIGINT"):
+            signal.signal(getattr(signal, name), self._on_signal)
+        log(f"listening on {self.path}")
+
+    def _on_signal(self, signum, _frame) -> None:
+        if signum != signal.SIGCHLD:
+            self.stopping = True
+
+    def stop_listening(self) -> None:
+        """No new clients: the socket (if still ours) and the lock go at once, so a new daemon
+        can start while the commands already running here finish."""
+        if self.listener is None:
+            return
+        self.selector.unregister(self.listener)
+        with contextlib.suppress(OSError):
+            if os.lstat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
+        self.listener.close()
+        self.listener = None
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+            self.lock_fd = -1
+
+    def still_ours(self) -> bool:
+        try:
+            return os.lstat(self.path).st_ino == self.inode
+        except OSError:
+            return False
+
+    # -- the loop --------------------------------------------------------------------------
+    def serve(self) -> None:
+        next_check = time.monotonic() + CHECK_SECONDS
+        while True:
+            if self.stopping:
+                self.stop_listening()
+            if self.listener is None and not self.children:
+                return
+            now = time.monotonic()
+            if self.listener is not None and not self.children:
+                if now - self.last_used >= self.idle_seconds:
+                    log("idle: leaving")
+                    self.stop_listening()
+                    continue
+                if now >= next_check:
+                    next_check = now + CHECK_SECONDS
+                    if not self.still_ours():
+                        log("the socket is no longer ours: leaving")
+                        self.stop_listening()
+                        continue
+            timeout = max(0.0, min(next_check, self.last_used + self.idle_seconds) - now)
+            for key, _ in self.selector.select(None if self.children else timeout):
+                if key.data == "listen":
+                    self.accept()
+                elif key.data == "wake":
+                    with contextlib.suppress(OSError):
+                        os.read(self.wake_r, 512)
+                else:
+                    self.client_left(key.data)
+            self.reap()
+
+    def accept(self) -> None:
+        assert self.listener is not None
+        try:
+            conn, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        self.last_used = time.monotonic()
+        fds: list[int] = []
+        try:
+            conn.setblocking(True)
+            conn.settimeout(HANDSHAKE_SECONDS)
+            if protocol.peer_uid(conn) != os.getuid():
+                log("refused a client of another uid")
+                conn.close()
+                return
+            body, fds = protocol.recv_request(conn)
+            request = protocol.decode_request(body)
+            if request[0] != self.fp:
+                log("a client with another fingerprint: leaving for a new daemon")
+                self.stopping = True
+                self.stop_listening()  # before the answer: the client starts the new one
+                conn.sendall(b"S\n")
+                raise ValueError("stale")
+            conn.sendall(b"A\n")
+            if conn.recv(1) != b"G":
+                raise ValueError("the client gave up")
+            conn.settimeout(None)
+            pid = os.fork()
+            if pid == 0:
+                child.run(conn, fds, request, self._daemon_fds(conn))
+        except (OSError, ValueError) as exc:
+            if str(exc) != "stale":
+                log(f"client dropped: {exc}")
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        for fd in fds:
+            os.close(fd)
+        log(f"child {pid} runs a command")
+        self.children[pid] = conn
+        self.selector.register(conn, selectors.EVENT_READ, pid)
+
+    def _daemon_fds(self, conn: socket.socket) -> list[int]:
+        """What the child must not keep: everything of the daemon but its own client."""
+        fds = [self.wake_r, self.wake_w, self.selector.fileno()]
+        fds += [c.fileno() for c in self.children.values() if c is not conn]
+        if self.listener is not None:
+            fds.append(self.listener.fileno())
+        if self.lock_fd >= 0:
+            fds.append(self.lock_fd)
+        return fds
+
+    def client_left(self, pid: int) -> None:
+        """The client hung up (it was killed) while its command runs: the command stops, as it
+        would have died with the client's process."""
+        conn = self.children.get(pid)
+        if conn is None:
+            return
+        self.selector.unregister(conn)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is None:
+                continue
+            self.last_used = time.monotonic()
+            if os.WIFSIGNALED(status):
+                message = f"K{os.WTERMSIG(status)}\n"
+            else:
+                message = f"X{os.waitstatus_to_exitcode(status)}\n"
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(conn)
+            with contextlib.suppress(OSError):
+                conn.sendall(message.encode())
+            conn.close()
+
+
+# What a piped exchange imports beyond the command modules (found by listing sys.modules
+# after one); a module missing here costs its import in every child, nothing worse.
+EXCHANGE_MODULES = (
+    "aish.branches", "aish.checkout", "aish.localstate", "aish.recent", "aish.search_index",
+    "aish.sessions", "aish.titles", "aish.shell.hooks", "aish.providers.openai_provider",
+    "sqlite3", "pwd", "h11", "jiter", "openai", "openai.pagination",
+    "openai.resources.chat.completions.completions", "openai.resources.models",
+    "openai.lib.streaming.chat", "httpcore2", "anyio.streams.tls", "truststore",
+)
+
+
+def preload(env) -> None:
+    """Import what an exchange imports, and load the embedded model when it is what the
+    configuration would use, so that children start with it all in memory."""
+    from aish import cli  # noqa: F401
+    from aish.commands import dispatch, exchange  # noqa: F401
+    from aish.commands.context import Context
+
+    dispatch.load_commands()
+    import importlib
+
+    for name in EXCHANGE_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    from aish.warm import warmup
+
+    warmup.run()
+
+    ctx = Context(environ=dict(env))
+    import aish.store.filestore  # noqa: F401 - not opened: that would create folders
+
+    if ctx.config.storage_type == "redis":
+        import aish.store.redisstore  # noqa: F401
+    if env.get(spawn.OPENAI_VAR):
+        return
+    from aish.providers import choose
+    from aish.providers.local import LocalProvider
+
+    primed: set[str] = set()
+    for specialist in ctx.specialists.values():
+        if choose(specialist, ctx.config, None, env) == "local":
+            settings = dict(ctx.config.providers.get("local") or {})
+            provider = LocalProvider.from_settings(settings, specialist)
+            model = provider._load()
+            if str(provider.model_path) not in primed:
+                primed.add(str(provider.model_path))
+                _prime(model, specialist)
+
+
+def _prime(model, specialist) -> None:
+    """Evaluate a persona once: the model keeps the prompt it last read, and a child whose
+    prompt starts the same way (this specialist, a new or short session) reads only the rest,
+    so its first token comes sooner."""
+    from aish.conversation import build_chat
+
+    persona = build_chat(specialist, [], False)[0].content
+    model.create_chat_completion(messages=[{"role": "system", "content": persona},
+                                           {"role": "user", "content": ""}],
+                                 max_tokens=1, temperature=0.0)
+
+
+def main(argv: list[str]) -> int:
+    folder = argv[1]
+    fp = os.environ.pop(spawn.FINGERPRINT_VAR, "")
+    if not fp:
+        return 2
+    from aish import config
+    from aish.errors import AishError
+
+    off = os.path.join(folder, protocol.OFF_NAME)
+    try:
+        settings = config.load()
+    except AishError as exc:  # each command reports it in-process; none starts us again
+        _write_off(off, fp)
+        log(f"not starting: {exc}")
+        return 1
+    daemon = Daemon(folder, fp, settings.warm_idle_minutes * 60)
+    if not daemon.lock():
+        return 0  # another daemon serves the folder
+    if not settings.warm_enabled:
+        _write_off(off, fp)
+        log("warm.enabled is false: not starting")
+        return 0
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(off)
+    try:
+        preload(os.environ)
+    except Exception as exc:  # commands will load what they need themselves
+        log(f"preload incomplete: {exc.__class__.__name__}: {exc}")
+    import gc
+
+    gc.freeze()  # children then share the loaded objects' pages instead of copying them
+    daemon.listen()
+    daemon.serve()
+    log("left")
+    # Straight out: the interpreter's teardown would only run the loaded model's finalisers,
+    # which fail noisily once their library's symbols are gone.
+    os._exit(0)
+
+
+def _write_off(path: str, fp: str) -> None:
+    temporary = f"{path}.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(fp)
+    os.replace(temporary, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
