@@ -173,9 +173,14 @@ class FileFloor:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(holder.dump())
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(holder.dump())
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):  # a full disk leaves no half-written lease
+                os.unlink(tmp)
+            raise
 
     def take(self, sid: str, holder: Holder, ttl: float) -> Holder | None:
         with self.store.session_lock(sid):

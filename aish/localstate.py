@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 _LIMIT = 1 << 20  # a larger file is not ours: ignored
@@ -29,6 +28,8 @@ def read(path: Path) -> object:
 
 
 def write(path: Path, data: object) -> None:
+    import tempfile  # writes only: reading a per-user file never pays for it
+
     from aish.store.filestore import make_private_dirs
 
     make_private_dirs(path.parent)

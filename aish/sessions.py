@@ -811,9 +811,10 @@ class Session:
             raise Interrupted("not sent: stopped waiting for the reply on branch "
                               f"{self.branch}; your message was not stored",
                               hint="send it again once that reply is done") from None
-        except AishError:
-            # No floor to be had (the session removed meanwhile, the store unreachable): the
-            # exchange goes on without one, so the message is still kept, or rescued.
+        except (AishError, OSError):
+            # No floor to be had (the session removed meanwhile, the store unreachable, a full
+            # disk): the exchange goes on without one, so the message is still kept, or
+            # rescued, and a failure to store it is reported as that.
             return None
         for _ in range(50):
             if not isinstance(got, Holder):

@@ -118,6 +118,7 @@ def snapshot(*roots: Path) -> dict[str, bytes]:
     out = {}
     for root in roots:
         for path in sorted(root.rglob("*")):
-            if path.is_file() and not path.name.endswith((".idx", ".lock", ".sqlite3")):
+            if path.is_file() and not path.name.endswith((".idx", ".lock", ".sqlite3",
+                                                              ".config-cache.json")):
                 out[str(path)] = path.read_bytes()
     return out

@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def test_a_cache_that_cannot_be_written_changes_nothing(store, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(skeleton.tempfile, "mkstemp", full_disk)
+    monkeypatch.setattr(tempfile, "mkstemp", full_disk)  # imported where it writes
     same_as_full_read(store)
     assert not cache(store).exists()
 

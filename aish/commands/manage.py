@@ -278,11 +278,13 @@ def session_stats(ctx: Context, args) -> int:
 @command("session-info", "aish", "Details of one session.", args=(SESSION, JSON),
          example="aish --session-info sess_abc123")
 def session_info(ctx: Context, args) -> int:
-    from aish.commands.branch_cmds import current_branch
     from aish.reports import format_info
     from aish.reports import session_info as info_of
 
-    info = info_of(ctx.sessions, args.id, ctx.environ, current_branch(ctx, args.id))
+    # The checked-out branch, read here rather than through the branch commands' module,
+    # which a management command should not have to import.
+    branch = ctx.checkouts.get(ctx.sessions.location(args.id))
+    info = info_of(ctx.sessions, args.id, ctx.environ, branch)
     if args.json:
         _json(ctx, {**info, "created": iso(info["created"]), "updated": iso(info["updated"])})
     else:

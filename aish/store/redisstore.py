@@ -990,6 +990,8 @@ class RedisStore:
             pairs += [key for k in self.client.scan_iter(match=signed + "*", count=_SCAN_COUNT)
                       for b in [k.decode("utf-8", "replace")]
                       for key in (b, self._key(new, "by:") + b[len(signed):])]
+            # Followers' events go along, so one resuming after the rename misses nothing.
+            pairs += [self._key(old, "events"), self._key(new, "events")]
             record = dump_line({"t": "meta", "id": new, "renamed_from": old})[:-1]
             done = self._rename(
                 keys=[self._key(old, "meta"), self._key(old, "log"), self._key(new, "meta"),

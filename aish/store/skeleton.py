@@ -1,7 +1,7 @@
 """The tree's skeleton: a per-session cache of what drawing the history needs, so that
 `aish --history` and the shell's `tree` do not parse the whole log before their first screen.
 
-For each message it keeps the id, parent, role, specialist, time, note, token counts, where the
+For each message it keeps the id, parent, role, specialist, time, note, author, token counts, where the
 message is stored and its first line cut to :data:`FIRST_LINE_CHARS`; never the rest of the
 content. Branch heads and metadata come from the summary (``.idx``), which describes the same
 log. Like the summary it is only a cache, kept beside the log as ``.ID.skel``:
@@ -27,7 +27,6 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import BinaryIO
 from aish.messages import Message, Usage
 from aish.store.base import parse_line
 
-VERSION = 1
+VERSION = 2  # 2: entries name their author
 # Enough for any terminal line: the drawing cuts a first line to the room it has, so a longer
 # line and its first FIRST_LINE_CHARS characters draw the same below that width.
 FIRST_LINE_CHARS = 2048
@@ -79,19 +78,20 @@ def entry(said: Message) -> list:
     return [said.id, said.parent or "", said.role, said.ai, said.time,
             first_line(said.content)[:FIRST_LINE_CHARS],
             None if usage is None else usage.prompt_tokens,
-            None if usage is None else usage.completion_tokens, said.note, said.pos]
+            None if usage is None else usage.completion_tokens, said.note, said.pos, said.by]
 
 def message(item: object) -> Message:
     """The message an entry stands for, its content its first line; ValueError when a value
     is not of the type drawing expects (a cache is only trusted whole: one bad entry makes it
     a miss)."""
-    if type(item) is not list or len(item) != 10:
+    if type(item) is not list or len(item) != 11:
         raise ValueError("not an entry")
-    mid, parent, role, ai, when, first, prompt, completion, note, pos = item
+    mid, parent, role, ai, when, first, prompt, completion, note, pos, by = item
     if not (type(mid) is str and type(parent) is str and type(ai) is str
             and type(first) is str and (role == "user" or role == "assistant")
             and (type(when) is float or type(when) is int)
             and (note is None or type(note) is str) and (pos is None or type(pos) is int)
+            and (by is None or type(by) is str)
             and (prompt is None or (type(prompt) is int and type(completion) is int))):
         raise ValueError("not an entry")
     made = object.__new__(Message)
@@ -101,7 +101,8 @@ def message(item: object) -> Message:
         "role": role, "content": first, "ai": ai, "time": float(when), "id": mid,
         "usage": None if prompt is None else Usage(prompt, completion), "interrupted": False,
         "model": None, "cut": False, "parent": parent, "ref": None, "note": note,
-        "source": None, "timing": None, "pos": pos, "pp": None})
+        "source": None, "timing": None, "by": by, "pos": pos, "pp": None, "covers": None,
+        "summary": None, "summary_at": None})
     return made
 
 
@@ -237,6 +238,8 @@ def covered(path: Path, sid: str, log: BinaryIO) -> list[Message] | None:
 def _replace(path: Path, payload: bytes) -> None:
     """Write the cache whole, or leave it as it was (a full or read-only disk)."""
     try:
+        import tempfile  # writes only: reads never pay for it
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".skel-")
     except OSError:
         return
