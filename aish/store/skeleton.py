@@ -3,8 +3,8 @@
 
 For each message it keeps the id, parent, role, specialist, time, note, author, token counts,
 where the message is stored and its first line cut to :data:`FIRST_LINE_CHARS`; never the
-rest of the content. Branch heads and metadata come from the summary (``.idx``), which describes the same
-log. Like the summary it is only a cache, kept beside the log as ``.ID.skel``:
+rest of the content. Branch heads and metadata come from the summary (``.idx``), which
+describes the same log. Like the summary it is only a cache, kept beside the log as ``.ID.skel``:
 
 - it is a file of chunks, one a line (``CRC32 JSON``), each covering the log bytes ``from`` to
   ``to``; the first covers the log from its start. A reader that finds the log longer parses
