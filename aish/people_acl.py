@@ -1,11 +1,11 @@
 """Roles as Redis ACL rules, so that the server itself refuses what a role does not allow.
 
 Each member gets one ACL *selector* per session, naming only that session's keys: a viewer's
-lets it read them (``%R~``), an editor's read and write them (``~``: list and hash writes need
-read-write permission on the key, a write-only pattern beside a read one does not allow RPUSH)
-and run the write script, but never write another writer's list of what they wrote. A selector
-is a separate set of permissions, so granting or taking back one session never touches what
-the user may do elsewhere, and ``-@dangerous`` inside it keeps keyless commands (FLUSHALL) out
+lets it read them (``%R~``), an editor's also write the shared ones and its own log (``~``:
+list and hash writes need read-write permission on the key, a write-only pattern beside a read
+one does not allow RPUSH) and run the write script, but never write another person's log. A
+selector is a separate set of permissions, so granting or taking back one session never
+touches what the user may do elsewhere, and ``-@dangerous`` inside it keeps keyless commands (FLUSHALL) out
 of an editor's reach. Every user also needs a few reads outside sessions (who am I, is the
 store encrypted, renamed ids) and the key scan of listing.
 
@@ -41,14 +41,14 @@ def session_pattern(prefix: str, sid: str) -> str:
 
 
 def selector(prefix: str, sid: str, role: str, user: str) -> str:
-    """A viewer reads the session's keys; an editor also writes every one of them except the
-    other writers' lists of what they wrote (``by:NAME``, `aish.store.authors`): those keys
-    start with ``b`` then ``y``, so two patterns cover the rest and a third the user's own."""
-    every = session_pattern(prefix, sid)
-    keys = f"%R~{every}"
+    """A viewer reads the session's keys; an editor also writes the ones every writer must
+    share (the meta hash, where branch heads move by compare-and-set; the events stream;
+    the floor leases) and its own log, never the owner's or another writer's
+    (`aish.store.writerlogs`)."""
+    base = f"{prefix}:{{{sid}}}:"
+    keys = f"%R~{session_pattern(prefix, sid)}"
     if role == EDITOR:
-        base = f"{prefix}:{{{sid}}}:"
-        keys += f" ~{base}[^b]* ~{base}b[^y]* ~{base}by:{user}"
+        keys += f" ~{base}meta ~{base}events ~{base}floor:* ~{base}log:{user}"
     return f"({keys} {_COMMANDS[role]})"
 
 

@@ -68,7 +68,9 @@ def as_user(acl_server, name: str):
 
 
 def records(acl_server, sid: str) -> list[dict]:
-    return [json.loads(r) for r in acl_server.client().lrange(f"aish:{{{sid}}}:log", 0, -1)]
+    """Every record of the session in its order, across every writer's log."""
+    store = RedisStore(f"redis://127.0.0.1:{acl_server.port}/0")
+    return [json.loads(line) for line in store.raw_lines(sid) if line]
 
 
 def denied(proc) -> str:

@@ -78,6 +78,7 @@ from aish.store.refs import (
     message_id,
     move_of,
 )
+from aish.store.writerlogs import MergedMedium, merge, writers
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 PREFIX = "aish"
@@ -87,7 +88,9 @@ _FIRST_CHUNK = 64  # tail reads this many records from the end, doubling up to _
 _MAX_CHUNK = 4096
 _SCAN_COUNT = 1000
 
-# One script for every write. KEYS: meta hash, log list.
+# One script for every write. KEYS: meta hash, the log written (the owner's, or the writer's
+# own), events stream, then (the owner's writes only) the other writers' logs: dropped by a
+# rewrite, their TTL renewed by an append.
 # ARGV: mode (create|append|replace), ttl ms, size limit, bytes added,
 #       n records, records..., n hash fields, (field, value)..., n counters, (field, incr)...,
 #       last_time, last message (id and its index in the batch, or ""),
@@ -95,6 +98,9 @@ _SCAN_COUNT = 1000
 # A ref move's from is "!" (the ref must not exist), "*" (any) or "=" followed by the id the
 # ref must point at; every move is checked, in order, before anything is written, and the
 # script fails with AISH_REF when one does not hold. Heads are stored as "ID INDEX".
+# After the events arguments: the writer whose own log KEYS[2] is ("": the owner's log). A
+# writer's records are stamped with their place in the session's order (``"q":N`` first);
+# an index is a place in that order, across every log.
 _WRITE = """
 local meta, log = KEYS[1], KEYS[2]
 local mode = ARGV[1]
@@ -108,19 +114,32 @@ if mode == 'append' then
   local size = tonumber(redis.call('HGET', meta, 'bytes') or '0') or 0
   if size + add > limit then return redis.error_reply('AISH_TOO_BIG ' .. size) end
 end
-local base = 0
-if mode == 'append' then
-  base = redis.call('LLEN', log)
-  -- "rl": how many records the branch heads here cover. An older aish appends without
-  -- updating them; then they are rebuilt from the log (the client, on AISH_STALE) first.
-  -- A session stored before branches existed has no "rl" at all: the same, once.
-  local rl = tonumber(redis.call('HGET', meta, 'rl') or '0')
-  if rl ~= base then return redis.error_reply('AISH_STALE') end
-end
 local n_rec = tonumber(ARGV[5])
 local j = 6 + n_rec
 j = j + 1 + 2 * tonumber(ARGV[j])
 j = j + 1 + 2 * tonumber(ARGV[j])
+local w = j + 3
+w = w + 1 + 6 * tonumber(ARGV[w])
+local writer = ARGV[w + 2 + (tonumber(ARGV[w + 1]) or 0)] or ''
+local base = 0
+if mode == 'append' then
+  -- "rl": how many records the branch heads here cover, across every log. An older aish
+  -- appends without updating them; then they are rebuilt from the logs (the client, on
+  -- AISH_STALE) first. A session stored before branches existed has no "rl" at all: the
+  -- same, once. A writer may not read the count of the owner's log here (it is not among
+  -- its keys), so it checks that its own log holds what the hash says it does.
+  local rl = tonumber(redis.call('HGET', meta, 'rl') or '-1')
+  if writer == '' then
+    base = redis.call('LLEN', log) + (tonumber(redis.call('HGET', meta, 'qn') or '0') or 0)
+    if rl ~= base then return redis.error_reply('AISH_STALE') end
+  else
+    local own = tonumber(redis.call('HGET', meta, 'wn:' .. writer) or '0') or 0
+    if rl == nil or rl < 0 or redis.call('LLEN', log) ~= own then
+      return redis.error_reply('AISH_STALE')
+    end
+    base = rl
+  end
+end
 local last_t = ARGV[j]
 local lm_id, lm_k = ARGV[j + 1], ARGV[j + 2]
 j = j + 3
@@ -184,6 +203,7 @@ end
 if mode == 'replace' then
   local gen = redis.call('HINCRBY', meta, 'gen', 1)
   redis.call('DEL', meta, log)
+  for k = 4, #KEYS do redis.call('DEL', KEYS[k]) end
   redis.call('HSET', meta, 'gen', gen)
 elseif mode == 'create' then
   redis.call('DEL', log)
@@ -191,11 +211,21 @@ end
 local i = 5
 local n = tonumber(ARGV[i]); i = i + 1
 local batch = {}
-for _ = 1, n do
-  batch[#batch + 1] = ARGV[i]; i = i + 1
+for k = 0, n - 1 do
+  local rec = ARGV[i]; i = i + 1
+  if writer ~= '' then
+    local stamp = '{"q":' .. tostring(base + k) .. ','
+    add = add + #stamp - 1
+    rec = stamp .. string.sub(rec, 2)
+  end
+  batch[#batch + 1] = rec
   if #batch == 1000 then redis.call('RPUSH', log, unpack(batch)); batch = {} end
 end
 if #batch > 0 then redis.call('RPUSH', log, unpack(batch)) end
+if writer ~= '' then
+  redis.call('HINCRBY', meta, 'qn', n)
+  redis.call('HINCRBY', meta, 'wn:' .. writer, n)
+end
 redis.call('HINCRBY', meta, 'bytes', add)
 n = tonumber(ARGV[i]); i = i + 1
 -- An automatic title does not replace a person's (the fold rule of aish.header.fold_meta),
@@ -231,10 +261,18 @@ for _, name in ipairs(moves) do
   if stacks[name] == '' then redis.call('HDEL', meta, 'rd:' .. name)
   else redis.call('HSET', meta, 'rd:' .. name, stacks[name]) end
 end
-redis.call('HSET', meta, 'rl', redis.call('LLEN', log))
+if writer == '' then
+  local qn = tonumber(redis.call('HGET', meta, 'qn') or '0') or 0
+  redis.call('HSET', meta, 'rl', redis.call('LLEN', log) + qn)
+else
+  redis.call('HSET', meta, 'rl', base + n_rec)
+end
 if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   redis.call('PEXPIRE', log, ttl)
+  if mode == 'append' then
+    for k = 4, #KEYS do redis.call('PEXPIRE', KEYS[k], ttl) end
+  end
 end
 -- Live following (KEYS[3], the events stream): in this same step, one event per stored
 -- message or ref move, so a follower reading from the last id it saw misses none.
@@ -251,19 +289,6 @@ if events and ev_len > 0 then
     end
   end
   if ttl > 0 then redis.call('PEXPIRE', events, ttl) end
-end
-j = j + 2 + (tonumber(ARGV[j + 1]) or 0)
--- Authorship: the digests of this writer's own records, after the moves in ARGV, go to the
--- writer's list KEYS[4], which the server's ACL rules let only that writer write.
-if #KEYS >= 4 then
-  local n_sig = tonumber(ARGV[j]) or 0
-  local sigs = {}
-  for k = 1, n_sig do
-    sigs[#sigs + 1] = ARGV[j + k]
-    if #sigs == 1000 then redis.call('RPUSH', KEYS[4], unpack(sigs)); sigs = {} end
-  end
-  if #sigs > 0 then redis.call('RPUSH', KEYS[4], unpack(sigs)) end
-  if ttl > 0 and n_sig > 0 then redis.call('PEXPIRE', KEYS[4], ttl) end
 end
 return redis.call('HGETALL', meta)
 """
@@ -298,6 +323,7 @@ redis.call('RENAME', KEYS[1], KEYS[3])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]) end
 local covered = tonumber(redis.call('HGET', KEYS[3], 'rl') or '-1')
 local length = redis.call('LLEN', KEYS[4])
+length = length + (tonumber(redis.call('HGET', KEYS[3], 'qn') or '0') or 0)
 redis.call('RPUSH', KEYS[4], ARGV[3])
 redis.call('HINCRBY', KEYS[3], 'bytes', #ARGV[3] + 1)
 redis.call('HSET', KEYS[3], 'm:id', ARGV[4], 'm:renamed_from', ARGV[5])
@@ -425,10 +451,10 @@ def summary_from_hash(fields: dict, sid: str) -> Summary:
 
 
 def _stale(fields: dict, length: int) -> bool:
-    """The hash's branch heads do not cover every record of the log (an older aish wrote, or
-    stored the session before branches existed)."""
+    """The hash's branch heads do not cover every record of the logs (an older aish wrote, or
+    stored the session before branches existed); ``length``: the owner's log's."""
     covered = fields.get(b"rl", b"0")
-    return not covered.isdigit() or int(covered) != length
+    return not covered.isdigit() or int(covered) != length + _number(fields.get(b"qn", b"0"))
 
 
 def _event_args(length: int, records: list[dict]) -> list:
@@ -522,6 +548,46 @@ class RedisStore:
     def _key(self, sid: str, part: str) -> str:
         return f"{PREFIX}:{{{check_id(sid)}}}:{part}"
 
+    def _log_key(self, sid: str, writer: str = "") -> str:
+        """The owner's log (``writer`` ""), or a writer's own (`aish.store.writerlogs`)."""
+        return self._key(sid, f"log:{writer}" if writer else "log")
+
+    def _logs(self, sid: str, fields: dict) -> list[str]:
+        """Every log key of the session, the owner's first."""
+        return [self._log_key(sid)] + [self._log_key(sid, w) for w in writers(fields)]
+
+    def _read_all(self, sid: str) -> tuple[dict, list[bytes]]:
+        """The meta hash and every record of the session in its order, read atomically (a
+        writer that joined between reading the hash and the logs: read again)."""
+        client = self.client
+        known: list[str] = []
+        for _ in range(10):
+            pipe = client.pipeline(transaction=True)
+            pipe.hgetall(self._key(sid, "meta"))
+            pipe.lrange(self._log_key(sid), 0, -1)
+            for name in known:
+                pipe.lrange(self._log_key(sid, name), 0, -1)
+            fields, owner, *rest = pipe.execute()
+            found = writers(fields)
+            if set(found) <= set(known):
+                lists = dict(zip(known, rest, strict=True))
+                return fields, merge(owner, {w: lists[w] for w in found}) if found else owner
+            known = found
+        raise StorageError(f"session {sid} kept changing while it was read; try again")
+
+    def _medium(self, sid: str, fields: dict, length: int):
+        """Single records of the session by place: its one log as it is, or every log merged."""
+        names = writers(fields)
+        if not names:
+            return _ListMedium(self.client, self._log_key(sid), length)
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(self._log_key(sid, name))
+        logs = [("", self._log_key(sid), length)]
+        logs += [(n, self._log_key(sid, n), count)
+                 for n, count in zip(names, pipe.execute(), strict=True)]
+        return MergedMedium(self.client, logs)
+
     def _doc_key(self, kind: str, name: str) -> str:
         if kind not in DOC_KINDS:
             raise ValueError(kind)
@@ -573,7 +639,7 @@ class RedisStore:
     def _folded(self, sid: str, fields: dict) -> dict:
         """``fields`` with the branch heads folded from the log in memory, not stored."""
         with self._guard("read a session"):
-            items = self.client.lrange(self._key(sid, "log"), 0, -1)
+            _, items = self._read_all(sid)
         tree = RefState()
         for index, raw in enumerate(items):
             with contextlib.suppress(UnicodeDecodeError, ValueError):
@@ -585,17 +651,24 @@ class RedisStore:
     def _rebuild_tree(self, sid: str) -> Summary:
         """Fold the branch heads again from the log: after an older aish appended records
         without updating them, or for a session it stored (see "rl" in the write script)."""
-        meta, log = self._key(sid, "meta"), self._key(sid, "log")
+        meta = self._key(sid, "meta")
         watch_error = self.connection.errors.WatchError
         with self._guard("read a session"):
             for _ in range(20):
                 with self.client.pipeline(transaction=True) as pipe:
                     try:
-                        pipe.watch(meta, log)
+                        logs = self._logs(sid, self.client.hgetall(meta))
+                        pipe.watch(meta, *logs)
                         if not pipe.exists(meta):  # removed meanwhile: nothing to rebuild
                             raise SessionNotFound(f"session {sid} not found")
-                        items = pipe.lrange(log, 0, -1)
-                        old = [k for k in pipe.hkeys(meta)
+                        fields = pipe.hgetall(meta)
+                        if self._logs(sid, fields) != logs:
+                            continue  # a writer joined meanwhile
+                        lists = {name: pipe.lrange(self._log_key(sid, name), 0, -1)
+                                 for name in writers(fields)}
+                        items = merge(pipe.lrange(logs[0], 0, -1), lists)
+                        counts = {name: len(found) for name, found in lists.items()}
+                        old = [k for k in fields
                                if k.startswith((b"r:", b"rd:")) or k == b"lm"]
                         tree = RefState()
                         for index, raw in enumerate(items):
@@ -604,7 +677,9 @@ class RedisStore:
                         pipe.multi()
                         if old:
                             pipe.hdel(meta, *old)
-                        pipe.hset(meta, mapping={**tree.to_fields(), "rl": len(items)})
+                        pipe.hset(meta, mapping={
+                            **tree.to_fields(), "rl": len(items), "qn": sum(counts.values()),
+                            **{f"wn:{name}": n for name, n in counts.items()}})
                         pipe.hgetall(meta)
                         fields = pipe.execute()[-1]
                     except watch_error:
@@ -634,16 +709,13 @@ class RedisStore:
         return out
 
     def _items(self, sid: str) -> tuple[list[bytes], bytes | None]:
-        """The log's elements and the rewrite generation they belong to, read atomically."""
+        """The session's records (every log's, in order) and the rewrite generation they
+        belong to, read atomically."""
         with self._guard("read a session"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hget(self._key(sid, "meta"), "gen")
-            pipe.exists(self._key(sid, "meta"))
-            pipe.lrange(self._key(sid, "log"), 0, -1)
-            gen, exists, items = pipe.execute()
-        if not exists and not items:
+            fields, items = self._read_all(sid)
+        if not fields and not items:
             raise SessionNotFound(f"session {sid} not found")
-        return items, gen
+        return items, fields.get(b"gen")
 
     def raw_lines(self, sid: str) -> list[str]:
         """The log's records as text lines, ending with "" like a file that ends in a newline."""
@@ -689,7 +761,7 @@ class RedisStore:
                     except PermissionDenied:  # a viewer: fold it for this read only
                         fields = self._folded(sid, fields)
                 start = head or summary_from_hash(fields, sid).head(MAIN) or Head("")
-                found = walk(_ListMedium(self.client, log, length), self._message, start, pairs)
+                found = walk(self._medium(sid, fields, length), self._message, start, pairs)
                 if self.client.hget(meta, "gen") != gen:
                     continue
             if found is None:
@@ -701,10 +773,12 @@ class RedisStore:
 
     def message(self, sid: str, head: Head) -> Message | None:
         """The message ``head`` names: one element read where it says, else scanned for."""
-        log = self._key(sid, "log")
         with self._guard("read a session"):
-            return find_message(_ListMedium(self.client, log, self.client.llen(log)),
-                                self._message, head)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(self._key(sid, "meta"))
+            pipe.llen(self._log_key(sid))
+            fields, length = pipe.execute()
+            return find_message(self._medium(sid, fields, length), self._message, head)
 
     def _message(self, raw: bytes) -> Message | None:
         try:
@@ -724,8 +798,8 @@ class RedisStore:
                 for r in records]
 
     def _write_args(self, mode: str, sid: str, records: list[dict], fresh: bool,
-                    extra: Sequence[bytes] = (), encoded: list[bytes] | None = None
-                    ) -> tuple[list, list]:
+                    extra: Sequence[bytes] = (), encoded: list[bytes] | None = None,
+                    writer: str = "", others: Sequence[str] = ()) -> tuple[list, list]:
         """KEYS and ARGV of the write script: ``records`` (``encoded``: already in their
         stored form), then ``extra`` (already stored elements, kept as they are), and the
         summary delta of both. A fresh log's refs are folded here; an append's ref moves are
@@ -774,15 +848,22 @@ class RedisStore:
         args = [mode, self.ttl_ms, self.max_session_bytes, size, len(items), *items,
                 len(fields) // 2, *fields, len(counters) // 2, *counters, repr(last),
                 *last_msg, len(moves) // 6, *moves]
-        args += _event_args(self.stream_length, all_records[:len(records)])
-        keys = [self._key(sid, "meta"), self._key(sid, "log"), self._key(sid, "events")]
+        args += [*_event_args(self.stream_length, all_records[:len(records)]), writer]
+        keys = [self._key(sid, "meta"), self._log_key(sid, writer), self._key(sid, "events"),
+                *others]
         return keys, args
 
     def _run_write(self, mode: str, sid: str, records: list[dict], fresh: bool,
                    encoded: list[bytes] | None = None) -> Summary:
         """Push ``records`` and fold them into the summary hash, atomically."""
-        keys, args = self._write_args(mode, sid, records, fresh, encoded=encoded)
-        self._sign(sid, records, keys, args)
+        writer, others = "", []
+        if not fresh:
+            with self._guard("write a session"):
+                fields = self.client.hgetall(self._key(sid, "meta"))
+            writer = self._writer(sid, fields)
+            others = [] if writer else self._logs(sid, fields)[1:]
+        keys, args = self._write_args(mode, sid, records, fresh, encoded=encoded,
+                                      writer=writer, others=others)
         with self._guard("write a session"):
             try:
                 flat = self._write(keys=keys, args=args)
@@ -798,41 +879,46 @@ class RedisStore:
                     raise
         return summary_from_hash(_pairs(flat), sid)
 
-    # -- authorship (aish.store.authors) ---------------------------------------------------
-    def _signer(self) -> str | None:
+    # -- who writes which log (aish.store.writerlogs) ----------------------------------------
+    def _writer(self, sid: str, fields: dict) -> str:
+        """Whose log this connection writes in ``sid``: "" for the owner's (its owner, an
+        unnamed user, a session without members), else its own ACL user's."""
+        from aish.people import UNKNOWN, owner_of
         from aish.store.authors import signer
 
-        return signer(self.whoami())
-
-    def _sign(self, sid: str, records: list[dict], keys: list, args: list) -> None:
-        """Add this writer's list and the digests of its own records to a write."""
-        from aish.store.authors import digest
-
-        name = self._signer()
-        if name is None:
-            return
-        plain = isinstance(self.codec, PlainCodec)
-        sigs = [d for r in records if r.get("by") == name
-                for d in [digest(r, plain)] if d is not None]
-        if sigs:
-            keys.append(self._key(sid, f"by:{name}"))
-            args += [len(sigs), *sigs]
+        name = signer(self.whoami())
+        if name is None or not fields:
+            return ""
+        owner = owner_of(summary_from_hash(fields, sid).meta)
+        return "" if owner in (UNKNOWN, name) else name
 
     def authorship(self, sid: str) -> dict:
-        """Which authored records of ``sid`` their author's list vouches for
+        """Which authored records of ``sid`` the log they are in vouches for
         (`aish.store.authors.check`)."""
+        from aish.people import owner_of
         from aish.store.authors import check
 
-        start = self._key(sid, "by:")
         with self._guard("read who wrote a session"):
-            keys = [k.decode("utf-8", "replace")
-                    for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
-            lists = {key[len(start):]: {v.decode("ascii", "replace")
-                                        for v in self.client.lrange(key, 0, -1)}
-                     for key in keys}
-        items, _ = self._items(sid)
-        records, _, _ = decode_records(items, self.codec)
-        return check([r for _, r in records], lists, isinstance(self.codec, PlainCodec))
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(self._key(sid, "meta"))
+            pipe.lrange(self._log_key(sid), 0, -1)
+            fields, owner_items = pipe.execute()
+            names = writers(fields)
+            pipe = self.client.pipeline(transaction=True)
+            for name in names:
+                pipe.lrange(self._log_key(sid, name), 0, -1)
+            lists = dict(zip(names, pipe.execute() if names else [], strict=True))
+        if not fields:
+            raise SessionNotFound(f"session {sid} not found")
+        logs = {"": owner_items, **lists}
+        records = {}
+        for name, items in logs.items():
+            # A writer's records are read as stored (the stamp aside), ``by`` as claimed.
+            plain = [b"{" + raw[raw.index(b",") + 1:] if raw.startswith(b'{"q":') else raw
+                     for raw in items]
+            decoded, _, _ = decode_records(plain, self.codec)
+            records[name] = [r for _, r in decoded]
+        return check(owner_of(summary_from_hash(fields, sid).meta), records)
 
     def _script_error(self, text: str, sid: str) -> None:
         if "AISH_EXISTS" in text:
@@ -876,8 +962,10 @@ class RedisStore:
         records = [record for record, _ in rewritten]
         encoded = [line for _, line in rewritten]
         if since is None:
-            keys, args = self._write_args("replace", sid, records, True, encoded=encoded)
             with self._guard("write a session"):
+                others = self._logs(sid, self.client.hgetall(self._key(sid, "meta")))[1:]
+                keys, args = self._write_args("replace", sid, records, True, encoded=encoded,
+                                              others=others)
                 flat = self._write(keys=keys, args=args)
             return summary_from_hash(_pairs(flat), sid)
         try:
@@ -886,23 +974,29 @@ class RedisStore:
             offset = int(offset)
         except (TypeError, ValueError):
             raise ValueError(f"not a mark of this store: {since!r}") from None
-        keys = [self._key(sid, "meta"), self._key(sid, "log")]
+        hash_key = self._key(sid, "meta")
         watch_error = self.connection.errors.WatchError
         with self._guard("rewrite a session"):
             for _ in range(50):  # optimistic: retried while other writers append meanwhile
                 with self.client.pipeline(transaction=True) as pipe:
                     try:
-                        pipe.watch(*keys)
-                        if pipe.hget(keys[0], "gen") != gen:
+                        logs = self._logs(sid, self.client.hgetall(hash_key))
+                        pipe.watch(hash_key, *logs)
+                        fields = pipe.hgetall(hash_key)
+                        if fields.get(b"gen") != gen:
                             raise StorageError(
                                 f"session {sid} was rewritten by another process meanwhile",
                                 hint="run the command again")
-                        extra = pipe.lrange(keys[1], offset, -1) if pipe.exists(keys[0]) else []
+                        if self._logs(sid, fields) != logs:
+                            continue  # a writer joined meanwhile
+                        lists = {name: pipe.lrange(self._log_key(sid, name), 0, -1)
+                                 for name in writers(fields)}
+                        extra = (merge(pipe.lrange(logs[0], 0, -1), lists)[offset:]
+                                 if fields else [])
                         pipe.multi()
-                        _, args = self._write_args("replace", sid, records, True, extra,
-                                                   encoded)
-                        self._write(keys=[*keys, self._key(sid, "events")], args=args,
-                                    client=pipe)
+                        keys, args = self._write_args("replace", sid, records, True, extra,
+                                                      encoded, others=logs[1:])
+                        self._write(keys=keys, args=args, client=pipe)
                         flat = pipe.execute()[0]
                     except watch_error:
                         continue
@@ -911,7 +1005,8 @@ class RedisStore:
 
     def delete(self, sid: str) -> None:
         with self._guard("remove a session"):
-            self.client.delete(self._key(sid, "meta"), self._key(sid, "log"))
+            logs = self._logs(sid, self.client.hgetall(self._key(sid, "meta")))
+            self.client.delete(self._key(sid, "meta"), *logs)
 
     def remove(self, sid: str, reason: str) -> str:
         """Back up and delete atomically; returns the backup's location."""
@@ -927,7 +1022,9 @@ class RedisStore:
             for n in range(1, 1000):
                 name = f"{stamp}-{reason}" + (f"-{n}" if n > 1 else "")
                 key = self._key(sid, f"backup:{name}")
-                if remove:
+                if writers(self.client.hgetall(self._key(sid, "meta"))):
+                    done = self._backup_merged(sid, key, retention, remove)
+                elif remove:
                     done = self._remove(keys=[log, self._key(sid, "meta"), key],
                                         args=[retention])
                 else:
@@ -937,6 +1034,39 @@ class RedisStore:
                 if done == 1:
                     return f"{self.url} {key}"
         raise StorageError(f"too many backups of session {sid} this second")  # pragma: no cover
+
+    def _backup_merged(self, sid: str, key: str, retention: int, remove: bool) -> int:
+        """`backup` of a session kept in several logs: one list of every record in order,
+        as the file store would hold it (the scripts' answers: -1, 0 or 1)."""
+        meta = self._key(sid, "meta")
+        watch_error = self.connection.errors.WatchError
+        for _ in range(50):  # optimistic: retried while writers append meanwhile
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    logs = self._logs(sid, self.client.hgetall(meta))
+                    pipe.watch(meta, key, *logs)
+                    fields = pipe.hgetall(meta)
+                    if not fields:
+                        return -1
+                    if pipe.exists(key):
+                        return 0
+                    if self._logs(sid, fields) != logs:
+                        continue
+                    lists = {name: pipe.lrange(self._log_key(sid, name), 0, -1)
+                             for name in writers(fields)}
+                    items = merge(pipe.lrange(logs[0], 0, -1), lists)
+                    pipe.multi()
+                    if items:
+                        pipe.rpush(key, *items)
+                    if retention > 0:
+                        pipe.pexpire(key, retention)
+                    if remove:
+                        pipe.delete(meta, *logs)
+                    pipe.execute()
+                    return 1
+                except watch_error:
+                    continue
+        raise StorageError(f"session {sid} is too busy to back up; try again")
 
     def backups(self, sid: str) -> list[str]:
         """Locations of the session's backups, oldest first."""
@@ -981,15 +1111,14 @@ class RedisStore:
         if old == new:
             raise SessionExists(f"session {old} already has that id")
         start = self._key(old, "backup:")
-        signed = self._key(old, "by:")  # the writers' lists of what they wrote move too
+        own = self._key(old, "log:")  # each writer's own log moves too
         with self._guard("rename a session"):
             backups = [k.decode("utf-8", "replace")
                        for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
             pairs = [key for b in backups
                      for key in (b, self._key(new, "backup:") + b[len(start):])]
-            pairs += [key for k in self.client.scan_iter(match=signed + "*", count=_SCAN_COUNT)
-                      for b in [k.decode("utf-8", "replace")]
-                      for key in (b, self._key(new, "by:") + b[len(signed):])]
+            pairs += [key for b in self._logs(old, self.client.hgetall(self._key(old, "meta")))[1:]
+                      for key in (b, self._key(new, "log:") + b[len(own):])]
             # Followers' events go along, so one resuming after the rename misses nothing.
             pairs += [self._key(old, "events"), self._key(new, "events")]
             record = dump_line({"t": "meta", "id": new, "renamed_from": old})[:-1]
