@@ -110,12 +110,24 @@ def format_people(info: dict, now: float) -> str:
                      f"{ago(now - last['time'])}")
     vouched = info.get("authorship")
     if vouched is not None:
-        doubtful = vouched["not_vouched"]
-        line = f"Authorship: {vouched['vouched']} records vouched for by the server"
-        if doubtful:
-            shown = ", ".join(doubtful[:5]) + (", ..." if len(doubtful) > 5 else "")
-            line += f"; {len(doubtful)} not (written by someone else, or copied in): {shown}"
-        lines.append(line)
+        lines.append(_authorship(vouched))
     for here in info.get("here", []):
         lines.append(f"Here now: {here}")
     return "\n".join(lines)
+
+
+def _ids(found: list[str]) -> str:
+    return ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+
+
+def _authorship(vouched: dict) -> str:
+    """What the server vouches for: each record in its writer's own log is that writer's."""
+    line = f"Authorship: {vouched['vouched']} records vouched for by the server"
+    doubtful, forged = vouched.get("not_vouched", []), vouched.get("forged", [])
+    if forged:
+        line += (f"; {len(forged)} claim another author (shown as who wrote them): "
+                 f"{_ids(forged)}")
+    if doubtful:
+        line += (f"; {len(doubtful)} not (from before each writer had a log, or copied in): "
+                 f"{_ids(doubtful)}")
+    return line
