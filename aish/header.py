@@ -53,6 +53,17 @@ def fold_meta(meta: dict, record: Mapping[str, Any]) -> None:
     automatic title is written after a check that a person's may race, so the rule lives
     here, where every reader and both stores fold, not in the writer's check."""
     update = {k: v for k, v in record.items() if k != "t"}
+    change = update.pop("member", None)
+    if isinstance(change, dict) and isinstance(change.get("user"), str):
+        # One person's grant or its revocation (role null), folded per person: two owners
+        # sharing at once each add theirs, neither loses the other's.
+        found = dict(meta["members"]) if isinstance(meta.get("members"), dict) else {}
+        grant = {k: v for k, v in change.items() if k != "user"}
+        if grant.get("role") is None:
+            found.pop(change["user"], None)
+        else:
+            found[change["user"]] = grant
+        meta["members"] = found
     if (update.get("title_by") == "auto" and meta.get("title_by") == "user"
             and isinstance(meta.get("title"), str) and meta["title"].strip()):
         update.pop("title", None)

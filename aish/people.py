@@ -139,17 +139,16 @@ def first_members(user: str, now: float) -> dict:
     return {user: Grant(user, OWNER, user, now).to_json()}
 
 
-def with_grant(meta: Mapping, grant: Grant) -> dict:
-    """``members`` with ``grant`` given (replacing the user's earlier one)."""
-    found = members(meta) or {}
-    found[grant.user] = grant
-    return {user: g.to_json() for user, g in found.items()}
+def grant_record(grant: Grant) -> dict:
+    """The meta record that gives one person a role (replacing their earlier grant): a change
+    to that person alone, so concurrent grants to others are all kept."""
+    return {"t": "meta", "time": grant.time, "member": {"user": grant.user, **grant.to_json()}}
 
 
-def without(meta: Mapping, user: str) -> dict:
-    found = members(meta) or {}
-    found.pop(user, None)
-    return {name: g.to_json() for name, g in found.items()}
+def revoke_record(user: str, by: str, now: float) -> dict:
+    """The meta record that takes one person's role back."""
+    return {"t": "meta", "time": now, "member": {"user": user, "role": None, "by": by,
+                                                 "time": now}}
 
 
 def author(record_by: str | None, meta: Mapping) -> str:
@@ -184,9 +183,15 @@ def parse_expiry(text: str) -> float:
 PRESENCE = None
 
 
+def expired(meta: Mapping, now: float) -> list[Grant]:
+    """The grants whose time is over."""
+    return [g for g in (members(meta) or {}).values() if not g.active(now)]
+
+
 def report(sessions, sid: str) -> dict:
     """What `aish --who` and `--session-info` say about a session's people: members with
     their roles and expiry, messages per person, and who wrote last and when."""
+    dropped = sessions.drop_expired(sid)
     loaded = sessions.load(sid)
     meta, now = loaded.meta, sessions.now()
     found = members(meta)
@@ -204,6 +209,8 @@ def report(sessions, sid: str) -> dict:
     vouched = sessions.authorship(sid)
     if vouched is not None:
         out["authorship"] = vouched
+    if dropped:
+        out["expired_rules_removed"] = dropped
     if PRESENCE is not None:
         out["here"] = PRESENCE(sessions, sid)
     return out

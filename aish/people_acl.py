@@ -5,9 +5,9 @@ lets it read them (``%R~``), an editor's also write the shared ones and its own 
 list and hash writes need read-write permission on the key, a write-only pattern beside a read
 one does not allow RPUSH) and run the write script, but never write another person's log. A
 selector is a separate set of permissions, so granting or taking back one session never
-touches what the user may do elsewhere, and ``-@dangerous`` inside it keeps keyless commands (FLUSHALL) out
-of an editor's reach. Every user also needs a few reads outside sessions (who am I, is the
-store encrypted, renamed ids) and the key scan of listing.
+touches what the user may do elsewhere, and ``-@dangerous`` inside it keeps keyless commands
+(FLUSHALL) out of an editor's reach. Every user also needs a few reads outside sessions (who
+am I, is the store encrypted, renamed ids) and the key scan of listing.
 
 Redis has no "remove this selector": taking one back rewrites the user's selectors in one
 ``ACL SETUSER`` (``clearselectors`` and the others again), so nothing else changes meanwhile.
@@ -83,6 +83,21 @@ def _other_selectors(info: dict, pattern: str) -> list[str]:
         parts += _text(sel.get("channels", "")).split()
         kept.append("(" + " ".join(parts) + ")")
     return kept
+
+
+def held(client, errors, prefix: str, sid: str, user: str) -> bool | None:
+    """Whether ``user`` has a selector on session ``sid`` now (None: this connection may not
+    ask)."""
+    try:
+        raw = client.execute_command("ACL", "GETUSER", user)
+    except errors.RedisError:
+        return None
+    if raw is None:
+        return False
+    info = _pairs(raw)
+    every = info.get("selectors") or []
+    count = len(every) if isinstance(every, list) else 0
+    return len(_other_selectors(info, session_pattern(prefix, sid))) < count
 
 
 def apply(client, errors, prefix: str, sid: str, user: str, role: str | None) -> Applied:

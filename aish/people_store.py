@@ -90,7 +90,8 @@ class PeopleStore:
         return self._store.create(meta, signed, refs)
 
     def append(self, sid: str, records: list[dict]) -> Summary:
-        manages = any(r.get("t") == "meta" and "members" in r for r in records)
+        manages = any(r.get("t") == "meta" and ("members" in r or "member" in r)
+                      for r in records)
         if manages:
             self._check_stored(sid, OWNER, "manage the members of")
         else:

@@ -313,7 +313,7 @@ class Sessions:
         """Give ``user`` ``role`` (editor or viewer) in ``sid``; the owner's to do. A session
         stored before roles existed is claimed by the first owner who shares it. Returns the
         summary and what became of the server's ACL rules (None: the store has none)."""
-        from aish.people import OWNER, Grant, check_user, members, require, with_grant
+        from aish.people import OWNER, Grant, check_user, grant_record, members, require
 
         check_id(sid)
         check_user(user)
@@ -322,19 +322,18 @@ class Sessions:
         require(summary.meta, sid, me, OWNER, now, "share")
         if user == me:
             raise UsageError(f"{user} owns session {sid}: an owner's role is not shared")
-        meta = dict(summary.meta)
-        if members(meta) is None:
-            meta["members"] = first_members(me, now)
+        changes = []
+        if members(summary.meta) is None:
+            changes.append(grant_record(Grant(me, OWNER, me, now)))
         grant = Grant(user, role, me, now, now + expires_in if expires_in else None)
-        summary = self.store.append(sid, [{"t": "meta", "time": now,
-                                           "members": with_grant(meta, grant)}])
+        summary = self.store.append(sid, [*changes, grant_record(grant)])
         self.audit.record("share", sid, None, member=user, role=role,
                           **({"expires": grant.expires} if grant.expires else {}))
         return summary, self._grant_access(sid, user, role)
 
     def unshare(self, sid: str, user: str):
         """Take ``user``'s role in ``sid`` back; the owner's to do."""
-        from aish.people import OWNER, check_user, members, require, without
+        from aish.people import OWNER, check_user, members, require, revoke_record
 
         check_id(sid)
         check_user(user)
@@ -345,10 +344,28 @@ class Sessions:
             raise UsageError(f"{user} is not a member of session {sid}")
         if grant.role == OWNER:
             raise UsageError(f"{user} owns session {sid}: the owner cannot be removed")
-        summary = self.store.append(sid, [{"t": "meta", "time": self.now(),
-                                           "members": without(summary.meta, user)}])
+        summary = self.store.append(sid, [revoke_record(user, self.user, self.now())])
         self.audit.record("unshare", sid, None, member=user)
         return summary, self._grant_access(sid, user, None)
+
+    def drop_expired(self, sid: str) -> list[dict]:
+        """Take away the server's ACL rules of grants whose time is over, when this connection
+        may (the client refuses an expired grant already; this makes the server refuse it
+        too). Returns the grants whose rules went."""
+        from aish.people import expired
+
+        held = getattr(self.store, "access_held", None)
+        if held is None:
+            return []
+        out = []
+        for grant in expired(self.summary(sid).meta, self.now()):
+            if not held(sid, grant.user):
+                continue
+            applied = self._grant_access(sid, grant.user, None)
+            if applied is not None and applied.applied:
+                out.append({"user": grant.user, "role": grant.role, "expires": grant.expires})
+                self.audit.record("unshare", sid, None, member=grant.user, expired=True)
+        return out
 
     def may(self, summary: Summary, role: str) -> bool:
         """Whether this person has ``role`` (or more) in the session now: for commands over

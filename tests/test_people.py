@@ -20,15 +20,16 @@ from conftest import run
 from manage_support import ok, sessions_for
 
 from aish.errors import DENIED
+from aish.header import fold_meta
 from aish.people import (
     EDITOR,
     OWNER,
     VIEWER,
     Grant,
     first_members,
+    grant_record,
     parse_expiry,
     role_of,
-    with_grant,
 )
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
@@ -80,8 +81,8 @@ def test_share_who_and_unshare(env):
                  "--expires", "7d")
     ok(shared)
     assert b"bob is now viewer of session p2 until" in shared.stderr
-    grant = log(env, "p2")[-1]["members"]["bob"]
-    assert grant["role"] == VIEWER and grant["by"] == ME
+    grant = log(env, "p2")[-1]["member"]  # one person's grant, not every member's again
+    assert grant["user"] == "bob" and grant["role"] == VIEWER and grant["by"] == ME
     assert 7 * 86400 - 60 < grant["expires"] - grant["time"] <= 7 * 86400
     who = json.loads(ok(run(env, "aish", "--who", "p2", "--json")))
     assert [(m["user"], m["role"]) for m in who["members"]] == [(ME, OWNER), ("bob", VIEWER)]
@@ -93,7 +94,10 @@ def test_share_who_and_unshare(env):
     assert f"Members: {ME} (owner), bob (viewer)" in info
     assert f"Messages by person: {ME} 2" in info
     ok(run(env, "aish", "--unshare-session", "p2", "--with", "bob"))
-    assert "bob" not in log(env, "p2")[-1]["members"]
+    revoked = log(env, "p2")[-1]["member"]
+    assert revoked["user"] == "bob" and revoked["role"] is None
+    who = json.loads(ok(run(env, "aish", "--who", "p2", "--json")))
+    assert [m["user"] for m in who["members"]] == [ME]
     again = run(env, "aish", "--unshare-session", "p2", "--with", "bob")
     assert again.returncode == 2 and b"not a member" in again.stderr
 
@@ -180,16 +184,16 @@ def test_a_session_stored_before_roles_is_open_to_everyone(home):
     assert who["restricted"] is False and who["messages_by_person"] == {"unknown": 1}
     # The first owner to share it claims it.
     ok(run(home, "aish", "--share-session", "old1", "--with", "bob", "--role", "viewer"))
-    members = json.loads(path.read_text().splitlines()[-1])["members"]
-    assert members[ME]["role"] == OWNER and members["bob"]["role"] == VIEWER
+    changes = [json.loads(line)["member"] for line in path.read_text().splitlines()[-2:]]
+    assert [(c["user"], c["role"]) for c in changes] == [(ME, OWNER), ("bob", VIEWER)]
 
 
 def test_roles_by_the_clock():
     """Expiry by the session core's clock: the same grant applies before and not after."""
     now = [1_000_000.0]
     meta = {"members": first_members("alice", now[0])}
-    meta["members"] = with_grant(meta, Grant("bob", EDITOR, "alice", now[0],
-                                             now[0] + parse_expiry("2h")))
+    fold_meta(meta, grant_record(Grant("bob", EDITOR, "alice", now[0],
+                                       now[0] + parse_expiry("2h"))))
     assert role_of(meta, "bob", now[0] + 7199) == EDITOR
     assert role_of(meta, "bob", now[0] + 7200) is None
     assert role_of(meta, "alice", now[0] + 10**6) == OWNER

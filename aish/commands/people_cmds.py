@@ -32,6 +32,16 @@ def _needs_user(args) -> str:
     return args.user
 
 
+def _dropped_line(grant: dict) -> str:
+    return (f"{grant['user']}'s {grant['role']} grant expired: its Redis ACL rules were "
+            "removed")
+
+
+def _say_dropped(ctx: Context, dropped: list[dict]) -> None:
+    for grant in dropped:
+        ctx.out.note(_dropped_line(grant))
+
+
 def _report_access(ctx: Context, done: str, applied, user: str) -> None:
     """Say what was done and what became of the server's rules; the lines an admin must run
     go to stdout, so they can be piped to redis-cli."""
@@ -63,6 +73,7 @@ def share_session(ctx: Context, args) -> int:
     if not args.role:
         raise UsageError("--role editor|viewer is required")
     expires = parse_expiry(args.expires) if args.expires is not None else None
+    _say_dropped(ctx, ctx.sessions.drop_expired(args.id))
     _, applied = ctx.sessions.share(args.id, user, args.role, expires)
     until = f" until {iso(ctx.now() + expires)}" if expires else ""
     _report_access(ctx, f"{user} is now {args.role} of session {args.id}{until}", applied, user)
@@ -73,6 +84,7 @@ def share_session(ctx: Context, args) -> int:
          args=(SESSION, WITH), example="aish --unshare-session sess_abc123 --with bob")
 def unshare_session(ctx: Context, args) -> int:
     user = _needs_user(args)
+    _say_dropped(ctx, ctx.sessions.drop_expired(args.id))
     _, applied = ctx.sessions.unshare(args.id, user)
     _report_access(ctx, f"{user} is no longer a member of session {args.id}", applied, user)
     return 0
@@ -111,6 +123,7 @@ def format_people(info: dict, now: float) -> str:
     vouched = info.get("authorship")
     if vouched is not None:
         lines.append(_authorship(vouched))
+    lines += [_dropped_line(grant) for grant in info.get("expired_rules_removed", [])]
     for here in info.get("here", []):
         lines.append(f"Here now: {here}")
     return "\n".join(lines)

@@ -421,6 +421,7 @@ def _number(value: object, kind=int):
 def summary_from_hash(fields: dict, sid: str) -> Summary:
     """Rebuild a Summary from the hash; fields that do not decode are skipped, never raised."""
     summary = Summary()
+    changes: dict[str, object] = {}
     for raw_key, raw_value in fields.items():
         key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else str(raw_key)
         value = raw_value.decode("utf-8", "replace") if isinstance(raw_value, bytes) else raw_value
@@ -446,8 +447,37 @@ def summary_from_hash(fields: dict, sid: str) -> Summary:
             summary.tree.redo[key[3:]] = [decode_head(h) for h in value.split(";") if h]
         elif key == "lm":
             summary.tree.last = decode_head(value)
+        elif key.startswith("mb:"):
+            with contextlib.suppress(ValueError, TypeError, RecursionError):
+                changes[key[3:]] = json.loads(value)
+    if changes:  # each person's latest grant over the members the session was stored with
+        found = summary.meta.get("members")
+        found = dict(found) if isinstance(found, dict) else {}
+        for user, grant in changes.items():
+            if isinstance(grant, dict):
+                found[user] = grant
+            else:
+                found.pop(user, None)
+        summary.meta["members"] = found
     summary.meta["id"] = sid  # the keys name the session, whatever a damaged header says
     return summary
+
+
+def _member_changes(records: list[dict]) -> dict[str, dict | None]:
+    """The grants (None: revocations) an append makes, by person: each its own hash field,
+    so two owners sharing at once with different people both keep theirs."""
+    out: dict[str, dict | None] = {}
+    for record in records:
+        if record.get("t") != "meta":
+            continue
+        whole = record.get("members")  # as an older aish wrote them: every grant at once
+        if isinstance(whole, dict):
+            out.update({u: g for u, g in whole.items() if isinstance(u, str)})
+        change = record.get("member")
+        if isinstance(change, dict) and isinstance(change.get("user"), str):
+            grant = {k: v for k, v in change.items() if k != "user"}
+            out[change["user"]] = None if grant.get("role") is None else grant
+    return out
 
 
 def _stale(fields: dict, length: int) -> bool:
@@ -543,6 +573,15 @@ class RedisStore:
         check_id(sid)
         with self._guard("change ACL rules"):
             return apply(self.client, self.connection.errors, PREFIX, sid, user, role)
+
+    def access_held(self, sid: str, user: str) -> bool | None:
+        """Whether the server's ACL rules still give ``user`` a role in ``sid`` (None: this
+        connection may not ask)."""
+        from aish.people_acl import held
+
+        check_id(sid)
+        with self._guard("read ACL rules"):
+            return held(self.client, self.connection.errors, PREFIX, sid, user)
 
     # -- keys ------------------------------------------------------------------------------
     def _key(self, sid: str, part: str) -> str:
@@ -831,7 +870,12 @@ class RedisStore:
             delta.meta.setdefault("id", sid)
         fields: list = []
         for key, value in delta.meta.items():
+            if key == "members" and not fresh:
+                continue  # one field per person instead (below)
             fields += [f"m:{key}", json.dumps(value, ensure_ascii=False)]
+        if not fresh:
+            for user, grant in _member_changes(all_records).items():
+                fields += [f"mb:{user}", json.dumps(grant, ensure_ascii=False)]
         if fresh:
             fields += ["v", str(FORMAT_VERSION)]
             for key, value in delta.tree.to_fields().items():
