@@ -250,6 +250,8 @@ class RedisFeed:
                 return _chunk_event(self.codec.open(record))
             except Exception:  # noqa: BLE001 - cannot open it (no key): skipped
                 return None
+        if kind == "rec" and fields.get("w") and record.get("t") in ("msg", "ref"):
+            record["by"] = _text(fields["w"])  # the writer whose own log holds it
         return _record_event(record, self.codec) if kind == "rec" else None
 
 

@@ -284,8 +284,13 @@ if events and ev_len > 0 then
   else
     for e = 1, tonumber(ARGV[j + 1]) do
       local k = tonumber(ARGV[j + 1 + e])
-      redis.call('XADD', events, 'MAXLEN', '~', ev_len, '*', 'k', 'rec', 'r', ARGV[6 + k],
-                 'i', tostring(base + k))
+      if writer == '' then
+        redis.call('XADD', events, 'MAXLEN', '~', ev_len, '*', 'k', 'rec', 'r', ARGV[6 + k],
+                   'i', tostring(base + k))
+      else  -- whose log it went to: its author, whatever the record claims
+        redis.call('XADD', events, 'MAXLEN', '~', ev_len, '*', 'k', 'rec', 'r', ARGV[6 + k],
+                   'i', tostring(base + k), 'w', writer)
+      end
     end
   end
   if ttl > 0 then redis.call('PEXPIRE', events, ttl) end
