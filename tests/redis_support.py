@@ -106,6 +106,15 @@ def redis_server(request, tmp_path_factory):
     stop_redis(server)
 
 
+@pytest.fixture(scope="module")
+def acl_server(tmp_path_factory):
+    """A server of the test module's own, for tests that make ACL users: users outlive
+    FLUSHALL, so the suite's shared server is left alone."""
+    server = start_redis(tmp_path_factory.mktemp("redis-acl"))
+    yield server
+    stop_redis(server)
+
+
 @pytest.fixture
 def redis_url(redis_server) -> str:
     client = redis_server.client()

@@ -15,7 +15,6 @@ import time
 import pytest
 from conftest import run
 from manage_support import ok
-from redis_support import start_redis, stop_redis
 
 from aish import config as config_module
 from aish.errors import DENIED
@@ -24,13 +23,6 @@ from aish.sessions import Sessions
 from aish.store.redisstore import _WRITE, RedisStore
 
 PASSWORD = "pw-people"
-
-
-@pytest.fixture(scope="module")
-def acl_server(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("redis-people"))
-    yield server
-    stop_redis(server)
 
 
 @pytest.fixture

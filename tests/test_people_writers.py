@@ -16,7 +16,6 @@ import pytest
 import redis
 from conftest import run
 from manage_support import ok, select_redis, sessions_for
-from redis_support import start_redis, stop_redis
 
 from aish import branches
 from aish import config as config_module
@@ -29,13 +28,6 @@ from aish.store.writerlogs import claimed_by, merge
 
 PASSWORD = "pw-writers"
 USERS = [f"u{n}" for n in range(1, 9)]
-
-
-@pytest.fixture(scope="module")
-def acl_server(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("redis-writers"))
-    yield server
-    stop_redis(server)
 
 
 @pytest.fixture
