@@ -287,3 +287,27 @@ def test_a_forged_author_shows_as_its_writer_everywhere(acl_server, admin, home)
     events = [e for e in feed.read(5.0) if e.kind == "msg"]
     assert [(e.message.content, e.message.by) for e in events if e.message] == [
         ("the owner says: u1 may have it all", "u1")]
+
+
+def test_a_session_from_the_one_shared_log_goes_on_in_per_writer_logs(acl_server, admin, home):
+    """Before each writer had a log, everyone's records went to the owner's: they still read
+    in place, the server just cannot vouch for them; what comes after goes to each log."""
+    sid = "older"
+    owner = shared(acl_server, home, sid, {"u1": EDITOR})
+    earlier = Message(USER, "u1 before", "apollo", time.time(), parent="", by="u1").to_record()
+    bare = RedisStore(f"redis://127.0.0.1:{acl_server.port}/0")  # the nameless default user
+    bare.append(sid, [earlier])
+    session = sessions_as(acl_server, home, "u1").open("apollo", sid)
+    session.auto_save = 0
+    session.add(Message(USER, "u1 after", "apollo", time.time()))
+    session.add(Message(ASSISTANT, "a reply", "apollo", time.time()))
+    session.save()
+    loaded = owner.load(sid)
+    assert [(m.content, m.by) for m in loaded.messages] == [
+        ("u1 before", "u1"), ("u1 after", "u1"), ("a reply", "u1")]
+    head = loaded.tree.refs["main"]
+    assert [m.content for m in owner.store.path(sid, head, 0)] == [
+        "u1 before", "u1 after", "a reply"]
+    assert owner.authorship(sid) == {"vouched": 2, "not_vouched": [earlier["id"]],
+                                     "forged": []}
+    assert admin.llen(f"aish:{{{sid}}}:log:u1") == 2
