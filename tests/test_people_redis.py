@@ -233,3 +233,34 @@ def test_no_one_writes_another_writers_log_and_forged_records_show(acl_server, p
     assert not admin.exists("aish:{team9}:log:bob")
     kept = [(r["content"], r["by"]) for r in records(acl_server, "team9") if r["t"] == "msg"]
     assert ("after the rename", "bob") in kept
+
+
+def test_whole_session_commands_read_every_writers_log(acl_server, people, tmp_path):
+    """Validate, save, export, restore over it (a backup first) and remove: each sees bob's
+    records, kept in his own log, in their place among alice's."""
+    sid = shared_session(people)
+    ok(run(people["bob"], "apollo", "--session", sid, input="from bob"))
+    ok(run(people["alice"], "apollo", "--session", sid, input="alice again"))
+    said = [("from alice", "alice"), ("ok: from alice", "alice"), ("from bob", "bob"),
+            ("ok: from bob", "bob"), ("alice again", "alice"), ("ok: alice again", "alice")]
+    assert [(r["content"], r["by"]) for r in records(acl_server, sid) if r["t"] == "msg"] == said
+    assert json.loads(ok(run(people["alice"], "aish", "--validate-session", sid, "--json")))[
+        "ok"] is True
+    saved = ok(run(people["alice"], "aish", "--save-session", sid))
+    doc = json.loads(saved)
+    assert [(m["content"], m["by"]) for m in doc["messages"]] == said
+    transcript = ok(run(people["carol"], "aish", "--export-session", sid, "--format", "md"))
+    assert transcript.index("from alice") < transcript.index("from bob") < transcript.index(
+        "alice again")
+    path = tmp_path / "saved.json"
+    path.write_text(saved)
+    ok(run(people["alice"], "aish", "--restore-session", str(path), "--force"))
+    assert [r["content"] for r in records(acl_server, sid) if r["t"] == "msg"] == [
+        content for content, _ in said]
+    admin = acl_server.client()
+    backups = [k for k in admin.scan_iter(match=f"aish:{{{sid}}}:backup:*")]
+    assert backups
+    backed = [json.loads(r) for r in admin.lrange(backups[0], 0, -1)]
+    assert [(r["content"], r["by"]) for r in backed if r["t"] == "msg"] == said
+    ok(run(people["alice"], "aish", "--remove-sessions", "--ai", "apollo"))
+    assert not [k for k in admin.scan_iter(match=f"aish:{{{sid}}}:log*")]
