@@ -1,6 +1,8 @@
 """People in a session: who is writing (identity), and what each member may do (roles).
 
-A session's header may hold ``members``: ``{user: {"role", "by", "time", "expires"?}}``. A
+A session's header may hold ``members``: ``{user: {"role", "by", "time", "expires"?}}``; each
+later grant or revocation is a meta record of its own (``member``, `grant_record`), folded per
+person (`aish.header.fold_meta`), so grants made at once never overwrite each other. A
 session without it was stored before people had roles (or by a store copied from one): nobody
 is restricted there, as before. The creator of a new session is its owner.
 

@@ -4,11 +4,15 @@ Layout (docs/storage.md; plain lists and hashes: Debian's redis-server has no JS
 Every key of a session carries the hash tag ``{id}``, so a cluster keeps them in one slot and
 one script may touch them all:
 
-- ``aish:{id}:log`` — a list of JSON records, exactly the lines of the file store's log;
+- ``aish:{id}:log`` — a list of JSON records, exactly the lines of the file store's log,
+  written by the session's owner;
+- ``aish:{id}:log:<user>`` — the records of each other writer, which only that ACL user may
+  write, stamped with their place in the session (`aish.store.writerlogs`);
 - ``aish:{id}:meta`` — a hash with the summary: ``m:<key>`` (meta values as JSON),
   ``n:messages``, ``n:user_messages``, ``n:tokens``, ``ai:<name>`` (replies per specialist),
   ``last_time``, ``bytes`` (the log's size as the file store counts it) and ``gen`` (bumped by
-  every rewrite, so a reader walking the list can tell that it changed under it);
+  every rewrite, so a reader walking the list can tell that it changed under it), ``mb:<user>``
+  (one person's latest grant), ``wn:<user>`` and ``qn`` (records in each writer's log, in all);
 - ``aish:{id}:backup:<stamp>-<reason>`` — a copy of the log taken before a rewrite;
 - ``aish:{id}:tomb`` — what was deleted from the session (JSON, see
   `aish.store.base.merge_tombstones`), kept for `TOMBSTONE_SECONDS` so sync does not undo it;
