@@ -190,10 +190,11 @@ def expired(meta: Mapping, now: float) -> list[Grant]:
     return [g for g in (members(meta) or {}).values() if not g.active(now)]
 
 
-def report(sessions, sid: str) -> dict:
+def report(sessions, sid: str, drop_expired: bool = False) -> dict:
     """What `aish --who` and `--session-info` say about a session's people: members with
-    their roles and expiry, messages per person, and who wrote last and when."""
-    dropped = sessions.drop_expired(sid)
+    their roles and expiry, messages per person, and who wrote last and when.
+    ``drop_expired``: also take the server's rules of expired grants away (and say which)."""
+    dropped = sessions.drop_expired(sid) if drop_expired else []
     loaded = sessions.load(sid)
     meta, now = loaded.meta, sessions.now()
     found = members(meta)

@@ -95,7 +95,7 @@ def unshare_session(ctx: Context, args) -> int:
 def who(ctx: Context, args) -> int:
     from aish.people import report
 
-    info = report(ctx.sessions, args.id)
+    info = report(ctx.sessions, args.id, drop_expired=True)
     if args.json:
         ctx.out.data(json.dumps(info, indent=2))
         return 0
