@@ -52,13 +52,27 @@ def selector(prefix: str, sid: str, role: str, user: str) -> str:
     return f"({keys} {_COMMANDS[role]})"
 
 
+def keepalive(prefix: str, sid: str) -> str:
+    """An editor's second selector: PERSIST on every log of the session, and nothing else. A
+    writer may not renew the TTL of the others' logs, so its write script keeps one that would
+    expire before the session does from expiring at all (the owner's next write sets its TTL
+    again); no other command reaches those logs through it."""
+    return f"(~{prefix}:{{{sid}}}:log* +persist)"
+
+
+def selectors(prefix: str, sid: str, role: str, user: str) -> list[str]:
+    main = selector(prefix, sid, role, user)
+    return [main, keepalive(prefix, sid)] if role == EDITOR else [main]
+
+
 def grant_lines(prefix: str, sid: str, user: str, role: str | None) -> list[str]:
     """What an admin runs (redis-cli) to give ``user`` ``role`` in ``sid`` (None: take it)."""
     if role is None:
         return [f"ACL GETUSER {user}",
                 f"ACL SETUSER {user} clearselectors <each selector ACL GETUSER lists, "
                 f"except the one on {session_pattern(prefix, sid)}, in parentheses>"]
-    return [f"ACL SETUSER {user} {' '.join(BASE_RULES)} '{selector(prefix, sid, role, user)}'"]
+    quoted = " ".join(f"'{s}'" for s in selectors(prefix, sid, role, user))
+    return [f"ACL SETUSER {user} {' '.join(BASE_RULES)} {quoted}"]
 
 
 def _text(value) -> str:
@@ -72,12 +86,13 @@ def _pairs(flat) -> dict[str, object]:
 
 
 def _other_selectors(info: dict, pattern: str) -> list[str]:
-    """The user's selectors, as ACL SETUSER takes them, except those on ``pattern``."""
+    """The user's selectors, as ACL SETUSER takes them, except those on the keys of the
+    session ``pattern`` names."""
     kept = []
     for raw in info.get("selectors") or []:
         sel = _pairs(raw)
         keys = _text(sel.get("keys", "")).split()
-        if any(k.lstrip("%RW") == "~" + pattern for k in keys):
+        if any(k.lstrip("%RW").startswith("~" + pattern[:-1]) for k in keys):
             continue
         parts = keys + _text(sel.get("commands", "")).split()
         parts += _text(sel.get("channels", "")).split()
@@ -108,12 +123,13 @@ def apply(client, errors, prefix: str, sid: str, user: str, role: str | None) ->
     try:
         raw = client.execute_command("ACL", "GETUSER", user)
         if raw is None:
+            given = selectors(prefix, sid, role, user) if role else []
             return Applied(False, [f"ACL SETUSER {user} on >PASSWORD {' '.join(BASE_RULES)}"
-                                   + (f" '{selector(prefix, sid, role, user)}'" if role else "")],
+                                   + "".join(f" '{s}'" for s in given)],
                            f"the server has no ACL user {user}")
         rules = ["clearselectors", *_other_selectors(_pairs(raw), pattern)]
         if role is not None:
-            rules = [*BASE_RULES, *rules, selector(prefix, sid, role, user)]
+            rules = [*BASE_RULES, *rules, *selectors(prefix, sid, role, user)]
         client.execute_command("ACL", "SETUSER", user, *rules)
     except errors.RedisError as exc:
         return Applied(False, lines, str(exc).splitlines()[0][:200] if str(exc) else "")

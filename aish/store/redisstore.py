@@ -102,7 +102,8 @@ _SCAN_COUNT = 1000
 # A ref move's from is "!" (the ref must not exist), "*" (any) or "=" followed by the id the
 # ref must point at; every move is checked, in order, before anything is written, and the
 # script fails with AISH_REF when one does not hold. Heads are stored as "ID INDEX".
-# After the events arguments: the writer whose own log KEYS[2] is ("": the owner's log). A
+# After the events arguments: the writer whose own log KEYS[2] is ("": the owner's log), then
+# (a writer's only) how many other logs of the session follow, and their keys. A
 # writer's records are stamped with their place in the session's order (``"q":N`` first);
 # an index is a place in that order, across every log.
 _WRITE = """
@@ -124,7 +125,8 @@ j = j + 1 + 2 * tonumber(ARGV[j])
 j = j + 1 + 2 * tonumber(ARGV[j])
 local w = j + 3
 w = w + 1 + 6 * tonumber(ARGV[w])
-local writer = ARGV[w + 2 + (tonumber(ARGV[w + 1]) or 0)] or ''
+local w_at = w + 2 + (tonumber(ARGV[w + 1]) or 0)
+local writer = ARGV[w_at] or ''
 local base = 0
 if mode == 'append' then
   -- "rl": how many records the branch heads here cover, across every log. An older aish
@@ -276,6 +278,15 @@ if ttl > 0 then
   redis.call('PEXPIRE', log, ttl)
   if mode == 'append' then
     for k = 4, #KEYS do redis.call('PEXPIRE', KEYS[k], ttl) end
+  end
+  -- A writer may not renew the others' logs (ARGV after its name): one that would expire
+  -- before half the session's TTL is kept from expiring at all, until the owner writes.
+  -- pcall: a selector granted before this rule existed only loses the keep-alive.
+  if writer ~= '' then
+    for k = 1, tonumber(ARGV[w_at + 1] or '0') or 0 do
+      local left = redis.call('PTTL', ARGV[w_at + 1 + k])
+      if left > 0 and left < ttl / 2 then redis.pcall('PERSIST', ARGV[w_at + 1 + k]) end
+    end
   end
 end
 -- Live following (KEYS[3], the events stream): in this same step, one event per stored
@@ -902,8 +913,11 @@ class RedisStore:
                 len(fields) // 2, *fields, len(counters) // 2, *counters, repr(last),
                 *last_msg, len(moves) // 6, *moves]
         args += [*_event_args(self.stream_length, all_records[:len(records)]), writer]
-        keys = [self._key(sid, "meta"), self._log_key(sid, writer), self._key(sid, "events"),
-                *others]
+        keys = [self._key(sid, "meta"), self._log_key(sid, writer), self._key(sid, "events")]
+        if writer:  # the others' logs, kept alive (see the script); not its keys: not its own
+            args += [len(others), *others]
+        else:
+            keys += others
         return keys, args
 
     def _run_write(self, mode: str, sid: str, records: list[dict], fresh: bool,
@@ -914,7 +928,7 @@ class RedisStore:
             with self._guard("write a session"):
                 fields = self.client.hgetall(self._key(sid, "meta"))
             writer = self._writer(sid, fields)
-            others = [] if writer else self._logs(sid, fields)[1:]
+            others = [k for k in self._logs(sid, fields) if k != self._log_key(sid, writer)]
         keys, args = self._write_args(mode, sid, records, fresh, encoded=encoded,
                                       writer=writer, others=others)
         with self._guard("write a session"):
