@@ -185,11 +185,39 @@ class FileFloor:
     def take(self, sid: str, holder: Holder, ttl: float) -> Holder | None:
         with self.store.session_lock(sid):
             path = self._path(sid, holder.branch)
+            self.sweep(sid)
             current = self._read(path)
             if current is not None and not stale(current):
                 return current
             self._write(path, holder)
         return None
+
+    def sweep(self, sid: str) -> list[str]:
+        """Remove the leases of ``sid`` nobody holds any more (their holders killed or
+        expired) and the half-written ones of processes gone, under the session's lock held
+        by the caller; a live holder's lease is never touched. Returns the names removed."""
+        folder = self._folder(create=False)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return []
+        removed = []
+        for name in names:
+            if name.startswith(f"{sid}.") and name.endswith(".json"):
+                holder = self._read(folder / name)
+                # Ids hold dots too: "a.b.main.json" is session a.b's, never a's "b.main".
+                gone = holder is not None and f"{sid}.{holder.branch}.json" == name \
+                    and stale(holder)
+            elif name.startswith(f".{sid}.") and name.endswith(".tmp"):
+                pid = name[:-4].rpartition(".")[2]
+                gone = pid.isdigit() and not _alive(int(pid))
+            else:
+                continue
+            if gone:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / name)
+                    removed.append(name)
+        return removed
 
     def renew(self, sid: str, holder: Holder, ttl: float) -> bool:
         path = self._path(sid, holder.branch, create=False)
@@ -232,13 +260,20 @@ def stale(holder: Holder, now: float | None = None) -> bool:
         return True
     if holder.host != socket.gethostname():
         return False  # another machine's process: only its expiry tells
+    return not _alive(holder.pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host."""
     try:
-        os.kill(holder.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
         return False
-    return False
+    except PermissionError:  # alive, another user's
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 def floor_for(store) -> RedisFloor | FileFloor:
