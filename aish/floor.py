@@ -10,6 +10,8 @@ two people talking over each other is rarely what either wants).
   and was taken by someone else is never renewed or freed by its former holder.
 - Files: ``.floors/ID.BRANCH.json`` in the sessions folder, read and written under the
   session's lock; a lease is stale when it expired, or when its process is gone on this host.
+  Each take sweeps the session's stale leases (and the live files of replies whose writer
+  died), so a killed holder leaves nothing behind once the session is written to again.
 
 A lease lives ``ttl`` seconds and is renewed every third of that while its holder lives (a
 thread, so a model that thinks long before its first token keeps the floor too); a holder
@@ -186,6 +188,10 @@ class FileFloor:
         with self.store.session_lock(sid):
             path = self._path(sid, holder.branch)
             self.sweep(sid)
+            # A holder killed mid-reply left its streamed pieces too: followers see it end.
+            from aish.follow import live_dir, sweep_live
+
+            sweep_live(live_dir(self.store), sid)
             current = self._read(path)
             if current is not None and not stale(current):
                 return current

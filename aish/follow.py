@@ -7,14 +7,18 @@ being streamed right now is published too, in coalesced pieces (`LiveReply`: at 
 piece per `COALESCE_SECONDS` unless `COALESCE_CHARS` gather first), under the id the reply
 will be stored with: Redis ``chunk`` events, or a live file ``.live/ID.REPLY.jsonl`` beside the
 log (0600) that is removed once the reply is stored. The stored message ends what its pieces
-began; neither the pieces nor the live files are ever a source of truth.
+began; neither the pieces nor the live files are ever a source of truth. A writer holds a lock
+on its live file while it streams, so the file of a writer that was killed is told by its
+missing lock and swept by the session's next writer (`sweep_live`).
 
 A follower (`feed_for`) notes where the feed is now, shows what it needs to from the store,
 and then reads events from that point: Redis with ``XREAD BLOCK`` from the last id seen, so a
 lost connection resumes exactly there; files by reading the log's new complete lines after the
 last offset (a torn tail waits for its newline; a log replaced by a rewrite is a ``rewrite``
 event) and the live files' new lines, polling with a short backoff. Pub/Sub would drop whatever
-is published while a follower is disconnected, so it is not used.
+is published while a follower is disconnected, so it is not used. A follower's `position` can be
+saved and `resume`d by a later one; a session renamed meanwhile is followed under its new id
+(its log, or its events stream, moved with it and keeps its offsets and ids).
 """
 
 from __future__ import annotations
