@@ -9,10 +9,10 @@ import os
 import signal
 from pathlib import Path
 
+import follow_support
 import pytest
 from conftest import run
-from follow_support import Gate, Program, until
-from manage_support import select_redis
+from follow_support import Gate, Program, new_session, until
 
 from aish import config as config_module
 from aish.floor import being_answered
@@ -22,22 +22,12 @@ from aish.store import open_store
 PIECES = ["first ", "reply ", "held ", "back."]
 
 
-@pytest.fixture(params=["file", "redis"])
-def store_env(request, env):
-    if request.param == "redis":
-        select_redis(env, request.getfixturevalue("redis_url"))
-    return dict(env)
+store_env = follow_support.store_env  # the fixture: file store, then Redis
 
 
 def sessions_of(env: dict) -> Sessions:
     config = config_module.load(env)
     return Sessions(open_store(config), config)
-
-
-def new_session(env: dict) -> str:
-    done = run(env, "apollo", "--session", "--get-id", input="start")
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode().strip()
 
 
 def main_path(env: dict, sid: str, branch: str = "main") -> list[str]:

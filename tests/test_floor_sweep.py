@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from conftest import run
-from follow_support import Gate, Program, until
+from follow_support import Gate, Program, new_session, until
 
 from aish import config as config_module
 from aish.floor import FileFloor, Holder
@@ -17,12 +17,6 @@ from aish.follow import FileSink, sweep_live
 from aish.store import open_store
 
 PIECES = ["first ", "reply ", "held ", "back."]
-
-
-def new_session(env: dict) -> str:
-    done = run(env, "apollo", "--session", "--get-id", input="start")
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode().strip()
 
 
 def names(folder: Path) -> set[str]:

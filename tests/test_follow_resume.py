@@ -8,34 +8,22 @@ from __future__ import annotations
 import os
 import signal
 
-import pytest
+import follow_support
 from conftest import run
-from follow_support import Gate, Program, until
+from follow_support import PIECES, WHOLE, Gate, Program, new_session, until
 from manage_support import select_redis
 
 from aish import config as config_module
 from aish.follow_cursor import Cursors
 from aish.store import open_store
 
-PIECES = ["Streaming ", "slowly, ", "piece ", "by ", "piece."]
-WHOLE = "".join(PIECES)
-
-
-@pytest.fixture(params=["file", "redis"])
-def store_env(request, env):
-    if request.param == "redis":
-        select_redis(env, request.getfixturevalue("redis_url"))
-    return dict(env)
+store_env = follow_support.store_env  # the fixture: file store, then Redis
 
 
 def ok(env: dict, *argv: str, input: str | None = None):
     done = run(env, *argv, input=input)
     assert done.returncode == 0, (argv, done.stderr.decode())
     return done
-
-
-def new_session(env: dict) -> str:
-    return ok(env, "apollo", "--session", "--get-id", input="start").stdout.decode().strip()
 
 
 def kept_place(env: dict, sid: str) -> dict:
