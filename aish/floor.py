@@ -150,9 +150,11 @@ class RedisFloor:
             return bool(self._renew(keys=[self._key(sid, holder.branch)],
                                     args=[holder.dump(), max(1, int(ttl * 1000))]))
 
-    def release(self, sid: str, holder: Holder) -> None:
+    def release(self, sid: str, holder: Holder) -> list[str]:
+        """Free the floor ``holder`` holds; returns the notes others left it (`note_passed`)."""
         with self.store.connection.guard("free the floor of a branch"):
             self._release(keys=[self._key(sid, holder.branch)], args=[holder.dump()])
+        return self._passed(sid, holder)
 
     def _passed_key(self, sid: str, holder: Holder) -> str:
         # Not under floor:*, which `holders` reads as leases.
@@ -166,7 +168,7 @@ class RedisFloor:
             pipe.pexpire(key, int(max(holder.until - time.time(), 0) * 1000) + _NOTE_MS)
             pipe.execute()
 
-    def passed(self, sid: str, holder: Holder) -> list[str]:
+    def _passed(self, sid: str, holder: Holder) -> list[str]:
         key = self._passed_key(sid, holder)
         with self.store.connection.guard("read what happened while a floor was held"):
             pipe = self.store.client.pipeline(transaction=True)
@@ -278,13 +280,17 @@ class FileFloor:
             self._write(path, current.renewed(ttl))
         return True
 
-    def release(self, sid: str, holder: Holder) -> None:
+    def release(self, sid: str, holder: Holder) -> list[str]:
+        """Free the floor ``holder`` holds; returns the notes others left it (`note_passed`),
+        read under the same lock, while the lease still keeps them from a sweep."""
         path = self._path(sid, holder.branch, create=False)
         with self.store.session_lock(sid):
+            notes = self._passed(sid, holder)
             current = self._read(path)
             if current is not None and current.token == holder.token:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+        return notes
 
     def _passed_path(self, sid: str, holder: Holder, create: bool = False):
         return self._folder(create) / f"{sid}.{holder.token}.passed"
@@ -297,17 +303,18 @@ class FileFloor:
             with os.fdopen(fd, "a", encoding="utf-8") as f:
                 f.write(json.dumps(text) + "\n")
 
-    def passed(self, sid: str, holder: Holder) -> list[str]:
+    def _passed(self, sid: str, holder: Holder) -> list[str]:
+        """The notes left for ``holder``, removed as they are read (the caller holds the
+        session's lock)."""
         path = self._passed_path(sid, holder)
-        with self.store.session_lock(sid):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError:
-                return []
-            with os.fdopen(fd, "rb") as f:
-                raw = f.read(1 << 16)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return []
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(1 << 16)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         found = []
         for line in raw.splitlines()[:_NOTES]:
             with contextlib.suppress(ValueError, UnicodeDecodeError):
@@ -384,13 +391,10 @@ class Lease:
         that went on branches of their own), for this holder to be told too."""
         self._done.set()
         self._thread.join(timeout=5)
-        try:  # read while the lease is still there: a sweep keeps what a holder may read
-            notes = self.floor.passed(self.sid, self.holder)
-        except Exception:  # noqa: BLE001 - only a notice is lost
-            notes = []
-        with contextlib.suppress(Exception):  # an unreachable store: the lease expires
-            self.floor.release(self.sid, self.holder)
-        return notes
+        try:
+            return self.floor.release(self.sid, self.holder)
+        except Exception:  # noqa: BLE001 - an unreachable store: the lease expires
+            return []
 
 
 def tell_holder(floor, sid: str, holder: Holder, branch: str) -> None:
