@@ -285,15 +285,21 @@ class RedisFeed:
         return True
 
     def trimmed(self) -> bool:
-        """Whether events after the position were trimmed away (the stream's bound) before
-        they were read."""
+        """Whether events after the position may have been trimmed away (the stream's bound)
+        before they were read: the stream is trimmed oldest first, so while the last event
+        read is still there nothing after it went."""
+        client = self.store.client
         with self.store.connection.guard("read a session's events"):
-            try:
-                info = self.store.client.xinfo_stream(self.key)
-            except self.store.connection.errors.ResponseError:  # no stream (yet)
+            if self.last == "0-0":
+                try:
+                    info = client.xinfo_stream(self.key)
+                except self.store.connection.errors.ResponseError:  # no stream (yet)
+                    return False
+                return int(info.get("entries-added") or 0) > int(info.get("length") or 0)
+            if client.xrange(self.key, self.last, self.last, count=1):
                 return False
-        deleted = _text(info.get("max-deleted-entry-id", b"0-0"))
-        return _stream_order(deleted) > _stream_order(self.last)
+            first = client.xrange(self.key, "-", "+", count=1)
+        return bool(first) and _stream_order(_text(first[0][0])) > _stream_order(self.last)
 
     def read(self, timeout: float) -> list[Event]:
         with self.store.connection.guard("read a session's events"):

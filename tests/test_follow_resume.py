@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import follow_support
 from conftest import run
@@ -15,6 +16,8 @@ from manage_support import select_redis
 
 from aish import config as config_module
 from aish.follow_cursor import Cursors
+from aish.messages import Message
+from aish.sessions import Sessions
 from aish.store import open_store
 
 store_env = follow_support.store_env  # the fixture: file store, then Redis
@@ -128,3 +131,24 @@ def test_a_follower_goes_on_under_the_new_id_of_a_renamed_session(store_env):
     assert follower.stdout.count("after the rename") == 2  # the question and its reply, once
     # Its place is kept under the new id, so --resume finds it there.
     assert kept_place(store_env, "renamed-notes")["feed"]
+
+
+def test_a_resumed_follower_says_when_what_it_missed_was_trimmed(redis_url, env):
+    cfg = Path(env["HOME"]) / ".aish" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "sessions:\n  storage: {type: redis, url: "
+                   f"'{redis_url}', stream_length: 5}}\n")
+    sid = new_session(env)
+    first = Program(env, "aish", "--follow-session", sid)
+    first.wait_for(r"apollo> ok: start\n")
+    first.stop()
+    config = config_module.load(env)
+    session = Sessions(open_store(config), config).open("apollo", sid)
+    for n in range(40):  # more than the stream keeps
+        session.add(Message("user", f"m{n}", "apollo", float(n)))
+    second = Program(env, "aish", "--follow-session", sid, "--resume")
+    try:
+        second.wait_for(r"some events may have been trimmed", "stderr")
+        second.wait_for(r"user to apollo> m39\n")  # what is left is shown
+    finally:
+        second.stop()
+    assert "m0\n" not in second.stdout

@@ -89,8 +89,9 @@ def follow(ctx: Context, sid: str, branch: str | None, recap: int, resume: bool 
         try:
             if resumed and saved is not None:
                 if feed.trimmed():
-                    ctx.out.warn("some events were trimmed from the session's stream before "
-                                 "they were shown (sessions.storage.stream_length)")
+                    ctx.out.warn("some events may have been trimmed from the session's "
+                                 "stream before they were shown (sessions.storage."
+                                 "stream_length); what is left follows")
                 view.reopen(saved.get("streaming"))
             else:
                 view.recap(recap)
