@@ -152,3 +152,22 @@ def test_a_resumed_follower_says_when_what_it_missed_was_trimmed(redis_url, env)
     finally:
         second.stop()
     assert "m0\n" not in second.stdout
+
+
+def test_a_file_follower_resumed_after_a_rewrite_hears_the_rewrite(home):
+    from manage_support import sessions_for
+
+    sessions = sessions_for(home)
+    session = sessions.create("apollo")
+    session.add(Message("user", "one", "apollo", 1.0))
+    feed = sessions.follow_feed(session.id)
+    feed.mark()
+    kept = feed.position()
+    feed.close()
+    loaded = sessions.load(session.id)
+    sessions.rewrite(session.id, loaded.meta, loaded.messages, "prune", since=loaded.mark)
+    again = sessions.follow_feed(session.id)
+    assert again.resume(kept) and not again.resume({"ino": True, "offset": 0, "pieces": {}})
+    assert again.resume(kept)
+    assert [e.kind for e in until(lambda: again.read(0.5), "the rewrite")] == ["rewrite"]
+    again.close()
