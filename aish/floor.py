@@ -10,6 +10,8 @@ two people talking over each other is rarely what either wants).
   and was taken by someone else is never renewed or freed by its former holder.
 - Files: ``.floors/ID.BRANCH.json`` in the sessions folder, read and written under the
   session's lock; a lease is stale when it expired, or when its process is gone on this host.
+  Each take sweeps the session's stale leases (and the live files of replies whose writer
+  died), so a killed holder leaves nothing behind once the session is written to again.
 
 A lease lives ``ttl`` seconds and is renewed every third of that while its holder lives (a
 thread, so a model that thinks long before its first token keeps the floor too); a holder
@@ -38,10 +40,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_NOTES = 50  # notes kept for one holder: a flood of waiting prompts says enough in 50
+_NOTE_MS = 3_600_000  # a note outlives its lease by this much, for a holder that is slow
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+def _is_token(text: str) -> bool:
+    return len(text) == 16 and all(c in "0123456789abcdef" for c in text)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _user() -> str:
@@ -137,9 +150,32 @@ class RedisFloor:
             return bool(self._renew(keys=[self._key(sid, holder.branch)],
                                     args=[holder.dump(), max(1, int(ttl * 1000))]))
 
-    def release(self, sid: str, holder: Holder) -> None:
+    def release(self, sid: str, holder: Holder) -> list[str]:
+        """Free the floor ``holder`` holds; returns the notes others left it (`note_passed`)."""
         with self.store.connection.guard("free the floor of a branch"):
             self._release(keys=[self._key(sid, holder.branch)], args=[holder.dump()])
+        return self._passed(sid, holder)
+
+    def _passed_key(self, sid: str, holder: Holder) -> str:
+        # Not under floor:*, which `holders` reads as leases.
+        return self.store.session_key(sid, f"passed:{holder.token}")
+
+    def note_passed(self, sid: str, holder: Holder, text: str) -> None:
+        key = self._passed_key(sid, holder)
+        with self.store.connection.guard("tell the holder of a floor"):
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.rpush(key, text)
+            pipe.pexpire(key, int(max(holder.until - time.time(), 0) * 1000) + _NOTE_MS)
+            pipe.execute()
+
+    def _passed(self, sid: str, holder: Holder) -> list[str]:
+        key = self._passed_key(sid, holder)
+        with self.store.connection.guard("read what happened while a floor was held"):
+            pipe = self.store.client.pipeline(transaction=True)
+            pipe.lrange(key, 0, _NOTES - 1)
+            pipe.delete(key)
+            found, _ = pipe.execute()
+        return [_text(item) for item in found]
 
     def holders(self, sid: str) -> list[Holder]:
         pattern = self._key(sid, "*")
@@ -185,11 +221,55 @@ class FileFloor:
     def take(self, sid: str, holder: Holder, ttl: float) -> Holder | None:
         with self.store.session_lock(sid):
             path = self._path(sid, holder.branch)
+            self.sweep(sid)
+            # A holder killed mid-reply left its streamed pieces too: followers see it end.
+            from aish.follow import live_dir, sweep_live
+
+            sweep_live(live_dir(self.store), sid)
             current = self._read(path)
             if current is not None and not stale(current):
                 return current
             self._write(path, holder)
         return None
+
+    def sweep(self, sid: str) -> list[str]:
+        """Remove the leases of ``sid`` nobody holds any more (their holders killed or
+        expired) and the half-written ones of processes gone, under the session's lock held
+        by the caller; a live holder's lease is never touched. Returns the names removed."""
+        folder = self._folder(create=False)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return []
+        removed: list[str] = []
+        passed: list[str] = []
+        for name in names:
+            if name.startswith(f"{sid}.") and name.endswith(".json"):
+                holder = self._read(folder / name)
+                # Ids hold dots too: "a.b.main.json" is session a.b's, never a's "b.main".
+                gone = holder is not None and f"{sid}.{holder.branch}.json" == name \
+                    and stale(holder)
+            elif name.startswith(f".{sid}.") and name.endswith(".tmp"):
+                pid = name[:-4].rpartition(".")[2]
+                gone = pid.isdigit() and not _alive(int(pid))
+            elif name.startswith(f"{sid}.") and name.endswith(".passed"):
+                if _is_token(name[len(sid) + 1:-7]):  # never session a.b's note as a's
+                    passed.append(name)
+                continue
+            else:
+                continue
+            if gone:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / name)
+                    removed.append(name)
+        if passed:  # what was meant for a holder that is gone: nobody to tell any more
+            tokens = {h.token for h in self.holders(sid)}
+            for name in passed:
+                if name[len(sid) + 1:-7] not in tokens:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(folder / name)
+                        removed.append(name)
+        return removed
 
     def renew(self, sid: str, holder: Holder, ttl: float) -> bool:
         path = self._path(sid, holder.branch, create=False)
@@ -200,13 +280,48 @@ class FileFloor:
             self._write(path, current.renewed(ttl))
         return True
 
-    def release(self, sid: str, holder: Holder) -> None:
+    def release(self, sid: str, holder: Holder) -> list[str]:
+        """Free the floor ``holder`` holds; returns the notes others left it (`note_passed`),
+        read under the same lock, while the lease still keeps them from a sweep."""
         path = self._path(sid, holder.branch, create=False)
         with self.store.session_lock(sid):
+            notes = self._passed(sid, holder)
             current = self._read(path)
             if current is not None and current.token == holder.token:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+        return notes
+
+    def _passed_path(self, sid: str, holder: Holder, create: bool = False):
+        return self._folder(create) / f"{sid}.{holder.token}.passed"
+
+    def note_passed(self, sid: str, holder: Holder, text: str) -> None:
+        with self.store.session_lock(sid):
+            fd = os.open(self._passed_path(sid, holder, create=True),
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                f.write(json.dumps(text) + "\n")
+
+    def _passed(self, sid: str, holder: Holder) -> list[str]:
+        """The notes left for ``holder``, removed as they are read (the caller holds the
+        session's lock)."""
+        path = self._passed_path(sid, holder)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return []
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(1 << 16)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        found = []
+        for line in raw.splitlines()[:_NOTES]:
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                text = json.loads(line)
+                if isinstance(text, str):
+                    found.append(text)
+        return found
 
     def holders(self, sid: str) -> list[Holder]:
         folder = self._folder(create=False)
@@ -232,13 +347,20 @@ def stale(holder: Holder, now: float | None = None) -> bool:
         return True
     if holder.host != socket.gethostname():
         return False  # another machine's process: only its expiry tells
+    return not _alive(holder.pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host."""
     try:
-        os.kill(holder.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
         return False
-    return False
+    except PermissionError:  # alive, another user's
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 def floor_for(store) -> RedisFloor | FileFloor:
@@ -264,11 +386,24 @@ class Lease:
             except Exception:  # noqa: BLE001 - a store that hiccups: the next renewal tries
                 continue
 
-    def release(self) -> None:
+    def release(self) -> list[str]:
+        """Free the floor; returns what others were told while it was held (their prompts
+        that went on branches of their own), for this holder to be told too."""
         self._done.set()
         self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):  # an unreachable store: the lease expires
-            self.floor.release(self.sid, self.holder)
+        try:
+            return self.floor.release(self.sid, self.holder)
+        except Exception:  # noqa: BLE001 - an unreachable store: the lease expires
+            return []
+
+
+def tell_holder(floor, sid: str, holder: Holder, branch: str) -> None:
+    """Let ``holder`` know, once its reply is done, that a prompt waiting for its floor went
+    on ``branch`` instead (both writers then know what happened to the turn)."""
+    text = (f"{_user()}'s prompt did not wait for this reply on branch {holder.branch} of "
+            f"session {sid}; it went on branch {branch}")
+    with contextlib.suppress(Exception):  # only a notice is lost
+        floor.note_passed(sid, holder, text)
 
 
 def acquire(floor, sid: str, ai: str, branch: str, ttl: float, wait: float | None,

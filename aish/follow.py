@@ -7,20 +7,25 @@ being streamed right now is published too, in coalesced pieces (`LiveReply`: at 
 piece per `COALESCE_SECONDS` unless `COALESCE_CHARS` gather first), under the id the reply
 will be stored with: Redis ``chunk`` events, or a live file ``.live/ID.REPLY.jsonl`` beside the
 log (0600) that is removed once the reply is stored. The stored message ends what its pieces
-began; neither the pieces nor the live files are ever a source of truth.
+began; neither the pieces nor the live files are ever a source of truth. A writer holds a lock
+on its live file while it streams, so the file of a writer that was killed is told by its
+missing lock and swept by the session's next writer (`sweep_live`).
 
 A follower (`feed_for`) notes where the feed is now, shows what it needs to from the store,
 and then reads events from that point: Redis with ``XREAD BLOCK`` from the last id seen, so a
 lost connection resumes exactly there; files by reading the log's new complete lines after the
 last offset (a torn tail waits for its newline; a log replaced by a rewrite is a ``rewrite``
 event) and the live files' new lines, polling with a short backoff. Pub/Sub would drop whatever
-is published while a follower is disconnected, so it is not used.
+is published while a follower is disconnected, so it is not used. A follower's `position` can be
+saved and `resume`d by a later one; a session renamed meanwhile is followed under its new id
+(its log, or its events stream, moved with it and keeps its offsets and ids).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,13 +37,15 @@ from aish.store.base import dump_line, parse_line
 COALESCE_SECONDS = 0.05
 COALESCE_CHARS = 200
 _HEX = frozenset("0123456789abcdef")
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 @dataclass
 class Event:
     """One thing a follower hears: ``msg`` (a stored message), ``ref`` (a branch moved),
     ``chunk`` (a piece of the reply ``reply`` being streamed), ``end`` (that reply stopped
-    streaming) or ``rewrite`` (the session's content was replaced)."""
+    streaming), ``rewrite`` (the session's content was replaced) or ``rename`` (the session
+    goes on under the id ``text``)."""
 
     kind: str
     message: Message | None = None
@@ -162,9 +169,10 @@ class FileSink:
 
     def chunk(self, reply: str, ai: str, branch: str, text: str) -> None:
         if self._fd is None:
-            self._path = self.store.private_dir(".live") / _live_name(self.sid, reply)
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
-                               | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            folder = self.store.private_dir(".live")
+            sweep_live(folder, self.sid)
+            self._path = folder / _live_name(self.sid, reply)
+            self._fd = _open_locked(self._path)
         record = self.store.codec.seal(_piece_record(reply, ai, branch, text))
         data = dump_line(record)
         view = memoryview(data)
@@ -178,6 +186,59 @@ class FileSink:
         if self._path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path)
+
+
+def _open_locked(path: Path) -> int:
+    """The live file at ``path``, opened for appending and locked for as long as this process
+    has it open: the lock is how a sweep tells a live writer's file from a dead one's."""
+    import fcntl
+
+    for _ in range(10):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # swept between the open and the lock: a new one
+    raise OSError(f"cannot keep a live file at {path}")
+
+
+def sweep_live(folder: Path, sid: str) -> list[str]:
+    """Remove the live files of session ``sid`` that no process holds any more (a writer
+    killed mid-reply): followers then see those replies end. A file still locked is a live
+    writer's and stays. Returns the names removed."""
+    import fcntl
+
+    prefix = f"{sid}."
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".jsonl")
+                 and _is_reply_id(n[len(prefix):-6])]
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        try:
+            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its writer is alive
+            os.close(fd)
+            continue
+        try:  # locked by us now, so no writer can be appending to it
+            if os.stat(folder / name, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                os.unlink(folder / name)
+                removed.append(name)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def sink_for(store, sid: str):
@@ -196,7 +257,7 @@ class RedisFeed:
     BLOCK_MS = 1000
 
     def __init__(self, store, sid: str):
-        self.store, self.codec = store, store.codec
+        self.store, self.codec, self.sid = store, store.codec, sid
         self.key = store.session_key(sid, "events")
         self.last = "0-0"
         self.lost = 0  # connections lost (and resumed) so far
@@ -210,6 +271,35 @@ class RedisFeed:
             newest = self.store.client.xrevrange(self.key, "+", "-", count=1)
         if newest:
             self.last = _text(newest[0][0])
+
+    def position(self) -> dict:
+        """Where this follower is: `resume` of it goes on after the last event read."""
+        return {"last": self.last}
+
+    def resume(self, position: object) -> bool:
+        """Go on from ``position`` (a `position` saved earlier); False when it is not one."""
+        last = position.get("last") if isinstance(position, dict) else None
+        if not isinstance(last, str) or not _STREAM_ID.fullmatch(last):
+            return False
+        self.last = last
+        return True
+
+    def trimmed(self) -> bool:
+        """Whether events after the position may have been trimmed away (the stream's bound)
+        before they were read: the stream is trimmed oldest first, so while the last event
+        read is still there nothing after it went."""
+        client = self.store.client
+        with self.store.connection.guard("read a session's events"):
+            if self.last == "0-0":
+                try:
+                    info = client.xinfo_stream(self.key)
+                except self.store.connection.errors.ResponseError:  # no stream (yet)
+                    return False
+                return int(info.get("entries-added") or 0) > int(info.get("length") or 0)
+            if client.xrange(self.key, self.last, self.last, count=1):
+                return False
+            first = client.xrange(self.key, "-", "+", count=1)
+        return bool(first) and _stream_order(_text(first[0][0])) > _stream_order(self.last)
 
     def read(self, timeout: float) -> list[Event]:
         with self.store.connection.guard("read a session's events"):
@@ -225,7 +315,9 @@ class RedisFeed:
                 return []
         self._failing = 0
         events: list[Event] = []
-        for _key, entries in found or ():
+        if not found:
+            return self._renamed()
+        for _key, entries in found:
             for entry_id, fields in entries:
                 self.last = _text(entry_id)
                 event = self._event({_text(k): v for k, v in fields.items()})
@@ -235,6 +327,20 @@ class RedisFeed:
 
     def close(self) -> None:
         """Nothing to give back: the store's connection stays the store's."""
+
+    def _renamed(self) -> list[Event]:
+        """After a quiet read: when the session was renamed, its events went with it (the
+        entries keep their ids), so reading goes on from the same id under the new key."""
+        try:
+            if self.store.client.exists(self.key) or self.store.exists(self.sid):
+                return []
+            new = self.store.alias(self.sid)
+        except Exception:  # noqa: BLE001 - the server away: the next read says so, and waits
+            return []
+        if not new or new == self.sid:
+            return []
+        self.sid, self.key = new, self.store.session_key(new, "events")
+        return [Event("rename", text=new)]
 
     def _event(self, fields: dict) -> Event | None:
         kind = _text(fields.get("k", b""))
@@ -253,6 +359,14 @@ class RedisFeed:
         if kind == "rec" and fields.get("w") and record.get("t") in ("msg", "ref"):
             record["by"] = _text(fields["w"])  # the writer whose own log holds it
         return _record_event(record, self.codec) if kind == "rec" else None
+
+
+def _stream_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return 0, 0
 
 
 def _text(value) -> str:
@@ -317,6 +431,30 @@ class FileFeed:
         """Start at the log's end as it is now (its complete lines)."""
         self.ino, self.offset = self._end()
 
+    def position(self) -> dict:
+        """Where this follower is: the log's offset read and each live file's."""
+        return {"ino": self.ino, "offset": self.offset,
+                "pieces": {name: list(at) for name, at in self._pieces.items()}}
+
+    def resume(self, position: object) -> bool:
+        """Go on from ``position`` (a `position` saved earlier); False when it is not one.
+        A log replaced since (a rewrite) is read as a rewrite; live files gone since are
+        replies stored meanwhile, which the log brings."""
+        if not isinstance(position, dict):
+            return False
+        ino, offset = _count(position.get("ino")), _count(position.get("offset"))
+        pieces = position.get("pieces")
+        if not ino or offset is None or not isinstance(pieces, dict):
+            return False
+        self.ino, self.offset = ino, offset
+        self._pieces = {name: (at[0], at[1]) for name, at in pieces.items()
+                        if isinstance(name, str) and isinstance(at, list) and len(at) == 2
+                        and _count(at[0]) and _count(at[1]) is not None}
+        return True
+
+    def trimmed(self) -> bool:
+        return False  # the log keeps everything
+
     def _end(self) -> tuple[int | None, int]:
         try:
             fd = os.open(self.log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -364,7 +502,7 @@ class FileFeed:
         try:
             fd = os.open(self.log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
-            return []
+            return self._renamed()
         try:
             st = os.fstat(fd)
             if st.st_ino != self.ino or st.st_size < self.offset:
@@ -391,6 +529,15 @@ class FileFeed:
             if event is not None:
                 events.append(event)
         return events
+
+    def _renamed(self) -> list[Event]:
+        """The log is gone: when the session was renamed, it is the same file under the new
+        id (renamed in one step), read on from the same offset."""
+        new = self.store.alias(self.sid)
+        if not new or new == self.sid:
+            return []
+        self.sid, self.log = new, Path(self.store.location(new))
+        return [Event("rename", text=new)]
 
     def _live_events(self) -> tuple[list[Event], list[Event]]:
         prefix = f"{self.sid}."
@@ -434,6 +581,13 @@ class FileFeed:
             with contextlib.suppress(Exception):
                 events.append(_chunk_event(self.codec.open(record)))
         return events
+
+
+def _count(value: object) -> int | None:
+    """``value`` when it is a whole number of zero or more (never a bool), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def _is_reply_id(text: str) -> bool:

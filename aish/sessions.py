@@ -819,7 +819,7 @@ class Session:
         ttl = sessions.config.floor_ttl_seconds
         if not self.stored or ttl <= 0:
             return None  # nobody else knows of it yet, or turn-taking is off
-        from aish.floor import Holder, acquire
+        from aish.floor import Holder, acquire, tell_holder
 
         try:
             got = acquire(sessions.floor, self.id, ai, self.branch, ttl, wait.seconds,
@@ -841,6 +841,7 @@ class Session:
             self.notices.append(f"branch {busy} of session {self.id} is busy "
                                 f"({holder.asking}); this exchange goes on branch "
                                 f"{self.branch}")
+            tell_holder(sessions.floor, self.id, holder, self.branch)
             got = acquire(sessions.floor, self.id, ai, self.branch, ttl, 0, wait.on_wait,
                           self._fresh_head)
         raise StorageError(f"session {self.id} is too busy to write to; try again")
@@ -998,7 +999,7 @@ class Session:
             return self._exchange(specialist, text, provider, on_text, system)
         finally:
             if lease is not None:
-                lease.release()
+                self.notices += lease.release()
 
     def _exchange(self, specialist: Specialist, text: str | None, provider: Provider,
                   on_text: Callable[[str], None], system: str | None) -> Reply:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
 
 from fakes import Scripted  # noqa: E402
-from tree_bench import median_ms  # noqa: E402
+from tree_bench import median_seconds  # noqa: E402
 
 from aish.config import load as load_config  # noqa: E402
 from aish.messages import USER, Chunk, Message, Usage  # noqa: E402
@@ -51,12 +51,12 @@ def exchange_ms(sessions: Sessions) -> float:
     apollo = roster({})["apollo"]
     session = sessions.create("apollo")
     session.exchange(apollo, "start", Scripted(chunks=PIECES))
-    return median_ms(lambda: session.exchange(apollo, "again", Scripted(chunks=PIECES))) * 1e3
+    return median_seconds(lambda: session.exchange(apollo, "again", Scripted(chunks=PIECES))) * 1e3
 
 
 def append_ms(sessions: Sessions) -> float:
     session = sessions.create("apollo")
-    return median_ms(lambda: session.add(Message(USER, "hello", "apollo", time.time())),
+    return median_seconds(lambda: session.add(Message(USER, "hello", "apollo", time.time())),
                      runs=201) * 1e3
 
 

@@ -8,9 +8,29 @@ import subprocess
 import threading
 import time
 
-from conftest import BIN
+import pytest
+from conftest import BIN, run
+from manage_support import select_redis
 
 DEADLINE = 120.0  # a safety net for waits on conditions, never the assertion itself
+PIECES = ["Streaming ", "slowly, ", "piece ", "by ", "piece."]  # a reply streamed in pieces
+WHOLE = "".join(PIECES)
+
+
+@pytest.fixture(params=["file", "redis"])
+def store_env(request, env):
+    """The test's environment on the file store, then on a real redis-server
+    (``AISH_TEST_STORE`` says which)."""
+    if request.param == "redis":
+        select_redis(env, request.getfixturevalue("redis_url"))
+    return {**env, "AISH_TEST_STORE": request.param}
+
+
+def new_session(env: dict) -> str:
+    """A new stored session with one exchange ("start"); its id."""
+    done = run(env, "apollo", "--session", "--get-id", input="start")
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode().strip()
 
 
 class Gate:

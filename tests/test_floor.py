@@ -7,11 +7,12 @@ from __future__ import annotations
 import getpass
 import os
 import signal
+from pathlib import Path
 
+import follow_support
 import pytest
 from conftest import run
-from follow_support import Gate, Program, until
-from manage_support import select_redis
+from follow_support import Gate, Program, new_session, until
 
 from aish import config as config_module
 from aish.floor import being_answered
@@ -21,22 +22,12 @@ from aish.store import open_store
 PIECES = ["first ", "reply ", "held ", "back."]
 
 
-@pytest.fixture(params=["file", "redis"])
-def store_env(request, env):
-    if request.param == "redis":
-        select_redis(env, request.getfixturevalue("redis_url"))
-    return dict(env)
+store_env = follow_support.store_env  # the fixture: file store, then Redis
 
 
 def sessions_of(env: dict) -> Sessions:
     config = config_module.load(env)
     return Sessions(open_store(config), config)
-
-
-def new_session(env: dict) -> str:
-    done = run(env, "apollo", "--session", "--get-id", input="start")
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode().strip()
 
 
 def main_path(env: dict, sid: str, branch: str = "main") -> list[str]:
@@ -78,6 +69,8 @@ def test_a_holder_killed_mid_reply_frees_the_floor(store_env, server):
     until(lambda: sessions_of(store_env).floor_holders(sid), "the floor is held")
     os.kill(first.proc.pid, signal.SIGKILL)
     first.finish()
+    # Nobody renews it any more: free once its lease ran out (files: at once, on this host).
+    until(lambda: sessions_of(store_env).floor_holders(sid) == [], "the floor is free")
     second = run(store_env, "apollo", "--session", sid, input="two")
     gate.release()
     assert second.returncode == 0, second.stderr.decode()
@@ -86,7 +79,10 @@ def test_a_holder_killed_mid_reply_frees_the_floor(store_env, server):
     assert b"goes on branch" not in second.stderr
 
 
-def test_the_pipe_face_waits_up_to_its_bound_then_takes_a_new_branch(store_env, server):
+def test_two_editors_at_one_head_make_one_head_and_one_sibling_and_both_are_told(store_env,
+                                                                                   server):
+    """The pipe face waits up to its bound, then takes a new branch; the holder hears of it
+    once its reply is done."""
     sid, gate, first = held_reply(store_env, server)
     second = run(store_env, "apollo", "--session", sid, input="two", AISH_FLOOR_WAIT="0.2")
     assert second.returncode == 0, second.stderr.decode()
@@ -95,9 +91,17 @@ def test_the_pipe_face_waits_up_to_its_bound_then_takes_a_new_branch(store_env, 
     assert f"branch main of session {sid} is busy" in err and "goes on branch main-2" in err
     gate.release()
     assert first.finish() == 0, first.stderr
+    assert (f"{getpass.getuser()}'s prompt did not wait for this reply on branch main of "
+            f"session {sid}; it went on branch main-2") in first.stderr
     assert main_path(store_env, sid) == ["start", "ok: start", "one", "".join(PIECES)]
     assert main_path(store_env, sid, "main-2") == ["start", "ok: start", "two",
                                                    "".join(PIECES)]
+    loaded = open_store(config_module.load(store_env)).load(sid)
+    assert set(loaded.tree.refs) == {"main", "main-2"} and loaded.problems == []
+    assert len(loaded.messages) == 6  # nothing lost, nothing stored twice
+    if "redis" not in open_store(config_module.load(store_env)).location(sid):
+        floors = Path(config_module.load(store_env).session_dir) / ".floors"
+        assert list(floors.iterdir()) == []  # the note was read and removed with the lease
 
 
 def test_floor_config_is_checked(home):

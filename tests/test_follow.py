@@ -9,31 +9,16 @@ import stat
 import threading
 from pathlib import Path
 
+import follow_support
 import pytest
 from conftest import run
-from follow_support import Gate, Program, until
+from follow_support import PIECES, WHOLE, Gate, Program, new_session, until
 from manage_support import select_redis
 
 from aish import config as config_module
 from aish.store import open_store
 
-PIECES = ["Streaming ", "slowly, ", "piece ", "by ", "piece."]
-WHOLE = "".join(PIECES)
-
-
-@pytest.fixture(params=["file", "redis"])
-def store_env(request, env):
-    if request.param == "redis":
-        select_redis(env, request.getfixturevalue("redis_url"))
-    env = dict(env)
-    env["AISH_TEST_STORE"] = request.param
-    return env
-
-
-def new_session(env: dict) -> str:
-    done = run(env, "apollo", "--session", "--get-id", input="start")
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode().strip()
+store_env = follow_support.store_env  # the fixture: file store, then Redis
 
 
 def ask_in_background(env: dict, sid: str, text: str) -> tuple[threading.Thread, dict]:
