@@ -75,7 +75,21 @@ def one_run(env: dict, session: str, text: str) -> tuple[float, float, float]:
 def daemon_rss(env: dict) -> float | None:
     lock = Path(env["XDG_RUNTIME_DIR"]) / "aish" / "warm.lock"
     try:
-        pid = int(lock.read_text().split()[0])
+        return rss(int(lock.read_text().split()[0]))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def host_rss(env: dict) -> float | None:
+    """The model host's (named by its socket, model-PID.sock)."""
+    for sock in (Path(env["XDG_RUNTIME_DIR"]) / "aish").glob("model-*.sock"):
+        with contextlib.suppress(OSError, ValueError):
+            return rss(int(sock.stem.removeprefix("model-")))
+    return None
+
+
+def rss(pid: int) -> float | None:
+    try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -114,7 +128,8 @@ def measure(env: dict, session: str, warm: bool, fresh: bool = False) -> dict:
     figures = {"first": statistics.median(r[0] for r in runs),
                "whole": statistics.median(r[1] for r in runs),
                "rss": statistics.median(r[2] for r in runs),
-               "daemon": daemon_rss(env) if warm else None}
+               "daemon": daemon_rss(env) if warm else None,
+               "host": host_rss(env) if warm else None}
     if warm:
         stop_daemon(env)
     return figures
@@ -148,7 +163,9 @@ def main() -> None:
             show("whole reply", got["whole"], BARS["whole"] if warm else None)
             show("client peak RSS", got["rss"], BARS["rss"] if warm else None, "MB")
             if got["daemon"]:
-                show("warm process RSS (model loaded)", got["daemon"], None, "MB")
+                show("warm process RSS", got["daemon"], None, "MB")
+            if got["host"]:
+                show("its model host's RSS (the model loaded)", got["host"], None, "MB")
 
 
 def python_start() -> float:

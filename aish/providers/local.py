@@ -32,7 +32,9 @@ def bundled_model() -> Path | None:
     return None
 
 
-_MODELS: dict[str, object] = {}  # one loaded model per path, for the life of the process
+# One model per path, for the life of the process: a llama_cpp.Llama, or in a command the
+# warm process runs, a stand-in that asks the warm process's own loaded model.
+_MODELS: dict[str, object] = {}
 
 
 @contextlib.contextmanager
@@ -69,6 +71,38 @@ def _threads() -> int:
     gives the prompt every CPU): llama.cpp's OpenMP threads spin at every step, so one thread
     per logical CPU made a piped exchange 2-4x slower whenever anything else was running."""
     return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def load_model(path: Path, n_ctx: int):
+    """The model at ``path``, loaded once per process."""
+    key = str(path)
+    if key not in _MODELS:
+        _MODELS[key] = load_here(path, n_ctx)
+    return _MODELS[key]
+
+
+def load_here(path: Path, n_ctx: int):
+    """A llama_cpp.Llama of this process's own."""
+    endpoint = f"local model {path.name}"
+    if not path.is_file():
+        raise ProviderError(endpoint, f"model file {path} not found")
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise ProviderError(endpoint, "llama-cpp-python is not installed "
+                            "(pip install 'aish[local]')") from None
+    _silence_llama_log()  # after the import, which installs llama-cpp-python's own
+    try:
+        with _quiet_stderr():
+            return Llama(model_path=str(path), n_ctx=n_ctx, verbose=False,
+                         n_threads=_threads(), n_threads_batch=_threads())
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ProviderError(endpoint, f"cannot load model: {exc}") from None
+
+
+def prompt_tokens(llm, messages: list[dict]) -> int:
+    """The usage figure a reply reports for its prompt: its messages' text in tokens."""
+    return len(llm.tokenize("".join(m["content"] for m in messages).encode(), add_bos=False))
 
 
 class LocalProvider:
@@ -115,23 +149,7 @@ class LocalProvider:
         return cls(path, options, int(settings.get("n_ctx", 4096)))
 
     def _load(self):
-        key = str(self.model_path)
-        if key not in _MODELS:
-            if not self.model_path.is_file():
-                raise ProviderError(self.endpoint, f"model file {self.model_path} not found")
-            try:
-                from llama_cpp import Llama
-            except ImportError:
-                raise ProviderError(self.endpoint, "llama-cpp-python is not installed "
-                                    "(pip install 'aish[local]')") from None
-            _silence_llama_log()  # after the import, which installs llama-cpp-python's own
-            try:
-                with _quiet_stderr():
-                    _MODELS[key] = Llama(model_path=key, n_ctx=self.n_ctx, verbose=False,
-                                         n_threads=_threads(), n_threads_batch=_threads())
-            except (ValueError, RuntimeError, OSError) as exc:
-                raise ProviderError(self.endpoint, f"cannot load model: {exc}") from None
-        return _MODELS[key]
+        return load_model(self.model_path, self.n_ctx)
 
     def stream(self, chat: list[ChatMessage], specialist, *, max_tokens: int | None = None,
                quiet: bool = False, retries: int | None = None) -> Iterator[Chunk]:
@@ -151,8 +169,7 @@ class LocalProvider:
                     completion += 1
                     yield Chunk(text)
                 if choice.get("finish_reason"):
-                    prompt = len(llm.tokenize(
-                        "".join(m["content"] for m in messages).encode(), add_bos=False))
+                    prompt = event.get("prompt_tokens") or prompt_tokens(llm, messages)
                     yield Chunk(finished=True, usage=Usage(prompt, completion),
                                 model=self.model, finish_reason=choice["finish_reason"])
                     return
