@@ -94,10 +94,50 @@ def load_here(path: Path, n_ctx: int):
     _silence_llama_log()  # after the import, which installs llama-cpp-python's own
     try:
         with _quiet_stderr():
-            return Llama(model_path=str(path), n_ctx=n_ctx, verbose=False,
-                         n_threads=_threads(), n_threads_batch=_threads())
+            llm = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, n_batch=PROMPT_BLOCK,
+                        n_threads=_threads(), n_threads_batch=_threads())
     except (ValueError, RuntimeError, OSError) as exc:
         raise ProviderError(endpoint, f"cannot load model: {exc}") from None
+    _read_prompts_in_blocks(llm)
+    return llm
+
+
+# Prompt tokens are read in blocks of this many, each starting at a multiple of it. llama.cpp's
+# arithmetic depends on how a prompt is cut into batches (the same tokens read in one batch or
+# in two give logits that differ by whole units, and so other replies), so a model that reuses
+# what it read for an earlier prompt answers exactly as a fresh one only if both cut alike.
+# 32 is also the quickest size here for a prompt of a few hundred tokens.
+PROMPT_BLOCK = 32
+
+
+def _read_prompts_in_blocks(llm) -> None:
+    """Make ``llm`` reuse an earlier prompt's tokens only up to the last whole block it read
+    as a prompt (never tokens it generated one at a time), and read the rest of a new prompt
+    in blocks aligned as a fresh model would: a reply then does not depend on what the model
+    answered before. llama-cpp-python keeps the longest prefix it shares with the last
+    prompt; this cuts that back to the block boundary before the prompt is read."""
+    own_eval = llm.eval
+    own_chat = llm.create_chat_completion
+    state = {"prompt": False, "whole": 0}  # whole: tokens read in whole prompt blocks
+
+    def eval(tokens) -> None:
+        if not state["prompt"]:
+            own_eval(tokens)  # a generated token
+            return
+        state["prompt"] = False
+        start = llm.n_tokens
+        keep = min(start, state["whole"]) // PROMPT_BLOCK * PROMPT_BLOCK
+        replay = llm.input_ids[keep:start].tolist()
+        llm.n_tokens = keep
+        own_eval([*replay, *tokens])
+        state["whole"] = llm.n_tokens // PROMPT_BLOCK * PROMPT_BLOCK
+
+    def create_chat_completion(*args, **kwargs):
+        state["prompt"] = True
+        return own_chat(*args, **kwargs)
+
+    llm.eval = eval
+    llm.create_chat_completion = create_chat_completion
 
 
 def prompt_tokens(llm, messages: list[dict]) -> int:
