@@ -10,7 +10,9 @@ throwaway HOME and runtime folder; each figure is the median of RUNS whole-proce
   session and, with the warm process, starting a new one each run (the daemon has read the
   persona already, so only the message is new to the model);
 - the peak RSS of the console-script process itself (the client), bar 60 MB with the warm
-  process; the daemon's own size is shown beside it.
+  process; the daemon's own size (and its model host's) is shown beside it;
+- the first command, which starts the daemon and runs in-process itself, beside a command
+  with the warm process off (each in a fresh HOME): starting it must not slow that command.
 """
 
 from __future__ import annotations
@@ -135,6 +137,23 @@ def measure(env: dict, session: str, warm: bool, fresh: bool = False) -> dict:
     return figures
 
 
+def first_commands(tmp: Path, server) -> dict[bool, float]:
+    """Median whole time of a first command in a fresh HOME, warm process off and on."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(5):
+        for warm in (False, True):
+            env = environment(tmp / f"first-{warm}-{i}", warm, OPENAI_BASE_URL=server.base,
+                              OPENAI_API_KEY="bench")
+            times[warm].append(one_run(env, "first", "hi")[1])
+            if warm:  # let it come up, so that it does not load while the next one runs
+                sock = Path(env["XDG_RUNTIME_DIR"]) / "aish" / "warm.sock"
+                deadline = time.monotonic() + 120
+                while not sock.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                stop_daemon(env)
+    return {warm: statistics.median(t) for warm, t in times.items()}
+
+
 def show(label: str, value: float, bar: float | None, unit: str = "s") -> None:
     mark = "" if bar is None else ("  ok" if value <= bar else "  OVER") + f" (bar {bar:g}{unit})"
     shown = f"{value:.3f} s" if unit == "s" else f"{value:.0f} MB"
@@ -153,6 +172,10 @@ def main() -> None:
             show("client peak RSS", got["rss"], BARS["rss"] if warm else None, "MB")
             if got["daemon"]:
                 show("warm process RSS", got["daemon"], None, "MB")
+        first = first_commands(Path(tmp), server)
+        print("a first command in a fresh HOME (it starts the daemon when on):")
+        show("warm process off", first[False], None)
+        show("warm process on", first[True], first[False] * 1.1)
         for warm, fresh in ((False, False), (True, False), (True, True)):
             env = environment(Path(tmp) / f"local-{warm}-{fresh}", warm)
             got = measure(env, "bench", warm, fresh)

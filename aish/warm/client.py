@@ -59,7 +59,7 @@ def attempt(argv: list[str], argv0: str) -> int | None:
     try:
         folder = protocol.runtime_dir(env, uid)
     except FileNotFoundError:
-        spawn.start(env, None)
+        spawn.start(env, None, starter=True)
         return None
     except protocol.Refused as exc:
         warn(f"not using the warm process: {exc}")
@@ -73,7 +73,7 @@ def attempt(argv: list[str], argv0: str) -> int | None:
     try:
         problem = protocol.private_problem(path, uid, want_socket=True)
     except FileNotFoundError:
-        spawn.start(env, fp)
+        spawn.start(env, fp, starter=True)
         return None
     except OSError:
         return None
@@ -101,7 +101,7 @@ def _exchange(sock: socket.socket, path: str, uid: int, fp: str, argv: list[str]
     try:
         sock.connect(path)
     except (ConnectionRefusedError, FileNotFoundError):  # a socket left by a daemon that died
-        spawn.start(env, fp)
+        spawn.start(env, fp, starter=True)
         return None
     except OSError:
         return None
@@ -140,7 +140,7 @@ def _handshake(sock: socket.socket, fp: str, argv: list[str], argv0: str, env,
         reader = protocol.LineReader(sock)
         answer = reader.next()
         if answer == b"S":  # the daemon runs other code or another config: it is leaving
-            spawn.start(env, fp)
+            spawn.start(env, fp, starter=True)
             return None
         if answer != b"A":
             return None

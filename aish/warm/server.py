@@ -27,6 +27,7 @@ from aish.warm import child, protocol, spawn
 
 CHECK_SECONDS = 30.0  # how often an idle daemon checks that its socket is still its own
 HANDSHAKE_SECONDS = 5.0
+STARTER_SECONDS = 30.0  # a first command that runs longer shares the machine with the loading
 
 
 def log(text: str) -> None:
@@ -301,6 +302,7 @@ def main(argv: list[str]) -> int:
     fp = os.environ.pop(spawn.FINGERPRINT_VAR, "")
     if not fp:
         return 2
+    wait_for(os.environ.pop(spawn.STARTER_VAR, ""))
     from aish import config
     from aish.errors import AishError
 
@@ -336,6 +338,21 @@ def main(argv: list[str]) -> int:
     # Straight out: the interpreter's teardown would only run the loaded model's finalisers,
     # which fail noisily once their library's symbols are gone.
     os._exit(0)
+
+
+def wait_for(pid: str, seconds: float = STARTER_SECONDS) -> None:
+    """Wait until the command that started the daemon has ended (at most ``seconds``): loading
+    while it runs would take a core from it."""
+    try:
+        fd = os.pidfd_open(int(pid))
+    except (ValueError, OSError, AttributeError):  # gone already, or no pidfds here
+        return
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            selector.select(seconds)
+    finally:
+        os.close(fd)
 
 
 def _write_off(path: str, fp: str) -> None:
