@@ -33,6 +33,7 @@ from aish.warm import protocol
 
 READY_SECONDS = 120.0  # loading a large model on a busy machine; past this the daemon goes on
 MAX_REQUEST = 64 * 1024 * 1024
+REQUEST_SECONDS = 10.0  # a command sends its request at once after connecting
 
 
 def socket_path(folder: str, pid: int) -> str:
@@ -159,8 +160,10 @@ def _serve(listener: socket.socket, alive_r: int, held: dict) -> None:
 def _answer(conn: socket.socket, held: dict) -> None:
     if protocol.peer_uid(conn) != os.getuid():
         return
+    conn.settimeout(REQUEST_SECONDS)  # a command stopped before it asked holds up no other
     with conn.makefile("rb") as reader:
         line = reader.readline(MAX_REQUEST)
+    conn.settimeout(None)
     try:
         request = json.loads(line)
         key = (str(request["path"]), int(request["n_ctx"]))
