@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import BIN, run
 from test_warm import messages, other_home, stored
 from warm_support import alive, wait_until
+
+from aish.errors import INTERRUPTED
 
 SHORT = "providers:\n  local: {max_tokens: 8, temperature: 0}\n"
 # A new session, its continuation (the host has just read most of that prompt), and another new
@@ -74,3 +77,28 @@ def test_the_model_host_leaves_with_its_daemon(home, warm):
     warm.stop()
     wait_until(lambda: not alive(host), "the model host to leave")
     assert hosts(warm) == []
+
+
+@pytest.mark.model
+def test_ctrl_c_mid_reply_stops_the_model_host_for_the_next_command(home, warm, sessions_dir):
+    config = Path(home["HOME"]) / ".aish" / "config.yaml"
+    config.write_text(SHORT + "specialists:\n  apollo: {max_tokens: 400}\n")
+    warm_env = warm.env(home)
+    warm.start(warm_env)
+    proc = subprocess.Popen([str(BIN / "apollo"), "--session-id", "long"], env=warm_env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdin.write(b"Write a long story about the sea.")
+    proc.stdin.close()
+    proc.stdin = None
+    assert os.read(proc.stdout.fileno(), 1)  # replying
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == INTERRUPTED, err
+    kept = messages(sessions_dir, "long")
+    assert kept[0] == ("user", "Write a long story about the sea.")
+    # The host stopped generating for it, and answers the next command.
+    wait_until(lambda: "left mid-reply" in warm.log.read_text(), "the host to stop")
+    result = run(warm_env, "athena", "--session-id", "next", input="Say hello.")
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+    assert warm.served() == 2

@@ -113,7 +113,10 @@ def _exchange(sock: socket.socket, path: str, uid: int, fp: str, argv: list[str]
         return None
     env_r, env_w = os.pipe()
     try:
-        reader = _handshake(sock, fp, argv, argv0, env, env_r)
+        try:
+            reader = _handshake(sock, fp, argv, argv0, env, env_r)
+        finally:
+            os.close(env_r)  # the daemon holds its own: a write finds no reader once it is gone
         if reader is None:
             return None
         # Past G the command runs. Its environment goes by the pipe, which the daemon never
@@ -123,7 +126,6 @@ def _exchange(sock: socket.socket, path: str, uid: int, fp: str, argv: list[str]
             while data:
                 data = data[os.write(env_w, data):]
     finally:
-        os.close(env_r)
         os.close(env_w)
     sock.settimeout(None)
     return _follow(reader)

@@ -189,6 +189,8 @@ def _answer(conn: socket.socket, held: dict) -> None:
     except (ValueError, RuntimeError) as exc:  # e.g. a prompt longer than the context
         with contextlib.suppress(OSError):
             _send(conn, {"error": str(exc)})
+    except OSError:
+        _log("a command left mid-reply: stopped generating for it")
     finally:  # the command left (Ctrl-C, killed): the model stops generating for it
         with contextlib.suppress(Exception):
             events.close()
