@@ -175,7 +175,7 @@ def main() -> None:
         first = first_commands(Path(tmp), server)
         print("a first command in a fresh HOME (it starts the daemon when on):")
         show("warm process off", first[False], None)
-        show("warm process on", first[True], first[False] * 1.1)
+        show("warm process on", first[True], round(first[False] * 1.1, 3))
         for warm, fresh in ((False, False), (True, False), (True, True)):
             env = environment(Path(tmp) / f"local-{warm}-{fresh}", warm)
             got = measure(env, "bench", warm, fresh)
