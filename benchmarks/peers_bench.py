@@ -6,16 +6,19 @@ filled by pip with ``--install``, reused after). One scripted OpenAI-compatible 
 loopback (tests/fault_server.py, instant replies) answers every tool, each configured in a
 throwaway HOME, so only the tools themselves are measured; nothing but pip goes online.
 
-Printed side by side, as medians and as ratios to aish:
+Printed side by side, as medians and as ratios to aish (aish with its warm process running,
+as after a first command; beside it aish with ``AISH_WARM=0``, every command in-process):
 - continue a conversation (one exchange);
 - list 50 sessions (each tool's store seeded beforehand: aish's written in its format,
   shell_gpt's one chat it made copied 50 times, llm's by running it 50 times);
 - the ``python -c pass`` floor;
-- and aish's embedded-model exchange (8 tokens): time and peak memory.
+- and aish's embedded-model exchange (8 tokens): time and the command's peak memory, warm
+  and in-process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -74,9 +77,31 @@ def peak_mb(argv: list[str], env: dict, input: str) -> float:
 def clean_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AISH_", "OPENAI_", "LLM_")) and k != "PYTHONDONTWRITEBYTECODE"}
+    runtime = home / "run"  # aish's warm process: a socket folder of this run's own
+    runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
     env.update(HOME=str(home), AISH_MAX_SESSIONS="100000", AISH_AUTO_TITLE="false",
-               XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"))
+               XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"),
+               XDG_RUNTIME_DIR=str(runtime))
     return env
+
+
+def warmed(argv: list[str], env: dict, input: str) -> dict:
+    """``env`` with aish's warm process started by a first command and listening."""
+    median(argv, env, runs=1, input=input)
+    folder = Path(env["XDG_RUNTIME_DIR"]) / "aish"
+    deadline = time.monotonic() + 120
+    while not (folder / "warm.sock").exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"aish's warm process did not start; see {folder / 'warm.log'}")
+        time.sleep(0.05)
+    median(argv, env, runs=1, input=input)
+    return env
+
+
+def stop_warm(env: dict) -> None:
+    lock = Path(env["XDG_RUNTIME_DIR"]) / "aish" / "warm.lock"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        os.kill(int(lock.read_text().split()[0]), 15)
 
 
 def aish_setup(home: Path, base: str) -> dict:
@@ -145,10 +170,15 @@ def main() -> int:
         env = aish_setup(root / "aish", server.base)
         floor = median([sys.executable, "-c", "pass"], env)
         median([str(BIN / "aish"), "--list-sessions"], env, runs=2)  # caches written once
-        rows["aish"] = {
-            "continue": median([str(BIN / "apollo"), "--session", "sess_b00000"], env,
-                               input="one more"),
-            "list": median([str(BIN / "aish"), "--list-sessions"], env)}
+        apollo = [str(BIN / "apollo"), "--session", "sess_b00000"]
+        cold = {**env, "AISH_WARM": "0"}
+        rows["aish (warm off)"] = {"continue": median(apollo, cold, input="one more"),
+                                   "list": median([str(BIN / "aish"), "--list-sessions"], cold)}
+        warmed(apollo, env, "one more")
+        rows["aish"] = {"continue": median(apollo, env, input="one more"),
+                        "list": median([str(BIN / "aish"), "--list-sessions"], env)}
+        stop_warm(env)
+        rows = {"aish": rows["aish"], "aish (warm off)": rows["aish (warm off)"]}
         if have_peers:
             env = llm_setup(root / "llm", server.base)
             llm = str(PEERS / "bin" / "llm")
@@ -158,25 +188,32 @@ def main() -> int:
             sgpt = str(PEERS / "bin" / "sgpt")
             rows["shell_gpt"] = {"continue": median([sgpt, "--chat", "chat0", "one more"], env),
                                  "list": median([sgpt, "--list-chats"], env)}
-        print(f"\n  {'':<34}" + "".join(f"{name:>14}" for name in rows))
+        print(f"\n  {'':<38}" + "".join(f"{name:>17}" for name in rows))
         for key, label in (("continue", "continue a conversation (1 exchange)"),
                            ("list", "list 50 sessions")):
-            print(f"  {label:<34}" + "".join(f"{r[key] * 1000:11.1f} ms" for r in rows.values()))
-            print(f"  {'  as a ratio to aish':<34}"
-                  + "".join(f"{r[key] / rows['aish'][key]:13.2f}x" for r in rows.values()))
-        print(f"  {'python -c pass (the floor)':<34}{floor * 1000:11.1f} ms")
+            print(f"  {label:<38}" + "".join(f"{r[key] * 1000:14.1f} ms" for r in rows.values()))
+            print(f"  {'  as a ratio to aish':<38}"
+                  + "".join(f"{r[key] / rows['aish'][key]:16.2f}x" for r in rows.values()))
+        print(f"  {'python -c pass (the floor)':<38}{floor * 1000:14.1f} ms"
+              f"{floor / rows['aish']['continue']:16.2f}x of aish's exchange")
 
         local = {**aish_setup(root / "local", server.base)}
         local.pop("OPENAI_BASE_URL")
         local.pop("OPENAI_API_KEY")
+        print()
         argv = [str(BIN / "apollo"), "--session", "--provider", "local"]
         try:
-            seconds = median(argv, local, runs=3, input="hello")
-            mb = peak_mb(argv, local, "hello")
-            print(f"\n  aish, embedded model, one exchange (8 tokens): {seconds * 1000:.0f} ms, "
-                  f"peak {mb:.0f} MB")
+            for label in ("warm off", "warm"):
+                case = warmed(argv, local, "hello") if label == "warm" else \
+                    {**local, "AISH_WARM": "0"}
+                seconds = median(argv, case, runs=RUNS if label == "warm" else 3, input="hello")
+                mb = peak_mb(argv, case, "hello")
+                print(f"  aish, embedded model, one exchange (8 tokens), {label + ':':<10}"
+                      f"{seconds * 1000:7.0f} ms, the command's peak {mb:.0f} MB")
         except SystemExit as exc:
             print(f"\n  aish, embedded model: unavailable ({str(exc)[:200]})")
+        finally:
+            stop_warm(local)
     return 0
 
 

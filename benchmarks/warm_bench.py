@@ -10,7 +10,9 @@ throwaway HOME and runtime folder; each figure is the median of RUNS whole-proce
   session and, with the warm process, starting a new one each run (the daemon has read the
   persona already, so only the message is new to the model);
 - the peak RSS of the console-script process itself (the client), bar 60 MB with the warm
-  process; the daemon's own size is shown beside it.
+  process; the daemon's own size (and its model host's) is shown beside it;
+- the first command, which starts the daemon and runs in-process itself, beside a command
+  with the warm process off (each in a fresh HOME): starting it must not slow that command.
 """
 
 from __future__ import annotations
@@ -75,7 +77,21 @@ def one_run(env: dict, session: str, text: str) -> tuple[float, float, float]:
 def daemon_rss(env: dict) -> float | None:
     lock = Path(env["XDG_RUNTIME_DIR"]) / "aish" / "warm.lock"
     try:
-        pid = int(lock.read_text().split()[0])
+        return rss(int(lock.read_text().split()[0]))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def host_rss(env: dict) -> float | None:
+    """The model host's (named by its socket, model-PID.sock)."""
+    for sock in (Path(env["XDG_RUNTIME_DIR"]) / "aish").glob("model-*.sock"):
+        with contextlib.suppress(OSError, ValueError):
+            return rss(int(sock.stem.removeprefix("model-")))
+    return None
+
+
+def rss(pid: int) -> float | None:
+    try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -114,10 +130,28 @@ def measure(env: dict, session: str, warm: bool, fresh: bool = False) -> dict:
     figures = {"first": statistics.median(r[0] for r in runs),
                "whole": statistics.median(r[1] for r in runs),
                "rss": statistics.median(r[2] for r in runs),
-               "daemon": daemon_rss(env) if warm else None}
+               "daemon": daemon_rss(env) if warm else None,
+               "host": host_rss(env) if warm else None}
     if warm:
         stop_daemon(env)
     return figures
+
+
+def first_commands(tmp: Path, server) -> dict[bool, float]:
+    """Median whole time of a first command in a fresh HOME, warm process off and on."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(5):
+        for warm in (False, True):
+            env = environment(tmp / f"first-{warm}-{i}", warm, OPENAI_BASE_URL=server.base,
+                              OPENAI_API_KEY="bench")
+            times[warm].append(one_run(env, "first", "hi")[1])
+            if warm:  # let it come up, so that it does not load while the next one runs
+                sock = Path(env["XDG_RUNTIME_DIR"]) / "aish" / "warm.sock"
+                deadline = time.monotonic() + 120
+                while not sock.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                stop_daemon(env)
+    return {warm: statistics.median(t) for warm, t in times.items()}
 
 
 def show(label: str, value: float, bar: float | None, unit: str = "s") -> None:
@@ -138,6 +172,10 @@ def main() -> None:
             show("client peak RSS", got["rss"], BARS["rss"] if warm else None, "MB")
             if got["daemon"]:
                 show("warm process RSS", got["daemon"], None, "MB")
+        first = first_commands(Path(tmp), server)
+        print("a first command in a fresh HOME (it starts the daemon when on):")
+        show("warm process off", first[False], None)
+        show("warm process on", first[True], round(first[False] * 1.1, 3))
         for warm, fresh in ((False, False), (True, False), (True, True)):
             env = environment(Path(tmp) / f"local-{warm}-{fresh}", warm)
             got = measure(env, "bench", warm, fresh)
@@ -148,7 +186,9 @@ def main() -> None:
             show("whole reply", got["whole"], BARS["whole"] if warm else None)
             show("client peak RSS", got["rss"], BARS["rss"] if warm else None, "MB")
             if got["daemon"]:
-                show("warm process RSS (model loaded)", got["daemon"], None, "MB")
+                show("warm process RSS", got["daemon"], None, "MB")
+            if got["host"]:
+                show("its model host's RSS (the model loaded)", got["host"], None, "MB")
 
 
 def python_start() -> float:

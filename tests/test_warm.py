@@ -36,8 +36,10 @@ STEPS = [
     (("aish", "nobody"), "x", None),
     (("apollo", "--session", "sess_zzzzzz"), "x", None),
     (("apollo", "--session-id", "talk"), b"caf\xe9 bytes", None),
+    (("apollo", "--session-id", "talk"), "too many", "429"),
+    (("apollo", "--session-id", "talk", "--retry"), "", None),
 ]
-CODES = [0, 0, 0, 0, 0, 0, PROVIDER, 0, USAGE, USAGE, NOT_FOUND, 0]
+CODES = [0, 0, 0, 0, 0, 0, PROVIDER, 0, USAGE, USAGE, NOT_FOUND, 0, PROVIDER, 0]
 VARYING = {"time", "created", "updated", "id", "parent", "timing", "pp", "to", "from", "at",
            "source"}
 
@@ -94,6 +96,7 @@ def test_warm_and_in_process_give_the_same_outputs_codes_and_sessions(env, serve
     assert stored(Path(env["HOME"]) / ".aish" / "sessions") == \
         stored(Path(plain_env["HOME"]) / ".aish" / "sessions")
     assert b"ok: this one fails" in served[7][1]  # --retry answered the kept message
+    assert b"ok: too many" in served[13][1]  # and the one a 429 left unanswered
 
 
 def test_the_first_command_runs_in_process_and_starts_the_daemon(env, warm):

@@ -32,7 +32,9 @@ def bundled_model() -> Path | None:
     return None
 
 
-_MODELS: dict[str, object] = {}  # one loaded model per path, for the life of the process
+# One model per path, for the life of the process: a llama_cpp.Llama, or in a command the
+# warm process runs, a stand-in that asks the warm process's own loaded model.
+_MODELS: dict[str, object] = {}
 
 
 @contextlib.contextmanager
@@ -69,6 +71,78 @@ def _threads() -> int:
     gives the prompt every CPU): llama.cpp's OpenMP threads spin at every step, so one thread
     per logical CPU made a piped exchange 2-4x slower whenever anything else was running."""
     return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def load_model(path: Path, n_ctx: int):
+    """The model at ``path``, loaded once per process."""
+    key = str(path)
+    if key not in _MODELS:
+        _MODELS[key] = load_here(path, n_ctx)
+    return _MODELS[key]
+
+
+def load_here(path: Path, n_ctx: int):
+    """A llama_cpp.Llama of this process's own."""
+    endpoint = f"local model {path.name}"
+    if not path.is_file():
+        raise ProviderError(endpoint, f"model file {path} not found")
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise ProviderError(endpoint, "llama-cpp-python is not installed "
+                            "(pip install 'aish[local]')") from None
+    _silence_llama_log()  # after the import, which installs llama-cpp-python's own
+    try:
+        with _quiet_stderr():
+            llm = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, n_batch=PROMPT_BLOCK,
+                        n_threads=_threads(), n_threads_batch=_threads())
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ProviderError(endpoint, f"cannot load model: {exc}") from None
+    _read_prompts_in_blocks(llm)
+    return llm
+
+
+# Prompt tokens are read in blocks of this many, each starting at a multiple of it. llama.cpp's
+# arithmetic depends on how a prompt is cut into batches (the same tokens read in one batch or
+# in two give logits that differ by whole units, and so other replies), so a model that reuses
+# what it read for an earlier prompt answers exactly as a fresh one only if both cut alike.
+# 32 is also the quickest size here for a prompt of a few hundred tokens.
+PROMPT_BLOCK = 32
+
+
+def _read_prompts_in_blocks(llm) -> None:
+    """Make ``llm`` reuse an earlier prompt's tokens only up to the last whole block it read
+    as a prompt (never tokens it generated one at a time), and read the rest of a new prompt
+    in blocks aligned as a fresh model would: a reply then does not depend on what the model
+    answered before. llama-cpp-python keeps the longest prefix it shares with the last
+    prompt; this cuts that back to the block boundary before the prompt is read."""
+    own_eval = llm.eval
+    own_chat = llm.create_chat_completion
+    state = {"prompt": False, "whole": 0}  # whole: tokens read in whole prompt blocks
+
+    def eval(tokens) -> None:
+        if not state["prompt"]:
+            own_eval(tokens)  # a generated token
+            return
+        state["prompt"] = False
+        start = llm.n_tokens
+        keep = min(start, state["whole"]) // PROMPT_BLOCK * PROMPT_BLOCK
+        replay = llm.input_ids[keep:start].tolist()
+        llm.n_tokens = keep
+        own_eval([*replay, *tokens])
+        state["whole"] = llm.n_tokens // PROMPT_BLOCK * PROMPT_BLOCK
+
+    def create_chat_completion(*args, **kwargs):
+        state["prompt"] = True
+        return own_chat(*args, **kwargs)
+
+    llm.eval = eval
+    llm.create_chat_completion = create_chat_completion
+
+
+def prompt_tokens(llm, messages: list[dict]) -> int:
+    """The usage figure a reply reports for its prompt: its messages' text in tokens."""
+    return len(llm.tokenize("".join(m["content"] for m in messages).encode(), add_bos=False))
 
 
 class LocalProvider:
@@ -115,23 +189,7 @@ class LocalProvider:
         return cls(path, options, int(settings.get("n_ctx", 4096)))
 
     def _load(self):
-        key = str(self.model_path)
-        if key not in _MODELS:
-            if not self.model_path.is_file():
-                raise ProviderError(self.endpoint, f"model file {self.model_path} not found")
-            try:
-                from llama_cpp import Llama
-            except ImportError:
-                raise ProviderError(self.endpoint, "llama-cpp-python is not installed "
-                                    "(pip install 'aish[local]')") from None
-            _silence_llama_log()  # after the import, which installs llama-cpp-python's own
-            try:
-                with _quiet_stderr():
-                    _MODELS[key] = Llama(model_path=key, n_ctx=self.n_ctx, verbose=False,
-                                         n_threads=_threads(), n_threads_batch=_threads())
-            except (ValueError, RuntimeError, OSError) as exc:
-                raise ProviderError(self.endpoint, f"cannot load model: {exc}") from None
-        return _MODELS[key]
+        return load_model(self.model_path, self.n_ctx)
 
     def stream(self, chat: list[ChatMessage], specialist, *, max_tokens: int | None = None,
                quiet: bool = False, retries: int | None = None) -> Iterator[Chunk]:
@@ -151,8 +209,7 @@ class LocalProvider:
                     completion += 1
                     yield Chunk(text)
                 if choice.get("finish_reason"):
-                    prompt = len(llm.tokenize(
-                        "".join(m["content"] for m in messages).encode(), add_bos=False))
+                    prompt = event.get("prompt_tokens") or prompt_tokens(llm, messages)
                     yield Chunk(finished=True, usage=Usage(prompt, completion),
                                 model=self.model, finish_reason=choice["finish_reason"])
                     return

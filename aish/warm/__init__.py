@@ -9,6 +9,7 @@ is absent, refused, stale or broken the command simply runs in the client's own 
 Modules: `protocol` (where the socket lives, its checks, the wire format and the fingerprint),
 `client` (the decision and the exchange with the daemon; `aish.cli`'s console scripts call it
 first), `spawn` (starting the daemon detached), `server` (the daemon's loop and what it
-loads), `warmup` (the work it does once so that no child has to) and `child` (one command run
-for a client).
+imports), `warmup` (the work it does once so that no child has to), `child` (one command run
+for a client), `modelhost` (the process that holds the embedded model and its memory of the
+last prompt) and `hostedmodel` (a command's stand-in for that model).
 """

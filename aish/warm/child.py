@@ -1,7 +1,8 @@
 """One command run for a client, in a child forked from the daemon: it takes the client's
 descriptors as its standard streams, the client's directory, umask, environment and argv, and
 runs the normal CLI as a fresh process would, so storage, sanitising and exit codes are the
-very same code. The environment (API keys included) lives only in this child.
+very same code. The environment (API keys included) lives only in this child: it reads it from
+a pipe the request carried, which the daemon never reads.
 """
 
 from __future__ import annotations
@@ -16,20 +17,23 @@ import sys
 import time
 from typing import NoReturn
 
+from aish.warm import protocol
+
 SETUP_FAILED = 125  # reported before `P`: the client then runs the command itself
 
 
 def run(conn: socket.socket, fds: list[int], request: tuple, close: list[int]) -> NoReturn:
     """Never returns: the child ends with the command's exit code."""
-    _fp, cwd, umask, argv, env = request
+    _fp, cwd, umask, argv = request
     try:
+        env = protocol.read_environment(fds[3])
         _reset_signals()
         for fd in close:
             os.close(fd)
         atexit._clear()  # the daemon's own exit handlers are not this command's
         os.chdir(cwd)
         os.umask(umask)
-        for target, fd in enumerate(fds):
+        for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target, inheritable=True)
         for fd in fds:
             if fd > 2:

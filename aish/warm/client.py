@@ -59,7 +59,7 @@ def attempt(argv: list[str], argv0: str) -> int | None:
     try:
         folder = protocol.runtime_dir(env, uid)
     except FileNotFoundError:
-        spawn.start(env, None)
+        spawn.start(env, None, starter=True)
         return None
     except protocol.Refused as exc:
         warn(f"not using the warm process: {exc}")
@@ -73,7 +73,7 @@ def attempt(argv: list[str], argv0: str) -> int | None:
     try:
         problem = protocol.private_problem(path, uid, want_socket=True)
     except FileNotFoundError:
-        spawn.start(env, fp)
+        spawn.start(env, fp, starter=True)
         return None
     except OSError:
         return None
@@ -101,7 +101,7 @@ def _exchange(sock: socket.socket, path: str, uid: int, fp: str, argv: list[str]
     try:
         sock.connect(path)
     except (ConnectionRefusedError, FileNotFoundError):  # a socket left by a daemon that died
-        spawn.start(env, fp)
+        spawn.start(env, fp, starter=True)
         return None
     except OSError:
         return None
@@ -109,22 +109,47 @@ def _exchange(sock: socket.socket, path: str, uid: int, fp: str, argv: list[str]
         if protocol.peer_uid(sock) != uid:
             warn(f"not using the warm process: {path} is served by another user")
             return None
+    except OSError:
+        return None
+    env_r, env_w = os.pipe()
+    try:
+        try:
+            reader = _handshake(sock, fp, argv, argv0, env, env_r)
+        finally:
+            os.close(env_r)  # the daemon holds its own: a write finds no reader once it is gone
+        if reader is None:
+            return None
+        # Past G the command runs. Its environment goes by the pipe, which the daemon never
+        # reads, so API keys reach only its child; a child that cannot read it ends unstarted.
+        with contextlib.suppress(OSError):
+            data = memoryview(protocol.encode_environment(env))
+            while data:
+                data = data[os.write(env_w, data):]
+    finally:
+        os.close(env_w)
+    sock.settimeout(None)
+    return _follow(reader)
+
+
+def _handshake(sock: socket.socket, fp: str, argv: list[str], argv0: str, env,
+               env_r: int) -> protocol.LineReader | None:
+    """Hand over the command and get it accepted; None: nothing has run."""
+    try:
         umask = os.umask(0o077)
         os.umask(umask)
-        request = protocol.encode_request(fp, os.getcwd(), umask, [argv0, *argv], env)
-        protocol.send_request(sock, request, [0, 1, 2])
+        request = protocol.encode_request(fp, os.getcwd(), umask, [argv0, *argv])
+        protocol.send_request(sock, request, [0, 1, 2, env_r])
         reader = protocol.LineReader(sock)
         answer = reader.next()
         if answer == b"S":  # the daemon runs other code or another config: it is leaving
-            spawn.start(env, fp)
+            spawn.start(env, fp, starter=True)
             return None
         if answer != b"A":
             return None
         sock.sendall(b"G")
     except OSError:  # includes a timeout: nothing has run yet
         return None
-    sock.settimeout(None)
-    return _follow(reader)
+    return reader
 
 
 def _follow(reader: protocol.LineReader) -> int | None:

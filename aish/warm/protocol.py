@@ -7,10 +7,12 @@ what the interpreter has already loaded (os, sys, stat) plus socket.
 Wire format, over a Unix stream socket:
 
 - client → daemon: a 4-byte big-endian length, then ``AISH1`` and NUL-separated fields
-  (fingerprint, cwd, umask, argc, argv..., then ``KEY=VALUE`` environment items), with the
-  client's descriptors 0, 1 and 2 attached to the first bytes (SCM_RIGHTS);
+  (fingerprint, cwd, umask, argc, argv...), with the client's descriptors 0, 1 and 2 and the
+  read end of a pipe attached to the first bytes (SCM_RIGHTS);
 - daemon → client: ``S`` (stale: the daemon does not fit, run in-process) or ``A`` (accepted);
 - client → daemon after ``A``: ``G`` (go; from here on the client waits for the outcome);
+  the client then writes a 4-byte length and the NUL-separated ``KEY=VALUE`` environment
+  items into the pipe, which the daemon never reads: only the child it forks does;
 - daemon's child → client: ``P<pid>`` when it starts the command, ``X<code>`` when it ends;
 - daemon → client: ``X<code>`` or ``K<signal>`` once the child is reaped.
 
@@ -137,30 +139,30 @@ def fingerprint(env) -> str:
 
 # -- framing ---------------------------------------------------------------------------------
 
-def encode_request(fp: str, cwd: str, umask: int, argv: list[str], env) -> bytes:
+def encode_request(fp: str, cwd: str, umask: int, argv: list[str]) -> bytes:
+    """The header: all the daemon reads of a command."""
     fields = [MAGIC, fp.encode(), os.fsencode(cwd), str(umask).encode(), str(len(argv)).encode()]
     fields += [os.fsencode(a) for a in argv]
-    fields += [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
-    body = b"\0".join(fields)
-    return len(body).to_bytes(4, "big") + body
+    header = b"\0".join(fields)
+    return len(header).to_bytes(4, "big") + header
 
 
-def decode_request(body: bytes) -> tuple[str, str, int, list[str], dict[str, str]]:
-    """(fingerprint, cwd, umask, argv, environ); ValueError when malformed."""
+def encode_environment(env) -> bytes:
+    """The environment, written to the request's pipe once the daemon accepted the command."""
+    environment = b"\0".join(os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items())
+    return len(environment).to_bytes(4, "big") + environment
+
+
+def decode_request(body: bytes) -> tuple[str, str, int, list[str]]:
+    """(fingerprint, cwd, umask, argv) of a header; ValueError when malformed."""
     fields = body.split(b"\0")
     if len(fields) < 5 or fields[0] != MAGIC:
         raise ValueError("not an aish warm request")
     argc = int(fields[4])
     argv = [os.fsdecode(a) for a in fields[5:5 + argc]]
-    if len(argv) != argc:
-        raise ValueError("truncated argv")
-    env = {}
-    for item in fields[5 + argc:]:
-        key, sep, value = item.partition(b"=")
-        if not sep or not key:
-            raise ValueError("bad environment item")
-        env[os.fsdecode(key)] = os.fsdecode(value)
-    return fields[1].decode(), os.fsdecode(fields[2]), int(fields[3]), argv, env
+    if len(argv) != argc or len(fields) != 5 + argc:
+        raise ValueError("malformed argv")
+    return fields[1].decode(), os.fsdecode(fields[2]), int(fields[3]), argv
 
 
 def send_request(sock: socket.socket, data: bytes, fds: list[int]) -> None:
@@ -169,30 +171,53 @@ def send_request(sock: socket.socket, data: bytes, fds: list[int]) -> None:
 
 
 def recv_request(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """The request's body and the descriptors that came with it (the caller closes them)."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 3)
+    """A request's header and the descriptors that came with it (the caller closes them).
+    Reads not one byte past the header."""
+    data, fds, _flags, _addr = socket.recv_fds(sock, 4, 4)
     try:
-        while len(data) < 4:
-            more = sock.recv(65536)
-            if not more:
-                raise ValueError("short request")
-            data += more
-        size = int.from_bytes(data[:4], "big")
+        if len(fds) != 4:
+            raise ValueError("the request carried no descriptors")
+        size = int.from_bytes(_exactly(sock, 4 - len(data), data), "big")
         if size > MAX_REQUEST:
             raise ValueError("request too large")
-        data = data[4:]
-        while len(data) < size:
-            more = sock.recv(min(1 << 20, size - len(data)))
-            if not more:
-                raise ValueError("short request")
-            data += more
-        if len(fds) != 3:
-            raise ValueError("the request carried no descriptors")
+        body = _exactly(sock, size)
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
-    return data[:size], fds
+    return body, fds
+
+
+def read_environment(fd: int) -> dict[str, str]:
+    """The environment from the pipe a request carried (read by the child that runs the
+    command, so that the daemon's memory never holds it, API keys and all)."""
+    data = b""
+    while True:
+        more = os.read(fd, 1 << 16)
+        if not more:
+            break
+        data += more
+        if len(data) > MAX_REQUEST:
+            raise ValueError("request too large")
+    size = int.from_bytes(data[:4], "big")
+    if len(data) != 4 + size:
+        raise ValueError("short environment")
+    env = {}
+    for item in data[4:].split(b"\0") if size else []:
+        key, sep, value = item.partition(b"=")
+        if not sep or not key:
+            raise ValueError("bad environment item")
+        env[os.fsdecode(key)] = os.fsdecode(value)
+    return env
+
+
+def _exactly(sock: socket.socket, size: int, data: bytes = b"") -> bytes:
+    while len(data) < size:
+        more = sock.recv(min(1 << 20, size - len(data)))
+        if not more:
+            raise ValueError("short request")
+        data += more
+    return data
 
 
 class LineReader:

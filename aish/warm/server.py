@@ -1,7 +1,9 @@
 """The daemon: ``python -m aish.warm.server FOLDER``, started by `aish.warm.spawn`.
 
 One per user and folder (an exclusive lock on ``warm.lock`` decides), single-threaded so that
-forking a child is safe: it loads what a command would load, then accepts clients on
+forking a child is safe: it imports what a command would import (the embedded model goes to
+a model host process of its own, see `modelhost`, so nothing here ever runs llama.cpp's
+threads), then accepts clients on
 ``warm.sock`` (0600 in a 0700 folder; a peer of another uid is refused), forks one child per
 command and reports each child's exit status. It leaves when unused for
 ``warm.idle_minutes``, when a client's fingerprint says it runs other code or another config,
@@ -25,6 +27,7 @@ from aish.warm import child, protocol, spawn
 
 CHECK_SECONDS = 30.0  # how often an idle daemon checks that its socket is still its own
 HANDSHAKE_SECONDS = 5.0
+STARTER_SECONDS = 30.0  # a first command that runs longer shares the machine with the loading
 
 
 def log(text: str) -> None:
@@ -45,6 +48,7 @@ class Daemon:
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
         self.stopping = False
+        self.model_host: object = None  # a modelhost.Host, once started
 
     # -- start and leave -------------------------------------------------------------------
     def lock(self) -> bool:
@@ -238,9 +242,10 @@ EXCHANGE_MODULES = (
 )
 
 
-def preload(env) -> None:
-    """Import what an exchange imports, and load the embedded model when it is what the
-    configuration would use, so that children start with it all in memory."""
+def preload(env) -> list[tuple[str, int, str]]:
+    """Import what an exchange imports, so that children start with it all in memory; the
+    embedded models the configuration would use ((path, n_ctx, a persona) each), for the model
+    host to load: never this process, which forks."""
     from aish import cli  # noqa: F401
     from aish.commands import dispatch, exchange  # noqa: F401
     from aish.commands.context import Context
@@ -261,31 +266,35 @@ def preload(env) -> None:
     if ctx.config.storage_type == "redis":
         import aish.store.redisstore  # noqa: F401
     if env.get(spawn.OPENAI_VAR):
-        return
+        return []
+    from aish.conversation import build_chat
     from aish.providers import choose
     from aish.providers.local import LocalProvider
 
-    primed: set[str] = set()
+    models: dict[str, tuple[str, int, str]] = {}
     for specialist in ctx.specialists.values():
         if choose(specialist, ctx.config, None, env) == "local":
             settings = dict(ctx.config.providers.get("local") or {})
             provider = LocalProvider.from_settings(settings, specialist)
-            model = provider._load()
-            if str(provider.model_path) not in primed:
-                primed.add(str(provider.model_path))
-                _prime(model, specialist)
+            persona = build_chat(specialist, [], False)[0].content
+            models.setdefault(str(provider.model_path),
+                              (str(provider.model_path), provider.n_ctx, persona))
+    return list(models.values())
 
 
-def _prime(model, specialist) -> None:
-    """Evaluate a persona once: the model keeps the prompt it last read, and a child whose
-    prompt starts the same way (this specialist, a new or short session) reads only the rest,
-    so its first token comes sooner."""
-    from aish.conversation import build_chat
+def host_models(daemon: Daemon, models: list[tuple[str, int, str]]) -> None:
+    """Start the model host and give every command a stand-in for each model it holds."""
+    from aish.providers import local
+    from aish.warm import modelhost
+    from aish.warm.hostedmodel import HostedModel
 
-    persona = build_chat(specialist, [], False)[0].content
-    model.create_chat_completion(messages=[{"role": "system", "content": persona},
-                                           {"role": "user", "content": ""}],
-                                 max_tokens=1, temperature=0.0)
+    host = modelhost.start(daemon.folder, models, [daemon.lock_fd, daemon.wake_r, daemon.wake_w])
+    if host is None:
+        log("model host did not start: commands load the model themselves")
+        return
+    daemon.model_host = host
+    for path, n_ctx, _persona in models:
+        local._MODELS[path] = HostedModel(path, n_ctx, host.path)
 
 
 def main(argv: list[str]) -> int:
@@ -293,6 +302,7 @@ def main(argv: list[str]) -> int:
     fp = os.environ.pop(spawn.FINGERPRINT_VAR, "")
     if not fp:
         return 2
+    wait_for(os.environ.pop(spawn.STARTER_VAR, ""))
     from aish import config
     from aish.errors import AishError
 
@@ -312,10 +322,13 @@ def main(argv: list[str]) -> int:
         return 0
     with contextlib.suppress(FileNotFoundError):
         os.unlink(off)
+    models: list[tuple[str, int, str]] = []
     try:
-        preload(os.environ)
+        models = preload(os.environ)
     except Exception as exc:  # commands will load what they need themselves
         log(f"preload incomplete: {exc.__class__.__name__}: {exc}")
+    if models:
+        host_models(daemon, models)
     import gc
 
     gc.freeze()  # children then share the loaded objects' pages instead of copying them
@@ -325,6 +338,21 @@ def main(argv: list[str]) -> int:
     # Straight out: the interpreter's teardown would only run the loaded model's finalisers,
     # which fail noisily once their library's symbols are gone.
     os._exit(0)
+
+
+def wait_for(pid: str, seconds: float = STARTER_SECONDS) -> None:
+    """Wait until the command that started the daemon has ended (at most ``seconds``): loading
+    while it runs would take a core from it."""
+    try:
+        fd = os.pidfd_open(int(pid))
+    except (ValueError, OSError, AttributeError):  # gone already, or no pidfds here
+        return
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            selector.select(seconds)
+    finally:
+        os.close(fd)
 
 
 def _write_off(path: str, fp: str) -> None:

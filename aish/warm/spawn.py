@@ -2,7 +2,8 @@
 the client), its output in a log file, and an environment holding no secrets.
 
 The client that starts it does not wait: it runs its own command in-process, and the next
-command finds the daemon warm.
+command finds the daemon warm. The daemon waits for that command to end before it loads
+anything, so that on a machine with few cores the first command is no slower for it.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ KEPT = ("PATH", "HOME", "TMPDIR", "AISH_CONFIG", "XDG_RUNTIME_DIR", "LANG", "LAN
         "SSL_CERT_FILE", "SSL_CERT_DIR")
 KEPT_PREFIXES = ("PYTHON", "LC_")
 FINGERPRINT_VAR = "_AISH_WARM_FINGERPRINT"
+STARTER_VAR = "_AISH_WARM_AFTER"  # the pid of the command that started the daemon
 MAX_LOG_BYTES = 1 << 20
 OPENAI_VAR = "_AISH_WARM_OPENAI"  # "1": the client named an OpenAI endpoint, so skip the model
 
 
-def daemon_env(env, fp: str) -> dict[str, str]:
+def daemon_env(env, fp: str, starter: bool = False) -> dict[str, str]:
     kept = {k: v for k, v in env.items() if k in KEPT or k.startswith(KEPT_PREFIXES)}
     kept[FINGERPRINT_VAR] = fp
+    if starter:
+        kept[STARTER_VAR] = str(os.getpid())
     if env.get("OPENAI_BASE_URL") or env.get("OPENAI_API_KEY"):
         kept[OPENAI_VAR] = "1"
     return kept
@@ -59,14 +63,15 @@ def _locked(folder: str) -> bool:
     return False
 
 
-def start(env, fp: str | None) -> None:
-    """Start a daemon for this user; never fails the caller."""
+def start(env, fp: str | None, starter: bool = False) -> None:
+    """Start a daemon for this user; never fails the caller. ``starter``: this process is
+    about to run a command, which the daemon lets end before it loads."""
     try:
         folder = protocol.runtime_dir(env, create=True)
         fp = fp or protocol.fingerprint(env)
         if turned_off(folder, fp) or _locked(folder):
             return
-        new_env = daemon_env(env, fp)
+        new_env = daemon_env(env, fp, starter)
         log = os.path.join(folder, protocol.LOG_NAME)
         pid = os.fork()
     except (OSError, protocol.Refused):
