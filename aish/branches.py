@@ -31,11 +31,13 @@ def head_of(summary: Summary, branch: str) -> Head:
     return head
 
 
-def message_at(path: list[Message], number: int, sid: str, branch: str) -> Message | None:
-    """Message ``number`` (from 1) of ``path``; 0 is the root, before the first message."""
-    if not 0 <= number <= len(path):
+def message_at(path: list[Message], number: int, sid: str, branch: str,
+               lowest: int = 0) -> Message | None:
+    """Message ``number`` (from 1) of ``path``; 0 is the root, before the first message
+    (where ``lowest`` allows it: a branch may start there, an edit may not)."""
+    if not lowest <= number <= len(path):
         raise UsageError(f"branch {branch} of session {sid} has {len(path)} messages; "
-                         f"{number} is not one of them", hint=f"use 0-{len(path)}")
+                         f"{number} is not one of them", hint=f"use {lowest}-{len(path)}")
     return path[number - 1] if number else None
 
 
@@ -177,7 +179,7 @@ def rewind_to_edit(session, number: int) -> None:
     if not session.stored:
         raise UsageError("--edit needs a session with messages")
     path = session.sessions.store.path(session.id, session.stored_head, 0)
-    message = message_at(path, number, session.id, session.branch)
+    message = message_at(path, number, session.id, session.branch, lowest=1)
     if message is None or message.role != USER:
         raise UsageError(f"message {number} of branch {session.branch} is not one of yours",
                          hint=f"--edit replaces a user message; see aish --list-branches "

@@ -43,10 +43,14 @@ class Node(NamedTuple):
         return None if usage is None else usage.prompt_tokens + usage.completion_tokens
 
     def who(self, arrow: str = "\u2192") -> str:
+        # Names come from the log, which another writer (a shared Redis, a synced folder) may
+        # have filled with terminal escapes: they are shown as visible marks, never sent.
+        from aish.sanitize import sanitize
+
         m = self.message
         if m.role == USER:  # the person who wrote it; "user" in logs older than that
-            return f"{m.by or 'user'} {arrow} {m.ai}"
-        return f"{m.ai} (note)" if m.note else m.ai
+            return sanitize(f"{m.by or 'user'} {arrow} {m.ai}")
+        return sanitize(f"{m.ai} (note)" if m.note else m.ai)
 
 
 @dataclass

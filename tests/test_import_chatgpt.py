@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 from import_support import imported_ids, said, saved
 
@@ -186,3 +188,43 @@ def test_usage_errors(aish, tmp_path, sessions_dir):
         assert proc.returncode == 2, (args, proc.stderr)
         assert len(proc.stderr.decode().strip().splitlines()) == 1
     assert not list(sessions_dir.glob("*.jsonl"))
+
+
+def test_times_in_the_future_are_taken_as_now(aish, tmp_path):
+    conv = small()
+    conv["mapping"]["q"]["message"]["create_time"] = 253402300799.0  # 9999-12-31
+    [sid] = imported_ids(aish("aish", "--import-session", str(write(tmp_path, [conv])),
+                              "--from", "chatgpt"))
+    doc = saved(aish, sid)
+    now = time.time()
+    assert all(m["time"] <= now for m in doc["messages"])
+    assert doc["session"]["updated"] <= now
+
+
+def test_each_specialist_gets_its_own_import_of_a_conversation(aish, tmp_path):
+    path = write(tmp_path, [small()])
+    [first] = imported_ids(aish("aish", "--import-session", str(path), "--from", "chatgpt",
+                                "--ai", "athena"))
+    [second] = imported_ids(aish("aish", "--import-session", str(path), "--from", "chatgpt",
+                                 "--ai", "apollo"))
+    assert first != second
+    assert saved(aish, second)["session"]["owner"] == "apollo"
+    again = imported_ids(aish("aish", "--import-session", str(path), "--from", "chatgpt",
+                              "--ai", "apollo"))
+    assert again == [second]
+
+
+def test_with_encryption_no_name_of_the_chat_is_kept_in_clear(aish, home, tmp_path):
+    cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "sessions:\n  storage: {encrypt: true}\n")
+    key = {"AISH_ENCRYPTION_KEY": "correct horse battery staple"}
+    path = write(tmp_path, [small("mergers-and-acquisitions", "Secret merger")])
+    [sid] = imported_ids(aish("aish", "--import-session", str(path), "--from", "chatgpt",
+                              **key))
+    stored = b"".join(p.read_bytes() for p in (Path(home["HOME"]) / ".aish").rglob("*")
+                      if p.is_file())
+    assert b"mergers" not in stored and b"merger" not in stored.lower()
+    assert str(path).encode() not in stored  # the audit log names no file
+    again = imported_ids(aish("aish", "--import-session", str(path), "--from", "chatgpt",
+                              **key))
+    assert again == [sid]

@@ -89,10 +89,12 @@ def test_undo_and_redo_move_the_head_and_delete_nothing(env, server, sessions_di
     ok(env, "aish", "--undo", sid)
     say(env, sid, "after undo")
     assert sent(server) == ["q1", "ok: q1", "q2", "ok: q2", "after undo"]
-    ok(env, "aish", "--undo", sid, "2")
+    undone = ok(env, "aish", "--undo", sid, "2")
     assert branches(env, sid)["main"]["messages"] == 2
-    ok(env, "aish", "--redo", sid)
+    assert "is back at message 2 " in undone.stderr.decode()  # numbered as the shell does
+    redone = ok(env, "aish", "--redo", sid)
     assert branches(env, sid)["main"]["messages"] == 6
+    assert "is at message 6 again" in redone.stderr.decode()
     fails(env, 2, "aish", "--redo", sid)
     fails(env, 2, "aish", "--undo", sid, "9")
     assert len(store(sessions_dir).load(sid).messages) == 8  # nothing deleted

@@ -30,8 +30,15 @@ def _report(ctx: Context, args, text: str, **data) -> None:
         ctx.out.note(text)
 
 
-def _where(message) -> str:
-    return "the root" if message is None else f"message {message.id}"
+def _where(ctx: Context, sid: str, head) -> str:
+    """Where a branch now ends (a message or a Head), as the shell says it: by the message's
+    number on its path."""
+    if head is None or not head.id:
+        return "the root"
+    from aish.store.refs import Head
+
+    number = len(ctx.sessions.path(sid, Head(head.id, head.pos), 0))
+    return f"message {number}"
 
 
 @command("branch-session", "aish", "Make a branch of a session at message N (default: the "
@@ -108,7 +115,8 @@ def undo(ctx: Context, args) -> int:
     branch = args.branch or current_branch(ctx, args.id)
     count = 1 if args.n is None else args.n
     target = branches.undo(ctx.sessions, args.id, branch, count)
-    _report(ctx, args, f"Branch {branch} of session {args.id} is back at {_where(target)} "
+    where = _where(ctx, args.id, target)
+    _report(ctx, args, f"Branch {branch} of session {args.id} is back at {where} "
             f"(aish --redo {args.id} brings it forward again)",
             session=args.id, branch=branch, head=target.id if target else "")
     return 0
@@ -121,7 +129,8 @@ def redo(ctx: Context, args) -> int:
 
     branch = args.branch or current_branch(ctx, args.id)
     head = branches.redo(ctx.sessions, args.id, branch)
-    _report(ctx, args, f"Branch {branch} of session {args.id} is at message {head.id} again",
+    _report(ctx, args, f"Branch {branch} of session {args.id} is at "
+            f"{_where(ctx, args.id, head)} again",
             session=args.id, branch=branch, head=head.id)
     return 0
 

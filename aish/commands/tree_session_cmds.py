@@ -144,7 +144,7 @@ def edit(ctx: Context, args) -> int:
     state: SessionState = args.state
     session = _saved(state, "edit")
     path = session.sessions.path(session.id, session.stored_head, 0)
-    message = message_at(path, args.n, session.id, session.branch)
+    message = message_at(path, args.n, session.id, session.branch, lowest=1)
     if message is None or message.role != USER:
         raise UsageError(f"message {args.n} of branch {session.branch} is not one of yours",
                          hint="edit takes the number of a message you sent")

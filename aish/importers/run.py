@@ -59,17 +59,21 @@ def read_conversations(source: str, path: str, limit: int,
                         f"({type(exc).__name__})") from None
 
 
-def _source_key(value: str, hidden: bool = False) -> str:
+def _source_key(value: str, hidden=None) -> str:
     """The source's id for a conversation as stored in a header: an id that is plain text,
     otherwise a digest of it (it may be anything a file holds). Headers are not encrypted, so
-    with encryption on it is always the digest: a chat's name can say what it is about."""
-    if _PLAIN_ID.fullmatch(value) and not hidden:
+    with encryption on (``hidden``: the store's codec) it is always a digest keyed by the
+    store's key: a chat's name can say what it is about, and a plain digest of a likely name
+    could be looked up."""
+    if hidden is not None:
+        return "hmac:" + hidden.name_digest(value)
+    if _PLAIN_ID.fullmatch(value):
         return value
     return "sha256:" + message_id("id", "", value)
 
 
 def _incoming(source: str, conversation: Conversation, ai: str, label: str,
-              hidden: bool) -> Incoming:
+              hidden, now: float) -> Incoming:
     key = _source_key(conversation.source_id, hidden)
     ids = {turn.key: message_id(source, key, turn.key) for turn in conversation.turns}
     records: list[tuple[int, object]] = []
@@ -77,7 +81,9 @@ def _incoming(source: str, conversation: Conversation, ai: str, label: str,
     for position, turn in enumerate(conversation.turns, start=1):
         # A log keeps messages in time order; a source whose times go back (a clock set back,
         # a message without a time) has such a time raised to the one before it.
-        latest = max(latest, turn.time)
+        # A time in the future (a wrong clock, a hostile file) is taken as now: it would
+        # otherwise raise every later message to it and keep the session from ever expiring.
+        latest = max(latest, min(turn.time, now))
         record: dict = {"t": "msg", "id": ids[turn.key], "role": turn.role,
                         "content": turn.text, "ai": ai, "time": latest}
         if turn.parent is not None:
@@ -88,8 +94,8 @@ def _incoming(source: str, conversation: Conversation, ai: str, label: str,
             record["usage"] = {"prompt_tokens": turn.usage[0],
                                "completion_tokens": turn.usage[1]}
         records.append((position, record))
-    times = [turn.time for turn in conversation.turns]
-    created = conversation.created if conversation.created is not None else min(
+    times = [min(turn.time, now) for turn in conversation.turns]
+    created = min(conversation.created, now) if conversation.created is not None else min(
         times, default=None)
     meta: dict = {"owner": ai, "participants": [ai], "shared": False,
                   "origin": {"imported": source, "source_id": key,
@@ -97,18 +103,21 @@ def _incoming(source: str, conversation: Conversation, ai: str, label: str,
     if created is not None:
         meta["created"] = min([created, *times])
         meta["updated"] = max([created, *times])
-    if conversation.title and not hidden:  # a title is stored unencrypted
+    if conversation.title and hidden is None:  # a title is stored unencrypted
         meta.update(title=conversation.title, title_by="user")
     refs = {name: ids[head] for name, head in conversation.branches.items() if head in ids}
     return Incoming(label, meta, records, refs=refs)
 
 
-def _imported_before(sessions, source: str) -> dict[str, list[tuple[str, str]]]:
-    """Source id -> [(session id, digest)] of the sessions imported from ``source``."""
+def _imported_before(sessions, source: str, ai: str) -> dict[str, list[tuple[str, str]]]:
+    """Source id -> [(session id, digest)] of the sessions imported from ``source`` for
+    ``ai``: the same conversation imported for another specialist is that one's session,
+    which ``ai`` could not continue."""
     found: dict[str, list[tuple[str, str]]] = {}
     for summary, _ in sessions.listing(include_all=True):
         origin = summary.origin
-        if origin.get("imported") == source and isinstance(origin.get("source_id"), str):
+        if origin.get("imported") == source and isinstance(origin.get("source_id"), str) \
+                and summary.meta.get("owner") == ai:
             found.setdefault(origin["source_id"], []).append(
                 (summary.id, str(origin.get("digest"))))
     return found
@@ -135,7 +144,8 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
     found = read_conversations(source, path, config.max_session_bytes, skipped)
     if conversation is not None:
         found = [c for c in found if conversation in (
-            c.source_id, _source_key(c.source_id), _source_key(c.source_id, True))]
+            c.source_id, _source_key(c.source_id),
+            _source_key(c.source_id, sessions.codec if config.encrypt else None))]
         if not found:
             raise BadSource(f"{path}: no conversation {conversation!r} in it",
                             hint=f"see the ids with: aish --import-session {path} --from "
@@ -150,8 +160,8 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
         raise BadSource(f"{path}: no messages to import in it" if empty
                         else f"{path}: no conversations in it")
     name = Path(path).name
-    hidden = bool(config.encrypt)
-    before = _imported_before(sessions, source)
+    hidden = sessions.codec if config.encrypt else None
+    before = _imported_before(sessions, source, ai)
     # (conversation, its checked session, the session or earlier plan entry that already
     # holds it, sessions of older copies of it); one already imported is not checked again.
     plan: list[tuple[Conversation, Prepared | None, str | int | None, list[str]]] = []
@@ -166,7 +176,8 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
         if same is None:
             label = f"{name}: conversation {_source_key(conv.source_id)}"
             try:
-                item = prepare(_incoming(source, conv, ai, label, hidden), config, now, False)
+                item = prepare(_incoming(source, conv, ai, label, hidden, now), config, now,
+                               False)
             except (BadInput, LimitError, UsageError) as exc:
                 if skipped is None:
                     raise
@@ -191,9 +202,13 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
                                     sorted(conv.branches), existing=True))
             continue
         branches = sorted(item.refs)
+        # The audit log is not encrypted: with encryption on it names neither the file
+        # (its name can say what the chat is about) nor the conversation in clear.
+        where = str(Path(path).expanduser().absolute())
+        if hidden is not None:
+            where = "hmac:" + hidden.name_digest(where)
         summary = sessions.import_new(item.meta, item.messages, item.refs, source=source,
-                                      path=str(Path(path).expanduser().absolute()),
-                                      from_id=item.meta["origin"]["source_id"])
+                                      path=where, from_id=item.meta["origin"]["source_id"])
         results.append(Imported(summary.id, conv.source_id, conv.title, len(item.messages),
                                 branches, earlier=older))
     return Report(results, empty, skipped or [])

@@ -58,6 +58,19 @@ class EncryptedCodec:
         # Names the key without revealing it: sync compares it to tell whether another
         # device's sealed records can be opened here.
         self.key_id = key_id(key)
+        import hashlib
+
+        self._names = hashlib.sha256(b"aish names\0" + key).digest()
+
+    def name_digest(self, text: str) -> str:
+        """A digest of a name that only holders of the key can compute: where a store keeps
+        a name in clear (headers, the audit log), a dictionary of likely names must not be
+        able to reverse it."""
+        import hashlib
+        import hmac
+
+        data = text.encode("utf-8", "surrogatepass")
+        return hmac.new(self._names, data, hashlib.sha256).hexdigest()[:32]
 
     def __repr__(self) -> str:  # never show the key
         return "EncryptedCodec()"
