@@ -225,3 +225,17 @@ def redis_cluster_url(redis_cluster) -> str:
         client.flushall()
         client.close()
     return redis_cluster.url
+
+
+def redis_client(url: str):
+    """A redis-py client for a plain or a cluster URL (a test's own reads of what aish stored)."""
+    from aish.store.rediscluster import cluster_url
+
+    plain = cluster_url(url)
+    if plain is None:
+        import redis
+
+        return redis.Redis.from_url(url)
+    from redis.cluster import RedisCluster as Client
+
+    return Client.from_url(plain)

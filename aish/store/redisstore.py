@@ -46,6 +46,7 @@ from aish.errors import (
 )
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
+from aish.store import rediscluster
 from aish.store.base import (
     FORMAT_VERSION,
     MAX_LINE_CHARS,
@@ -331,25 +332,38 @@ class Connection:
     def __init__(self, url: str | None):
         self._redis = _import_redis()
         url = url or DEFAULT_URL
+        plain = rediscluster.cluster_url(url)
+        self.cluster = plain is not None  # a Redis Cluster: see aish.store.rediscluster
         try:
-            self.client = self._redis.Redis.from_url(
-                url, socket_connect_timeout=5, socket_timeout=30, decode_responses=False)
-            kwargs = self.client.connection_pool.connection_kwargs
-            # redis-py checks the options only when it connects; build one now to check them.
-            self.client.connection_pool.connection_class(**kwargs)
+            # A plain client first, also for a cluster's URL: it checks the options (redis-py
+            # checks them only when it connects) and tells what to show of the URL.
+            probe = self._redis.Redis.from_url(
+                plain or url, socket_connect_timeout=5, socket_timeout=30,
+                decode_responses=False)
+            kwargs = probe.connection_pool.connection_kwargs
+            probe.connection_pool.connection_class(**kwargs)
         except (ValueError, TypeError) as exc:
             reason = str(exc).replace(url, "<url>")[:200]
             raise ConfigError("sessions.storage.url: not a usable Redis URL",
                               hint=f"expected redis://HOST:PORT/DB ({reason})") from None
         self.errors = self._redis.exceptions
         self._password = kwargs.get("password") or None
-        ssl = issubclass(self.client.connection_pool.connection_class, self._redis.SSLConnection)
+        self.username = str(kwargs.get("username") or "default")
+        ssl = issubclass(probe.connection_pool.connection_class, self._redis.SSLConnection)
         scheme = "rediss" if ssl else "redis"
         if kwargs.get("path"):
             self.url = f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        elif self.cluster:
+            self.url = (f"{scheme}+cluster://{kwargs.get('host', '127.0.0.1')}:"
+                        f"{kwargs.get('port', 6379)}")
         else:
             self.url = (f"{scheme}://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}"
                         f"/{kwargs.get('db', 0)}")
+        self.client = probe
+        if plain is not None:
+            with self.guard("reach the cluster"):  # it asks a node for the others right away
+                self.client = rediscluster.open_client(
+                    plain, socket_connect_timeout=5, socket_timeout=30, decode_responses=False)
 
     def _clean(self, exc: BaseException) -> str:
         text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
@@ -367,7 +381,15 @@ class Connection:
             raise StorageError(f"cannot reach Redis at {self.url}: {self._clean(exc)}",
                                hint="is redis-server running? see sessions.storage.url"
                                ) from None
+        except errors.RedisClusterException as exc:  # no node reachable, a slot not served
+            raise StorageError(f"Redis Cluster at {self.url} could not {what}: "
+                               f"{self._clean(exc)}",
+                               hint="are its nodes running? see sessions.storage.url") from None
         except errors.RedisError as exc:
+            if not self.cluster and str(exc).startswith(("MOVED ", "CLUSTERDOWN")):
+                raise StorageError(
+                    f"Redis at {self.url} is a node of a Redis Cluster", hint="name it with "
+                    "redis+cluster://HOST:PORT in sessions.storage.url") from None
             if (isinstance(exc, errors.NoPermissionError) or "NOPERM" in str(exc)
                     or "can't access" in str(exc)):
                 # The server's ACL rules refused this user: a role, not a fault.
@@ -504,8 +526,7 @@ class RedisStore:
                 cached = (answer.decode("utf-8", "replace") if isinstance(answer, bytes)
                           else str(answer))
             except AishError:  # a server before ACLs, or a user not let ask: the URL's
-                kwargs = self.client.connection_pool.connection_kwargs
-                cached = str(kwargs.get("username") or "default")
+                cached = self.connection.username
             self._whoami = cached
         return cached
 
@@ -864,7 +885,8 @@ class RedisStore:
             return self._run_write("append", sid, records, fresh=False)
         except SessionNotFound:
             # Renamed meanwhile: the records belong to the session under its new id.
-            target = self.alias(sid)
+            target = (rediscluster.forwarded(self, sid) if self.connection.cluster
+                      else self.alias(sid))
             if target is None:
                 raise
         return self._run_write("append", target, records, fresh=False)
@@ -901,8 +923,9 @@ class RedisStore:
                         pipe.multi()
                         _, args = self._write_args("replace", sid, records, True, extra,
                                                    encoded)
-                        self._write(keys=[*keys, self._key(sid, "events")], args=args,
-                                    client=pipe)
+                        rediscluster.queue_script(self._write, pipe,
+                                                  [*keys, self._key(sid, "events")], args,
+                                                  self.connection.cluster)
                         flat = pipe.execute()[0]
                     except watch_error:
                         continue
@@ -985,6 +1008,11 @@ class RedisStore:
         with self._guard("rename a session"):
             backups = [k.decode("utf-8", "replace")
                        for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
+            if self.connection.cluster:  # two slots: no one script may touch both
+                lists = [k.decode("utf-8", "replace")
+                         for k in self.client.scan_iter(match=signed + "*", count=_SCAN_COUNT)]
+                rediscluster.rename(self, old, new, backups, lists)
+                return self.summary(new)
             pairs = [key for b in backups
                      for key in (b, self._key(new, "backup:") + b[len(start):])]
             pairs += [key for k in self.client.scan_iter(match=signed + "*", count=_SCAN_COUNT)
