@@ -386,7 +386,7 @@ class Connection:
                                f"{self._clean(exc)}",
                                hint="are its nodes running? see sessions.storage.url") from None
         except errors.RedisError as exc:
-            if not self.cluster and str(exc).startswith(("MOVED ", "CLUSTERDOWN")):
+            if not self.cluster and isinstance(exc, (errors.AskError, errors.ClusterDownError)):
                 raise StorageError(
                     f"Redis at {self.url} is a node of a Redis Cluster", hint="name it with "
                     "redis+cluster://HOST:PORT in sessions.storage.url") from None
