@@ -13,7 +13,7 @@ import pytest
 from redis_support import redis_client
 
 from aish.config import check_redis_url
-from aish.errors import ConfigError, SessionExists, StorageError
+from aish.errors import ConfigError, PermissionDenied, SessionExists, StorageError
 from aish.messages import USER, Message
 from aish.store import rediscluster
 from aish.store.redisstore import RedisStore
@@ -177,3 +177,28 @@ def test_an_unreachable_cluster_is_one_clear_line(home):
     assert result.returncode != 0
     assert f"redis+cluster://127.0.0.1:{port}".encode() in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_roles_are_applied_on_every_node(redis_cluster, redis_cluster_url):
+    """Cluster nodes do not share ACL rules: a viewer is refused a write wherever it lands."""
+    nodes = [node.client() for node in redis_cluster.nodes]
+    for node in nodes:
+        node.execute_command("ACL", "SETUSER", "viewer1", "reset", "on", ">pw-viewer1")
+    try:
+        owner = RedisStore(redis_cluster_url)
+        sids = ids_on_different_masters(redis_client(redis_cluster_url), 3)
+        for sid in sids:
+            owner.create(meta(sid), [user("hello")])
+            assert owner.grant_access(sid, "viewer1", "viewer").applied
+        for node in nodes:
+            rules = str(node.execute_command("ACL", "GETUSER", "viewer1"))
+            assert all(sid in rules for sid in sids)
+        viewer = RedisStore(redis_cluster_url.replace("//", "//viewer1:pw-viewer1@"))
+        for sid in sids:
+            assert [m.content for m in viewer.load(sid).messages] == ["hello"]
+            with pytest.raises(PermissionDenied):
+                viewer.append(sid, [user("not allowed").to_record()])
+    finally:
+        for node in nodes:
+            node.execute_command("ACL", "DELUSER", "viewer1")
+            node.close()

@@ -537,7 +537,16 @@ class RedisStore:
 
         check_id(sid)
         with self._guard("change ACL rules"):
-            return apply(self.client, self.connection.errors, PREFIX, sid, user, role)
+            if not self.connection.cluster:
+                return apply(self.client, self.connection.errors, PREFIX, sid, user, role)
+            # A cluster's nodes do not share ACL rules: each node gets them, and the first
+            # that refuses says what an admin must run.
+            for node in self.client.get_nodes():
+                applied = apply(node.redis_connection, self.connection.errors, PREFIX, sid,
+                                user, role)
+                if not applied.applied:
+                    return applied
+            return applied
 
     # -- keys ------------------------------------------------------------------------------
     def _key(self, sid: str, part: str) -> str:
