@@ -202,3 +202,16 @@ def test_roles_are_applied_on_every_node(redis_cluster, redis_cluster_url):
         for node in nodes:
             node.execute_command("ACL", "DELUSER", "viewer1")
             node.close()
+
+
+def test_sync_round_trip_through_a_cluster(laptop, desktop, redis_cluster_url):
+    """`--sync --to redis+cluster://…`: each device log is one key; the indexes live in
+    other slots, written apart from it."""
+    from conftest import run
+    from sync_support import contents, ok, say
+
+    say(laptop, "s1", "one", "two")
+    ok(run(laptop, "aish", "--sync", "--to", redis_cluster_url))
+    assert "4 messages pulled" in ok(run(desktop, "aish", "--sync", "--to", redis_cluster_url))
+    assert contents(laptop, "s1") == contents(desktop, "s1")
+    assert "Up to date" in ok(run(laptop, "aish", "--sync", "--to", redis_cluster_url))
