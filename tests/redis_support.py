@@ -239,3 +239,7 @@ def redis_client(url: str):
     from redis.cluster import RedisCluster as Client
 
     return Client.from_url(plain)
+
+
+# The URL fixture of each Redis kind a backend-parametrised test runs on.
+URL_FIXTURES = {"redis": "redis_url", "redis-cluster": "redis_cluster_url"}

@@ -12,6 +12,7 @@ import pytest
 from conftest import run
 from follow_support import Gate, Program, until
 from manage_support import select_redis
+from redis_support import URL_FIXTURES
 
 from aish import config as config_module
 from aish.floor import being_answered
@@ -21,10 +22,10 @@ from aish.store import open_store
 PIECES = ["first ", "reply ", "held ", "back."]
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["file", "redis", "redis-cluster"])
 def store_env(request, env):
-    if request.param == "redis":
-        select_redis(env, request.getfixturevalue("redis_url"))
+    if request.param.startswith("redis"):
+        select_redis(env, request.getfixturevalue(URL_FIXTURES[request.param]))
     return dict(env)
 
 
