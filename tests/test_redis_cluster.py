@@ -76,12 +76,19 @@ def test_rename_moves_a_session_to_another_master(redis_cluster_url):
     assert list(client.scan_iter(match=f"aish:{{{old}}}:*")) == []
 
 
+def one_session_two_masters(url: str, text: str):
+    """A store, a client, and a session ``old`` (holding ``text``) with an id ``new`` whose
+    slot is on another master."""
+    store = RedisStore(url)
+    client = redis_client(url)
+    old, new = ids_on_different_masters(client, 2)
+    store.create(meta(old), [user(text)])
+    return store, client, old, new
+
+
 def test_an_interrupted_rename_is_finished_by_running_it_again(redis_cluster_url,
                                                                monkeypatch):
-    store = RedisStore(redis_cluster_url)
-    client = redis_client(redis_cluster_url)
-    old, new = ids_on_different_masters(client, 2)
-    store.create(meta(old), [user("kept")])
+    store, client, old, new = one_session_two_masters(redis_cluster_url, "kept")
     store.backup(old, "prune")
 
     def crash(*args):
@@ -106,10 +113,7 @@ def test_an_interrupted_rename_is_finished_by_running_it_again(redis_cluster_url
 
 def test_a_new_id_taken_during_the_rename_leaves_the_session_as_it_was(redis_cluster_url,
                                                                        monkeypatch):
-    store = RedisStore(redis_cluster_url)
-    client = redis_client(redis_cluster_url)
-    old, new = ids_on_different_masters(client, 2)
-    store.create(meta(old), [user("mine")])
+    store, client, old, new = one_session_two_masters(redis_cluster_url, "mine")
     real_eval = store.client.eval
 
     def taken_first(script, *args):

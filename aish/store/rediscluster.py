@@ -62,11 +62,24 @@ redis.call('DEL', KEYS[5])
 return 1
 """
 
+# Lua shared by both renames: append the rename record to the log and fold it into the meta
+# hash as the write script counts records; "rl" moves on only if the branch heads covered the
+# whole log.
+STAMP = """
+local function stamp(meta, log, record, id, from)
+  local covered = tonumber(redis.call('HGET', meta, 'rl') or '-1')
+  local length = redis.call('LLEN', log)
+  redis.call('RPUSH', log, record)
+  redis.call('HINCRBY', meta, 'bytes', #record + 1)
+  redis.call('HSET', meta, 'm:id', id, 'm:renamed_from', from)
+  if covered == length then redis.call('HSET', meta, 'rl', length + 1) end
+end
+"""
+
 # KEYS: new meta, new log. ARGV: meta dump, log dump ("" for none), ttl ms (0: none), the
 # meta record, its id value, its renamed_from value. Returns 0 (new id taken), 1 (published),
-# 2 (published already, by this same rename). The record is counted as the write script
-# counts records; "rl" moves on only if the branch heads covered the whole log.
-_PUBLISH = """
+# 2 (published already, by this same rename).
+_PUBLISH = STAMP + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HGET', KEYS[1], 'm:renamed_from') == ARGV[6] then return 2 end
   return 0
@@ -75,12 +88,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local ttl = tonumber(ARGV[3])
 redis.call('RESTORE', KEYS[1], ttl, ARGV[1])
 if ARGV[2] ~= '' then redis.call('RESTORE', KEYS[2], ttl, ARGV[2]) end
-local covered = tonumber(redis.call('HGET', KEYS[1], 'rl') or '-1')
-local length = redis.call('LLEN', KEYS[2])
-redis.call('RPUSH', KEYS[2], ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'bytes', #ARGV[4] + 1)
-redis.call('HSET', KEYS[1], 'm:id', ARGV[5], 'm:renamed_from', ARGV[6])
-if covered == length then redis.call('HSET', KEYS[1], 'rl', length + 1) end
+stamp(KEYS[1], KEYS[2], ARGV[4], ARGV[5], ARGV[6])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 1
 """

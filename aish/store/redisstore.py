@@ -292,17 +292,12 @@ return 1
 # hash, then (old, new) pairs of backup keys. ARGV: old id, new id, the meta record, its id
 # value, its renamed_from value. Returns -1 (no session), 0 (new id taken), 1 (renamed).
 # RENAME keeps each key's TTL; the meta record is counted as the write script counts records.
-_RENAME = """
+_RENAME = rediscluster.STAMP + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[3])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]) end
-local covered = tonumber(redis.call('HGET', KEYS[3], 'rl') or '-1')
-local length = redis.call('LLEN', KEYS[4])
-redis.call('RPUSH', KEYS[4], ARGV[3])
-redis.call('HINCRBY', KEYS[3], 'bytes', #ARGV[3] + 1)
-redis.call('HSET', KEYS[3], 'm:id', ARGV[4], 'm:renamed_from', ARGV[5])
-if covered == length then redis.call('HSET', KEYS[3], 'rl', length + 1) end
+stamp(KEYS[3], KEYS[4], ARGV[3], ARGV[4], ARGV[5])
 local ttl = redis.call('PTTL', KEYS[3])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[4], ttl) end
 redis.call('HDEL', KEYS[5], ARGV[2])
