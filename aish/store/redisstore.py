@@ -558,6 +558,15 @@ class RedisStore:
         followers and the floor leases beside the store."""
         return self._key(sid, part)
 
+    def session_scan(self, sid: str, pattern: str) -> list[str]:
+        """The keys of session ``sid`` that match ``pattern``. A session lives in one slot, so
+        on a cluster only the master serving that slot is scanned, not every master."""
+        where = {}
+        if self.connection.cluster:
+            where["target_nodes"] = self.client.get_node_from_key(self._key(sid, "meta"))
+        return [k.decode("utf-8", "replace")
+                for k in self.client.scan_iter(match=pattern, count=_SCAN_COUNT, **where)]
+
     def location(self, sid: str) -> str:
         return f"{self.url} {PREFIX}:{{{check_id(sid)}}}"
 
@@ -969,8 +978,7 @@ class RedisStore:
         """Locations of the session's backups, oldest first."""
         pattern = self._key(sid, "backup:*")
         with self._guard("list backups"):
-            keys = sorted(k.decode("utf-8", "replace")
-                          for k in self.client.scan_iter(match=pattern, count=_SCAN_COUNT))
+            keys = sorted(self.session_scan(sid, pattern))
         return [f"{self.url} {key}" for key in keys]
 
     def read_backup(self, location: str) -> bytes | None:
@@ -1010,18 +1018,14 @@ class RedisStore:
         start = self._key(old, "backup:")
         signed = self._key(old, "by:")  # the writers' lists of what they wrote move too
         with self._guard("rename a session"):
-            backups = [k.decode("utf-8", "replace")
-                       for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
+            backups = self.session_scan(old, start + "*")
+            lists = self.session_scan(old, signed + "*")
             if self.connection.cluster:  # two slots: no one script may touch both
-                lists = [k.decode("utf-8", "replace")
-                         for k in self.client.scan_iter(match=signed + "*", count=_SCAN_COUNT)]
                 rediscluster.rename(self, old, new, backups, lists)
                 return self.summary(new)
             pairs = [key for b in backups
                      for key in (b, self._key(new, "backup:") + b[len(start):])]
-            pairs += [key for k in self.client.scan_iter(match=signed + "*", count=_SCAN_COUNT)
-                      for b in [k.decode("utf-8", "replace")]
-                      for key in (b, self._key(new, "by:") + b[len(signed):])]
+            pairs += [key for b in lists for key in (b, self._key(new, "by:") + b[len(signed):])]
             # Followers' events go along, so one resuming after the rename misses nothing.
             pairs += [self._key(old, "events"), self._key(new, "events")]
             record = dump_line({"t": "meta", "id": new, "renamed_from": old})[:-1]
