@@ -461,7 +461,7 @@ def _redis_url(c: _Checker) -> str | None:
     return url
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 MAX_REDIS_DB = 2**31 - 1  # Redis numbers its databases with a C int
 
 
@@ -481,7 +481,7 @@ def check_redis_url(url: str, source: str) -> None:
                           hint="expected redis://HOST:PORT/DB") from None
     if parts.scheme not in REDIS_SCHEMES:
         raise ConfigError(f"{source}: {shown}: not a Redis URL",
-                          hint="expected redis://, rediss:// or unix://")
+                          hint="expected redis://, rediss://, unix:// or redis+cluster://")
     dbs = parse_qs(parts.query).get("db", [])
     if parts.scheme != "unix" and parts.path not in ("", "/"):
         dbs.append(parts.path[1:])
@@ -489,6 +489,8 @@ def check_redis_url(url: str, source: str) -> None:
         if not (db.isascii() and db.isdigit() and int(db[:12]) <= MAX_REDIS_DB):
             raise ConfigError(f"{source}: {shown}: database {_shown(db)} is not a number "
                               f"from 0 to {MAX_REDIS_DB}")
+        if parts.scheme.endswith("+cluster") and int(db) != 0:
+            raise ConfigError(f"{source}: {shown}: a Redis Cluster has only database 0")
 
 
 def redacted_url(url: str) -> str:

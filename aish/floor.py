@@ -180,7 +180,7 @@ class RedisFloor:
     def holders(self, sid: str) -> list[Holder]:
         pattern = self._key(sid, "*")
         with self.store.connection.guard("read the floors of a session"):
-            keys = sorted(self.store.client.scan_iter(match=pattern, count=1000))
+            keys = sorted(self.store.session_scan(sid, pattern))
             found = [Holder.load(self.store.client.get(key)) for key in keys]
         return [holder for holder in found if holder is not None]
 

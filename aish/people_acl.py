@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 
 from aish.people import EDITOR, VIEWER
 
-BASE_RULES = ("+acl|whoami", "+@read", "+@transaction", "%R~aish:crypto", "%R~aish:aliases")
+# +cluster|slots +command: a cluster client asks a node where the slots are and how commands
+# name their keys before anything else (on a single server: read-only facts, unused).
+BASE_RULES = ("+acl|whoami", "+@read", "+@transaction", "+cluster|slots", "+command",
+              "%R~aish:crypto", "%R~aish:aliases")
 _COMMANDS = {
     VIEWER: "+@read +@transaction",
     EDITOR: "+@read +@write +@transaction +evalsha +eval +script|load -@dangerous",

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-# A real redis-server on loopback (fixtures `redis_server`, `redis_url`) for the Redis half.
+# A real redis-server on loopback (fixtures `redis_server`, `redis_url`) for the Redis half,
+# and a 3-master Redis Cluster (`redis_cluster`, `redis_cluster_url`).
 # + pty fixtures `terms`, `term_env`; two sync devices `laptop`, `desktop` and their `shared`
 # folder; `warm` (a private runtime folder for the warm process)
 pytest_plugins = ("redis_support", "shell_support", "sync_support", "warm_support")

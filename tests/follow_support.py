@@ -11,18 +11,19 @@ import time
 import pytest
 from conftest import BIN, run
 from manage_support import select_redis
+from redis_support import URL_FIXTURES
 
 DEADLINE = 120.0  # a safety net for waits on conditions, never the assertion itself
 PIECES = ["Streaming ", "slowly, ", "piece ", "by ", "piece."]  # a reply streamed in pieces
 WHOLE = "".join(PIECES)
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["file", "redis", "redis-cluster"])
 def store_env(request, env):
-    """The test's environment on the file store, then on a real redis-server
-    (``AISH_TEST_STORE`` says which)."""
-    if request.param == "redis":
-        select_redis(env, request.getfixturevalue("redis_url"))
+    """The test's environment on the file store, then on a real redis-server, then on a
+    3-master Redis Cluster (``AISH_TEST_STORE`` says which)."""
+    if request.param.startswith("redis"):
+        select_redis(env, request.getfixturevalue(URL_FIXTURES[request.param]))
     return {**env, "AISH_TEST_STORE": request.param}
 
 

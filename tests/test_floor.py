@@ -22,7 +22,7 @@ from aish.store import open_store
 PIECES = ["first ", "reply ", "held ", "back."]
 
 
-store_env = follow_support.store_env  # the fixture: file store, then Redis
+store_env = follow_support.store_env  # the fixture: files, Redis, then a Redis Cluster
 
 
 def sessions_of(env: dict) -> Sessions:

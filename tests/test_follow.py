@@ -18,7 +18,7 @@ from manage_support import select_redis
 from aish import config as config_module
 from aish.store import open_store
 
-store_env = follow_support.store_env  # the fixture: file store, then Redis
+store_env = follow_support.store_env  # the fixture: files, Redis, then a Redis Cluster
 
 
 def ask_in_background(env: dict, sid: str, text: str) -> tuple[threading.Thread, dict]:

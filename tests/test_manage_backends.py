@@ -7,17 +7,18 @@ import time
 
 import pytest
 from manage_support import conversation, ok, select_redis, stderr
+from redis_support import URL_FIXTURES
 
 from aish import config as config_module
 from aish.sessions import Sessions
 from aish.store import open_store
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["file", "redis", "redis-cluster"])
 def backend(request, home):
     """(env, Sessions) for a HOME whose configuration selects the store under test."""
-    if request.param == "redis":
-        select_redis(home, request.getfixturevalue("redis_url"))
+    if request.param.startswith("redis"):
+        select_redis(home, request.getfixturevalue(URL_FIXTURES[request.param]))
     config = config_module.load(home)
     return home, config
 

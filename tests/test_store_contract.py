@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fakes import Scripted
+from redis_support import redis_client
 
 from aish.audit import AuditLog
 from aish.config import load
@@ -35,7 +36,10 @@ from aish.store.crypto import EncryptedCodec
 from aish.store.filestore import FileStore
 from aish.store.redisstore import RedisStore
 
-BACKENDS = ["file", "redis", "file-encrypted", "redis-encrypted"]
+# redis-cluster: a 3-master Redis Cluster (tests/redis_support.py), where a session's keys
+# share one slot and everything else is spread over the masters.
+BACKENDS = ["file", "redis", "file-encrypted", "redis-encrypted", "redis-cluster",
+            "redis-cluster-encrypted"]
 KEY = bytes(range(32))
 T0 = 1_700_000_000.0
 
@@ -62,11 +66,9 @@ class Backend:
         """Everything the backend holds, as bytes (for "is it readable at rest" checks)."""
         if not self.redis:
             return b"".join(p.read_bytes() for p in sorted(self.root.rglob("*")) if p.is_file())
-        import redis
-
-        client = redis.Redis.from_url(self.url)
+        client = redis_client(self.url)
         out = []
-        for key in sorted(client.keys("*")):
+        for key in sorted(client.scan_iter("*")):  # on a cluster: every master
             kind = client.type(key)
             if kind == b"list":
                 out += client.lrange(key, 0, -1)
@@ -86,7 +88,11 @@ class Backend:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, tmp_path) -> Backend:
-    url = request.getfixturevalue("redis_url") if request.param.startswith("redis") else None
+    url = None
+    if request.param.startswith("redis-cluster"):
+        url = request.getfixturevalue("redis_cluster_url")
+    elif request.param.startswith("redis"):
+        url = request.getfixturevalue("redis_url")
     return Backend(request.param, tmp_path / "sessions", url)
 
 

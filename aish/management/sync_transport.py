@@ -183,11 +183,13 @@ class RedisTransport:
 
     def append(self, sid: str, device: str, data: bytes) -> None:
         with self.guard("write a synced log"):
+            # The session's keys in one step (one hash tag: one slot, also on a cluster), then
+            # the store-wide index (another slot); adding to it again is harmless.
             pipe = self.client.pipeline(transaction=True)
             pipe.rpush(self._log(sid, device), *self._lines(data))
             pipe.sadd(f"aish:sync:{{{sid}}}", device)
-            pipe.sadd("aish:sync:sessions", sid)
             pipe.execute()
+            self.client.sadd("aish:sync:sessions", sid)
 
     def rewrite(self, sid: str, device: str, data: bytes) -> None:
         with self.guard("repair a synced log"):
@@ -207,10 +209,9 @@ class RedisTransport:
 
     def put_manifest(self, device: str, data: dict) -> None:
         with self.guard("write the sync manifest"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.set(f"aish:sync:manifest:{device}", json.dumps(data, sort_keys=True))
-            pipe.sadd("aish:sync:devices", device)
-            pipe.execute()
+            # Two keys in two slots on a cluster: the manifest first, then the index naming it.
+            self.client.set(f"aish:sync:manifest:{device}", json.dumps(data, sort_keys=True))
+            self.client.sadd("aish:sync:devices", device)
 
 
 def open_transport(to: str | None, folder: str | None):

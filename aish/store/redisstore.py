@@ -50,6 +50,7 @@ from aish.errors import (
 )
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
+from aish.store import rediscluster
 from aish.store.base import (
     FORMAT_VERSION,
     MAX_LINE_CHARS,
@@ -336,18 +337,12 @@ return 1
 # hash, then (old, new) pairs of backup keys. ARGV: old id, new id, the meta record, its id
 # value, its renamed_from value. Returns -1 (no session), 0 (new id taken), 1 (renamed).
 # RENAME keeps each key's TTL; the meta record is counted as the write script counts records.
-_RENAME = """
+_RENAME = rediscluster.STAMP + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[3])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]) end
-local covered = tonumber(redis.call('HGET', KEYS[3], 'rl') or '-1')
-local length = redis.call('LLEN', KEYS[4])
-length = length + (tonumber(redis.call('HGET', KEYS[3], 'qn') or '0') or 0)
-redis.call('RPUSH', KEYS[4], ARGV[3])
-redis.call('HINCRBY', KEYS[3], 'bytes', #ARGV[3] + 1)
-redis.call('HSET', KEYS[3], 'm:id', ARGV[4], 'm:renamed_from', ARGV[5])
-if covered == length then redis.call('HSET', KEYS[3], 'rl', length + 1) end
+stamp(KEYS[3], KEYS[4], ARGV[3], ARGV[4], ARGV[5])
 local ttl = redis.call('PTTL', KEYS[3])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[4], ttl) end
 redis.call('HDEL', KEYS[5], ARGV[2])
@@ -377,25 +372,38 @@ class Connection:
     def __init__(self, url: str | None):
         self._redis = _import_redis()
         url = url or DEFAULT_URL
+        plain = rediscluster.cluster_url(url)
+        self.cluster = plain is not None  # a Redis Cluster: see aish.store.rediscluster
         try:
-            self.client = self._redis.Redis.from_url(
-                url, socket_connect_timeout=5, socket_timeout=30, decode_responses=False)
-            kwargs = self.client.connection_pool.connection_kwargs
-            # redis-py checks the options only when it connects; build one now to check them.
-            self.client.connection_pool.connection_class(**kwargs)
+            # A plain client first, also for a cluster's URL: it checks the options (redis-py
+            # checks them only when it connects) and tells what to show of the URL.
+            probe = self._redis.Redis.from_url(
+                plain or url, socket_connect_timeout=5, socket_timeout=30,
+                decode_responses=False)
+            kwargs = probe.connection_pool.connection_kwargs
+            probe.connection_pool.connection_class(**kwargs)
         except (ValueError, TypeError) as exc:
             reason = str(exc).replace(url, "<url>")[:200]
             raise ConfigError("sessions.storage.url: not a usable Redis URL",
                               hint=f"expected redis://HOST:PORT/DB ({reason})") from None
         self.errors = self._redis.exceptions
         self._password = kwargs.get("password") or None
-        ssl = issubclass(self.client.connection_pool.connection_class, self._redis.SSLConnection)
+        self.username = str(kwargs.get("username") or "default")
+        ssl = issubclass(probe.connection_pool.connection_class, self._redis.SSLConnection)
         scheme = "rediss" if ssl else "redis"
         if kwargs.get("path"):
             self.url = f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        elif self.cluster:
+            self.url = (f"{scheme}+cluster://{kwargs.get('host', '127.0.0.1')}:"
+                        f"{kwargs.get('port', 6379)}")
         else:
             self.url = (f"{scheme}://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}"
                         f"/{kwargs.get('db', 0)}")
+        self.client = probe
+        if plain is not None:
+            with self.guard("reach the cluster"):  # it asks a node for the others right away
+                self.client = rediscluster.open_client(
+                    plain, socket_connect_timeout=5, socket_timeout=30, decode_responses=False)
 
     def _clean(self, exc: BaseException) -> str:
         text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
@@ -413,7 +421,15 @@ class Connection:
             raise StorageError(f"cannot reach Redis at {self.url}: {self._clean(exc)}",
                                hint="is redis-server running? see sessions.storage.url"
                                ) from None
+        except errors.RedisClusterException as exc:  # no node reachable, a slot not served
+            raise StorageError(f"Redis Cluster at {self.url} could not {what}: "
+                               f"{self._clean(exc)}",
+                               hint="are its nodes running? see sessions.storage.url") from None
         except errors.RedisError as exc:
+            if not self.cluster and isinstance(exc, (errors.AskError, errors.ClusterDownError)):
+                raise StorageError(
+                    f"Redis at {self.url} is a node of a Redis Cluster", hint="name it with "
+                    "redis+cluster://HOST:PORT in sessions.storage.url") from None
             if (isinstance(exc, errors.NoPermissionError) or "NOPERM" in str(exc)
                     or "can't access" in str(exc)):
                 # The server's ACL rules refused this user: a role, not a fault.
@@ -580,8 +596,7 @@ class RedisStore:
                 cached = (answer.decode("utf-8", "replace") if isinstance(answer, bytes)
                           else str(answer))
             except AishError:  # a server before ACLs, or a user not let ask: the URL's
-                kwargs = self.client.connection_pool.connection_kwargs
-                cached = str(kwargs.get("username") or "default")
+                cached = self.connection.username
             self._whoami = cached
         return cached
 
@@ -592,7 +607,16 @@ class RedisStore:
 
         check_id(sid)
         with self._guard("change ACL rules"):
-            return apply(self.client, self.connection.errors, PREFIX, sid, user, role)
+            if not self.connection.cluster:
+                return apply(self.client, self.connection.errors, PREFIX, sid, user, role)
+            # A cluster's nodes do not share ACL rules: each node gets them, and the first
+            # that refuses says what an admin must run.
+            for node in self.client.get_nodes():
+                applied = apply(node.redis_connection, self.connection.errors, PREFIX, sid,
+                                user, role)
+                if not applied.applied:
+                    return applied
+            return applied
 
     def access_held(self, sid: str, user: str) -> bool | None:
         """Whether the server's ACL rules still give ``user`` a role in ``sid`` (None: this
@@ -657,6 +681,15 @@ class RedisStore:
         """The key of one part of a session (``events``, ``floor:BRANCH``), for the live
         followers and the floor leases beside the store."""
         return self._key(sid, part)
+
+    def session_scan(self, sid: str, pattern: str) -> list[str]:
+        """The keys of session ``sid`` that match ``pattern``. A session lives in one slot, so
+        on a cluster only the master serving that slot is scanned, not every master."""
+        where = {}
+        if self.connection.cluster:
+            where["target_nodes"] = self.client.get_node_from_key(self._key(sid, "meta"))
+        return [k.decode("utf-8", "replace")
+                for k in self.client.scan_iter(match=pattern, count=_SCAN_COUNT, **where)]
 
     def location(self, sid: str) -> str:
         return f"{self.url} {PREFIX}:{{{check_id(sid)}}}"
@@ -1017,7 +1050,8 @@ class RedisStore:
             return self._run_write("append", sid, records, fresh=False)
         except SessionNotFound:
             # Renamed meanwhile: the records belong to the session under its new id.
-            target = self.alias(sid)
+            target = (rediscluster.forwarded(self, sid) if self.connection.cluster
+                      else self.alias(sid))
             if target is None:
                 raise
         return self._run_write("append", target, records, fresh=False)
@@ -1063,7 +1097,8 @@ class RedisStore:
                         pipe.multi()
                         keys, args = self._write_args("replace", sid, records, True, extra,
                                                       encoded, others=logs[1:])
-                        self._write(keys=keys, args=args, client=pipe)
+                        rediscluster.queue_script(self._write, pipe, keys, args,
+                                                  self.connection.cluster)
                         flat = pipe.execute()[0]
                     except watch_error:
                         continue
@@ -1139,8 +1174,7 @@ class RedisStore:
         """Locations of the session's backups, oldest first."""
         pattern = self._key(sid, "backup:*")
         with self._guard("list backups"):
-            keys = sorted(k.decode("utf-8", "replace")
-                          for k in self.client.scan_iter(match=pattern, count=_SCAN_COUNT))
+            keys = sorted(self.session_scan(sid, pattern))
         return [f"{self.url} {key}" for key in keys]
 
     def read_backup(self, location: str) -> bytes | None:
@@ -1180,12 +1214,14 @@ class RedisStore:
         start = self._key(old, "backup:")
         own = self._key(old, "log:")  # each writer's own log moves too
         with self._guard("rename a session"):
-            backups = [k.decode("utf-8", "replace")
-                       for k in self.client.scan_iter(match=start + "*", count=_SCAN_COUNT)]
+            backups = self.session_scan(old, start + "*")
+            logs = self._logs(old, self.client.hgetall(self._key(old, "meta")))[1:]
+            if self.connection.cluster:  # two slots: no one script may touch both
+                rediscluster.rename(self, old, new, backups, logs)
+                return self.summary(new)
             pairs = [key for b in backups
                      for key in (b, self._key(new, "backup:") + b[len(start):])]
-            pairs += [key for b in self._logs(old, self.client.hgetall(self._key(old, "meta")))[1:]
-                      for key in (b, self._key(new, "log:") + b[len(own):])]
+            pairs += [key for b in logs for key in (b, self._key(new, "log:") + b[len(own):])]
             # Followers' events go along, so one resuming after the rename misses nothing.
             pairs += [self._key(old, "events"), self._key(new, "events")]
             record = dump_line({"t": "meta", "id": new, "renamed_from": old})[:-1]
