@@ -105,6 +105,11 @@ def test_compaction_keeps_the_log_and_the_next_request_sends_the_summary(talk, s
     # Main still ends with the conversation, not with a note.
     history = json.loads(ok(talk, "aish", "--list-branches", "c", "--json").stdout)
     assert history[0]["messages"] == 12
+    # The tree drawn (from its skeleton cache) holds the conversation only, numbered once.
+    for _ in range(2):  # the second read comes from the cache the first wrote
+        tree = json.loads(ok(talk, "aish", "--history", "c", "--json").stdout)
+        assert sorted(n["number"] for n in tree["nodes"]) == list(range(1, 13))
+        assert not any(n.get("note") for n in tree["nodes"])
 
 
 def test_session_info_says_what_is_summarised(talk):

@@ -126,3 +126,27 @@ def test_save_and_restore_keep_the_compaction(ctx):
     chat = provider.chats[-1]
     assert any(m.role == "system" and "SUMMARY of q1 and q2" in m.content for m in chat)
     assert "q1" not in [m.content for m in chat]
+
+
+def test_sync_carries_the_compaction_to_another_device(laptop, desktop, shared):
+    from sync_support import ok, say, sessions_of, sync
+
+    from aish.reports import context_report, format_context
+    from aish.specialists import roster
+
+    apollo = roster({})["apollo"]
+    sessions_of(laptop).create("apollo", "s1", context_window=1)
+    say(laptop, "s1", "one", "two", "three")
+    done = compact(session_on(sessions_of(laptop), "s1", "main"), apollo,
+                   Summariser("SUMMARY of one and two"))
+    assert done is not None
+    ok(sync(laptop, shared))
+    ok(sync(desktop, shared))
+
+    there = sessions_of(desktop)
+    info = session_info(there, "s1")
+    assert info["summary"] is not None and info["summary"]["covers"] == 4
+    assert info["messages"] == 6
+    report = format_context(context_report(session_on(there, "s1", "main"), apollo,
+                                           done.note.time + 60))
+    assert "Summary of messages 1\u20134 included" in report
