@@ -16,7 +16,7 @@ began with (``summary``, ``summary_at``), so later windows find it among their m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -55,6 +55,11 @@ def is_summary(message: Message) -> bool:
     """A compaction's record: it stands beside the path, so it is never a side of a fork, a
     branch head, or a numbered message of the conversation."""
     return message.note == NOTE
+
+
+def conversation(messages: Iterable[Message]) -> list[Message]:
+    """``messages`` without the compactions among them: what people said, and counts."""
+    return [m for m in messages if not is_summary(m)]
 
 
 def index_entry(session: Session) -> Head | None:

@@ -251,3 +251,17 @@ def test_the_embedded_model_writes_a_summary(home, sessions_dir):
     assert done["compacted"] and done["covers"] == 2
     [note] = [m for m in store.load("local").messages if m.note == NOTE]
     assert note.content.strip() and note.source == store.load("local").messages[1].id
+
+
+def test_save_and_restore_keep_the_compaction_on_redis(talk, server, redis_url):  # noqa: F811
+    select_redis(talk, redis_url)
+    for n in range(1, 5):
+        say(talk, "sv", f"q{n}")
+    ok(talk, "aish", "--compact-session", "sv")
+    saved = ok(talk, "aish", "--save-session", "sv").stdout
+    ok(talk, "aish", "--restore-session", "-", "--as", "sv2", input=saved)
+    info = ok(talk, "aish", "--session-info", "sv2").stdout.decode()
+    assert "Summary of messages 1\u20134 included" in info and "Messages: 8" in info
+    say(talk, "sv2", "q5")
+    assert server.requests[-1]["messages"][1]["content"] == (
+        "Summary of the earlier conversation (messages 1-4): SUMMARY[q1,q2]")

@@ -64,6 +64,7 @@ def test_history_numbers_and_info_counts_leave_the_summary_out(ctx):
 
     info = session_info(ctx.sessions, session.id)
     assert info["messages"] == 6 and info["replies_by_ai"] == {"apollo-ai": 3}
+    assert sum(info["people"]["messages_by_person"].values()) == 6
     text = format_info(info, ctx.now())
     assert "Messages: 6" in text and "Summary of messages 1\u20134 included" in text
 

@@ -97,13 +97,13 @@ def prune(sessions, sid: str, keep: int) -> Pruned:
     """Keep the last ``keep`` pairs of a session (each user message with its replies)."""
     if keep < 0:
         raise UsageError("--keep-recent needs a whole number >= 0")
-    from aish.compaction import carried_index, covered, is_summary, reindex, unpinned
+    from aish.compaction import carried_index, conversation, covered, is_summary, reindex, unpinned
 
     found = load_intact(sessions, sid, "prune")
-    conversation = [m for m in found.messages if not is_summary(m)]
-    groups = pairs_of(conversation)
+    said = conversation(found.messages)
+    groups = pairs_of(said)
     kept_ids = {m.id for group in (groups[-keep:] if keep else []) for m in group}
-    total = len(conversation)
+    total = len(said)
     if len(groups) <= keep:
         return Pruned(sid, len(groups), len(groups), total, total, None)
     # Text pruned must not live on in summary form: a summary of any message pruned goes too.
@@ -119,6 +119,6 @@ def prune(sessions, sid: str, keep: int) -> Pruned:
     backup = sessions.rewrite(sid, carried_index(clean_meta(found.meta), kept), kept, "prune",
                               ai=found.owner, since=found.mark, dropped=dropped, refs=refs)
     reindex(sessions, sid)
-    shown = sum(not is_summary(m) for m in kept)
-    return Pruned(sid, min(keep, len(groups)), len(groups), shown, total, backup)
+    return Pruned(sid, min(keep, len(groups)), len(groups), len(conversation(kept)), total,
+                  backup)
 

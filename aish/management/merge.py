@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field, replace
 
-from aish.compaction import carried_index, is_summary
+from aish.compaction import carried_index, conversation
 from aish.errors import LimitError, Refused, UsageError
 from aish.header import Header, is_name
 from aish.ids import check_id
@@ -86,8 +86,7 @@ def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = Fals
     # Several sessions' messages in time order: one straight branch in the merged session.
     # A compaction's summary stands for its own session's path, which the merge interleaves
     # with others: it is left out, as a fork or a template leaves it.
-    messages = relinked(interleave([[m for m in f.messages if not is_summary(m)]
-                                    for f in found]))
+    messages = relinked(interleave([conversation(f.messages) for f in found]))
     headers = [f.header for f in found]
     owner = headers[0].owner or (messages[0].ai if messages else None)
     names: list[str | None] = [owner]
