@@ -16,7 +16,7 @@ began with (``summary``, ``summary_at``), so later windows find it among their m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,17 @@ class Built:
     summary: Message | None
     window: list[Message]
     gap: str | None
+
+
+def is_summary(message: Message) -> bool:
+    """A compaction's record: it stands beside the path, so it is never a side of a fork, a
+    branch head, or a numbered message of the conversation."""
+    return message.note == NOTE
+
+
+def conversation(messages: Iterable[Message]) -> list[Message]:
+    """``messages`` without the compactions among them: what people said, and counts."""
+    return [m for m in messages if not is_summary(m)]
 
 
 def index_entry(session: Session) -> Head | None:
@@ -86,6 +97,11 @@ def find_summary(session: Session, history: list[Message]) -> Message | None:
     else:
         head = next((Head(m.summary, m.summary_at) for m in reversed(history) if m.summary),
                     None)
+        if head is not None and head.pos is None:
+            # A copied log (restored, synced) names summaries by id alone: where the header
+            # says it is stored saves reading the log for it.
+            head = next((h for h, _ in _entries(session.meta).values() if h.id == head.id),
+                        head)
     if head is None:
         return None
     note = session.sessions.message(session.id, head)
@@ -289,3 +305,52 @@ def describe(summary: Message | None, now: float) -> str | None:
         return None
     return (f"Summary of messages 1\u2013{summary.covers or '?'} included "
             f"(made {ago(now - summary.time)})")
+
+
+# -- copies and rewrites ---------------------------------------------------------------------
+
+def covered(summary: Message, by_id: dict[str, Message]) -> set[str]:
+    """The ids of the messages ``summary`` stands for: its ``source`` and every message
+    before it on that path."""
+    out: set[str] = set()
+    mid = summary.source or ""
+    while mid and mid in by_id and mid not in out:
+        out.add(mid)
+        mid = by_id[mid].parent or ""
+    return out
+
+
+def unpinned(messages: list[Message]) -> list[Message]:
+    """``messages`` for a log written anew: positions are the old log's, so replies keep the
+    id of the summary they began with only (and none when that summary is not among them)."""
+    kept = {m.id for m in messages if is_summary(m)}
+    return [m if m.summary is None else
+            replace(m, summary=m.summary if m.summary in kept else None, summary_at=None)
+            for m in messages]
+
+
+def carried_index(meta: dict, messages: list[Message]) -> dict:
+    """``meta`` with its ``compacted`` entries kept only for summaries among ``messages``,
+    without their positions (the new log's are found once it is written: `reindex`)."""
+    entries = _entries(meta)
+    out = {k: v for k, v in meta.items() if k != INDEX_KEY}
+    kept = {m.id for m in messages if is_summary(m)}
+    carried = {branch: {"id": head.id, "source": source}
+               for branch, (head, source) in entries.items() if head.id in kept}
+    if carried:
+        out[INDEX_KEY] = carried
+    return out
+
+
+def reindex(sessions: Sessions, sid: str) -> None:
+    """After a log is written anew: point its header's ``compacted`` entries at where the
+    summaries are stored now (one read of the log, as the write was)."""
+    loaded = sessions.load(sid)
+    entries = _entries(loaded.meta)
+    if not entries:
+        return
+    at = {m.id: m.pos for m in loaded.messages if is_summary(m)}
+    fresh = {branch: {"id": head.id, "at": at[head.id], "source": source}
+             for branch, (head, source) in entries.items() if head.id in at}
+    if fresh != loaded.meta.get(INDEX_KEY):
+        sessions.store.append(sid, [{"t": "meta", INDEX_KEY: fresh}])

@@ -43,8 +43,12 @@ class Tree:
 
     @classmethod
     def of(cls, loaded: Loaded) -> Tree:
+        from aish.compaction import is_summary
+
         children: dict[str, list[Message]] = {}
         for message in loaded.messages:  # log order breaks ties in time
+            if is_summary(message):  # beside the path, never a side to flip to or follow
+                continue
             children.setdefault(message.parent or "", []).append(message)
         for kids in children.values():
             kids.sort(key=lambda m: m.time)  # stable: same time keeps log order

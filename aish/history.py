@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple
 
+from aish.compaction import conversation
 from aish.messages import USER, Message
 from aish.store.base import Loaded
 from aish.store.refs import MAIN
@@ -111,7 +112,9 @@ def build(loaded: Loaded, sid: str, current: str, branch: str | None = None) -> 
                    for i, m in enumerate(path, 1)}
         return History(sid, on_path, [path[0].id] if path else [],
                        {branch: refs.get(branch, "")}, current, branch)
-    messages = loaded.messages
+    # A compaction's summary stands beside the path, not in the conversation: it is no node
+    # (no number, no side of a fork, nothing to continue from); info tells what it covers.
+    messages = conversation(loaded.messages)
     # The tree as `aish.forks.Tree` arranges it (children oldest first, log order breaking
     # ties), made here in one pass: this is most of what building costs on a long log.
     by_id = {m.id: m for m in messages}

@@ -195,6 +195,8 @@ def report(sessions, sid: str, drop_expired: bool = False) -> dict:
     their roles and expiry, messages per person, and who wrote last and when.
     ``drop_expired``: also take the server's rules of expired grants away (and say which)."""
     dropped = sessions.drop_expired(sid) if drop_expired else []
+    from aish.compaction import conversation
+
     loaded = sessions.load(sid)
     meta, now = loaded.meta, sessions.now()
     found = members(meta)
@@ -205,7 +207,7 @@ def report(sessions, sid: str, drop_expired: bool = False) -> dict:
     rows.sort(key=lambda r: (-_RANK[r["role"]], r["user"]))
     last = next((m for m in reversed(loaded.messages) if m.role == "user"), None)
     out: dict = {"session": sid, "restricted": found is not None, "members": rows,
-                 "messages_by_person": counts(loaded.messages, meta),
+                 "messages_by_person": counts(conversation(loaded.messages), meta),
                  "last": ({"by": author(last.by, meta), "ai": last.ai, "time": last.time}
                           if last else None),
                  "you": sessions.user, "your_role": role_of(meta, sessions.user, now)}

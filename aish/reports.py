@@ -12,6 +12,12 @@ def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict
     summary = sessions.summary(sid)
     default = sessions.config.context_window
     header = summary.header
+    loaded = _loaded(sessions, sid)
+    # A compaction's summary is stored as a reply but is nobody's message: not counted.
+    notes = _summaries(loaded)
+    by_ai = dict(summary.by_ai)
+    for ai, count in notes.items():
+        by_ai[ai] = by_ai.get(ai, 0) - count
     return {
         "id": summary.id,
         "title": header.title,
@@ -22,9 +28,9 @@ def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict
         "shared": bool(summary.header.shared),
         "created": summary.created,
         "updated": summary.updated,
-        "messages": summary.messages,
+        "messages": summary.messages - sum(notes.values()),
         "user_messages": summary.user_messages,
-        "replies_by_ai": {f"{k}-ai": v for k, v in summary.by_ai.items()},
+        "replies_by_ai": {f"{k}-ai": v for k, v in by_ai.items() if v > 0},
         "context_used": summary.context_used(default),
         "context_window": summary.context_window(default),
         "tokens": summary.tokens,
@@ -34,7 +40,7 @@ def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict
         "location": sessions.location(sid),
         # Names only: counting each branch's messages walks it (aish --list-branches does).
         "branches": summary.tree.names(),
-        "costs": session_costs(sessions, sid, environ),
+        "costs": session_costs(sessions, sid, environ, loaded),
         "summary": compaction_summary(sessions, sid, branch),
         "people": people_of(sessions, sid),
     }
@@ -89,14 +95,33 @@ def provider_of(config, environ=None):
     return of
 
 
-def session_costs(sessions, sid: str, environ=None) -> dict | None:
-    """Tokens and cost of one session (each stored reply once) and of each branch's path."""
-    from aish.costs import total
+def _loaded(sessions, sid: str):
+    """The session's log, read once for the counts and costs (None: unreadable)."""
     from aish.errors import AishError
 
     try:
-        loaded = sessions.load(sid)
+        return sessions.load(sid)
     except AishError:  # the rest of the report stands without it
+        return None
+
+
+def _summaries(loaded) -> dict[str, int]:
+    """Compaction summaries in the log, per specialist that wrote them."""
+    from aish.compaction import is_summary
+
+    out: dict[str, int] = {}
+    for m in loaded.messages if loaded is not None else ():
+        if is_summary(m):
+            out[m.ai] = out.get(m.ai, 0) + 1
+    return out
+
+
+def session_costs(sessions, sid: str, environ=None, loaded=None) -> dict | None:
+    """Tokens and cost of one session (each stored reply once) and of each branch's path."""
+    from aish.costs import total
+
+    loaded = loaded if loaded is not None else _loaded(sessions, sid)
+    if loaded is None:
         return None
     prices, of = sessions.config.prices, provider_of(sessions.config, environ)
     return {"total": total(loaded.messages, prices, of).to_json(),

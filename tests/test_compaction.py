@@ -105,6 +105,11 @@ def test_compaction_keeps_the_log_and_the_next_request_sends_the_summary(talk, s
     # Main still ends with the conversation, not with a note.
     history = json.loads(ok(talk, "aish", "--list-branches", "c", "--json").stdout)
     assert history[0]["messages"] == 12
+    # The tree drawn (from its skeleton cache) holds the conversation only, numbered once.
+    for _ in range(2):  # the second read comes from the cache the first wrote
+        tree = json.loads(ok(talk, "aish", "--history", "c", "--json").stdout)
+        assert sorted(n["number"] for n in tree["nodes"]) == list(range(1, 13))
+        assert not any(n.get("note") for n in tree["nodes"])
 
 
 def test_session_info_says_what_is_summarised(talk):
@@ -246,3 +251,17 @@ def test_the_embedded_model_writes_a_summary(home, sessions_dir):
     assert done["compacted"] and done["covers"] == 2
     [note] = [m for m in store.load("local").messages if m.note == NOTE]
     assert note.content.strip() and note.source == store.load("local").messages[1].id
+
+
+def test_save_and_restore_keep_the_compaction_on_redis(talk, server, redis_url):  # noqa: F811
+    select_redis(talk, redis_url)
+    for n in range(1, 5):
+        say(talk, "sv", f"q{n}")
+    ok(talk, "aish", "--compact-session", "sv")
+    saved = ok(talk, "aish", "--save-session", "sv").stdout
+    ok(talk, "aish", "--restore-session", "-", "--as", "sv2", input=saved)
+    info = ok(talk, "aish", "--session-info", "sv2").stdout.decode()
+    assert "Summary of messages 1\u20134 included" in info and "Messages: 8" in info
+    say(talk, "sv2", "q5")
+    assert server.requests[-1]["messages"][1]["content"] == (
+        "Summary of the earlier conversation (messages 1-4): SUMMARY[q1,q2]")

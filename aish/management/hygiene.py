@@ -97,18 +97,28 @@ def prune(sessions, sid: str, keep: int) -> Pruned:
     """Keep the last ``keep`` pairs of a session (each user message with its replies)."""
     if keep < 0:
         raise UsageError("--keep-recent needs a whole number >= 0")
+    from aish.compaction import carried_index, conversation, covered, is_summary, reindex, unpinned
+
     found = load_intact(sessions, sid, "prune")
-    groups = pairs_of(found.messages)
-    kept = [m for group in (groups[-keep:] if keep else []) for m in group]
-    total = len(found.messages)
+    said = conversation(found.messages)
+    groups = pairs_of(said)
+    kept_ids = {m.id for group in (groups[-keep:] if keep else []) for m in group}
+    total = len(said)
     if len(groups) <= keep:
         return Pruned(sid, len(groups), len(groups), total, total, None)
-    kept_ids = {m.id for m in kept}
+    # Text pruned must not live on in summary form: a summary of any message pruned goes too.
+    by_id = {m.id: m for m in found.messages}
+    kept_ids |= {m.id for m in found.messages
+                 if is_summary(m) and covered(m, by_id) <= kept_ids}
     dropped = [m.id for m in found.messages if m.id not in kept_ids]
     from aish.branches import keep_only
 
-    kept, refs = keep_only(found.messages, found.refs, kept)
-    backup = sessions.rewrite(sid, clean_meta(found.meta), kept, "prune", ai=found.owner,
-                              since=found.mark, dropped=dropped, refs=refs)
-    return Pruned(sid, min(keep, len(groups)), len(groups), len(kept), total, backup)
+    kept, refs = keep_only(found.messages, found.refs,
+                           [m for m in found.messages if m.id in kept_ids])
+    kept = unpinned(kept)
+    backup = sessions.rewrite(sid, carried_index(clean_meta(found.meta), kept), kept, "prune",
+                              ai=found.owner, since=found.mark, dropped=dropped, refs=refs)
+    reindex(sessions, sid)
+    return Pruned(sid, min(keep, len(groups)), len(groups), len(conversation(kept)), total,
+                  backup)
 

@@ -15,9 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aish.compaction import INDEX_KEY, is_summary
 from aish.errors import AishError, LimitError, SessionNotFound, UsageError
 from aish.header import Header, fold_meta, is_count, is_name, is_time
-from aish.ids import check_id
+from aish.ids import BRANCH_PATTERN, check_id
 from aish.management.integrity import LOSSLESS, mend_tree
 from aish.management.transfer import ALL_FORMAT, FORMAT, VERSION
 from aish.messages import ROLES, Message, Timing, Usage, new_message_id
@@ -282,9 +283,15 @@ def _message(raw, max_chars: int, seen: set[str]) -> Message:
     ref, note = raw.get("ref"), raw.get("note")
     ref = ref if is_name(ref) else None
     note = note if isinstance(note, str) and _KEY.fullmatch(note) else None
+    # A compaction's count, and the summary a reply's context began with, by id alone: a
+    # position in another log means nothing here.
+    covers, summary = raw.get("covers"), raw.get("summary")
+    covers = covers if is_count(covers) else None
+    summary = summary if isinstance(summary, str) and _MESSAGE_ID.fullmatch(summary) else None
     return Message(role, content, ai_key(ai), float(time), mid, tokens,
                    raw.get("interrupted") is True, model, raw.get("cut") is True,
-                   parent, ref, note, source, Timing.from_record(raw.get("timing")))
+                   parent, ref, note, source, Timing.from_record(raw.get("timing")),
+                   covers=covers, summary=summary)
 
 
 def _plain(value) -> bool:
@@ -293,6 +300,24 @@ def _plain(value) -> bool:
     if isinstance(value, int | float):
         return is_time(value) or is_count(value) or (isinstance(value, int) and abs(value) < 2**53)
     return isinstance(value, str) and len(value) <= MAX_PLAIN_CHARS and _text_ok(value)
+
+
+def _compacted(value, messages: list[Message]) -> dict | None:
+    """The header's index of each branch's newest summary, kept for summaries the input
+    holds, without positions (restore finds them in the new log)."""
+    if not isinstance(value, dict):
+        return None
+    summaries = {m.id for m in messages if is_summary(m)}
+    out = {}
+    for branch, entry in list(value.items())[:1000]:
+        if not (isinstance(branch, str) and BRANCH_PATTERN.fullmatch(branch)
+                and isinstance(entry, dict)):
+            continue
+        sid, source = entry.get("id"), entry.get("source")
+        if (sid in summaries and isinstance(source, str)
+                and _MESSAGE_ID.fullmatch(source)):
+            out[branch] = {"id": sid, "source": source}
+    return out or None
 
 
 def _origin(value) -> dict | None:
@@ -334,6 +359,9 @@ def _meta(raw: dict, messages: list[Message], config, now: float) -> dict:
     extra = {key: value for key, value in header.extra.items()
              if isinstance(key, str) and _KEY.fullmatch(key)
              and not any(word in key for word in _SECRET_WORDS) and _plain(value)}
+    index = _compacted(raw.get(INDEX_KEY), messages)
+    if index:
+        extra[INDEX_KEY] = index
     # Who may do what: only grants that decode are kept, in their checked form.
     grants = members(raw) or {}
     if grants:

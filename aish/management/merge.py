@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field, replace
 
+from aish.compaction import carried_index, conversation
 from aish.errors import LimitError, Refused, UsageError
 from aish.header import Header, is_name
 from aish.ids import check_id
@@ -83,7 +84,9 @@ def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = Fals
                       "(a backup is kept first)")
     found = [load_intact(sessions, sid, "merge") for sid in ids]
     # Several sessions' messages in time order: one straight branch in the merged session.
-    messages = relinked(interleave([f.messages for f in found]))
+    # A compaction's summary stands for its own session's path, which the merge interleaves
+    # with others: it is left out, as a fork or a template leaves it.
+    messages = relinked(interleave([conversation(f.messages) for f in found]))
     headers = [f.header for f in found]
     owner = headers[0].owner or (messages[0].ai if messages else None)
     names: list[str | None] = [owner]
@@ -103,8 +106,9 @@ def merge(sessions, ids: list[str], output: str, *, replace_sources: bool = Fals
     result = Merged(output, list(ids), len(messages), participants)
     if output in ids:
         source = found[ids.index(output)]
-        meta = replace(source.header, owner=owner, participants=tuple(participants),
-                       shared=True, context_window=window, origin=origin).to_meta()
+        meta = carried_index(replace(source.header, owner=owner,
+                                     participants=tuple(participants), shared=True,
+                                     context_window=window, origin=origin).to_meta(), messages)
         result.backups[output] = sessions.rewrite(output, meta, messages, "merge", ai=owner,
                                                   since=source.mark, sources=list(ids))
         result.rewritten = True

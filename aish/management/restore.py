@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aish.compaction import reindex
 from aish.errors import LimitError, Refused, StorageError, UsageError
 from aish.ids import check_id, new_id
 from aish.management.intake import Prepared, prepare, read_input
@@ -131,6 +132,8 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
                     result.renamed = True
             else:  # pragma: no cover - twenty ids taken by others as we chose them
                 raise StorageError(f"could not find a free id to restore {item.label} under")
+        if not result.appended:
+            reindex(sessions, sid)  # the summaries' places in the log just written
         results.append(result)
     return results
 

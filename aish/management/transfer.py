@@ -22,10 +22,14 @@ VERSION = 1
 
 
 def session_doc(found: Inspection) -> dict:
-    meta = clean_meta(found.meta)
+    from aish.compaction import carried_index, unpinned
+
+    # Positions belong to this log: compactions travel by id, and restore finds them anew.
+    messages = unpinned(found.messages)
+    meta = carried_index(clean_meta(found.meta), messages)
     meta.setdefault("id", found.sid)  # a header lost to damage, exported with --skip-corrupted
     doc = {"format": FORMAT, "version": VERSION, "session": meta,
-           "messages": [m.to_record() for m in found.messages]}
+           "messages": [m.to_record() for m in messages]}
     if found.refs:
         doc["refs"] = found.refs  # the named branches; without them it is one straight branch
     if found.damage:
