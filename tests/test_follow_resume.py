@@ -82,6 +82,7 @@ def test_a_resumed_follower_goes_on_when_its_connection_is_killed(redis_url, env
     sid = new_session(env)
     first = Program(env, "aish", "--follow-session", sid)
     first.wait_for(r"apollo> ok: start\n")
+    until(lambda: kept_place(env, sid), "the follower keeps its place")  # saved after printing
     first.stop()  # stopped between events: its place is the newest event
     ok(env, "apollo", "--session", sid, input="one")
     second = Program(env, "aish", "--follow-session", sid, "--resume")
