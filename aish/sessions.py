@@ -42,6 +42,7 @@ from aish.people import first_members
 from aish.sanitize import valid_unicode
 from aish.specialists import Specialist, ai_key
 from aish.store.base import Codec, Loaded, Summary, tombstone
+from aish.store.listcache import Row
 from aish.store.refs import MAIN, Head, RefMoved, pin_main
 
 if TYPE_CHECKING:
@@ -61,9 +62,13 @@ def check_message(config: Config, text: str) -> None:
 
 
 def state_of(summary: Summary, now: float, timeout_minutes: float) -> str:
-    if summary.header.state is State.ENDED:
+    return _state(summary.header.state is State.ENDED, summary.updated, now, timeout_minutes)
+
+
+def _state(ended: bool, updated: float, now: float, timeout_minutes: float) -> str:
+    if ended:
         return ENDED
-    if now - summary.updated > timeout_minutes * 60:
+    if now - updated > timeout_minutes * 60:
         return EXPIRED
     return ACTIVE
 
@@ -117,6 +122,20 @@ class Sessions:
         if not include_all:
             rows = [r for r in rows if r[1] == ACTIVE]
         return sorted(rows, key=lambda r: r[0].updated, reverse=True)
+
+    def list_rows(self, include_all: bool = False) -> list[tuple[Row, str]]:
+        """What `aish --list-sessions` shows: each session's row and state, newest first (ties
+        by id). Lighter than ``listing``: a store that keeps rows (the file store's list
+        cache) answers without reading each session's summary."""
+        lister = getattr(self.store, "list_rows", None)
+        rows = (lister() if lister is not None
+                else [Row.of(s) for s in sorted(self.store.summaries(), key=lambda s: s.id)])
+        now, timeout = self.now(), self.config.timeout_minutes
+        out = [(r, _state(r.ended, r.updated, now, timeout)) for r in rows]
+        if not include_all:
+            out = [r for r in out if r[1] == ACTIVE]
+        out.sort(key=lambda r: r[0].updated, reverse=True)
+        return out
 
     def summary(self, sid: str) -> Summary:
         return self.store.summary(check_id(sid))

@@ -383,24 +383,33 @@ def continue_last(ctx: Context, args) -> int:
     return ask(ctx, full)
 
 
-def summary_row(ctx: Context, summary, state: str) -> dict:
-    row = {
-        "id": summary.id,
-        "title": summary.header.title,
-        "ai": f"{summary.owner}-ai",
-        "participants": [f"{p}-ai" for p in summary.participants],
+def listed_row(ctx: Context, row, state: str) -> dict:
+    """One session of `aish --list-sessions --json`."""
+    default = ctx.config.context_window
+    out = {
+        "id": row.id,
+        "title": row.title,
+        "ai": f"{row.owner}-ai",
+        "participants": [f"{p}-ai" for p in row.participants],
         "state": state,
-        "shared": bool(summary.header.shared),
-        "messages": summary.messages,
-        "pairs": summary.user_messages,
-        "context_used": summary.context_used(ctx.config.context_window),
-        "context_window": summary.context_window(ctx.config.context_window),
-        "created": iso(summary.created),
-        "updated": iso(summary.updated),
+        "shared": row.shared,
+        "messages": row.messages,
+        "pairs": row.pairs,
+        "context_used": row.context_used(default),
+        "context_window": row.context_window(default),
+        "created": iso(row.created),
+        "updated": iso(row.updated),
     }
-    if summary.header.oneshot:  # a one-off question (`apollo "..."`), logged ended
-        row["oneshot"] = True
-    return row
+    if row.oneshot:  # a one-off question (`apollo "..."`), logged ended
+        out["oneshot"] = True
+    return out
+
+
+def _json_array(items) -> str:
+    """``json.dumps(list(items), indent=2)``, made one item at a time: a listing of thousands
+    of sessions never holds every row's dict at once."""
+    parts = ["  " + json.dumps(item, indent=2).replace("\n", "\n  ") for item in items]
+    return "[\n" + ",\n".join(parts) + "\n]" if parts else "[]"
 
 
 @command("list-sessions", "aish", "List active sessions (--all: ended, expired and one-off "
@@ -409,30 +418,27 @@ def summary_row(ctx: Context, summary, state: str) -> dict:
                    flag=True), JSON),
          example="aish --list-sessions")
 def list_sessions(ctx: Context, args) -> int:
-    rows = ctx.sessions.listing(include_all=args.all)
+    rows = ctx.sessions.list_rows(include_all=args.all)
     if args.json:
-        ctx.out.data(json.dumps([summary_row(ctx, s, state) for s, state in rows], indent=2))
+        ctx.out.data(_json_array(listed_row(ctx, row, state) for row, state in rows))
         return 0
     if not rows:
         ctx.out.note("No active sessions." if not args.all else "No sessions.")
         return 0
     now = ctx.now()
-    # Titles come from the same summaries as the rest of the row; the column is shown only
-    # when some session has one.
-    titles = [summary.header.title or "" for summary, _ in rows]
-    titled = any(titles)
+    default = ctx.config.context_window
+    # The title column is shown only when some session has one.
+    titled = any(row.title for row, _ in rows)
     lines = [f"{'SESSION':<24} {'AI':<16} {'STATE':<8} {'MSGS':>5} {'WINDOW':>9}  "
              + (f"{'LAST ACTIVITY':<16}  TITLE" if titled else "LAST ACTIVITY")]
-    for (summary, state), title in zip(rows, titles, strict=True):
-        ai = f"{summary.owner}-ai" + ("+" if summary.header.shared else "")
-        size = summary.context_window(ctx.config.context_window)
-        used = summary.context_used(ctx.config.context_window)
-        if summary.header.oneshot:
+    for row, state in rows:
+        ai = f"{row.owner}-ai" + ("+" if row.shared else "")
+        if row.oneshot:
             state = "one-off"
-        last = ago(now - summary.updated)
-        lines.append(f"{summary.id:<24} {ai:<16} {state:<8} {summary.messages:>5} "
-                     f"{window(used, size):>9}  "
-                     + (f"{last:<16}  {title}".rstrip() if titled else last))
+        last = ago(now - row.updated)
+        used = window(row.context_used(default), row.context_window(default))
+        lines.append(f"{row.id:<24} {ai:<16} {state:<8} {row.messages:>5} {used:>9}  "
+                     + (f"{last:<16}  {row.title or ''}".rstrip() if titled else last))
     ctx.out.data("\n".join(lines))
     return 0
 

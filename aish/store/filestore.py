@@ -24,7 +24,7 @@ from typing import cast
 from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
-from aish.store import skeleton
+from aish.store import listcache, skeleton
 from aish.store.base import (
     FORMAT_VERSION,
     TOMBSTONE_SECONDS,
@@ -47,6 +47,7 @@ from aish.store.base import (
     seal_doc,
     walk,
 )
+from aish.store.listcache import Row
 from aish.store.refs import MAIN, Head
 
 DOC_KINDS = ("templates", "checkpoints")
@@ -520,19 +521,18 @@ class FileStore:
         with self._locked(sid, exclusive=False):
             return self._rebuild_idx(sid)
 
-    def summaries(self) -> list[Summary]:
-        """Every session's summary, as ``summary`` gives it for each of ``ids``, in one pass:
-        one directory scan and one lstat per log, and no path objects, since a store of
-        thousands of sessions pays for every step per session."""
+    def _logs(self) -> Iterator[tuple[str, os.stat_result]]:
+        """Each session's id and its log's lstat, by id, from one directory scan (no path
+        objects: a store of thousands of sessions pays for every step per session); a log
+        that is a link or not a file is skipped, and said so."""
         try:
             with os.scandir(self.root) as scan:
                 entries = [e for e in scan if e.name.endswith(".jsonl")]
         except FileNotFoundError:
-            return []
+            return
         self._check_root()
-        root = os.fspath(self.root)
-        out = []
-        for entry in sorted(entries, key=lambda e: e.name):
+        entries.sort(key=lambda e: e.name)
+        for entry in entries:
             sid = entry.name[:-6]
             if not ID_PATTERN.fullmatch(sid) or ".." in sid:
                 continue  # a stray file whose name is no valid id is not a session
@@ -545,17 +545,54 @@ class FileStore:
                 continue
             if stat.S_IMODE(st.st_mode) & 0o077:
                 self._check_loose(Path(entry.path), st, is_dir=False)
+            yield sid, st
+
+    def summaries(self) -> list[Summary]:
+        """Every session's summary, as ``summary`` gives it for each of ``ids``, in one pass."""
+        root = os.fspath(self.root)
+        out = []
+        for sid, st in self._logs():
             cached = self._read_idx_at(os.path.join(root, f".{sid}.idx"), sid, st.st_size)
             if cached is not None:
                 out.append(cached)
-                continue
-            try:
-                out.append(self.summary(sid))
-            except SessionNotFound:  # removed while we listed
-                continue
-            except StorageError as exc:  # unreadable: one session must not break listing
-                self.skip(sid, str(exc))
+            elif (summary := self._summary_or_skip(sid)) is not None:
+                out.append(summary)
         return out
+
+    def _summary_or_skip(self, sid: str) -> Summary | None:
+        try:
+            return self.summary(sid)
+        except SessionNotFound:  # removed while we listed
+            return None
+        except StorageError as exc:  # unreadable: one session must not break listing
+            self.skip(sid, str(exc))
+            return None
+
+    def list_rows(self) -> list[Row]:
+        """What a listing shows of every session, by id: from the list cache where a row's
+        key still matches its log, read from the session's summary otherwise (and the cache
+        rewritten then). The keys come from the scan, made before any row is read."""
+        root = os.fspath(self.root)
+        keys = {sid: listcache.key_of(st) for sid, st in self._logs()}
+        found: dict[str, tuple[listcache.Key, Row]] = {}
+        stale = 0
+        for key, row in listcache.read(root):
+            if keys.get(row.id) == key and row.id not in found:
+                found[row.id] = (key, row)
+            else:
+                stale += 1
+        for sid, key in keys.items():
+            if sid in found:
+                continue
+            summary = self._summary_or_skip(sid)
+            if summary is not None:
+                found[sid] = (key, Row.of(summary))
+                stale += 1
+        del keys
+        ordered = sorted(found.items())
+        if stale:
+            listcache.write(root, (entry for _, entry in ordered))
+        return [row for _, (_, row) in ordered]
 
     def _read_idx(self, sid: str, size: int) -> Summary | None:
         return self._read_idx_at(self._idx(sid), sid, size)
