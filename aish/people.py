@@ -59,6 +59,8 @@ def identity(store) -> str:
 
 @dataclass(frozen=True)
 class Grant:
+    """One person's role in a session, who gave it, and until when."""
+
     user: str
     role: str
     by: str

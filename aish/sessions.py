@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from aish.audit import NULL_AUDIT, AuditLog
 from aish.config import Config
-from aish.context import estimate_tokens, pairs_of, window_pairs
-from aish.conversation import build_chat
 from aish.errors import (
     AishError,
     Interrupted,
@@ -40,7 +38,6 @@ from aish.messages import (
 )
 from aish.people import first_members
 from aish.sanitize import valid_unicode
-from aish.specialists import Specialist, ai_key
 from aish.store.base import Codec, Loaded, Summary, tombstone
 from aish.store.listcache import Row
 from aish.store.refs import MAIN, Head, RefMoved, pin_main
@@ -50,8 +47,17 @@ if TYPE_CHECKING:
     from aish.floor import Holder, Lease
     from aish.follow import FileFeed, LiveReply, RedisFeed
     from aish.providers.base import Provider
+    from aish.specialists import Specialist
 
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
+
+
+def _context():
+    """The context window's arithmetic, loaded by the first exchange (listing never needs it,
+    nor the conversation and specialist modules behind it)."""
+    import aish.context
+
+    return aish.context
 
 
 def check_message(config: Config, text: str) -> None:
@@ -639,6 +645,8 @@ class FloorWait:
 
 @dataclass
 class Reply:
+    """A reply as it ended: its text, the stored message, and whether it was cut short."""
+
     text: str
     message: Message
     interrupted: bool = False
@@ -919,8 +927,8 @@ class Session:
         size = self.context_window
         specialist = specialist or self._fitted_for
         if self.token_limit is None or specialist is None:
-            return window_pairs(self.recent(size), size), size
-        return len(pairs_of(self.upcoming_window(specialist))), size
+            return _context().window_pairs(self.recent(size), size), size
+        return len(_context().pairs_of(self.upcoming_window(specialist))), size
 
     def upcoming_window(self, specialist: Specialist) -> list[Message]:
         """The earlier messages the next message would be sent with, as the owner sees it."""
@@ -938,6 +946,7 @@ class Session:
 
     def _chat(self, specialist: Specialist, built: Built, system: str | None) -> list[ChatMessage]:
         from aish.compaction import as_chat
+        from aish.conversation import build_chat
 
         chat = build_chat(specialist, built.window, self.shared)
         if built.summary is not None:  # what left the window, before what is in it
@@ -973,7 +982,7 @@ class Session:
         if token_limit:
             cap = min(cap, token_limit)
         return build(self, history, self.context_window, cap,
-                     estimate_tokens(specialist.persona))
+                     _context().estimate_tokens(specialist.persona))
 
     @property
     def overflow(self) -> str:
@@ -1075,6 +1084,8 @@ class Session:
         so a provider that fails (or cannot even be built) never loses it."""
         text = valid_unicode(text)  # a lone surrogate stored would fail every later request
         check_message(self.sessions.config, text)
+        from aish.specialists import ai_key
+
         message = self.add(Message(USER, text, ai_key(specialist.name), self.sessions.now()))
         self.save_if_auto()
         return message
