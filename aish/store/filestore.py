@@ -571,7 +571,7 @@ class FileStore:
     def list_rows(self) -> list[Row]:
         """What a listing shows of every session, by id: from the list cache where a row's
         key still matches its log, read from the session's summary otherwise (and the cache
-        rewritten then). The keys come from the scan, made before any row is read."""
+        rewritten then)."""
         root = os.fspath(self.root)
         keys = {sid: listcache.key_of(st) for sid, st in self._logs()}
         found: dict[str, tuple[listcache.Key, Row]] = {}
@@ -581,18 +581,33 @@ class FileStore:
                 found[row.id] = (key, row)
             else:
                 stale += 1
-        for sid, key in keys.items():
-            if sid in found:
-                continue
-            summary = self._summary_or_skip(sid)
-            if summary is not None:
-                found[sid] = (key, Row.of(summary))
+        for sid in keys:
+            if sid not in found and (entry := self._row(sid)) is not None:
+                found[sid] = entry
                 stale += 1
         del keys
         ordered = sorted(found.items())
         if stale:
             listcache.write(root, (entry for _, entry in ordered))
         return [row for _, (_, row) in ordered]
+
+    def _row(self, sid: str) -> tuple[listcache.Key, Row] | None:
+        """A session's listing row with the key of the log it was read from, both taken under
+        the session's shared lock: writers change a log and its summary together under the
+        exclusive one, so the row is never older than its key."""
+        try:
+            with self._read_locked(sid):
+                key = listcache.key_of(os.lstat(self._log(sid)))
+                summary = self.summary(sid)
+        except (SessionNotFound, FileNotFoundError):  # removed while we listed
+            return None
+        except StorageError as exc:  # unreadable: one session must not break listing
+            self.skip(sid, str(exc))
+            return None
+        except OSError as exc:
+            self.skip(sid, f"cannot read {self._log(sid)}: {exc.strerror}")
+            return None
+        return key, Row.of(summary)
 
     def _read_idx(self, sid: str, size: int) -> Summary | None:
         return self._read_idx_at(self._idx(sid), sid, size)

@@ -2,7 +2,7 @@
 
 Listing 10,000 sessions by reading each one's summary costs a file open, a JSON parse and a
 checksum per session. ``SESSION_DIR/.list-cache`` keeps every session's row in one file, each
-under the key of the log it was read from (size, mtime in ns, inode): a listing is one
+under the key of the log it was read from (size, mtime, ctime, inode): a listing is one
 directory scan and one read of this file, and only the rows whose log changed are read again.
 The key is taken before the row is read, so a write that lands meanwhile leaves a row that no
 longer matches its log: at worst it is read again next time, never shown stale.
@@ -28,11 +28,13 @@ CACHE_NAME = ".list-cache"
 VERSION = 1
 MAX_BYTES = 256 << 20  # far above 1,000,000 rows; a larger file is not ours, so not read
 
-Key = tuple[int, int, int]  # the log's st_size, st_mtime_ns, st_ino
+# The log's size, mtime, ctime and inode: an append changes the size, a rewrite the inode, and
+# ctime (which no one can set back) a file put back in place with its old size and mtime.
+Key = tuple[int, int, int, int]
 
 
 def key_of(st: os.stat_result) -> Key:
-    return st.st_size, st.st_mtime_ns, st.st_ino
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
 def used_of(pairs: int, window: int) -> int:
@@ -126,12 +128,12 @@ def read(root: str) -> Iterator[tuple[Key, Row]]:
     for line in text.splitlines():
         try:
             data = decode(line)
-            size, mtime, ino = data[:3]
-            row = Row.from_json(data[3:])
+            size, mtime, ctime, ino = data[:4]
+            row = Row.from_json(data[4:])
         except (ValueError, TypeError, RecursionError):
             continue  # one odd line only costs its row being read again
-        if is_count(size) and isinstance(mtime, int) and isinstance(ino, int):
-            yield (size, mtime, ino), row
+        if is_count(size) and type(mtime) is int and type(ctime) is int and type(ino) is int:
+            yield (size, mtime, ctime, ino), row
 
 
 def write(root: str, rows: Iterable[tuple[Key, Row]]) -> None:
