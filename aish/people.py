@@ -186,10 +186,11 @@ def parse_expiry(text: str) -> float:
 PRESENCE = None
 
 
-def report(sessions, sid: str) -> dict:
+def report(sessions, sid: str, loaded=None) -> dict:
     """What `aish --who` and `--session-info` say about a session's people: members with
-    their roles and expiry, messages per person, and who wrote last and when."""
-    loaded = sessions.load(sid)
+    their roles and expiry, messages per person, and who wrote last and when (``loaded``: the
+    session already read whole through ``sessions``)."""
+    loaded = loaded or sessions.load(sid)
     meta, now = loaded.meta, sessions.now()
     found = members(meta)
     rows = []

@@ -12,6 +12,7 @@ def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict
     summary = sessions.summary(sid)
     default = sessions.config.context_window
     header = summary.header
+    loaded = _whole(sessions, sid)  # read once: the costs and the people are both counted in it
     return {
         "id": summary.id,
         "title": header.title,
@@ -34,9 +35,9 @@ def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict
         "location": sessions.location(sid),
         # Names only: counting each branch's messages walks it (aish --list-branches does).
         "branches": summary.tree.names(),
-        "costs": session_costs(sessions, sid, environ),
+        "costs": session_costs(sessions, sid, environ, loaded),
         "summary": compaction_summary(sessions, sid, branch),
-        "people": people_of(sessions, sid),
+        "people": people_of(sessions, sid, loaded),
     }
 
 
@@ -55,13 +56,24 @@ def compaction_summary(sessions, sid: str, branch: str) -> dict | None:
     return {"id": note.id, "covers": note.covers, "made": note.time, "branch": branch}
 
 
-def people_of(sessions, sid: str) -> dict | None:
+def _whole(sessions, sid: str):
+    """The session read whole, or None when it cannot be (the report stands without the parts
+    counted from it)."""
+    from aish.errors import AishError
+
+    try:
+        return sessions.load(sid)
+    except AishError:
+        return None
+
+
+def people_of(sessions, sid: str, loaded=None) -> dict | None:
     """Members and messages per person (`aish.people.report`); None when unreadable."""
     from aish.errors import AishError
     from aish.people import report
 
     try:
-        people = report(sessions, sid)
+        people = report(sessions, sid, loaded)
     except AishError:  # the rest of the report stands without it
         return None
     return {"members": people["members"], "messages_by_person": people["messages_by_person"]}
@@ -89,14 +101,13 @@ def provider_of(config, environ=None):
     return of
 
 
-def session_costs(sessions, sid: str, environ=None) -> dict | None:
-    """Tokens and cost of one session (each stored reply once) and of each branch's path."""
+def session_costs(sessions, sid: str, environ=None, loaded=None) -> dict | None:
+    """Tokens and cost of one session (each stored reply once) and of each branch's path
+    (``loaded``: the session already read whole)."""
     from aish.costs import total
-    from aish.errors import AishError
 
-    try:
-        loaded = sessions.load(sid)
-    except AishError:  # the rest of the report stands without it
+    loaded = loaded or _whole(sessions, sid)
+    if loaded is None:  # the rest of the report stands without it
         return None
     prices, of = sessions.config.prices, provider_of(sessions.config, environ)
     return {"total": total(loaded.messages, prices, of).to_json(),

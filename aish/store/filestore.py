@@ -24,7 +24,7 @@ from typing import cast
 from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
-from aish.store import listcache, skeleton
+from aish.store import listcache
 from aish.store.base import (
     FORMAT_VERSION,
     TOMBSTONE_SECONDS,
@@ -245,6 +245,8 @@ class FileStore:
         return self.root / f".{check_id(sid)}.idx"
 
     def _skel(self, sid: str) -> Path:
+        from aish.store import skeleton  # drawing trees and writes: listing never needs it
+
         return skeleton.path_for(self.root, check_id(sid))
 
     def location(self, sid: str) -> str:
@@ -453,6 +455,8 @@ class FileStore:
             return None  # first lines are message text: never kept unsealed beside the log
         with self._locked(sid, exclusive=False):
             summary = self.summary(sid)
+            from aish.store import skeleton
+
             with os.fdopen(self._open_log(sid), "rb") as f:
                 try:
                     messages = skeleton.covered(self._skel(sid), sid, f)
@@ -522,29 +526,30 @@ class FileStore:
             return self._rebuild_idx(sid)
 
     def _logs(self) -> Iterator[tuple[str, os.stat_result]]:
-        """Each session's id and its log's lstat, by id, from one directory scan (no path
-        objects: a store of thousands of sessions pays for every step per session); a log
+        """Each session's id and its log's lstat, by id, from one directory scan (names only
+        are kept: a store of thousands of sessions pays for every object per session); a log
         that is a link or not a file is skipped, and said so."""
         try:
             with os.scandir(self.root) as scan:
-                entries = [e for e in scan if e.name.endswith(".jsonl")]
+                names = sorted(e.name for e in scan if e.name.endswith(".jsonl"))
         except FileNotFoundError:
             return
         self._check_root()
-        entries.sort(key=lambda e: e.name)
-        for entry in entries:
-            sid = entry.name[:-6]
+        root = os.fspath(self.root)
+        for name in names:
+            sid = name[:-6]
             if not ID_PATTERN.fullmatch(sid) or ".." in sid:
                 continue  # a stray file whose name is no valid id is not a session
+            path = os.path.join(root, name)
             try:
-                st = entry.stat(follow_symlinks=False)
+                st = os.lstat(path)
             except FileNotFoundError:  # removed while we listed
                 continue
             if not stat.S_ISREG(st.st_mode):
                 self.skip(sid, self._unusable(sid, st).args[0])
                 continue
             if stat.S_IMODE(st.st_mode) & 0o077:
-                self._check_loose(Path(entry.path), st, is_dir=False)
+                self._check_loose(Path(path), st, is_dir=False)
             yield sid, st
 
     def summaries(self) -> list[Summary]:
@@ -573,23 +578,20 @@ class FileStore:
         key still matches its log, read from the session's summary otherwise (and the cache
         rewritten then)."""
         root = os.fspath(self.root)
-        keys = {sid: listcache.key_of(st) for sid, st in self._logs()}
-        found: dict[str, tuple[listcache.Key, Row]] = {}
-        stale = 0
-        for key, row in listcache.read(root):
-            if keys.get(row.id) == key and row.id not in found:
-                found[row.id] = (key, row)
-            else:
-                stale += 1
-        for sid in keys:
-            if sid not in found and (entry := self._row(sid)) is not None:
-                found[sid] = entry
-                stale += 1
-        del keys
-        ordered = sorted(found.items())
-        if stale:
-            listcache.write(root, (entry for _, entry in ordered))
-        return [row for _, (_, row) in ordered]
+        cached = listcache.read(root)
+        entries: list[tuple[listcache.Key, Row]] = []
+        stale = False
+        for sid, st in self._logs():
+            entry = cached.pop(sid, None)
+            if entry is None or entry[0] != listcache.key_of(st):
+                entry = self._row(sid)
+                stale = stale or entry is not None  # an unreadable one is not rewritten for
+            if entry is not None:
+                entries.append(entry)
+        if stale or cached:  # a row read again, or one of a session gone
+            del cached
+            listcache.write(root, entries)
+        return [row for _, row in entries]
 
     def _row(self, sid: str) -> tuple[listcache.Key, Row] | None:
         """A session's listing row with the key of the log it was read from, both taken under
@@ -928,6 +930,8 @@ class FileStore:
             _fsync_dir(self.root)
             with contextlib.suppress(FileNotFoundError):
                 self._idx(old).unlink()
+            from aish.store import skeleton
+
             skeleton.remove(self._skel(old))
             self._rename_backups(old, new)
             # The header names the new id from now on (a crash before this line is harmless:

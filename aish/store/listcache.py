@@ -19,8 +19,10 @@ import contextlib
 import json
 import os
 import stat
+import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from typing import cast
 
 from aish.header import State, is_count, is_time
 
@@ -99,41 +101,46 @@ class Row:
                    pairs, window, float(created), float(updated), ended is True)
 
 
-def read(root: str) -> Iterator[tuple[Key, Row]]:
-    """Each row the cache in ``root`` holds with its key, or nothing when the file is not a
-    whole, current cache of ours."""
+def read(root: str) -> dict[str, tuple[Key, Row]]:
+    """Each row the cache in ``root`` holds with its key, by session id; none when the file is
+    not a whole, current cache of ours. Read line by line (the CRC as it goes): a listing of
+    thousands of sessions never holds the file's text and its rows at once."""
     path = os.path.join(root, CACHE_NAME)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
-        return
+        return {}
+    rows: dict[str, tuple[Key, Row]] = {}
     try:
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return
-            head = f.readline(200)
-            body = f.read(MAX_BYTES + 1)
-    except OSError:
-        return
-    try:
-        doc = json.loads(head)
-        if not (isinstance(doc, dict) and doc.get("v") == VERSION
-                and doc.get("crc") == zlib.crc32(body) and doc.get("bytes") == len(body)):
-            return
-        text = body.decode("utf-8")
-    except (ValueError, RecursionError):
-        return
-    del body
-    decode = json.JSONDecoder().decode
-    for line in text.splitlines():
-        try:
-            data = decode(line)
-            size, mtime, ctime, ino = data[:4]
-            row = Row.from_json(data[4:])
-        except (ValueError, TypeError, RecursionError):
-            continue  # one odd line only costs its row being read again
-        if is_count(size) and type(mtime) is int and type(ctime) is int and type(ino) is int:
-            yield (size, mtime, ctime, ino), row
+                return {}
+            doc = json.loads(f.readline(200))
+            if not (isinstance(doc, dict) and doc.get("v") == VERSION
+                    and is_count(doc.get("bytes")) and doc["bytes"] <= MAX_BYTES):
+                return {}
+            crc, size = 0, 0
+            decode = json.JSONDecoder().decode
+            intern = sys.intern
+            for line in f:
+                crc, size = zlib.crc32(line, crc), size + len(line)
+                if size > doc["bytes"]:
+                    return {}
+                try:
+                    data = decode(line.decode("utf-8"))
+                    key = tuple(data[:4])
+                    row = Row.from_json(data[4:])
+                except (ValueError, TypeError, RecursionError):
+                    continue  # one odd line only costs its row being read again
+                if len(key) == 4 and all(type(n) is int for n in key):
+                    row.owner = intern(row.owner)  # a few names, shared by thousands of rows
+                    row.participants = [intern(p) for p in row.participants]
+                    rows.setdefault(row.id, (cast(Key, key), row))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if crc != doc.get("crc") or size != doc["bytes"]:
+        return {}
+    return rows
 
 
 def write(root: str, rows: Iterable[tuple[Key, Row]]) -> None:
