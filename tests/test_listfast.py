@@ -45,8 +45,9 @@ def probe(env: dict, modules: tuple[str, ...], *argv: str) -> dict:
 
 
 @pytest.mark.parametrize("argv, also", [
-    (("--list-sessions",), ("aish.commands.manage",)),
-    (("--list-sessions", "--all", "--json"), ("aish.commands.manage",)),
+    (("--list-sessions",), ("aish.commands.manage", "aish.commands.core", "argparse")),
+    (("--list-sessions", "--all", "--json"), ("aish.commands.manage", "aish.commands.core",
+                                              "argparse")),
     (("--session-info", "sess_000001"), ()),
     (("--end-session", "sess_000001"), ("aish.commands.manage",)),
 ])
