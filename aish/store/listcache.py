@@ -92,13 +92,13 @@ class Row:
         if not (isinstance(sid, str) and (title is None or isinstance(title, str))
                 and isinstance(owner, str) and isinstance(participants, list)
                 and all(isinstance(p, str) for p in participants)
-                and shared in (True, False) and oneshot in (True, False)
-                and ended in (True, False) and is_count(messages) and is_count(pairs)
+                and type(shared) is bool and type(oneshot) is bool and type(ended) is bool
+                and is_count(messages) and is_count(pairs)
                 and (window is None or is_count(window)) and is_time(created)
                 and is_time(updated)):
             raise ValueError("not a listing row")
-        return cls(sid, title, owner, participants, shared is True, oneshot is True, messages,
-                   pairs, window, float(created), float(updated), ended is True)
+        return cls(sid, title, owner, participants, shared, oneshot, messages, pairs, window,
+                   float(created), float(updated), ended)
 
 
 def read(root: str) -> dict[str, tuple[Key, Row]]:
