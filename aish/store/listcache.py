@@ -15,12 +15,12 @@ records are never sealed, encryption on or off) and no message text.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import json
 import os
 import stat
 import sys
-import zlib
 from collections.abc import Iterable
 from typing import cast
 
@@ -123,7 +123,7 @@ def read(root: str) -> dict[str, tuple[Key, Row]]:
             decode = json.JSONDecoder().decode
             intern = sys.intern
             for line in f:
-                crc, size = zlib.crc32(line, crc), size + len(line)
+                crc, size = binascii.crc32(line, crc), size + len(line)
                 if size > doc["bytes"]:
                     return {}
                 try:
@@ -151,7 +151,7 @@ def write(root: str, rows: Iterable[tuple[Key, Row]]) -> None:
                        for key, row in rows).encode("utf-8", "surrogatepass")
     except (TypeError, ValueError, UnicodeError):
         return
-    head = json.dumps({"v": VERSION, "bytes": len(body), "crc": zlib.crc32(body)})
+    head = json.dumps({"v": VERSION, "bytes": len(body), "crc": binascii.crc32(body)})
     path = os.path.join(root, CACHE_NAME)
     tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
