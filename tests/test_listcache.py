@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aish.commands.list_cmds import json_pieces
 from aish.config import load
 from aish.messages import ASSISTANT, USER, Message
 from aish.store import listcache, open_store
@@ -252,3 +253,16 @@ def test_the_command_lists_the_same_with_and_without_the_cache(home, sessions_di
         assert aish(*args) == fresh
         assert b"sess_4" in fresh and b"\x1b" not in fresh
     assert json.loads(fresh)[0]["id"] == "sess_4"
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.text(max_size=8),
+                    st.floats(allow_nan=False))
+ITEMS = st.lists(st.dictionaries(st.text(max_size=5),
+                                 st.one_of(SCALARS, st.lists(SCALARS, max_size=3)),
+                                 max_size=5), max_size=7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=ITEMS, batch=st.integers(1, 4))
+def test_the_json_listing_is_what_json_dumps_writes(items, batch):
+    assert "".join(json_pieces(iter(items), batch)) == json.dumps(items, indent=2)

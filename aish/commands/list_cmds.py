@@ -4,6 +4,8 @@ so that it imports nothing the other basic commands need."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
 from aish.commands.context import Context
 from aish.commands.registry import JSON, Arg, command
@@ -32,11 +34,46 @@ def listed_row(ctx: Context, row, state: str) -> dict:
     return out
 
 
-def _json_array(items) -> str:
-    """``json.dumps(list(items), indent=2)``, made one item at a time: a listing of thousands
-    of sessions never holds every row's dict at once."""
-    parts = ["  " + json.dumps(item, indent=2).replace("\n", "\n  ") for item in items]
-    return "[\n" + ",\n".join(parts) + "\n]" if parts else "[]"
+def _scalar(value) -> str:
+    """``json.dumps(value)`` for one scalar, without its per-call setup (a listing makes a
+    dozen per session)."""
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)  # what json.dumps uses for a str (ensure_ascii)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    return json.dumps(value)
+
+
+def json_pieces(items: Iterable[dict], batch: int = 500) -> Iterator[str]:
+    """``json.dumps(list(items), indent=2)`` in pieces of ``batch`` items, each item laid out
+    by hand around the C encoder's scalars (``indent`` makes json fall back to its pure-Python
+    encoder): a listing of thousands of sessions is neither held whole nor slow to write.
+    Items are flat: scalar values and lists of scalars."""
+    dumps = _scalar
+    pending: list[str] = []
+    first = True
+    for item in items:
+        fields = []
+        for key, value in item.items():
+            if isinstance(value, list):
+                value = ("[\n" + ",\n".join("      " + dumps(v) for v in value) + "\n    ]"
+                         if value else "[]")
+            else:
+                value = dumps(value)
+            fields.append(f"    {dumps(key)}: {value}")
+        body = "{\n" + ",\n".join(fields) + "\n  }" if fields else "{}"
+        pending.append(("[\n  " if first else ",\n  ") + body)
+        first = False
+        if len(pending) >= batch:
+            yield "".join(pending)
+            pending = []
+    yield "".join(pending) + ("[]" if first else "\n]")
 
 
 @command("list-sessions", "aish", "List active sessions (--all: ended, expired and one-off "
@@ -47,7 +84,11 @@ def _json_array(items) -> str:
 def list_sessions(ctx: Context, args) -> int:
     rows = ctx.sessions.list_rows(include_all=args.all)
     if args.json:
-        ctx.out.data(_json_array(listed_row(ctx, row, state) for row, state in rows))
+        # JSON escapes every control character (ensure_ascii), so each piece is sanitised
+        # exactly as the whole text would be.
+        for piece in json_pieces(listed_row(ctx, row, state) for row, state in rows):
+            ctx.out.data(piece, end="")
+        ctx.out.data()
         return 0
     if not rows:
         ctx.out.note("No active sessions." if not args.all else "No sessions.")
