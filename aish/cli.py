@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import gc
 import os
 import sys
 
@@ -25,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         # A management command lives for milliseconds and what it allocates while importing
         # lives as long: collecting cycles every 700 allocations (the default) only costs
         # time there, so collect rarely (mypy does the same for its build).
+        import gc
+
         gc.set_threshold(50_000, 20, 20)
     from aish.commands.context import Context
 
