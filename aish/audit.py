@@ -7,7 +7,6 @@ Auditing never breaks the operation it records: a failure to write is ignored.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import time
@@ -25,6 +24,8 @@ class AuditLog:
     def record(self, action: str, session: str | None, ai: str | None = None, **extra) -> None:
         if self.path is None:
             return
+        import getpass  # only a command that writes the audit log pays for it
+
         try:
             user = getpass.getuser()
         except (KeyError, OSError):

@@ -16,10 +16,17 @@ def main(argv: list[str] | None = None) -> int:
         invoked = os.path.basename(sys.argv[0])
         if invoked not in ("aish", "__main__.py", "-c", ""):  # a shim: `sherlock` = `aish sherlock`
             argv = [invoked, *argv]
-        code = _warm(argv)
+        code = None if _management(argv) else _warm(argv)
         if code is not None:
             return code
     argv = list(argv)
+    if _management(argv):
+        # A management command lives for milliseconds and what it allocates while importing
+        # lives as long: collecting cycles every 700 allocations (the default) only costs
+        # time there, so collect rarely (mypy does the same for its build).
+        import gc
+
+        gc.set_threshold(50_000, 20, 20)
     from aish.commands.context import Context
 
     ctx = Context()
@@ -50,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     if ctx.out.broken_pipe:  # the reply was still read and stored; say the output was cut
         return errors.BROKEN_PIPE
     return code
+
+
+def _management(argv: list[str]) -> bool:
+    """A management command (`aish --list-sessions`): a flag first that does not start an
+    exchange. These run in-process and never load the warm process's client."""
+    words = argv[1:] if argv and argv[0] == "aish" else argv
+    return bool(words) and words[0].startswith("-") and words[0] not in ("-c", "--continue")
 
 
 def _run(ctx, argv: list[str]) -> int:

@@ -96,6 +96,8 @@ ENV_KEYS = {
 
 @dataclass(frozen=True)
 class Config:
+    """The settings in force for a command: config file, environment and defaults."""
+
     home: Path
     file: Path
     session_dir: Path

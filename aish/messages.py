@@ -22,6 +22,8 @@ def new_message_id() -> str:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens a reply cost, as the provider reported them."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -102,6 +104,8 @@ class Stopwatch:
 
 @dataclass(frozen=True)
 class Message:
+    """One stored message of a session."""
+
     role: str  # "user" or "assistant"
     content: str
     ai: str  # the specialist that spoke, or that a user message was addressed to

@@ -61,6 +61,8 @@ def identity(store) -> str:
 
 @dataclass(frozen=True)
 class Grant:
+    """One person's role in a session, who gave it, and until when."""
+
     user: str
     role: str
     by: str
@@ -190,14 +192,15 @@ def expired(meta: Mapping, now: float) -> list[Grant]:
     return [g for g in (members(meta) or {}).values() if not g.active(now)]
 
 
-def report(sessions, sid: str, drop_expired: bool = False) -> dict:
+def report(sessions, sid: str, drop_expired: bool = False, loaded=None) -> dict:
     """What `aish --who` and `--session-info` say about a session's people: members with
     their roles and expiry, messages per person, and who wrote last and when.
-    ``drop_expired``: also take the server's rules of expired grants away (and say which)."""
+    ``drop_expired``: also take the server's rules of expired grants away (and say which);
+    ``loaded``: the session already read whole through ``sessions``."""
     dropped = sessions.drop_expired(sid) if drop_expired else []
     from aish.compaction import conversation
 
-    loaded = sessions.load(sid)
+    loaded = loaded or sessions.load(sid)
     meta, now = loaded.meta, sessions.now()
     found = members(meta)
     rows = []

@@ -42,7 +42,7 @@ def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict
         "branches": summary.tree.names(),
         "costs": session_costs(sessions, sid, environ, loaded),
         "summary": compaction_summary(sessions, sid, branch),
-        "people": people_of(sessions, sid),
+        "people": people_of(sessions, sid, loaded),
     }
 
 
@@ -61,13 +61,13 @@ def compaction_summary(sessions, sid: str, branch: str) -> dict | None:
     return {"id": note.id, "covers": note.covers, "made": note.time, "branch": branch}
 
 
-def people_of(sessions, sid: str) -> dict | None:
+def people_of(sessions, sid: str, loaded=None) -> dict | None:
     """Members and messages per person (`aish.people.report`); None when unreadable."""
     from aish.errors import AishError
     from aish.people import report
 
     try:
-        people = report(sessions, sid)
+        people = report(sessions, sid, loaded=loaded)
     except AishError:  # the rest of the report stands without it
         return None
     return {"members": people["members"], "messages_by_person": people["messages_by_person"]}

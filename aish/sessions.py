@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from aish.audit import NULL_AUDIT, AuditLog
 from aish.config import Config
-from aish.context import estimate_tokens, pairs_of, window_pairs
-from aish.conversation import build_chat
 from aish.errors import (
     AishError,
     Interrupted,
@@ -40,8 +38,8 @@ from aish.messages import (
 )
 from aish.people import first_members
 from aish.sanitize import valid_unicode
-from aish.specialists import Specialist, ai_key
 from aish.store.base import Codec, Loaded, Summary, tombstone
+from aish.store.listcache import Row
 from aish.store.refs import MAIN, Head, RefMoved, pin_main
 
 if TYPE_CHECKING:
@@ -49,8 +47,17 @@ if TYPE_CHECKING:
     from aish.floor import Holder, Lease
     from aish.follow import FileFeed, LiveReply, RedisFeed
     from aish.providers.base import Provider
+    from aish.specialists import Specialist
 
 ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
+
+
+def _context():
+    """The context window's arithmetic, loaded by the first exchange (listing never needs it,
+    nor the conversation and specialist modules behind it)."""
+    import aish.context
+
+    return aish.context
 
 
 def check_message(config: Config, text: str) -> None:
@@ -61,9 +68,13 @@ def check_message(config: Config, text: str) -> None:
 
 
 def state_of(summary: Summary, now: float, timeout_minutes: float) -> str:
-    if summary.header.state is State.ENDED:
+    return _state(summary.header.state is State.ENDED, summary.updated, now, timeout_minutes)
+
+
+def _state(ended: bool, updated: float, now: float, timeout_minutes: float) -> str:
+    if ended:
         return ENDED
-    if now - summary.updated > timeout_minutes * 60:
+    if now - updated > timeout_minutes * 60:
         return EXPIRED
     return ACTIVE
 
@@ -117,6 +128,20 @@ class Sessions:
         if not include_all:
             rows = [r for r in rows if r[1] == ACTIVE]
         return sorted(rows, key=lambda r: r[0].updated, reverse=True)
+
+    def list_rows(self, include_all: bool = False) -> list[tuple[Row, str]]:
+        """What `aish --list-sessions` shows: each session's row and state, newest first (ties
+        by id). Lighter than ``listing``: a store that keeps rows (the file store's list
+        cache) answers without reading each session's summary."""
+        lister = getattr(self.store, "list_rows", None)
+        rows = (lister() if lister is not None
+                else [Row.of(s) for s in sorted(self.store.summaries(), key=lambda s: s.id)])
+        now, timeout = self.now(), self.config.timeout_minutes
+        out = [(r, _state(r.ended, r.updated, now, timeout)) for r in rows]
+        if not include_all:
+            out = [r for r in out if r[1] == ACTIVE]
+        out.sort(key=lambda r: r[0].updated, reverse=True)
+        return out
 
     def summary(self, sid: str) -> Summary:
         return self.store.summary(check_id(sid))
@@ -637,6 +662,8 @@ class FloorWait:
 
 @dataclass
 class Reply:
+    """A reply as it ended: its text, the stored message, and whether it was cut short."""
+
     text: str
     message: Message
     interrupted: bool = False
@@ -918,8 +945,8 @@ class Session:
         size = self.context_window
         specialist = specialist or self._fitted_for
         if self.token_limit is None or specialist is None:
-            return window_pairs(self.recent(size), size), size
-        return len(pairs_of(self.upcoming_window(specialist))), size
+            return _context().window_pairs(self.recent(size), size), size
+        return len(_context().pairs_of(self.upcoming_window(specialist))), size
 
     def upcoming_window(self, specialist: Specialist) -> list[Message]:
         """The earlier messages the next message would be sent with, as the owner sees it."""
@@ -937,6 +964,7 @@ class Session:
 
     def _chat(self, specialist: Specialist, built: Built, system: str | None) -> list[ChatMessage]:
         from aish.compaction import as_chat
+        from aish.conversation import build_chat
 
         chat = build_chat(specialist, built.window, self.shared)
         if built.summary is not None:  # what left the window, before what is in it
@@ -972,7 +1000,7 @@ class Session:
         if token_limit:
             cap = min(cap, token_limit)
         return build(self, history, self.context_window, cap,
-                     estimate_tokens(specialist.persona))
+                     _context().estimate_tokens(specialist.persona))
 
     @property
     def overflow(self) -> str:
@@ -1074,6 +1102,8 @@ class Session:
         so a provider that fails (or cannot even be built) never loses it."""
         text = valid_unicode(text)  # a lone surrogate stored would fail every later request
         check_message(self.sessions.config, text)
+        from aish.specialists import ai_key
+
         message = self.add(Message(USER, text, ai_key(specialist.name), self.sessions.now()))
         self.save_if_auto()
         return message

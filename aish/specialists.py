@@ -49,6 +49,8 @@ BUILTIN: dict[str, dict] = {
 
 @dataclass(frozen=True)
 class Specialist:
+    """A specialist of the roster: its name, persona and model settings."""
+
     name: str
     persona: str
     description: str = ""

@@ -3,6 +3,7 @@ caches that keep them there (the parsed config, the decoded header) never servin
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -11,11 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aish import config, configcache
 from aish.commands import manifest
 from aish.commands.dispatch import load_commands
 from aish.commands.registry import REGISTRY
+from aish.errors import UsageError
 from aish.store.base import Summary
 from aish.store.filestore import FileStore
 
@@ -45,8 +49,9 @@ def probe(env: dict, modules: tuple[str, ...], *argv: str) -> dict:
 
 
 @pytest.mark.parametrize("argv, also", [
-    (("--list-sessions",), ("aish.commands.manage",)),
-    (("--list-sessions", "--all", "--json"), ("aish.commands.manage",)),
+    (("--list-sessions",), ("aish.commands.manage", "aish.commands.core", "argparse")),
+    (("--list-sessions", "--all", "--json"), ("aish.commands.manage", "aish.commands.core",
+                                              "argparse")),
     (("--session-info", "sess_000001"), ()),
     (("--end-session", "sess_000001"), ("aish.commands.manage",)),
 ])
@@ -172,3 +177,27 @@ def test_a_summary_header_follows_every_change_of_its_meta():
     assert summary.header.title == "Plans"
     summary.meta.clear()
     assert summary.header.id == ""
+
+
+# -- the simple parse ---------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_simple_parse_gives_what_argparse_gives(data):
+    # Whatever it takes on itself (plain switches and positionals), it must read as argparse
+    # does; anything else it leaves to argparse.
+    load_commands()
+    commands = sorted(REGISTRY.commands.values(), key=lambda c: (c.scope, c.name))
+    command = data.draw(st.sampled_from(commands))
+    words = [n for arg in command.args if not arg.positional for n in arg.names]
+    tokens = data.draw(st.lists(st.one_of(st.sampled_from(words or ["--x"]),
+                                          st.sampled_from(["sess_a", "x", "", "-", "--", "-5"]),
+                                          st.text(max_size=4)), max_size=4))
+    simple = command._parse_simple(tokens)
+    if simple is None:
+        return
+    try:
+        expected = vars(command.parser("aish").parse_args(tokens))
+    except (UsageError, argparse.ArgumentError) as exc:
+        pytest.fail(f"{command.name} {tokens}: argparse refuses what the simple parse took: {exc}")
+    assert vars(simple) == expected, (command.name, tokens)

@@ -17,6 +17,8 @@ from aish.output import Output
 
 @dataclass
 class Context:
+    """What a command runs with; every part is made on first use."""
+
     environ: dict = field(default_factory=lambda: dict(os.environ))
     stdin: TextIO | None = None
     out: Output = field(default_factory=Output)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aish.commands.context import Context
-from aish.commands.registry import JSON, REGISTRY, Arg, command, positive_int
+from aish.commands.registry import REGISTRY, Arg, command, positive_int
 from aish.errors import SessionNotFound, UsageError
-from aish.humanize import ago, iso, window
 from aish.ids import ID_PATTERN, check_id
 from aish.sanitize import valid_unicode
 
@@ -381,60 +379,6 @@ def continue_last(ctx: Context, args) -> int:
     vars(full).update(vars(args), specialist=found.ai, last=found)
     setattr(full, "continue", True)
     return ask(ctx, full)
-
-
-def summary_row(ctx: Context, summary, state: str) -> dict:
-    row = {
-        "id": summary.id,
-        "title": summary.header.title,
-        "ai": f"{summary.owner}-ai",
-        "participants": [f"{p}-ai" for p in summary.participants],
-        "state": state,
-        "shared": bool(summary.header.shared),
-        "messages": summary.messages,
-        "pairs": summary.user_messages,
-        "context_used": summary.context_used(ctx.config.context_window),
-        "context_window": summary.context_window(ctx.config.context_window),
-        "created": iso(summary.created),
-        "updated": iso(summary.updated),
-    }
-    if summary.header.oneshot:  # a one-off question (`apollo "..."`), logged ended
-        row["oneshot"] = True
-    return row
-
-
-@command("list-sessions", "aish", "List active sessions (--all: ended, expired and one-off "
-         "questions too).",
-         args=(Arg("--all", "include ended and expired sessions and one-off questions",
-                   flag=True), JSON),
-         example="aish --list-sessions")
-def list_sessions(ctx: Context, args) -> int:
-    rows = ctx.sessions.listing(include_all=args.all)
-    if args.json:
-        ctx.out.data(json.dumps([summary_row(ctx, s, state) for s, state in rows], indent=2))
-        return 0
-    if not rows:
-        ctx.out.note("No active sessions." if not args.all else "No sessions.")
-        return 0
-    now = ctx.now()
-    # Titles come from the same summaries as the rest of the row; the column is shown only
-    # when some session has one.
-    titles = [summary.header.title or "" for summary, _ in rows]
-    titled = any(titles)
-    lines = [f"{'SESSION':<24} {'AI':<16} {'STATE':<8} {'MSGS':>5} {'WINDOW':>9}  "
-             + (f"{'LAST ACTIVITY':<16}  TITLE" if titled else "LAST ACTIVITY")]
-    for (summary, state), title in zip(rows, titles, strict=True):
-        ai = f"{summary.owner}-ai" + ("+" if summary.header.shared else "")
-        size = summary.context_window(ctx.config.context_window)
-        used = summary.context_used(ctx.config.context_window)
-        if summary.header.oneshot:
-            state = "one-off"
-        last = ago(now - summary.updated)
-        lines.append(f"{summary.id:<24} {ai:<16} {state:<8} {summary.messages:>5} "
-                     f"{window(used, size):>9}  "
-                     + (f"{last:<16}  {title}".rstrip() if titled else last))
-    ctx.out.data("\n".join(lines))
-    return 0
 
 
 @command("end-session", "aish", "End a session (it stays on disk and can be continued).",

@@ -18,6 +18,7 @@ MODULES = (
     "aish.commands.follow_cmds",
     "aish.commands.history_cmds",
     "aish.commands.import_cmds",
+    "aish.commands.list_cmds",
     "aish.commands.manage",
     "aish.commands.names_cmds",
     "aish.commands.people_cmds",
@@ -37,8 +38,8 @@ _MANAGE = "aish.commands.manage"
 AISH_COMMANDS: dict[str, str] = {
     **dict.fromkeys(("branch-session", "list-branches", "checkout", "undo", "redo",
                      "merge-branch"), _BRANCH),
-    **dict.fromkeys(("session", "continue", "list-sessions", "end-session", "version", "help",
-                     "h"), _CORE),
+    **dict.fromkeys(("session", "continue", "end-session", "version", "help", "h"), _CORE),
+    "list-sessions": "aish.commands.list_cmds",
     "history": "aish.commands.history_cmds",
     **dict.fromkeys(("save-session", "export-session", "export-sessions", "restore-session",
                      "save-template", "list-templates", "merge-sessions", "session-stats",

@@ -11,11 +11,15 @@ Scopes:
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from aish.errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Arg:
 
 @dataclass(frozen=True)
 class Command:
+    """One command as declared: its words, arguments and handler."""
+
     name: str
     scope: str
     help: str
@@ -76,8 +82,9 @@ class Command:
         return " ".join(parts)
 
     def parser(self, prog: str) -> argparse.ArgumentParser:
-        parser = _Parser(prog=prog, add_help=False, allow_abbrev=False, exit_on_error=False,
-                         formatter_class=_Formatter)
+        parser_class, formatter_class = _argparse_classes()
+        parser = parser_class(prog=prog, add_help=False, allow_abbrev=False,
+                              exit_on_error=False, formatter_class=formatter_class)
         for arg in self.args:
             kwargs: dict = {"help": arg.help}
             if arg.flag:
@@ -102,34 +109,77 @@ class Command:
                 parser.add_argument(*arg.names, **kwargs)
         return parser
 
-    def parse(self, tokens: list[str], prog: str | None = None) -> argparse.Namespace:
+    def parse(self, tokens: list[str], prog: str | None = None) -> Any:
+        """The parsed arguments (attributes named as argparse names them)."""
+        simple = self._parse_simple(tokens)
+        if simple is not None:
+            return simple
+        import argparse
+
         prog = prog or f"aish {self.word}"
         try:
             return self.parser(prog).parse_args(tokens)
         except argparse.ArgumentError as exc:  # with exit_on_error=False argparse raises this
             raise UsageError(f"{prog}: {exc}", hint="see 'aish --help'") from None
 
+    def _parse_simple(self, tokens: list[str]) -> SimpleNamespace | None:
+        """What argparse would make of ``tokens`` when they are only this command's switches
+        and its plain positionals, each spelled exactly; None for anything else, which
+        argparse parses (and words the errors of). Building argparse's parser costs more
+        than most management commands' own work."""
+        switches: dict[str, str] = {}
+        positionals: list[str] = []
+        for arg in self.args:
+            if arg.positional and arg.type is None and arg.nargs is None and not arg.many:
+                positionals.append(arg.name.lower().replace("-", "_"))
+            elif arg.flag and not arg.positional:
+                dest = arg.dest or arg.name.lstrip("-").replace("-", "_")
+                switches.update(dict.fromkeys(arg.names, dest))
+            else:
+                return None
+        values: dict[str, object] = dict.fromkeys(switches.values(), False)
+        given = []
+        for token in tokens:
+            if token.startswith("-"):
+                if token not in switches:
+                    return None
+                values[switches[token]] = True
+            else:
+                given.append(token)
+        if len(given) != len(positionals):
+            return None
+        values.update(zip(positionals, given, strict=True))
+        return SimpleNamespace(**values)
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse builds a formatter for every option it adds, and by default asks the terminal
-    for its width (importing shutil) to do so; help comes from the registry, never from it."""
 
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=100)
+def _argparse_classes() -> tuple[type[argparse.ArgumentParser], type[argparse.HelpFormatter]]:
+    """argparse's parser and formatter as the registry uses them, made on first use: a
+    command line the simple parse handles never imports argparse."""
+    import argparse
 
+    class _Formatter(argparse.HelpFormatter):
+        """argparse builds a formatter for every option it adds, and by default asks the
+        terminal for its width (importing shutil) to do so; help comes from the registry."""
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of printing and exiting."""
+        def __init__(self, prog: str) -> None:
+            super().__init__(prog, width=100)
 
-    def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}", hint="see 'aish --help'")
+    class _Parser(argparse.ArgumentParser):
+        """argparse that raises UsageError instead of printing and exiting."""
 
-    def exit(self, status=0, message=None):
-        raise UsageError(message or f"{self.prog}: invalid arguments")
+        def error(self, message: str):
+            raise UsageError(f"{self.prog}: {message}", hint="see 'aish --help'")
+
+        def exit(self, status=0, message=None):
+            raise UsageError(message or f"{self.prog}: invalid arguments")
+
+    return _Parser, _Formatter
 
 
 @dataclass
 class Registry:
+    """Every declared command, by scope and word."""
+
     commands: dict[tuple[str, str], Command] = field(default_factory=dict)
 
     def add(self, command: Command) -> None:
@@ -172,6 +222,8 @@ JSON = Arg("--json", "print JSON", flag=True)
 
 
 def positive_int(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:

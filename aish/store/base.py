@@ -173,6 +173,8 @@ class Summary:
 
 @dataclass(frozen=True)
 class Problem:
+    """Something wrong found in a stored log."""
+
     line: int  # 1-based line (or list index) in the stored log; 0 when not line-specific
     kind: str  # "torn tail", "bad json", "bad record", "out of order", "missing meta", ...
     detail: str = ""
@@ -184,6 +186,8 @@ class Problem:
 
 @dataclass
 class Loaded:
+    """A session read whole: its header, messages, branches and what was wrong."""
+
     meta: dict
     messages: list[Message]
     problems: list[Problem]

@@ -24,7 +24,7 @@ from typing import cast
 from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
 from aish.messages import Message
-from aish.store import skeleton
+from aish.store import listcache
 from aish.store.base import (
     FORMAT_VERSION,
     TOMBSTONE_SECONDS,
@@ -47,6 +47,7 @@ from aish.store.base import (
     seal_doc,
     walk,
 )
+from aish.store.listcache import Row
 from aish.store.refs import MAIN, Head
 
 DOC_KINDS = ("templates", "checkpoints")
@@ -244,6 +245,8 @@ class FileStore:
         return self.root / f".{check_id(sid)}.idx"
 
     def _skel(self, sid: str) -> Path:
+        from aish.store import skeleton  # drawing trees and writes: listing never needs it
+
         return skeleton.path_for(self.root, check_id(sid))
 
     def location(self, sid: str) -> str:
@@ -452,6 +455,8 @@ class FileStore:
             return None  # first lines are message text: never kept unsealed beside the log
         with self._locked(sid, exclusive=False):
             summary = self.summary(sid)
+            from aish.store import skeleton
+
             with os.fdopen(self._open_log(sid), "rb") as f:
                 try:
                     messages = skeleton.covered(self._skel(sid), sid, f)
@@ -520,42 +525,91 @@ class FileStore:
         with self._locked(sid, exclusive=False):
             return self._rebuild_idx(sid)
 
-    def summaries(self) -> list[Summary]:
-        """Every session's summary, as ``summary`` gives it for each of ``ids``, in one pass:
-        one directory scan and one lstat per log, and no path objects, since a store of
-        thousands of sessions pays for every step per session."""
+    def _logs(self) -> Iterator[tuple[str, os.stat_result]]:
+        """Each session's id and its log's lstat, by id, from one directory scan (names only
+        are kept: a store of thousands of sessions pays for every object per session); a log
+        that is a link or not a file is skipped, and said so."""
         try:
             with os.scandir(self.root) as scan:
-                entries = [e for e in scan if e.name.endswith(".jsonl")]
+                names = sorted(e.name for e in scan if e.name.endswith(".jsonl"))
         except FileNotFoundError:
-            return []
+            return
         self._check_root()
         root = os.fspath(self.root)
-        out = []
-        for entry in sorted(entries, key=lambda e: e.name):
-            sid = entry.name[:-6]
+        for name in names:
+            sid = name[:-6]
             if not ID_PATTERN.fullmatch(sid) or ".." in sid:
                 continue  # a stray file whose name is no valid id is not a session
+            path = os.path.join(root, name)
             try:
-                st = entry.stat(follow_symlinks=False)
+                st = os.lstat(path)
             except FileNotFoundError:  # removed while we listed
                 continue
             if not stat.S_ISREG(st.st_mode):
                 self.skip(sid, self._unusable(sid, st).args[0])
                 continue
             if stat.S_IMODE(st.st_mode) & 0o077:
-                self._check_loose(Path(entry.path), st, is_dir=False)
+                self._check_loose(Path(path), st, is_dir=False)
+            yield sid, st
+
+    def summaries(self) -> list[Summary]:
+        """Every session's summary, as ``summary`` gives it for each of ``ids``, in one pass."""
+        root = os.fspath(self.root)
+        out = []
+        for sid, st in self._logs():
             cached = self._read_idx_at(os.path.join(root, f".{sid}.idx"), sid, st.st_size)
             if cached is not None:
                 out.append(cached)
-                continue
-            try:
-                out.append(self.summary(sid))
-            except SessionNotFound:  # removed while we listed
-                continue
-            except StorageError as exc:  # unreadable: one session must not break listing
-                self.skip(sid, str(exc))
+            elif (summary := self._summary_or_skip(sid)) is not None:
+                out.append(summary)
         return out
+
+    def _summary_or_skip(self, sid: str) -> Summary | None:
+        try:
+            return self.summary(sid)
+        except SessionNotFound:  # removed while we listed
+            return None
+        except StorageError as exc:  # unreadable: one session must not break listing
+            self.skip(sid, str(exc))
+            return None
+
+    def list_rows(self) -> list[Row]:
+        """What a listing shows of every session, by id: from the list cache where a row's
+        key still matches its log, read from the session's summary otherwise (and the cache
+        rewritten then)."""
+        root = os.fspath(self.root)
+        cached = listcache.read(root)
+        entries: list[tuple[listcache.Key, Row]] = []
+        stale = False
+        for sid, st in self._logs():
+            entry = cached.pop(sid, None)
+            if entry is None or entry[0] != listcache.key_of(st):
+                entry = self._row(sid)
+                stale = stale or entry is not None  # an unreadable one is not rewritten for
+            if entry is not None:
+                entries.append(entry)
+        if stale or cached:  # a row read again, or one of a session gone
+            del cached
+            listcache.write(root, entries)
+        return [row for _, row in entries]
+
+    def _row(self, sid: str) -> tuple[listcache.Key, Row] | None:
+        """A session's listing row with the key of the log it was read from, both taken under
+        the session's shared lock: writers change a log and its summary together under the
+        exclusive one, so the row is never older than its key."""
+        try:
+            with self._read_locked(sid):
+                key = listcache.key_of(os.lstat(self._log(sid)))
+                summary = self.summary(sid)
+        except (SessionNotFound, FileNotFoundError):  # removed while we listed
+            return None
+        except StorageError as exc:  # unreadable: one session must not break listing
+            self.skip(sid, str(exc))
+            return None
+        except OSError as exc:
+            self.skip(sid, f"cannot read {self._log(sid)}: {exc.strerror}")
+            return None
+        return key, Row.of(summary)
 
     def _read_idx(self, sid: str, size: int) -> Summary | None:
         return self._read_idx_at(self._idx(sid), sid, size)
@@ -876,6 +930,8 @@ class FileStore:
             _fsync_dir(self.root)
             with contextlib.suppress(FileNotFoundError):
                 self._idx(old).unlink()
+            from aish.store import skeleton
+
             skeleton.remove(self._skel(old))
             self._rename_backups(old, new)
             # The header names the new id from now on (a crash before this line is harmless:
