@@ -224,7 +224,7 @@ class Syncer:
                 metas.append((float(when) if is_time(when) else 0.0, record))
             elif kind == "head" and isinstance(record.get("name"), str) \
                     and ID_PATTERN.fullmatch(record["name"]) and ".." not in record["name"] \
-                    and message_id(record.get("to")):
+                    and (record.get("to") == "" or message_id(record.get("to"))):
                 when = record.get("time")
                 heads.setdefault(device, {})[record["name"]] = (
                     float(when) if is_time(when) else 0.0, record["to"])
@@ -309,7 +309,7 @@ class Syncer:
         if not self.dry_run:
             self.state.set_base(self.transport.key, sid, merged_meta)
             self.state.set_seen_heads(self.transport.key, sid, {
-                d: {n: to for n, (_when, to) in named.items() if to in have}
+                d: {n: to for n, (_when, to) in named.items() if not to or to in have}
                 for d, named in heads.items() if d != self.device.id})
         out.diverged = sorted(set(out.diverged) | _diverged(tree, have))
 
@@ -354,7 +354,7 @@ class Syncer:
             latest: dict[str, tuple[float, str]] = {}
             for device in others:
                 for name, (when, to) in heads[device].items():
-                    if "@" not in name and to in have and (name not in latest
+                    if "@" not in name and (not to or to in have) and (name not in latest
                                                            or when > latest[name][0]):
                         latest[name] = (when, to)
             for name, (_when, to) in sorted(latest.items()):
@@ -364,7 +364,7 @@ class Syncer:
         for device in others:
             taken = seen.get(device)
             for name, (_when, theirs) in sorted(heads[device].items()):
-                if "@" in name or theirs not in have or (
+                if "@" in name or (theirs and theirs not in have) or (
                         isinstance(taken, dict) and taken.get(name) == theirs):
                     continue
                 current = tree.head(name)
