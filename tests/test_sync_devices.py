@@ -296,7 +296,7 @@ def test_sync_does_not_revive_an_expired_session(laptop, desktop, shared):
 def test_hostile_records_in_the_transport_are_not_taken(laptop, desktop, shared):
     """A device log whose chain is sound but whose records are nonsense (a buggy or hostile
     writer) leaves the store sound."""
-    from aish.management.sync_chain import Chain, genesis
+    from aish.management.sync_chain import Chain, genesis, manifest_bytes
 
     say(desktop, "s1", "mine")
     device = "0123456789abcdef"
@@ -314,7 +314,7 @@ def test_hostile_records_in_the_transport_are_not_taken(laptop, desktop, shared)
     manifests = shared / "aish-sync" / "v1" / "_devices"
     manifests.mkdir()
     (manifests / "fedcba9876543210.json").symlink_to("/dev/zero")
-    (manifests / f"{device}.json").write_text(json.dumps(
+    (manifests / f"{device}.json").write_bytes(manifest_bytes(
         {"id": device, "name": "odd", "key": None, "logs": {"s1": len(bad)}}))
     ok(sync(desktop, shared))
     assert contents(desktop, "s1") == ["mine", "answer to mine"]

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from aish.devices import Device
 from aish.errors import AishError
 from aish.ids import ID_PATTERN
-from aish.management.sync_chain import Chain, genesis, verify
-from aish.management.sync_transport import STORE_LOG
+from aish.management.sync_chain import Chain, genesis, manifest_bytes, read_manifest, verify
+from aish.management.sync_transport import MANIFESTS, STORE_LOG
 from aish.store.base import TOMBSTONE_SECONDS, in_force, is_time, merge_tombstones
 from aish.store.refs import MAIN, RefState, message_id, pin_main
 
@@ -72,6 +72,8 @@ class Broken:
     problem: str
 
     def __str__(self) -> str:
+        if self.sid == MANIFESTS:
+            return f"the manifest of {self.name} ({self.device}) is broken: {self.problem}"
         log = "deletions and renames" if self.sid == STORE_LOG else f"session {self.sid}"
         return f"{log}: the log of {self.name} ({self.device}) is broken: {self.problem}"
 
@@ -91,11 +93,11 @@ class Syncer:
         self.state, self.now, self.dry_run = state, now, dry_run
         codec = sessions.codec
         self.key = getattr(codec, "key_id", None)
-        self.manifests = transport.manifests()
+        self.manifests, broken = read_manifests(transport)
         mine = self.manifests.get(device.id, {})
         logs = mine.get("logs")
         self.counts: dict[str, int] = dict(logs) if isinstance(logs, dict) else {}
-        self.report = Report()
+        self.report = Report(broken=broken)
         self._trusted = {d for d, m in self.manifests.items() if m.get("key") == self.key}
         self._trusted.add(device.id)
         self.report.foreign = sorted(
@@ -399,7 +401,8 @@ class Syncer:
             before = {k: v for k, v in self.manifests.get(self.device.id, {}).items()
                       if k != "time"}
             if manifest != before:  # an idle run leaves the transport as it was
-                self.transport.put_manifest(self.device.id, {**manifest, "time": self.now})
+                self.transport.put_manifest(self.device.id,
+                                            manifest_bytes({**manifest, "time": self.now}))
             self.state.synced(self.transport.key, self.now)
             self.state.save()
         return self.report
@@ -521,8 +524,7 @@ def verify_all(transport) -> tuple[int, list[Broken]]:
     """Check every device's log in ``transport`` (copying nothing): how many, and the broken."""
     from aish.devices import clean_name
 
-    manifests = transport.manifests()
-    broken: list[Broken] = []
+    manifests, broken = read_manifests(transport)
     logs = 0
     for sid in transport.sessions():
         for device in transport.devices(sid):
@@ -534,6 +536,22 @@ def verify_all(transport) -> tuple[int, list[Broken]]:
                 broken.append(Broken(sid, device, clean_name(name) if isinstance(name, str)
                                      else device[:8], chain.problem))
     return logs, broken
+
+
+def read_manifests(transport) -> tuple[dict[str, dict], list[Broken]]:
+    """Every device's manifest that reads back exactly as it was written, and the others (a
+    device whose manifest is damaged is not trusted until a whole copy arrives)."""
+    out: dict[str, dict] = {}
+    broken: list[Broken] = []
+    for device, raw in transport.manifests().items():
+        if not ID_PATTERN.fullmatch(device):
+            continue
+        data, problem = read_manifest(raw)
+        if problem:
+            broken.append(Broken(MANIFESTS, device, device[:8], problem))
+        else:
+            out[device] = data
+    return out, broken
 
 
 def _counted(manifests: dict[str, dict], device: str, sid: str) -> int:
