@@ -379,8 +379,12 @@ def test_an_undo_on_one_device_is_not_undone_by_the_next_sync(laptop, desktop, s
     for env in (laptop, desktop, laptop):
         ok(sync(env, shared))
     assert contents(laptop, "s1") == ["one", "answer to one"]
+    assert contents(desktop, "s1") == ["one", "answer to one"]  # the undo travelled
     ok(run(laptop, "aish", "--redo", "s1"))  # what the undo left is still there
     assert contents(laptop, "s1")[-1] == "answer to two"
+    ok(sync(laptop, shared))
+    assert "moved: main" in ok(sync(desktop, shared))  # and so does the redo
+    assert contents(desktop, "s1")[-1] == "answer to two"
     # A later move on the other device is taken in as usual.
     say(desktop, "s1", "three")
     ok(sync(desktop, shared))

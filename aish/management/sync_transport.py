@@ -72,6 +72,17 @@ class FolderTransport:
         except OSError:
             return []
 
+    def stamps(self, sid: str) -> dict[str, str]:
+        """Per device, a token that changes whenever its log of ``sid`` does, from metadata
+        only (size, change time, inode): what an idle sync reads instead of the logs."""
+        out = {}
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.root / sid):
+                if entry.name.endswith(".jsonl") and entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    out[entry.name[:-6]] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        return out
+
     def read(self, sid: str, device: str) -> bytes:
         try:
             return read_regular(self._file(sid, device))
@@ -159,6 +170,20 @@ class RedisTransport:
         with self.guard("list synced devices"):
             names = self.client.smembers(f"aish:sync:{{{sid}}}")
         return sorted(x.decode("utf-8", "replace") for x in names)
+
+    def stamps(self, sid: str) -> dict[str, str]:
+        """Per device, its log's length and last line (which holds the chain's hash so far)."""
+        import hashlib
+
+        devices = self.devices(sid)
+        with self.guard("read synced log lengths"):
+            pipe = self.client.pipeline(transaction=False)
+            for device in devices:
+                pipe.llen(self._log(sid, device))
+                pipe.lindex(self._log(sid, device), -1)
+            found = pipe.execute()
+        return {d: f"{n}:{hashlib.sha256(last or b'').hexdigest()[:16]}"
+                for d, n, last in zip(devices, found[::2], found[1::2], strict=True)}
 
     def read(self, sid: str, device: str) -> bytes:
         with self.guard("read a synced log"):
