@@ -31,7 +31,7 @@ from aish.messages import ASSISTANT, USER, Message
 from aish.sessions import Sessions
 from aish.store import open_store
 
-EXAMPLES = int(os.environ.get("AISH_FUZZ_EXAMPLES") or 60)
+EXAMPLES = int(os.environ.get("AISH_FUZZ_EXAMPLES") or 150)
 NAMES = ("laptop", "desktop", "server")
 BRANCH = "side"
 

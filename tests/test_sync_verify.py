@@ -145,3 +145,21 @@ def test_verify_command_names_the_damaged_log(laptop, desktop, shared):
     ok(sync(desktop, shared))
     assert {m.content for m in sessions_of(desktop).load("s1").messages} == original
     ok(run(desktop, "aish", "--sync", "--verify", "--dir", str(shared)))
+
+
+def test_a_damaged_manifest_is_reported_and_rewritten(laptop, desktop, shared):
+    say(laptop, "s1", "one")
+    ok(sync(laptop, shared))
+    (manifest,) = (shared / "aish-sync" / "v1" / "_devices").glob("*.json")
+    text = manifest.read_text()
+    manifest.write_text(text.replace('"s1": 4', '"s1": 3'))  # valid JSON, other counts
+    assert manifest.read_text() != text
+    proc = run(desktop, "aish", "--sync", "--verify", "--dir", str(shared))
+    assert proc.returncode == 1
+    assert "the manifest of" in proc.stdout.decode() and "hash" in proc.stdout.decode()
+    assert "the manifest of" in ok(sync(desktop, shared))  # said, and nothing taken from it
+    assert not sessions_of(desktop).exists("s1")
+    ok(sync(laptop, shared))  # its writer puts it right
+    ok(run(desktop, "aish", "--sync", "--verify", "--dir", str(shared)))
+    ok(sync(desktop, shared))
+    assert sessions_of(desktop).exists("s1")
