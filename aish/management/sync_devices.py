@@ -5,13 +5,18 @@ the records it contributes: messages (as stored: sealed when encryption is on), 
 changes, where it last saw each branch (``head``), and, store-wide, deletions and renames.
 Merging is a union: a message is known by its id, so a copy that arrives twice is harmless.
 
-A sync reads every device's log, trusting each up to its first break (`sync_chain`), then
+A sync reads every device's log, trusting each up to its first break (`sync_chain`) — or,
+for a session nothing changed in since its last quiet sync (by the logs' metadata), nothing —
+then
 
 - *pulls*: appends to the local store, through `Sessions`, the messages it lacks (parents
   first), the metadata keys another device changed since the last sync, and branch moves: a
   branch another device moved ahead is fast-forwarded (compare-and-set, as every ref move),
   one both moved apart keeps this device's head and gets the other's beside it as
-  ``NAME@DEVICE``; nothing local is rewritten;
+  ``NAME@DEVICE`` (which follows that device's head from then on); a branch another device
+  moved back (an undo) from where this one still has it moves back too, and a head this device
+  had and left is not taken again unless the other device went there after; nothing local is
+  rewritten;
 - *pushes*: appends to this device's own log what the transport does not hold yet, after
   cutting that log back to its last sound record if it was torn or tampered with.
 
