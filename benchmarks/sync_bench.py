@@ -4,8 +4,11 @@ Run ``python benchmarks/sync_bench.py`` (with the venv's python). Two throwaway 
 desktop) and a shared folder; laptop holds SESSIONS sessions of PAIRS question/answer pairs:
 
 - laptop's first sync (everything pushed), desktop's first sync (everything pulled);
-- an idle sync (nothing to do), which reads every log on both sides;
-- a sync after one new exchange in one session.
+- an idle sync (nothing to do), which reads only metadata (log sizes, change times);
+- a sync after one new exchange in one session;
+- an idle sync of IDLE_SESSIONS small sessions, before (reading every log, as the first
+  version of sync did and as ``skip_idle=False`` still does) and after the idle fast path,
+  in process so that the figure is the sync's own.
 
 Wall times are the median of a few runs; the machine's load shows in them.
 """
@@ -32,6 +35,7 @@ from aish.sessions import Sessions  # noqa: E402
 from aish.store.filestore import FileStore  # noqa: E402
 
 SESSIONS, PAIRS, RUNS = 50, 50, 3
+IDLE_SESSIONS = 200
 
 
 def device(root: Path, name: str) -> dict:
@@ -84,6 +88,41 @@ def main() -> None:
         session.save()
         print(f"one new exchange, laptop:       {timed(laptop, shared):6.2f} s")
         print(f"one new exchange, desktop:      {timed(desktop, shared):6.2f} s")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    idle_fast_path()
+
+
+def idle_fast_path() -> None:
+    from aish.devices import this_device
+    from aish.management.sync_devices import Syncer
+    from aish.management.sync_state import SyncState
+    from aish.management.sync_transport import FolderTransport
+
+    root = Path(tempfile.mkdtemp(prefix="aish-sync-bench-"))
+    try:
+        env = device(root, "laptop")
+        config = config_module.load(env)
+        sessions = Sessions(FileStore(config.session_dir), config)
+        start = time.time() - 3600
+        for n in range(IDLE_SESSIONS):
+            messages = [Message(USER if i % 2 == 0 else ASSISTANT, f"message {i} " + "x" * 300,
+                                "apollo", start + i) for i in range(20)]
+            sessions.create("apollo", f"i{n}", messages=messages, counted=False)
+        me = this_device(config.home, env)
+
+        def once(skip_idle: bool) -> float:
+            began = time.perf_counter()
+            Syncer(sessions, FolderTransport(root / "shared"), me, SyncState(config.home),
+                   time.time(), skip_idle=skip_idle).run()
+            return time.perf_counter() - began
+
+        once(True)
+        once(True)  # the first quiet run records the fingerprints
+        before = statistics.median([once(False) for _ in range(RUNS)])
+        after = statistics.median([once(True) for _ in range(RUNS)])
+        print(f"idle sync, {IDLE_SESSIONS} sessions, every log read:  {before:6.3f} s")
+        print(f"idle sync, {IDLE_SESSIONS} sessions, metadata only:   {after:6.3f} s")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

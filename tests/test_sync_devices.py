@@ -296,7 +296,7 @@ def test_sync_does_not_revive_an_expired_session(laptop, desktop, shared):
 def test_hostile_records_in_the_transport_are_not_taken(laptop, desktop, shared):
     """A device log whose chain is sound but whose records are nonsense (a buggy or hostile
     writer) leaves the store sound."""
-    from aish.management.sync_chain import Chain, genesis
+    from aish.management.sync_chain import Chain, genesis, manifest_bytes
 
     say(desktop, "s1", "mine")
     device = "0123456789abcdef"
@@ -314,7 +314,7 @@ def test_hostile_records_in_the_transport_are_not_taken(laptop, desktop, shared)
     manifests = shared / "aish-sync" / "v1" / "_devices"
     manifests.mkdir()
     (manifests / "fedcba9876543210.json").symlink_to("/dev/zero")
-    (manifests / f"{device}.json").write_text(json.dumps(
+    (manifests / f"{device}.json").write_bytes(manifest_bytes(
         {"id": device, "name": "odd", "key": None, "logs": {"s1": len(bad)}}))
     ok(sync(desktop, shared))
     assert contents(desktop, "s1") == ["mine", "answer to mine"]
@@ -379,8 +379,12 @@ def test_an_undo_on_one_device_is_not_undone_by_the_next_sync(laptop, desktop, s
     for env in (laptop, desktop, laptop):
         ok(sync(env, shared))
     assert contents(laptop, "s1") == ["one", "answer to one"]
+    assert contents(desktop, "s1") == ["one", "answer to one"]  # the undo travelled
     ok(run(laptop, "aish", "--redo", "s1"))  # what the undo left is still there
     assert contents(laptop, "s1")[-1] == "answer to two"
+    ok(sync(laptop, shared))
+    assert "moved: main" in ok(sync(desktop, shared))  # and so does the redo
+    assert contents(desktop, "s1")[-1] == "answer to two"
     # A later move on the other device is taken in as usual.
     say(desktop, "s1", "three")
     ok(sync(desktop, shared))

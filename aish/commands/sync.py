@@ -196,7 +196,7 @@ def sync_status(ctx: Context, args) -> int:
                                  "last_sync": last}, indent=2))
         return 0
     lines = [f"{sid:<24} {status}" for sid, status in rows]
-    lines += [f"store-wide: {b}" for b in report.broken if b.sid == "_store"]
+    lines += [f"store-wide: {b}" for b in report.broken if b.sid in ("_store", "_devices")]
     for key, when in sorted(last.items()):
         lines.append(f"last sync with {key.partition(':')[2]}: {ago(ctx.now() - when)}")
     if transport.key not in last:

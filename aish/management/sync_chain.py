@@ -5,7 +5,12 @@ Each line is ``{"seq": N, "h": H, "r": RECORD}``: ``seq`` counts from 1 without 
 session and the device, so a log copied into another session's or device's place fails too.
 A reader trusts a log up to its first break (a torn last line, a bad hash, a seq gap, fewer
 records than the writer's manifest counted) and nothing after it; the writer, the only one who
-may change the log, cuts it back to that point and writes again what is missing.
+may change the log, cuts it back to that point and writes again what is missing. A line must
+also be exactly as its writer wrote it: JSON that reads the same in another spelling (``\u001F``
+for ``\u001f``, ``1E-05`` for ``1e-05``) is still a changed byte.
+
+A device's manifest (its name, key id and how many records it wrote per log) carries the hash
+of its own content, so that a flipped byte there is found as well, not read as other counts.
 """
 
 from __future__ import annotations
@@ -29,6 +34,44 @@ def link(prev: str, record: dict) -> str:
     return hashlib.sha256((prev + canonical(record)).encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _line(entry: dict) -> bytes:
+    text = json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return text.encode("utf-8", "surrogatepass")
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """A manifest as it is stored, sealed with the hash of its content."""
+    body = {k: v for k, v in manifest.items() if k != "h"}
+    return _manifest_text({**body, "h": _manifest_hash(body)})
+
+
+def read_manifest(raw: bytes) -> tuple[dict, str]:
+    """A stored manifest and "" or, when it is not exactly as its writer stored it, an empty
+    one and what is wrong."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}, "unreadable"
+    if not isinstance(data, dict):
+        return {}, "unreadable"
+    body = {k: v for k, v in data.items() if k != "h"}
+    try:
+        if data.get("h") != _manifest_hash(body) or _manifest_text(data) != raw:
+            return {}, "does not match its hash"
+    except (TypeError, ValueError):
+        return {}, "unreadable"
+    return body, ""
+
+
+def _manifest_hash(body: dict) -> str:
+    return hashlib.sha256(canonical(body).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _manifest_text(data: dict) -> bytes:
+    return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode(
+        "utf-8", "surrogatepass")
+
+
 @dataclass
 class Chain:
     """What a reader can trust of one device's log."""
@@ -47,9 +90,7 @@ class Chain:
         """The next line for ``record``; advances the chain."""
         self.head = link(self.head, record)
         self.records.append(record)
-        text = json.dumps({"seq": self.seq, "h": self.head, "r": record},
-                          separators=(",", ":"), ensure_ascii=False) + "\n"
-        data = text.encode("utf-8", "surrogatepass")
+        data = _line({"seq": self.seq, "h": self.head, "r": record})
         self.good_bytes += len(data)
         return data
 
@@ -64,8 +105,12 @@ def verify(sid: str, device: str, data: bytes, counted: int = 0) -> Chain:
         try:
             entry = json.loads(raw.decode("utf-8", "surrogatepass"))
             seq, h, record = entry["seq"], entry["h"], entry["r"]
+            spelled = _line(entry)
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
             chain.problem = f"unreadable record at seq {expected}"
+            return chain
+        if spelled != raw + b"\n":
+            chain.problem = f"altered record at seq {expected}"
             return chain
         if seq != expected:
             chain.problem = f"seq gap: {seq!r} where {expected} was due"

@@ -5,13 +5,18 @@ the records it contributes: messages (as stored: sealed when encryption is on), 
 changes, where it last saw each branch (``head``), and, store-wide, deletions and renames.
 Merging is a union: a message is known by its id, so a copy that arrives twice is harmless.
 
-A sync reads every device's log, trusting each up to its first break (`sync_chain`), then
+A sync reads every device's log, trusting each up to its first break (`sync_chain`) — or,
+for a session nothing changed in since its last quiet sync (by the logs' metadata), nothing —
+then
 
 - *pulls*: appends to the local store, through `Sessions`, the messages it lacks (parents
   first), the metadata keys another device changed since the last sync, and branch moves: a
   branch another device moved ahead is fast-forwarded (compare-and-set, as every ref move),
   one both moved apart keeps this device's head and gets the other's beside it as
-  ``NAME@DEVICE``; nothing local is rewritten;
+  ``NAME@DEVICE`` (which follows that device's head from then on); a branch another device
+  moved back (an undo) from where this one still has it moves back too, and a head this device
+  had and left is not taken again unless the other device went there after; nothing local is
+  rewritten;
 - *pushes*: appends to this device's own log what the transport does not hold yet, after
   cutting that log back to its last sound record if it was torn or tampered with.
 
@@ -21,14 +26,22 @@ completes it; a run with nothing to do changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aish.devices import Device
 from aish.errors import AishError
 from aish.ids import ID_PATTERN
-from aish.management.sync_chain import Chain, genesis, verify
-from aish.management.sync_transport import STORE_LOG
+from aish.management.sync_chain import (
+    Chain,
+    canonical,
+    genesis,
+    manifest_bytes,
+    read_manifest,
+    verify,
+)
+from aish.management.sync_transport import MANIFESTS, STORE_LOG
 from aish.store.base import TOMBSTONE_SECONDS, in_force, is_time, merge_tombstones
 from aish.store.refs import MAIN, RefState, message_id, pin_main
 
@@ -72,6 +85,8 @@ class Broken:
     problem: str
 
     def __str__(self) -> str:
+        if self.sid == MANIFESTS:
+            return f"the manifest of {self.name} ({self.device}) is broken: {self.problem}"
         log = "deletions and renames" if self.sid == STORE_LOG else f"session {self.sid}"
         return f"{log}: the log of {self.name} ({self.device}) is broken: {self.problem}"
 
@@ -86,16 +101,17 @@ class Report:
 
 class Syncer:
     def __init__(self, sessions, transport, device: Device, state, now: float,
-                 dry_run: bool = False):
+                 dry_run: bool = False, skip_idle: bool = True):
         self.sessions, self.transport, self.device = sessions, transport, device
         self.state, self.now, self.dry_run = state, now, dry_run
+        self.skip_idle = skip_idle
         codec = sessions.codec
         self.key = getattr(codec, "key_id", None)
-        self.manifests = transport.manifests()
+        self.manifests, broken = read_manifests(transport)
         mine = self.manifests.get(device.id, {})
         logs = mine.get("logs")
         self.counts: dict[str, int] = dict(logs) if isinstance(logs, dict) else {}
-        self.report = Report()
+        self.report = Report(broken=broken)
         self._trusted = {d for d, m in self.manifests.items() if m.get("key") == self.key}
         self._trusted.add(device.id)
         self.report.foreign = sorted(
@@ -214,6 +230,7 @@ class Syncer:
         remote_msgs: dict[str, dict] = {}
         remote_meta: dict = {}
         heads: dict[str, dict[str, tuple[float, str]]] = {}  # device -> name -> (time, to)
+        were: dict[tuple[str, str], set[str]] = {}  # (device, name) -> every head it had
         metas: list[tuple[float, dict]] = []
         for device, record in self._trusted_records(chains):
             kind = record["t"]
@@ -224,10 +241,11 @@ class Syncer:
                 metas.append((float(when) if is_time(when) else 0.0, record))
             elif kind == "head" and isinstance(record.get("name"), str) \
                     and ID_PATTERN.fullmatch(record["name"]) and ".." not in record["name"] \
-                    and message_id(record.get("to")):
+                    and (record.get("to") == "" or message_id(record.get("to"))):
                 when = record.get("time")
                 heads.setdefault(device, {})[record["name"]] = (
                     float(when) if is_time(when) else 0.0, record["to"])
+                were.setdefault((device, record["name"]), set()).add(record["to"])
         for _when, record in sorted(metas, key=lambda m: m[0]):
             remote_meta.update({k: v for k, v in record.items() if k not in _LOCAL_META})
         if not exists and not remote_msgs and not remote_meta:
@@ -277,7 +295,8 @@ class Syncer:
             records.append({"t": "meta", **taken})
         out.meta = sorted(taken) if not out.created else []
         seen = {} if out.created else self.state.seen_heads(self.transport.key, sid)
-        moves = self._moves(tree, heads, have, out, fresh=out.created, seen=seen)
+        moves = self._moves(tree, heads, have, out, fresh=out.created, seen=seen, were=were,
+                            moved_at=_moved_at(local))
         records += moves
         out.pulled = len(incoming)
         if records and not self.dry_run:
@@ -309,7 +328,7 @@ class Syncer:
         if not self.dry_run:
             self.state.set_base(self.transport.key, sid, merged_meta)
             self.state.set_seen_heads(self.transport.key, sid, {
-                d: {n: to for n, (_when, to) in named.items() if to in have}
+                d: {n: to for n, (_when, to) in named.items() if not to or to in have}
                 for d, named in heads.items() if d != self.device.id})
         out.diverged = sorted(set(out.diverged) | _diverged(tree, have))
 
@@ -335,11 +354,13 @@ class Syncer:
 
     def _moves(self, tree: RefState, heads: dict[str, dict[str, tuple[float, str]]],
                have: dict[str, tuple[str, str]], out: Outcome, fresh: bool,
-               seen: dict[str, dict[str, str]]) -> list[dict]:
+               seen: dict[str, dict[str, str]], were: dict[tuple[str, str], set[str]],
+               moved_at: dict[str, float]) -> list[dict]:
         """Branch moves that bring other devices' heads here (see the module). A head this
         device took in at an earlier sync is not taken again: a branch moved here since (an
         undo) stays where it was moved."""
         moves: list[dict] = []
+        mine = heads.get(self.device.id, {})
 
         def move(name: str, to: str, op: str) -> None:
             current = tree.head(name)
@@ -349,12 +370,18 @@ class Syncer:
             tree.fold(record, None)
             moves.append(record)
 
+        def news(name: str, when: float, theirs: str) -> bool:
+            """Not a head this device had and left since that device stood there (an undo
+            here), unless it went there again after (a redo there)."""
+            return theirs not in were.get((self.device.id, name), ()) or when > max(
+                mine.get(name, (0.0, None))[0], moved_at.get(name, 0.0))
+
         others = sorted(d for d in heads if d != self.device.id and d in self._trusted)
         if fresh:  # a new session: each branch where the device that moved it last left it
             latest: dict[str, tuple[float, str]] = {}
             for device in others:
                 for name, (when, to) in heads[device].items():
-                    if "@" not in name and to in have and (name not in latest
+                    if "@" not in name and (not to or to in have) and (name not in latest
                                                            or when > latest[name][0]):
                         latest[name] = (when, to)
             for name, (_when, to) in sorted(latest.items()):
@@ -363,26 +390,55 @@ class Syncer:
                     move(name, to, "sync")
         for device in others:
             taken = seen.get(device)
-            for name, (_when, theirs) in sorted(heads[device].items()):
-                if "@" in name or theirs not in have or (
-                        isinstance(taken, dict) and taken.get(name) == theirs):
+            for name, (when, theirs) in sorted(heads[device].items()):
+                if "@" in name or (theirs and theirs not in have):
                     continue
                 current = tree.head(name)
+                mirror = f"{name[:64]}@{self._name(device)}"
+                there = tree.head(mirror)
+                if isinstance(taken, dict) and taken.get(name) == theirs:
+                    # Taken in before; a side kept for it from an older copy of its log (a
+                    # stale copy in a synced folder) follows it where it is now.
+                    if current is not None and there is not None and there.id != theirs and (
+                            theirs == current.id or theirs in _covered(have, current.id)):
+                        move(mirror, theirs, "sync")
+                    continue
                 if current is None:
                     move(name, theirs, "sync")
                     out.moved.append(name)
                     continue
                 if theirs == current.id or theirs in _covered(have, current.id):
+                    if theirs != current.id and current.id in were.get((device, name), ()) \
+                            and mine.get(name, (0.0, None))[1] == current.id \
+                            and when > moved_at.get(name, 0.0):
+                        # It moved back (an undo) from where both devices last left the
+                        # branch, and it has not moved here since: the undo travels too.
+                        move(name, theirs, "sync")
+                        out.moved.append(name)
+                    elif there is not None and there.id != theirs:
+                        move(mirror, theirs, "sync")  # a side that went back: follow it
                     continue
                 if current.id in _covered(have, theirs):
-                    move(name, theirs, "sync")
-                    out.moved.append(name)
+                    # Not to a head this device had and left since that device stood there
+                    # (an undo here), unless it went there again after (a redo there).
+                    if news(name, when, theirs):
+                        move(name, theirs, "sync")
+                        out.moved.append(name)
                     continue
-                mirror = f"{name[:64]}@{self._name(device)}"
-                there = tree.head(mirror)
                 if there is None or there.id != theirs:
                     move(mirror, theirs, "sync")
                     out.diverged.append(mirror)
+        # A side kept apart before a later move here (an undo taken from a third device) may
+        # now be ahead of the branch: then the branch moves up to it, whatever the order the
+        # devices were read in.
+        for device in others:
+            for name, (when, theirs) in sorted(heads[device].items()):
+                current, there = tree.head(name), tree.head(f"{name[:64]}@{self._name(device)}")
+                if current is not None and there is not None and there.id == theirs \
+                        and current.id != theirs and current.id in _covered(have, theirs) \
+                        and news(name, when, theirs):
+                    move(name, theirs, "sync")
+                    out.moved.append(name)
         return moves
 
     def run(self, ids: list[str] | None = None) -> Report:
@@ -390,19 +446,50 @@ class Syncer:
         self._follow_renames(aliases)
         wanted = ids or sorted((set(self.sessions.ids()) | set(self.transport.sessions()))
                                - {STORE_LOG})
+        local = self.sessions.stamps() if self.skip_idle else None
         for sid in wanted:
+            seen = self._fingerprint(sid, tombs.get(sid), aliases, local)
+            kept = self.state.idle(self.transport.key, sid)
+            if seen and kept.get("print") == seen:
+                self.report.outcomes.append(Outcome(sid, remote=bool(kept.get("remote")),
+                                                    diverged=list(kept.get("diverged") or [])))
+                continue
+            broken = len(self.report.broken)
             outcome = self.session(sid, tombs.get(sid), aliases)
             self.report.outcomes.append(outcome)
+            if seen and not self.dry_run:
+                # Taken before this run wrote anything: a session it changed no longer
+                # matches, so the next run reads it once more and finds it quiet.
+                quiet = not outcome.error and len(self.report.broken) == broken
+                self.state.set_idle(self.transport.key, sid, {
+                    "print": seen, "remote": outcome.remote, "diverged": outcome.diverged,
+                } if quiet else None)
         if not self.dry_run:
             manifest = {"id": self.device.id, "name": self.device.name, "key": self.key,
                         "logs": self.counts}
             before = {k: v for k, v in self.manifests.get(self.device.id, {}).items()
                       if k != "time"}
             if manifest != before:  # an idle run leaves the transport as it was
-                self.transport.put_manifest(self.device.id, {**manifest, "time": self.now})
+                self.transport.put_manifest(self.device.id,
+                                            manifest_bytes({**manifest, "time": self.now}))
             self.state.synced(self.transport.key, self.now)
             self.state.save()
         return self.report
+
+    def _fingerprint(self, sid: str, tomb: dict | None, aliases: dict[str, str],
+                     local: dict[str, str] | None) -> str:
+        """A hash of everything a sync of ``sid`` depends on, read from metadata only: the
+        local log's stamp, each device's log stamp, count and trust, the session's deletions
+        and renames ("" when the local store has no stamps: then every run reads the logs)."""
+        if local is None:
+            return ""
+        logs = self.transport.stamps(sid)
+        facts = {"local": local.get(sid), "key": self.key, "tomb": tomb,
+                 "alias": aliases.get(sid), "renamed": sorted(
+                     old for old, new in aliases.items() if new == sid),
+                 "logs": {d: [stamp, _counted(self.manifests, d, sid), d in self._trusted]
+                          for d, stamp in sorted(logs.items())}}
+        return hashlib.sha256(canonical(facts).encode("utf-8", "surrogatepass")).hexdigest()
 
     def _follow_renames(self, aliases: dict[str, str]) -> None:
         """A session another device renamed is renamed here too (its old id leads to it)."""
@@ -450,6 +537,24 @@ def _sound_message(record: dict) -> bool:
 def _created(meta: dict) -> float:
     created = meta.get("created")
     return float(created) if is_time(created) else 0.0
+
+
+def _moved_at(records: list[dict]) -> dict[str, float]:
+    """When each branch last moved here by this device's own work (an append, an undo, a
+    redo): a head another device published before that is older news than this one."""
+    out: dict[str, float] = {}
+    for record in records:
+        when = record.get("time")
+        if not is_time(when) or record.get("op") == "sync":
+            continue
+        if record.get("t") == "ref" and isinstance(record.get("name"), str):
+            name = record["name"]
+        elif record.get("t") == "msg":
+            name = record["ref"] if isinstance(record.get("ref"), str) else MAIN
+        else:
+            continue
+        out[name] = max(out.get(name, 0.0), float(when))
+    return out
 
 
 def _link(record: dict, last: str) -> tuple[str, str]:
@@ -521,8 +626,7 @@ def verify_all(transport) -> tuple[int, list[Broken]]:
     """Check every device's log in ``transport`` (copying nothing): how many, and the broken."""
     from aish.devices import clean_name
 
-    manifests = transport.manifests()
-    broken: list[Broken] = []
+    manifests, broken = read_manifests(transport)
     logs = 0
     for sid in transport.sessions():
         for device in transport.devices(sid):
@@ -534,6 +638,22 @@ def verify_all(transport) -> tuple[int, list[Broken]]:
                 broken.append(Broken(sid, device, clean_name(name) if isinstance(name, str)
                                      else device[:8], chain.problem))
     return logs, broken
+
+
+def read_manifests(transport) -> tuple[dict[str, dict], list[Broken]]:
+    """Every device's manifest that reads back exactly as it was written, and the others (a
+    device whose manifest is damaged is not trusted until a whole copy arrives)."""
+    out: dict[str, dict] = {}
+    broken: list[Broken] = []
+    for device, raw in transport.manifests().items():
+        if not ID_PATTERN.fullmatch(device):
+            continue
+        data, problem = read_manifest(raw)
+        if problem:
+            broken.append(Broken(MANIFESTS, device, device[:8], problem))
+        else:
+            out[device] = data
+    return out, broken
 
 
 def _counted(manifests: dict[str, dict], device: str, sid: str) -> int:

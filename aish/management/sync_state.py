@@ -3,7 +3,9 @@ session's metadata as it stood then (the base a later sync compares both sides w
 key changed on one side only is taken from that side) and the other devices' branch heads it
 took in (so that a branch moved here since, an undo say, is not moved back to them). Losing it
 costs one sync where this device's metadata wins every difference and other devices' heads
-are taken in again."""
+are taken in again. It also keeps, per session, a fingerprint of the metadata of every log
+that session's last quiet sync saw (sizes, change times, chain heads), so that a sync with
+nothing new to do reads no log at all."""
 
 from __future__ import annotations
 
@@ -75,6 +77,22 @@ class SyncState:
         if not isinstance(entry.get("heads"), dict):
             entry["heads"] = {}
         entry["heads"][sid] = heads
+
+    def idle(self, transport: str, sid: str) -> dict:
+        """What an idle sync of ``sid`` compares (``print``) and reports (``remote``,
+        ``diverged``), as the last sync that found nothing to do there left it."""
+        idle = self._of(transport).get("idle", {})
+        found = idle.get(sid) if isinstance(idle, dict) else None
+        return found if isinstance(found, dict) else {}
+
+    def set_idle(self, transport: str, sid: str, entry: dict | None) -> None:
+        bucket = self._of(transport)
+        if not isinstance(bucket.get("idle"), dict):
+            bucket["idle"] = {}
+        if entry is None:
+            bucket["idle"].pop(sid, None)
+        else:
+            bucket["idle"][sid] = entry
 
     def synced(self, transport: str, when: float) -> None:
         self._of(transport)["last"] = when

@@ -18,7 +18,6 @@ manifest ``aish:sync:manifest:DEVICE_ID`` listed in ``aish:sync:devices``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 from pathlib import Path
@@ -27,7 +26,7 @@ from aish.errors import StorageError, UsageError
 from aish.ids import ID_PATTERN
 
 STORE_LOG = "_store"  # no session id starts with "_"
-_DEVICES = "_devices"
+MANIFESTS = "_devices"
 _MAX_MANIFEST = 4 << 20
 
 
@@ -41,16 +40,6 @@ def read_regular(path: Path, limit: int = -1) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
         return f.read(limit) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
-
-
-def _manifest(raw: bytes | None) -> dict | None:
-    if raw is None:
-        return None
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 class FolderTransport:
@@ -82,6 +71,17 @@ class FolderTransport:
                           if p.is_file() and not p.is_symlink())
         except OSError:
             return []
+
+    def stamps(self, sid: str) -> dict[str, str]:
+        """Per device, a token that changes whenever its log of ``sid`` does, from metadata
+        only (size, change time, inode): what an idle sync reads instead of the logs."""
+        out = {}
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.root / sid):
+                if entry.name.endswith(".jsonl") and entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    out[entry.name[:-6]] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        return out
 
     def read(self, sid: str, device: str) -> bytes:
         try:
@@ -130,19 +130,18 @@ class FolderTransport:
                 os.unlink(tmp)
             raise StorageError(f"cannot write {folder / name}: {exc.strerror}") from None
 
-    def manifests(self) -> dict[str, dict]:
+    def manifests(self) -> dict[str, bytes]:
+        """Each device's manifest as stored (read and checked by `sync_chain`)."""
         out = {}
         with contextlib.suppress(OSError):
-            for path in sorted((self.root / _DEVICES).glob("*.json")):
-                with contextlib.suppress(OSError):
-                    data = _manifest(read_regular(path, _MAX_MANIFEST))
-                    if data is not None:
-                        out[path.stem] = data
+            for path in sorted((self.root / MANIFESTS).glob("*.json")):
+                if not path.is_symlink():
+                    with contextlib.suppress(OSError):
+                        out[path.stem] = read_regular(path, _MAX_MANIFEST)
         return out
 
-    def put_manifest(self, device: str, data: dict) -> None:
-        self._write(self._folder(_DEVICES), f"{device}.json",
-                    json.dumps(data, indent=1, sort_keys=True).encode())
+    def put_manifest(self, device: str, data: bytes) -> None:
+        self._write(self._folder(MANIFESTS), f"{device}.json", data)
 
 
 class RedisTransport:
@@ -172,6 +171,20 @@ class RedisTransport:
             names = self.client.smembers(f"aish:sync:{{{sid}}}")
         return sorted(x.decode("utf-8", "replace") for x in names)
 
+    def stamps(self, sid: str) -> dict[str, str]:
+        """Per device, its log's length and last line (which holds the chain's hash so far)."""
+        import hashlib
+
+        devices = self.devices(sid)
+        with self.guard("read synced log lengths"):
+            pipe = self.client.pipeline(transaction=False)
+            for device in devices:
+                pipe.llen(self._log(sid, device))
+                pipe.lindex(self._log(sid, device), -1)
+            found = pipe.execute()
+        return {d: f"{n}:{hashlib.sha256(last or b'').hexdigest()[:16]}"
+                for d, n, last in zip(devices, found[::2], found[1::2], strict=True)}
+
     def read(self, sid: str, device: str) -> bytes:
         with self.guard("read a synced log"):
             items = self.client.lrange(self._log(sid, device), 0, -1)
@@ -199,18 +212,17 @@ class RedisTransport:
                 pipe.rpush(self._log(sid, device), *self._lines(data))
             pipe.execute()
 
-    def manifests(self) -> dict[str, dict]:
+    def manifests(self) -> dict[str, bytes]:
         with self.guard("read the sync manifests"):
             devices = sorted(x.decode("utf-8", "replace")
                              for x in self.client.smembers("aish:sync:devices"))
             raws = [self.client.get(f"aish:sync:manifest:{d}") for d in devices]
-        return {d: m for d, raw in zip(devices, raws, strict=True)
-                if (m := _manifest(raw)) is not None}
+        return {d: raw for d, raw in zip(devices, raws, strict=True) if raw is not None}
 
-    def put_manifest(self, device: str, data: dict) -> None:
+    def put_manifest(self, device: str, data: bytes) -> None:
         with self.guard("write the sync manifest"):
             # Two keys in two slots on a cluster: the manifest first, then the index naming it.
-            self.client.set(f"aish:sync:manifest:{device}", json.dumps(data, sort_keys=True))
+            self.client.set(f"aish:sync:manifest:{device}", data)
             self.client.sadd("aish:sync:devices", device)
 
 
