@@ -186,7 +186,7 @@ def test_sync_through_the_cli(home, tmp_path, redis_url, server):
     pushed = json.loads(ok(laptop, "aish", "--sync-sessions", "--json"))
     assert [(c["id"], c["action"], c["direction"]) for c in pushed] == [(sid, "copy", "push")]
     ok(desktop, "apollo", "--session", sid, input="written on the desktop")
-    text = ok(laptop, "aish", "--sync-sessions")
+    text = ok(laptop, "aish", "--sync", "--store")  # the same as --sync-sessions
     assert sid in text and "appended" in text
     local = FileStore(Path(home["HOME"]) / ".aish" / "sessions")
     users = [x.content for x in local.load(sid).messages if x.role == USER]
@@ -202,3 +202,17 @@ def test_sync_through_the_cli(home, tmp_path, redis_url, server):
 def test_sync_needs_a_url(home):
     result = run(home, "aish", "--sync-sessions")
     assert result.returncode == 2 and b"--url" in result.stderr
+    result = run(home, "aish", "--sync", "--store")
+    assert result.returncode == 2 and b"--store redis://" in result.stderr
+
+
+def test_store_copy_and_device_sync_are_told_apart(home, tmp_path, redis_url):
+    tmp_path = tmp_path / "transport"
+    tmp_path.mkdir()
+    mixed = run(home, "aish", "--sync", "--store", redis_url, "--dir", str(tmp_path))
+    assert mixed.returncode == 2 and b"--store copies between session stores" in mixed.stderr
+    lone = run(home, "aish", "--sync", "--push", "--dir", str(tmp_path))
+    assert lone.returncode == 2 and b"--push and --pull go with --store" in lone.stderr
+    for result in (mixed, lone):
+        assert b"Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing was written to the folder

@@ -1,5 +1,6 @@
-"""`aish --sync-sessions` (files <-> Redis), `aish --sync` and `aish --sync-status` (devices),
-`aish --export-key` / `--import-key`; the logic lives in `aish.management.sync*`."""
+"""`aish --sync` (devices; with `--store`, files <-> Redis, also spelled `--sync-sessions`),
+`aish --sync-status`, `aish --export-key` / `--import-key`; the logic lives in
+`aish.management.sync*`."""
 
 from __future__ import annotations
 
@@ -14,15 +15,20 @@ from aish.errors import UsageError
 from aish.ids import check_id
 from aish.management.sync import Change, open_pair, sync
 
+_BETWEEN_STORES = (
+    Arg("--push", "with --store: only local files -> Redis", flag=True),
+    Arg("--pull", "with --store: only Redis -> local files", flag=True),
+)
+
 
 @command(
     "sync-sessions", "aish",
-    "Copy sessions between the local files and Redis, both ways, never duplicating a message.",
+    "The same as aish --sync --store [URL]: copy sessions between the local files and Redis, "
+    "both ways, never duplicating a message.",
     args=(
         Arg("ID", "only these sessions (default: all, and templates)", nargs="*",
             completes="session"),
-        Arg("--push", "only local files -> Redis", flag=True),
-        Arg("--pull", "only Redis -> local files", flag=True),
+        *_BETWEEN_STORES,
         Arg("--url", "the Redis URL (default: sessions.storage.url)", metavar="URL"),
         Arg("--dry-run", "show what would be copied, change nothing", flag=True),
         JSON,
@@ -30,9 +36,15 @@ from aish.management.sync import Change, open_pair, sync
     example="aish --sync-sessions --url redis://team-host:6379/0",
 )
 def sync_sessions(ctx: Context, args) -> int:
+    return _between_stores(ctx, args, args.url)
+
+
+def _between_stores(ctx: Context, args, url: str | None) -> int:
+    """Bring the local file store and a Redis session store up to date with each other: the
+    store itself, not a transport (moving to Redis, or keeping a copy there)."""
     if args.push and args.pull:
         raise UsageError("--push and --pull together are the default; give one or neither")
-    local, remote = open_pair(ctx.config, args.url, warn=ctx.out.warn)
+    local, remote = open_pair(ctx.config, url, warn=ctx.out.warn)
     changes = sync(local, remote, list(args.id), push=not args.pull, pull=not args.push,
                    dry_run=args.dry_run, audit=ctx.audit)
     if args.json:
@@ -103,11 +115,23 @@ def _syncer(ctx: Context, args, dry_run: bool):
         *_TRANSPORT,
         Arg("--dry-run", "show what would be copied, change nothing", flag=True),
         Arg("--verify", "check every device's log in the transport, copy nothing", flag=True),
+        Arg("--store", "instead: bring this store and another session store up to date with "
+            "each other (files <-> Redis; URL default: sessions.storage.url)", nargs="?",
+            const="", metavar="URL"),
+        *_BETWEEN_STORES,
         JSON,
     ),
     example="aish --sync --dir ~/Sync/aish",
 )
 def sync_devices(ctx: Context, args) -> int:
+    if args.store is not None:
+        if args.dir or args.to or args.verify:
+            raise UsageError("--store copies between session stores; --dir, --to and "
+                             "--verify are for devices: give one or the other")
+        return _between_stores(ctx, args, args.store or None)
+    if args.push or args.pull:
+        raise UsageError("--push and --pull go with --store",
+                         hint="devices always sync both ways")
     if args.verify:
         return _verify(ctx, args)
     for sid in args.id:

@@ -311,8 +311,9 @@ def open_pair(config, url: str | None, warn=None):
         check_redis_url(url, "--url")
     url = url or config.redis_url
     if not url:
-        raise UsageError("--sync-sessions needs a Redis URL",
-                         hint="pass --url redis://HOST:6379/0 or set sessions.storage.url")
+        raise UsageError("copying between the session stores needs a Redis URL",
+                         hint="pass --store redis://HOST:6379/0 (--url with --sync-sessions) "
+                         "or set sessions.storage.url")
     file_codec = redis_codec = None
     if config.encrypt:
         from aish.store.crypto import codec_for
