@@ -390,3 +390,17 @@ def test_an_undo_on_one_device_is_not_undone_by_the_next_sync(laptop, desktop, s
     ok(sync(desktop, shared))
     assert "moved: main" in ok(sync(laptop, shared))
     assert contents(laptop, "s1")[-1] == "answer to three"
+
+
+def test_a_session_someone_else_keeps_from_us_is_left_out_not_failed(laptop, desktop, shared):
+    say(laptop, "mine", "one")
+    say(laptop, "theirs", "two")
+    log = home_of(laptop) / "sessions" / "theirs.jsonl"
+    with open(log, "a") as f:  # shared with alice alone: this user is not a member
+        f.write(json.dumps({"t": "meta", "members": {
+            "alice": {"role": "owner", "by": "alice", "time": 1.0}}}) + "\n")
+    out = ok(sync(laptop, shared))
+    assert "theirs left out:" in out and "not a member" in out and "FAILED" not in out
+    assert "created here" in ok(sync(desktop, shared))
+    assert contents(desktop, "mine") == contents(laptop, "mine")
+    ok(sync(laptop, shared))  # and the next sync succeeds too

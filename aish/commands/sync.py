@@ -143,6 +143,9 @@ def sync_devices(ctx: Context, args) -> int:
         report = syncer.run(list(args.id))
     for broken in report.broken:
         ctx.out.warn(f"{broken}; its records from there on are not trusted")
+    for o in report.outcomes:
+        if o.skipped:
+            ctx.out.warn(f"{o.id} left out: {o.skipped}")
     for name in report.foreign:
         ctx.out.warn(f"device {name} seals its sessions with another key: its records are not "
                      "taken (aish --export-key there, aish --import-key here)")
@@ -232,6 +235,8 @@ def sync_status(ctx: Context, args) -> int:
 def _status(o, broken) -> str:
     if o.error:
         return f"error: {o.error}"
+    if o.skipped:
+        return f"left out: {o.skipped}"
     parts = [text for present, text in (
         (not o.remote, "local only"),
         (o.created or o.pulled, f"{o.pulled} to pull" + (" (new here)" if o.created else "")),

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aish.devices import Device
-from aish.errors import AishError
+from aish.errors import AishError, PermissionDenied
 from aish.ids import ID_PATTERN
 from aish.management.sync_chain import (
     Chain,
@@ -65,6 +65,9 @@ class Outcome:
     diverged: list[str] = field(default_factory=list)  # NAME@DEVICE branches made or moved
     repaired: str = ""  # the break in this device's own log that was cut off
     error: str = ""
+    # Why it was left out: a session this person may not read (another member's, shared
+    # with others) is not theirs to sync, and must not fail every sync from then on.
+    skipped: str = ""
     remote: bool = False  # some device has a log of it in the transport
 
     @property
@@ -212,6 +215,8 @@ class Syncer:
         out = Outcome(sid)
         try:
             self._session(sid, tomb, aliases, out)
+        except PermissionDenied as exc:
+            out.skipped = str(exc)
         except AishError as exc:  # one damaged or busy session does not stop the others
             out.error = str(exc)
         return out
