@@ -228,3 +228,10 @@ def test_with_encryption_no_name_of_the_chat_is_kept_in_clear(aish, home, tmp_pa
     again = imported_ids(aish("aish", "--import-session", str(path), "--from", "chatgpt",
                               **key))
     assert again == [sid]
+
+
+def test_a_title_on_several_lines_is_told_on_one(aish, tmp_path):
+    path = write(tmp_path, [small(title="Two\nlines\r\nof title")])
+    result = aish("aish", "--import-session", str(path), "--from", "chatgpt")
+    [line] = [x for x in result.stderr.decode().splitlines() if "conversation" in x]
+    assert "(Two lines of title)" in line

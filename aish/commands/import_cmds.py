@@ -65,7 +65,8 @@ def import_session(ctx: Context, args) -> int:
         ctx.out.note(f"Left out {len(report.empty)} conversation(s) without messages: "
                      f"{', '.join(report.empty[:5])}{' ...' if len(report.empty) > 5 else ''}")
     for r in results:
-        title = f" ({r.title})" if r.title else ""
+        # One line per conversation, whatever its title holds (the stored title is folded).
+        title = f" ({' '.join(r.title.split())})" if r.title else ""
         if r.existing:
             ctx.out.note(f"Conversation {r.source_id}{title} was imported before as {r.id}; "
                          "nothing new to import")
