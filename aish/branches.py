@@ -23,6 +23,11 @@ def check_branch(name: str) -> str:
     return check_branch_name(name)
 
 
+def number_of(sessions: Sessions, sid: str, at) -> int:
+    """The number (from 1) of message ``at`` (a Message or a Head) on its path from the root."""
+    return len(sessions.path(sid, Head(at.id, at.pos), 0))
+
+
 def head_of(summary: Summary, branch: str) -> Head:
     head = summary.head(branch)
     if head is None:

@@ -35,10 +35,9 @@ def _where(ctx: Context, sid: str, head) -> str:
     number on its path."""
     if head is None or not head.id:
         return "the root"
-    from aish.store.refs import Head
+    from aish.branches import number_of
 
-    number = len(ctx.sessions.path(sid, Head(head.id, head.pos), 0))
-    return f"message {number}"
+    return f"message {number_of(ctx.sessions, sid, head)}"
 
 
 @command("branch-session", "aish", "Make a branch of a session at message N (default: the "

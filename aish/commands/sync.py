@@ -117,18 +117,18 @@ def _syncer(ctx: Context, args, dry_run: bool):
         Arg("--verify", "check every device's log in the transport, copy nothing", flag=True),
         Arg("--store", "instead: bring this store and another session store up to date with "
             "each other (files <-> Redis; URL default: sessions.storage.url)", nargs="?",
-            const="", metavar="URL"),
+            const="", metavar="URL", dest="other_store"),
         *_BETWEEN_STORES,
         JSON,
     ),
     example="aish --sync --dir ~/Sync/aish",
 )
 def sync_devices(ctx: Context, args) -> int:
-    if args.store is not None:
+    if args.other_store is not None:
         if args.dir or args.to or args.verify:
             raise UsageError("--store copies between session stores; --dir, --to and "
                              "--verify are for devices: give one or the other")
-        return _between_stores(ctx, args, args.store or None)
+        return _between_stores(ctx, args, args.other_store or None)
     if args.push or args.pull:
         raise UsageError("--push and --pull go with --store",
                          hint="devices always sync both ways")
