@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from aish.context import estimate_tokens
 from aish.messages import ASSISTANT, Message
+from aish.records import Record
 
 PER = 1_000_000  # prices are per million tokens
 COST_DIGITS = 6  # a millionth of a dollar: one token at the cheapest real prices
@@ -29,16 +29,19 @@ def shown_tokens(m: Message) -> str:
     return f"~{count}" if estimated else str(count)
 
 
-@dataclass
-class Totals:
+class Totals(Record):
     """Input and output tokens of some replies, how many of them are estimates, and the cost of
     the priced ones (None while no reply had a known price)."""
 
-    input: int = 0
-    output: int = 0
-    estimated: int = 0
-    cost: float | None = None
-    replies: int = 0
+    _fields = ("input", "output", "estimated", "cost", "replies")
+
+    def __init__(self, input: int = 0, output: int = 0, estimated: int = 0,
+                 cost: float | None = None, replies: int = 0) -> None:
+        self.input = input
+        self.output = output
+        self.estimated = estimated
+        self.cost = cost
+        self.replies = replies
 
     @property
     def tokens(self) -> int:

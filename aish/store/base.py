@@ -27,6 +27,7 @@ from aish.header import (  # noqa: F401 - re-exported
     is_time,
 )
 from aish.messages import Message
+from aish.records import FrozenRecord, Record
 from aish.store.refs import MAIN, Head, RefState
 
 FORMAT_VERSION = 1
@@ -56,17 +57,21 @@ def _snapshot(value: Any) -> Any:
     return value
 
 
-@dataclass
-class Summary:
+class Summary(Record):
     """A session's metadata plus counts, derivable from its records at any time."""
 
-    meta: dict = field(default_factory=dict)
-    messages: int = 0
-    user_messages: int = 0
-    by_ai: dict = field(default_factory=dict)  # assistant replies per specialist
-    tokens: int = 0
-    last_time: float = 0.0
-    tree: RefState = field(default_factory=RefState)
+    _fields = ("meta", "messages", "user_messages", "by_ai", "tokens", "last_time", "tree")
+
+    def __init__(self, meta: dict | None = None, messages: int = 0, user_messages: int = 0,
+                 by_ai: dict | None = None, tokens: int = 0, last_time: float = 0.0,
+                 tree: RefState | None = None) -> None:
+        self.meta = {} if meta is None else meta
+        self.messages = messages
+        self.user_messages = user_messages
+        self.by_ai = {} if by_ai is None else by_ai  # assistant replies per specialist
+        self.tokens = tokens
+        self.last_time = last_time
+        self.tree = RefState() if tree is None else tree
 
     # Header values read through one tolerant decoder: a hand-edited or damaged header must
     # never break listing or info; --validate-session reports such values and
@@ -171,13 +176,16 @@ class Summary:
                    RefState.from_json(data.get("tree")))
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(FrozenRecord):
     """Something wrong found in a stored log."""
 
+    _fields = ("line", "kind", "detail")
     line: int  # 1-based line (or list index) in the stored log; 0 when not line-specific
     kind: str  # "torn tail", "bad json", "bad record", "out of order", "missing meta", ...
-    detail: str = ""
+    detail: str
+
+    def __init__(self, line: int, kind: str, detail: str = "") -> None:
+        self._set(line, kind, detail)
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line else ""

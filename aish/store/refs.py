@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from aish.errors import StorageError
 from aish.ids import BRANCH_PATTERN
+from aish.records import Record
 
 MAIN = "main"
 ANY = "*"  # the ``from`` of an unconditional move
@@ -113,14 +113,17 @@ def move_of(record: dict, pos: int | None, last: Head) -> Move | None:
     return None
 
 
-@dataclass
-class RefState:
+class RefState(Record):
     """Every ref's head, the last message (``main`` until main has a ref of its own) and, per
     ref, the heads an undo left (what redo returns to, newest first)."""
 
-    refs: dict[str, Head] = field(default_factory=dict)
-    last: Head = field(default_factory=lambda: Head(""))
-    redo: dict[str, list[Head]] = field(default_factory=dict)
+    _fields = ("refs", "last", "redo")
+
+    def __init__(self, refs: dict[str, Head] | None = None, last: Head | None = None,
+                 redo: dict[str, list[Head]] | None = None) -> None:
+        self.refs = {} if refs is None else refs
+        self.last = Head("") if last is None else last
+        self.redo = {} if redo is None else redo
 
     def head(self, name: str) -> Head | None:
         if name in self.refs:
