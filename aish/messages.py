@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TypeGuard
 
+from aish.records import FrozenRecord
+
 USER = "user"
 ASSISTANT = "assistant"
 ROLES = (USER, ASSISTANT)
@@ -212,24 +214,31 @@ def _index(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-@dataclass(frozen=True)
-class ChatMessage:
+class ChatMessage(FrozenRecord):
     """What a provider receives: an OpenAI-style role and text."""
 
+    _fields = ("role", "content")
     role: str  # "system", "user" or "assistant"
     content: str
 
+    def __init__(self, role: str, content: str) -> None:
+        self._set(role, content)
 
-@dataclass(frozen=True)
-class Chunk:
+
+class Chunk(FrozenRecord):
     """A piece of a streamed reply. The last chunk has ``finished=True`` and may carry usage,
     the model that answered and why it stopped (``"length"``: at the max_tokens limit)."""
 
-    text: str = ""
-    finished: bool = False
-    usage: Usage | None = None
-    model: str | None = None
-    finish_reason: str | None = None
+    _fields = ("text", "finished", "usage", "model", "finish_reason")
+    text: str
+    finished: bool
+    usage: Usage | None
+    model: str | None
+    finish_reason: str | None
+
+    def __init__(self, text: str = "", finished: bool = False, usage: Usage | None = None,
+                 model: str | None = None, finish_reason: str | None = None) -> None:
+        self._set(text, finished, usage, model, finish_reason)
 
     @property
     def cut(self) -> bool:
