@@ -86,14 +86,18 @@ def cost_of(tokens_in: int, tokens_out: int, price: dict) -> float:
     return (tokens_in * price["input"] + tokens_out * price["output"]) / PER
 
 
-def price_for(m: Message, prices: dict, provider: str | None) -> dict | None:
-    """The price of a reply: by the model that wrote it, else by its provider's name."""
+ProviderOf = Callable[[Message], "str | None"]
+
+
+def price_for(m: Message, prices: dict, provider_of: ProviderOf) -> dict | None:
+    """The price of a reply: by the model that wrote it, else by its provider's name (asked
+    of ``provider_of`` only then: finding it loads the provider configuration)."""
     if m.model and m.model in prices:
         return prices[m.model]
+    if not prices:
+        return None
+    provider = provider_of(m)
     return prices.get(provider) if provider else None
-
-
-ProviderOf = Callable[[Message], "str | None"]
 
 
 def totals(messages: Iterable[Message], prices: dict, provider_of: ProviderOf,
@@ -107,7 +111,7 @@ def totals(messages: Iterable[Message], prices: dict, provider_of: ProviderOf,
         if m.role != ASSISTANT or m.note:
             continue
         group = out.setdefault(key(m) if key else "", Totals())
-        group.add(m, by_id.get(m.parent or ""), price_for(m, prices, provider_of(m)))
+        group.add(m, by_id.get(m.parent or ""), price_for(m, prices, provider_of))
     return out
 
 
