@@ -22,26 +22,36 @@ def new_message_id() -> str:
     return secrets.token_hex(8)
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(FrozenRecord):
     """Tokens a reply cost, as the provider reported them."""
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    _fields = ("prompt_tokens", "completion_tokens")
+    prompt_tokens: int
+    completion_tokens: int
+
+    def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        self._set(prompt_tokens, completion_tokens)
+
+    def to_record(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
 MAX_MARKS = 32  # samples kept per reply, however long it is
 
 
-@dataclass(frozen=True)
-class Timing:
+class Timing(FrozenRecord):
     """How a reply arrived, for playing it back at its own pace: seconds from the request to
     the first text (``first``) and to the end (``end``), and sparse samples ``(seconds,
     characters so far)``, oldest first."""
 
+    _fields = ("first", "end", "marks")
     first: float
     end: float
-    marks: tuple[tuple[float, int], ...] = ()
+    marks: tuple[tuple[float, int], ...]
+
+    def __init__(self, first: float, end: float, marks: tuple[tuple[float, int], ...] = ()
+                 ) -> None:
+        self._set(first, end, marks)
 
     def to_record(self) -> dict:
         return {"first": round(self.first, 3), "end": round(self.end, 3),
@@ -147,6 +157,8 @@ class Message:
         # Identity, not equality: `0.0 in (None, False)` is true and would drop a time of 0.
         record = {k: v for k, v in asdict(self).items()
                   if v is not None and v is not False and k not in ("pos", "pp", "timing")}
+        if self.usage is not None:  # a plain record, which asdict copies as it is
+            record["usage"] = self.usage.to_record()
         if self.timing is not None:
             record["timing"] = self.timing.to_record()
         record["t"] = "msg"

@@ -79,7 +79,7 @@ def provider_of(config, environ=None):
     from aish.errors import AishError
 
     chosen: dict[str, str | None] = {}
-    loaded: list = []  # the roster and `choose`, loaded at the first question: a report on
+    loaded = []  # the roster and `choose`, loaded at the first question: a report on
     # prices that name only models, or on no prices at all, never needs them
 
     def of(m) -> str | None:

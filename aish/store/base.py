@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from aish.errors import StorageError
@@ -192,18 +192,26 @@ class Problem(FrozenRecord):
         return f"{where}{self.kind}" + (f" ({self.detail})" if self.detail else "")
 
 
-@dataclass
-class Loaded:
+class Loaded(Record):
     """A session read whole: its header, messages, branches and what was wrong."""
 
-    meta: dict
-    messages: list[Message]
-    problems: list[Problem]
-    raw_bad: list[str] = field(default_factory=list)  # text of lines that could not be used
-    # Where this read ended, for ``Store.replace(..., since=mark)``: records appended after it
-    # by other processes are kept after the rewritten content instead of being lost.
-    mark: object = None
-    tree: RefState = field(default_factory=RefState)
+    _fields = ("meta", "messages", "problems", "raw_bad", "mark", "tree")
+
+    def __init__(self, meta: dict, messages: list[Message], problems: list[Problem],
+                 raw_bad: list[str] | None = None, mark: object = None,
+                 tree: RefState | None = None) -> None:
+        self.meta = meta
+        self.messages = messages
+        self.problems = problems
+        self.raw_bad = [] if raw_bad is None else raw_bad  # lines that could not be used
+        # Where this read ended, for ``Store.replace(..., since=mark)``: records appended after
+        # it by other processes are kept after the rewritten content instead of being lost.
+        self.mark = mark
+        self.tree = RefState() if tree is None else tree
+
+    def with_messages(self, messages: list[Message]) -> Loaded:
+        """The same read with other messages."""
+        return Loaded(self.meta, messages, self.problems, self.raw_bad, self.mark, self.tree)
 
     def ref_ids(self) -> dict[str, str]:
         """Every branch and the message it points at, ``main`` always included (for rewrites
