@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import TypeGuard
 
 from aish.records import FrozenRecord
+
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
+if TYPE_CHECKING:
+    from typing import TypeGuard
 
 USER = "user"
 ASSISTANT = "assistant"

@@ -8,11 +8,14 @@ import sys
 import time
 from collections.abc import Callable
 from functools import cached_property
-from typing import TextIO
 
 from aish.errors import LimitError
 from aish.output import Output
 from aish.records import Record
+
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 class Context(Record):

@@ -25,21 +25,38 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import NamedTuple
+from collections import namedtuple
 
 from aish.errors import StorageError
 from aish.ids import BRANCH_PATTERN
 from aish.records import Record
+
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
 
 MAIN = "main"
 ANY = "*"  # the ``from`` of an unconditional move
 
 
 # Heads and moves are made once per stored record while a log is folded: plain named tuples,
-# which cost a fraction of a frozen dataclass to build.
-class Head(NamedTuple):
-    id: str  # "" = a branch with no message yet (it starts at the root)
-    pos: int | None = None
+# which cost a fraction of a frozen dataclass to build. The type checker reads the typed
+# declarations; what runs is the same tuple made by collections, without importing typing.
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class Head(NamedTuple):
+        id: str  # "" = a branch with no message yet (it starts at the root)
+        pos: int | None = None
+
+    class Move(NamedTuple):
+        name: str
+        frm: str | None  # None: create; ANY: unconditional
+        to: str
+        pos: int | None
+        op: str
+        soft: bool = False  # a message written without branches in mind: skipped, not refused
+else:
+    Head = namedtuple("Head", "id pos", defaults=(None,))
+    Move = namedtuple("Move", "name frm to pos op soft", defaults=(False,))
 
 
 class RefMoved(StorageError):
@@ -49,15 +66,6 @@ class RefMoved(StorageError):
         super().__init__(f"branch {name} moved meanwhile")
         self.name = name
         self.current = current
-
-
-class Move(NamedTuple):
-    name: str
-    frm: str | None  # None: create; ANY: unconditional
-    to: str
-    pos: int | None
-    op: str
-    soft: bool = False  # a message written without branches in mind: skipped, never refused
 
 
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_.-]{0,64}")  # "" is the root
