@@ -17,14 +17,15 @@ began with (``summary``, ``summary_at``), so later windows find it among their m
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from aish.context import estimate_tokens, summarised_window
 from aish.errors import ProviderError, StorageError, UsageError
 from aish.messages import ASSISTANT, USER, ChatMessage, Message
+from aish.records import FrozenRecord
 from aish.store.refs import Head, pin_main
 
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
 if TYPE_CHECKING:
     from aish.providers.base import Provider
     from aish.sessions import Session, Sessions
@@ -41,14 +42,17 @@ FRAME = "Summary of the earlier conversation (messages 1-{covers}): {text}"
 MIN_BUDGET = 256  # tokens of transcript per request, however small the model's context
 
 
-@dataclass(frozen=True)
-class Built:
+class Built(FrozenRecord):
     """What a context is made of: the newest summary on the path (None: none), the window
     sent after it, and the newest message left out that no summary covers (None: nothing)."""
 
+    _fields = ("summary", "window", "gap")
     summary: Message | None
     window: list[Message]
     gap: str | None
+
+    def __init__(self, summary: Message | None, window: list[Message], gap: str | None) -> None:
+        self._set(summary, window, gap)
 
 
 def is_summary(message: Message) -> bool:
@@ -138,10 +142,15 @@ def session_on(sessions: Sessions, sid: str, branch: str) -> Session:
     return Session(sessions, summary, summary.owner, branch=branch)
 
 
-@dataclass(frozen=True)
-class Compacted:
+class Compacted(FrozenRecord):
+    """What one compaction did."""
+
+    _fields = ("note", "added")
     note: Message  # the summary stored
     added: int  # messages it summarised that no summary covered before
+
+    def __init__(self, note: Message, added: int) -> None:
+        self._set(note, added)
 
 
 def compact(session: Session, specialist: Specialist, provider: Provider, *,

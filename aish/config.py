@@ -14,9 +14,12 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn, overload
 
 from aish.errors import ConfigError
+
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Literal, NoReturn, overload
 
 DEFAULTS: dict[str, Any] = {
     "sessions": {
@@ -282,13 +285,14 @@ class _Checker:
             self.fail(keys, "true or false", value)
         return value
 
-    @overload
-    def text(self, *keys: str, choices: tuple[str, ...] | None = None,
-             optional: Literal[False] = False, secret: bool = False) -> str: ...
+    if TYPE_CHECKING:
+        @overload
+        def text(self, *keys: str, choices: tuple[str, ...] | None = None,
+                 optional: Literal[False] = False, secret: bool = False) -> str: ...
 
-    @overload
-    def text(self, *keys: str, choices: tuple[str, ...] | None = None,
-             optional: bool, secret: bool = False) -> str | None: ...
+        @overload
+        def text(self, *keys: str, choices: tuple[str, ...] | None = None,
+                 optional: bool, secret: bool = False) -> str | None: ...
 
     def text(self, *keys: str, choices: tuple[str, ...] | None = None,
              optional: bool = False, secret: bool = False) -> str | None:

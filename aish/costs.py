@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from aish.context import estimate_tokens
 from aish.messages import ASSISTANT, Message
+from aish.records import Record
 
 PER = 1_000_000  # prices are per million tokens
 COST_DIGITS = 6  # a millionth of a dollar: one token at the cheapest real prices
@@ -29,16 +29,19 @@ def shown_tokens(m: Message) -> str:
     return f"~{count}" if estimated else str(count)
 
 
-@dataclass
-class Totals:
+class Totals(Record):
     """Input and output tokens of some replies, how many of them are estimates, and the cost of
     the priced ones (None while no reply had a known price)."""
 
-    input: int = 0
-    output: int = 0
-    estimated: int = 0
-    cost: float | None = None
-    replies: int = 0
+    _fields = ("input", "output", "estimated", "cost", "replies")
+
+    def __init__(self, input: int = 0, output: int = 0, estimated: int = 0,
+                 cost: float | None = None, replies: int = 0) -> None:
+        self.input = input
+        self.output = output
+        self.estimated = estimated
+        self.cost = cost
+        self.replies = replies
 
     @property
     def tokens(self) -> int:
@@ -83,14 +86,18 @@ def cost_of(tokens_in: int, tokens_out: int, price: dict) -> float:
     return (tokens_in * price["input"] + tokens_out * price["output"]) / PER
 
 
-def price_for(m: Message, prices: dict, provider: str | None) -> dict | None:
-    """The price of a reply: by the model that wrote it, else by its provider's name."""
+ProviderOf = Callable[[Message], "str | None"]
+
+
+def price_for(m: Message, prices: dict, provider_of: ProviderOf) -> dict | None:
+    """The price of a reply: by the model that wrote it, else by its provider's name (asked
+    of ``provider_of`` only then: finding it loads the provider configuration)."""
     if m.model and m.model in prices:
         return prices[m.model]
+    if not prices:
+        return None
+    provider = provider_of(m)
     return prices.get(provider) if provider else None
-
-
-ProviderOf = Callable[[Message], "str | None"]
 
 
 def totals(messages: Iterable[Message], prices: dict, provider_of: ProviderOf,
@@ -104,7 +111,7 @@ def totals(messages: Iterable[Message], prices: dict, provider_of: ProviderOf,
         if m.role != ASSISTANT or m.note:
             continue
         group = out.setdefault(key(m) if key else "", Totals())
-        group.add(m, by_id.get(m.parent or ""), price_for(m, prices, provider_of(m)))
+        group.add(m, by_id.get(m.parent or ""), price_for(m, prices, provider_of))
     return out
 
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import TypeGuard
+
+from aish.records import FrozenRecord
+
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
+if TYPE_CHECKING:
+    from typing import TypeGuard
 
 USER = "user"
 ASSISTANT = "assistant"
@@ -20,26 +25,36 @@ def new_message_id() -> str:
     return secrets.token_hex(8)
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(FrozenRecord):
     """Tokens a reply cost, as the provider reported them."""
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    _fields = ("prompt_tokens", "completion_tokens")
+    prompt_tokens: int
+    completion_tokens: int
+
+    def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        self._set(prompt_tokens, completion_tokens)
+
+    def to_record(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
 MAX_MARKS = 32  # samples kept per reply, however long it is
 
 
-@dataclass(frozen=True)
-class Timing:
+class Timing(FrozenRecord):
     """How a reply arrived, for playing it back at its own pace: seconds from the request to
     the first text (``first``) and to the end (``end``), and sparse samples ``(seconds,
     characters so far)``, oldest first."""
 
+    _fields = ("first", "end", "marks")
     first: float
     end: float
-    marks: tuple[tuple[float, int], ...] = ()
+    marks: tuple[tuple[float, int], ...]
+
+    def __init__(self, first: float, end: float, marks: tuple[tuple[float, int], ...] = ()
+                 ) -> None:
+        self._set(first, end, marks)
 
     def to_record(self) -> dict:
         return {"first": round(self.first, 3), "end": round(self.end, 3),
@@ -145,6 +160,8 @@ class Message:
         # Identity, not equality: `0.0 in (None, False)` is true and would drop a time of 0.
         record = {k: v for k, v in asdict(self).items()
                   if v is not None and v is not False and k not in ("pos", "pp", "timing")}
+        if self.usage is not None:  # a plain record, which asdict copies as it is
+            record["usage"] = self.usage.to_record()
         if self.timing is not None:
             record["timing"] = self.timing.to_record()
         record["t"] = "msg"
@@ -212,24 +229,31 @@ def _index(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-@dataclass(frozen=True)
-class ChatMessage:
+class ChatMessage(FrozenRecord):
     """What a provider receives: an OpenAI-style role and text."""
 
+    _fields = ("role", "content")
     role: str  # "system", "user" or "assistant"
     content: str
 
+    def __init__(self, role: str, content: str) -> None:
+        self._set(role, content)
 
-@dataclass(frozen=True)
-class Chunk:
+
+class Chunk(FrozenRecord):
     """A piece of a streamed reply. The last chunk has ``finished=True`` and may carry usage,
     the model that answered and why it stopped (``"length"``: at the max_tokens limit)."""
 
-    text: str = ""
-    finished: bool = False
-    usage: Usage | None = None
-    model: str | None = None
-    finish_reason: str | None = None
+    _fields = ("text", "finished", "usage", "model", "finish_reason")
+    text: str
+    finished: bool
+    usage: Usage | None
+    model: str | None
+    finish_reason: str | None
+
+    def __init__(self, text: str = "", finished: bool = False, usage: Usage | None = None,
+                 model: str | None = None, finish_reason: str | None = None) -> None:
+        self._set(text, finished, usage, model, finish_reason)
 
     @property
     def cut(self) -> bool:

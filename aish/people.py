@@ -17,9 +17,9 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from aish.errors import PermissionDenied, UsageError
+from aish.records import FrozenRecord
 
 OWNER, EDITOR, VIEWER = "owner", "editor", "viewer"
 ROLES = (VIEWER, EDITOR, OWNER)  # each may do what the ones before it may
@@ -59,15 +59,19 @@ def identity(store) -> str:
     return name if name and name != "default" else os_user()
 
 
-@dataclass(frozen=True)
-class Grant:
+class Grant(FrozenRecord):
     """One person's role in a session, who gave it, and until when."""
 
+    _fields = ("user", "role", "by", "time", "expires")
     user: str
     role: str
     by: str
     time: float
-    expires: float | None = None
+    expires: float | None
+
+    def __init__(self, user: str, role: str, by: str, time: float,
+                 expires: float | None = None) -> None:
+        self._set(user, role, by, time, expires)
 
     def active(self, now: float) -> bool:
         return self.expires is None or now < self.expires

@@ -77,13 +77,18 @@ def provider_of(config, environ=None):
     """``provider_of(message)``: the provider name its specialist is configured to use now (a
     reply keeps its model, not its provider)."""
     from aish.errors import AishError
-    from aish.providers import choose
-    from aish.specialists import roster
 
-    specialists = roster(config.specialists, str(config.file))
     chosen: dict[str, str | None] = {}
+    loaded = []  # the roster and `choose`, loaded at the first question: a report on
+    # prices that name only models, or on no prices at all, never needs them
 
     def of(m) -> str | None:
+        if not loaded:
+            from aish.providers import choose
+            from aish.specialists import roster
+
+            loaded[:] = roster(config.specialists, str(config.file)), choose
+        specialists, choose = loaded
         if m.ai not in chosen:
             try:
                 chosen[m.ai] = (choose(specialists[m.ai], config, env=environ)

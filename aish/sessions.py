@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
 
 from aish.audit import NULL_AUDIT, AuditLog
 from aish.config import Config
@@ -37,12 +36,16 @@ from aish.messages import (
     relinked,
 )
 from aish.people import first_members
+from aish.records import FrozenRecord, Record
 from aish.sanitize import valid_unicode
 from aish.store.base import Codec, Loaded, Summary, tombstone
 from aish.store.listcache import Row
 from aish.store.refs import MAIN, Head, RefMoved, pin_main
 
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
 if TYPE_CHECKING:
+    from typing import Any
+
     from aish.compaction import Built
     from aish.floor import Holder, Lease
     from aish.follow import FileFeed, LiveReply, RedisFeed
@@ -650,44 +653,62 @@ class Sessions:
         self.store.add_tombstone(tombstone(sid, "restore", self.now(), cleared=True))
 
 
-@dataclass(frozen=True)
-class FloorWait:
+def _ignore(_holder: Holder) -> None:
+    pass
+
+
+class FloorWait(FrozenRecord):
     """How an exchange waits for its branch's floor while another reply streams there:
     ``seconds`` (None: as long as it takes), then on a new branch; ``on_wait`` hears of each
     holder waited for."""
 
-    seconds: float | None = None
-    on_wait: Callable[[Holder], None] = lambda _holder: None
+    _fields = ("seconds", "on_wait")
+    seconds: float | None
+    on_wait: Callable[[Holder], None]
+
+    def __init__(self, seconds: float | None = None,
+                 on_wait: Callable[[Holder], None] = _ignore) -> None:
+        self._set(seconds, on_wait)
 
 
-@dataclass
-class Reply:
+class Reply(Record):
     """A reply as it ended: its text, the stored message, and whether it was cut short."""
 
-    text: str
-    message: Message
-    interrupted: bool = False
+    _fields = ("text", "message", "interrupted")
+
+    def __init__(self, text: str, message: Message, interrupted: bool = False) -> None:
+        self.text = text
+        self.message = message
+        self.interrupted = interrupted
 
 
-@dataclass
-class Session:
+class Session(Record):
     """A session opened by one specialist, with messages not yet written kept in ``pending``."""
 
-    sessions: Sessions
-    summary: Summary
-    ai: str
-    pending: list[Message] = field(default_factory=list)
-    auto_save: int | None = None  # None = config default; N = write every N messages; 0 = off
-    # What the provider's model can take, once known (fit_to): its whole context in tokens and
-    # the part of it a prompt may use (the rest is the reply's). None = no limit known.
-    context_length: int | None = None
-    token_limit: int | None = None
-    _fitted_for: Specialist | None = None
-    stored: bool = True  # False: created lazily, not in the store until its first save
-    named: bool = False  # its id was chosen by the user, so it is kept when stored
-    branch: str = MAIN  # where this session's messages go and its context comes from
-    # What the faces should tell the user about this session's writes (a lost race, ...).
-    notices: list[str] = field(default_factory=list)
+    _fields = ("sessions", "summary", "ai", "pending", "auto_save", "context_length",
+               "token_limit", "_fitted_for", "stored", "named", "branch", "notices")
+
+    def __init__(self, sessions: Sessions, summary: Summary, ai: str,
+                 pending: list[Message] | None = None, auto_save: int | None = None,
+                 context_length: int | None = None, token_limit: int | None = None,
+                 _fitted_for: Specialist | None = None, stored: bool = True,
+                 named: bool = False, branch: str = MAIN,
+                 notices: list[str] | None = None) -> None:
+        self.sessions = sessions
+        self.summary = summary
+        self.ai = ai
+        self.pending = [] if pending is None else pending
+        self.auto_save = auto_save  # None = config default; N = write every N messages; 0 = off
+        # What the provider's model can take, once known (fit_to): its whole context in tokens
+        # and the part of it a prompt may use (the rest is the reply's). None = no limit known.
+        self.context_length = context_length
+        self.token_limit = token_limit
+        self._fitted_for = _fitted_for
+        self.stored = stored  # False: created lazily, not in the store until its first save
+        self.named = named  # its id was chosen by the user, so it is kept when stored
+        self.branch = branch  # where this session's messages go and its context comes from
+        # What the faces should tell the user about this session's writes (a lost race, ...).
+        self.notices = [] if notices is None else notices
 
     @property
     def head(self) -> Head:

@@ -49,10 +49,11 @@ def probe(env: dict, modules: tuple[str, ...], *argv: str) -> dict:
 
 
 @pytest.mark.parametrize("argv, also", [
-    (("--list-sessions",), ("aish.commands.manage", "aish.commands.core", "argparse")),
+    (("--list-sessions",), ("aish.commands.manage", "aish.commands.core", "argparse", "typing")),
     (("--list-sessions", "--all", "--json"), ("aish.commands.manage", "aish.commands.core",
-                                              "argparse")),
-    (("--session-info", "sess_000001"), ()),
+                                              "argparse", "typing")),
+    # No prices configured: no reply's provider is asked for, so no provider is loaded.
+    (("--session-info", "sess_000001"), ("typing", "aish.providers", "aish.specialists")),
     (("--end-session", "sess_000001"), ("aish.commands.manage",)),
 ])
 def test_management_commands_load_only_what_they_use(home, sessions_dir, argv, also):

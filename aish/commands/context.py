@@ -7,29 +7,40 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TextIO
 
 from aish.errors import LimitError
 from aish.output import Output
+from aish.records import Record
+
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
-@dataclass
-class Context:
+class Context(Record):
     """What a command runs with; every part is made on first use."""
 
-    environ: dict = field(default_factory=lambda: dict(os.environ))
-    stdin: TextIO | None = None
-    out: Output = field(default_factory=Output)
-    now: Callable[[], float] = time.time
-    interactive: bool = False  # True inside the aish> shell
-    # Hooks a face installs, so that commands never import a face:
-    # present_reply(ctx, name, produce) shows a streamed reply (produce(on_text) streams it);
-    # enter_session(ctx, specialist, session, provider=, model=) runs interactive session mode.
-    present_reply: Callable | None = None
-    enter_session: Callable | None = None
-    in_session: object = None  # session mode's SessionState while it runs (Tab completes branches)
+    _fields: tuple[str, ...] = ("environ", "stdin", "out", "now", "interactive",
+                                "present_reply", "enter_session", "in_session")
+
+    def __init__(self, environ: dict | None = None, stdin: TextIO | None = None,
+                 out: Output | None = None, now: Callable[[], float] = time.time,
+                 interactive: bool = False, present_reply: Callable | None = None,
+                 enter_session: Callable | None = None, in_session: object = None) -> None:
+        self.environ = dict(os.environ) if environ is None else environ
+        self.stdin = stdin
+        self.out = Output() if out is None else out
+        self.now = now
+        self.interactive = interactive  # True inside the aish> shell
+        # Hooks a face installs, so that commands never import a face:
+        # present_reply(ctx, name, produce) shows a streamed reply (produce(on_text) streams
+        # it); enter_session(ctx, specialist, session, provider=, model=) runs interactive
+        # session mode.
+        self.present_reply = present_reply
+        self.enter_session = enter_session
+        # session mode's SessionState while it runs (Tab completes branches)
+        self.in_session = in_session
 
     @cached_property
     def config(self):

@@ -12,31 +12,39 @@ Scopes:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
 
 from aish.errors import UsageError
+from aish.records import FrozenRecord, Record
 
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(FrozenRecord):
     """A positional value or an option."""
 
+    _fields = ("name", "help", "type", "flag", "nargs", "const", "metavar", "completes", "dest",
+               "short", "many")
     name: str  # "ID" for a positional, "--keep-last" for an option
-    help: str = ""
-    type: Callable | None = None  # int, str, ... ; None with flag=True is a switch
-    flag: bool = False  # a switch that takes no value
-    nargs: str | int | None = None  # "?", "*", 2, ...
-    const: object = None  # the value of an option given without its optional value
-    metavar: str | None = None
-    completes: str | None = None  # "session", "specialist", "template", "path", "branch"
-    dest: str | None = None  # the attribute it parses into, when its name cannot be (`--as`)
-    short: str | None = None  # a one-letter spelling of an option: "-c" for "--continue"
-    many: bool = False  # may be given more than once: every value is kept, in order
+    help: str
+    type: Callable | None  # int, str, ... ; None with flag=True is a switch
+    flag: bool  # a switch that takes no value
+    nargs: str | int | None  # "?", "*", 2, ...
+    const: object  # the value of an option given without its optional value
+    metavar: str | None
+    completes: str | None  # "session", "specialist", "template", "path", "branch"
+    dest: str | None  # the attribute it parses into, when its name cannot be (`--as`)
+    short: str | None  # a one-letter spelling of an option: "-c" for "--continue"
+    many: bool  # may be given more than once: every value is kept, in order
+
+    def __init__(self, name: str, help: str = "", type: Callable | None = None,
+                 flag: bool = False, nargs: str | int | None = None, const: object = None,
+                 metavar: str | None = None, completes: str | None = None,
+                 dest: str | None = None, short: str | None = None, many: bool = False) -> None:
+        self._set(name, help, type, flag, nargs, const, metavar, completes, dest, short, many)
 
     @property
     def positional(self) -> bool:
@@ -52,17 +60,22 @@ class Arg:
         return (self.short, self.name) if self.short else (self.name,)
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(FrozenRecord):
     """One command as declared: its words, arguments and handler."""
 
+    _fields = ("name", "scope", "help", "handler", "args", "aliases", "example")
     name: str
     scope: str
     help: str
     handler: Callable
-    args: tuple[Arg, ...] = ()
-    aliases: tuple[str, ...] = ()
-    example: str = ""
+    args: tuple[Arg, ...]
+    aliases: tuple[str, ...]
+    example: str
+
+    def __init__(self, name: str, scope: str, help: str, handler: Callable,
+                 args: tuple[Arg, ...] = (), aliases: tuple[str, ...] = (),
+                 example: str = "") -> None:
+        self._set(name, scope, help, handler, args, aliases, example)
 
     @property
     def word(self) -> str:
@@ -176,11 +189,13 @@ def _argparse_classes() -> tuple[type[argparse.ArgumentParser], type[argparse.He
     return _Parser, _Formatter
 
 
-@dataclass
-class Registry:
+class Registry(Record):
     """Every declared command, by scope and word."""
 
-    commands: dict[tuple[str, str], Command] = field(default_factory=dict)
+    _fields = ("commands",)
+
+    def __init__(self, commands: dict[tuple[str, str], Command] | None = None) -> None:
+        self.commands = {} if commands is None else commands
 
     def add(self, command: Command) -> None:
         for word in (command.name, *command.aliases):

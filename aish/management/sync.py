@@ -187,7 +187,7 @@ def _born(store, sid: str) -> float:
 
 
 def _without(loaded, dropped: set[str]):
-    return replace(loaded, messages=[m for m in loaded.messages if m.id not in dropped])
+    return loaded.with_messages([m for m in loaded.messages if m.id not in dropped])
 
 
 def sync_session(local, remote, sid: str, push: bool = True, pull: bool = True,

@@ -16,7 +16,6 @@ import contextlib
 import io
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aish import errors
 from aish.commands.context import Context
@@ -27,13 +26,16 @@ PROMPT = [("class:prompt", "aish> ")]
 LEAVE = ("exit", "quit")
 
 
-@dataclass
 class ShellContext(Context):
     """A Context that also carries the shell's line source, so session mode entered from the
     shell (through the `ask` command) reads from the same prompt and history, or the same
     script."""
 
-    lines: LineSource | None = None
+    _fields: tuple[str, ...] = (*Context._fields, "lines")
+
+    def __init__(self, *, lines: LineSource | None = None, **parts) -> None:
+        super().__init__(**parts)
+        self.lines = lines
 
 
 def run_shell(ctx: Context) -> int:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
 
 from aish.errors import StorageError
 from aish.header import (  # noqa: F401 - re-exported
@@ -27,7 +26,14 @@ from aish.header import (  # noqa: F401 - re-exported
     is_time,
 )
 from aish.messages import Message
+from aish.records import FrozenRecord, Record
 from aish.store.refs import MAIN, Head, RefState
+
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # the interfaces below are for the type checker; nothing subclasses them
 
 FORMAT_VERSION = 1
 MAX_LINE_CHARS = 16 * 1024 * 1024  # a longer line is reported as a problem, never parsed
@@ -56,17 +62,21 @@ def _snapshot(value: Any) -> Any:
     return value
 
 
-@dataclass
-class Summary:
+class Summary(Record):
     """A session's metadata plus counts, derivable from its records at any time."""
 
-    meta: dict = field(default_factory=dict)
-    messages: int = 0
-    user_messages: int = 0
-    by_ai: dict = field(default_factory=dict)  # assistant replies per specialist
-    tokens: int = 0
-    last_time: float = 0.0
-    tree: RefState = field(default_factory=RefState)
+    _fields = ("meta", "messages", "user_messages", "by_ai", "tokens", "last_time", "tree")
+
+    def __init__(self, meta: dict | None = None, messages: int = 0, user_messages: int = 0,
+                 by_ai: dict | None = None, tokens: int = 0, last_time: float = 0.0,
+                 tree: RefState | None = None) -> None:
+        self.meta = {} if meta is None else meta
+        self.messages = messages
+        self.user_messages = user_messages
+        self.by_ai = {} if by_ai is None else by_ai  # assistant replies per specialist
+        self.tokens = tokens
+        self.last_time = last_time
+        self.tree = RefState() if tree is None else tree
 
     # Header values read through one tolerant decoder: a hand-edited or damaged header must
     # never break listing or info; --validate-session reports such values and
@@ -171,31 +181,42 @@ class Summary:
                    RefState.from_json(data.get("tree")))
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(FrozenRecord):
     """Something wrong found in a stored log."""
 
+    _fields = ("line", "kind", "detail")
     line: int  # 1-based line (or list index) in the stored log; 0 when not line-specific
     kind: str  # "torn tail", "bad json", "bad record", "out of order", "missing meta", ...
-    detail: str = ""
+    detail: str
+
+    def __init__(self, line: int, kind: str, detail: str = "") -> None:
+        self._set(line, kind, detail)
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line else ""
         return f"{where}{self.kind}" + (f" ({self.detail})" if self.detail else "")
 
 
-@dataclass
-class Loaded:
+class Loaded(Record):
     """A session read whole: its header, messages, branches and what was wrong."""
 
-    meta: dict
-    messages: list[Message]
-    problems: list[Problem]
-    raw_bad: list[str] = field(default_factory=list)  # text of lines that could not be used
-    # Where this read ended, for ``Store.replace(..., since=mark)``: records appended after it
-    # by other processes are kept after the rewritten content instead of being lost.
-    mark: object = None
-    tree: RefState = field(default_factory=RefState)
+    _fields = ("meta", "messages", "problems", "raw_bad", "mark", "tree")
+
+    def __init__(self, meta: dict, messages: list[Message], problems: list[Problem],
+                 raw_bad: list[str] | None = None, mark: object = None,
+                 tree: RefState | None = None) -> None:
+        self.meta = meta
+        self.messages = messages
+        self.problems = problems
+        self.raw_bad = [] if raw_bad is None else raw_bad  # lines that could not be used
+        # Where this read ended, for ``Store.replace(..., since=mark)``: records appended after
+        # it by other processes are kept after the rewritten content instead of being lost.
+        self.mark = mark
+        self.tree = RefState() if tree is None else tree
+
+    def with_messages(self, messages: list[Message]) -> Loaded:
+        """The same read with other messages."""
+        return Loaded(self.meta, messages, self.problems, self.raw_bad, self.mark, self.tree)
 
     def ref_ids(self) -> dict[str, str]:
         """Every branch and the message it points at, ``main`` always included (for rewrites

@@ -19,7 +19,6 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import cast
 
 from aish.errors import ConfigError, LimitError, SessionExists, SessionNotFound, StorageError
 from aish.ids import ID_PATTERN, check_id
@@ -822,7 +821,8 @@ class FileStore:
         """The complete lines appended to the log after ``since`` (a ``Loaded.mark``)."""
         try:
             # A mark is opaque to callers; a foreign one fails to unpack (TypeError, below).
-            ino, offset = cast("tuple[int, int]", since)
+            mark: tuple[int, int] = since  # type: ignore[assignment]
+            ino, offset = mark
             if os.lstat(self._log(sid)).st_ino != ino:
                 raise StorageError(f"session {sid} was rewritten by another process meanwhile",
                                    hint="run the command again")

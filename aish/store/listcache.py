@@ -22,7 +22,6 @@ import os
 import stat
 import sys
 from collections.abc import Iterable
-from typing import cast
 
 from aish.header import State, is_count, is_time
 
@@ -135,7 +134,7 @@ def read(root: str) -> dict[str, tuple[Key, Row]]:
                 if len(key) == 4 and all(type(n) is int for n in key):
                     row.owner = intern(row.owner)  # a few names, shared by thousands of rows
                     row.participants = [intern(p) for p in row.participants]
-                    rows.setdefault(row.id, (cast(Key, key), row))
+                    rows.setdefault(row.id, (key, row))
     except (OSError, ValueError, RecursionError):
         return {}
     if crc != doc.get("crc") or size != doc["bytes"]:

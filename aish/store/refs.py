@@ -25,21 +25,38 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections import namedtuple
 
 from aish.errors import StorageError
 from aish.ids import BRANCH_PATTERN
+from aish.records import Record
+
+TYPE_CHECKING = False  # importing typing costs every command 2-3 ms: annotations only
 
 MAIN = "main"
 ANY = "*"  # the ``from`` of an unconditional move
 
 
 # Heads and moves are made once per stored record while a log is folded: plain named tuples,
-# which cost a fraction of a frozen dataclass to build.
-class Head(NamedTuple):
-    id: str  # "" = a branch with no message yet (it starts at the root)
-    pos: int | None = None
+# which cost a fraction of a frozen dataclass to build. The type checker reads the typed
+# declarations; what runs is the same tuple made by collections, without importing typing.
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class Head(NamedTuple):
+        id: str  # "" = a branch with no message yet (it starts at the root)
+        pos: int | None = None
+
+    class Move(NamedTuple):
+        name: str
+        frm: str | None  # None: create; ANY: unconditional
+        to: str
+        pos: int | None
+        op: str
+        soft: bool = False  # a message written without branches in mind: skipped, not refused
+else:
+    Head = namedtuple("Head", "id pos", defaults=(None,))
+    Move = namedtuple("Move", "name frm to pos op soft", defaults=(False,))
 
 
 class RefMoved(StorageError):
@@ -49,15 +66,6 @@ class RefMoved(StorageError):
         super().__init__(f"branch {name} moved meanwhile")
         self.name = name
         self.current = current
-
-
-class Move(NamedTuple):
-    name: str
-    frm: str | None  # None: create; ANY: unconditional
-    to: str
-    pos: int | None
-    op: str
-    soft: bool = False  # a message written without branches in mind: skipped, never refused
 
 
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_.-]{0,64}")  # "" is the root
@@ -113,14 +121,17 @@ def move_of(record: dict, pos: int | None, last: Head) -> Move | None:
     return None
 
 
-@dataclass
-class RefState:
+class RefState(Record):
     """Every ref's head, the last message (``main`` until main has a ref of its own) and, per
     ref, the heads an undo left (what redo returns to, newest first)."""
 
-    refs: dict[str, Head] = field(default_factory=dict)
-    last: Head = field(default_factory=lambda: Head(""))
-    redo: dict[str, list[Head]] = field(default_factory=dict)
+    _fields = ("refs", "last", "redo")
+
+    def __init__(self, refs: dict[str, Head] | None = None, last: Head | None = None,
+                 redo: dict[str, list[Head]] | None = None) -> None:
+        self.refs = {} if refs is None else refs
+        self.last = Head("") if last is None else last
+        self.redo = {} if redo is None else redo
 
     def head(self, name: str) -> Head | None:
         if name in self.refs:
