@@ -28,6 +28,7 @@ from aish.warm import child, protocol, spawn
 CHECK_SECONDS = 30.0  # how often an idle daemon checks that its socket is still its own
 HANDSHAKE_SECONDS = 5.0
 STARTER_SECONDS = 30.0  # a first command that runs longer shares the machine with the loading
+LOCK_WAIT_SECONDS = 10.0  # how long a new daemon waits for the one it replaces to let go
 
 
 def log(text: str) -> None:
@@ -314,8 +315,13 @@ def main(argv: list[str]) -> int:
         log(f"not starting: {exc}")
         return 1
     daemon = Daemon(folder, fp, settings.warm_idle_minutes * 60)
-    if not daemon.lock():
-        return 0  # another daemon serves the folder
+    # The daemon this one replaces (other code or config) lets the lock go as it leaves, which
+    # on a busy machine can be after this one looks: it is given a little while to.
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while not daemon.lock():
+        if time.monotonic() > deadline:
+            return 0  # another daemon serves the folder
+        time.sleep(0.05)
     if not settings.warm_enabled:
         _write_off(off, fp)
         log("warm.enabled is false: not starting")
