@@ -160,8 +160,9 @@ class Message:
         # Identity, not equality: `0.0 in (None, False)` is true and would drop a time of 0.
         record = {k: v for k, v in asdict(self).items()
                   if v is not None and v is not False and k not in ("pos", "pp", "timing")}
-        if self.usage is not None:  # a plain record, which asdict copies as it is
-            record["usage"] = self.usage.to_record()
+        usage = self.usage
+        if usage is not None:  # a plain record, which asdict copies as it is
+            record["usage"] = usage.to_record() if isinstance(usage, Usage) else dict(usage)
         if self.timing is not None:
             record["timing"] = self.timing.to_record()
         record["t"] = "msg"

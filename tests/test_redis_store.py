@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import run
+from conftest import free_port, run
 from redis_support import redis_client
 
 from aish.config import load
@@ -201,8 +201,8 @@ def test_password_never_shown(redis_url):
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in str(failed.value)
 
 
-def test_a_server_that_wants_a_password(redis_server, tmp_path):
-    port = redis_server.port + 1
+def test_a_server_that_wants_a_password(tmp_path):
+    port = free_port()  # not a neighbour of another server's: those may be taken
     proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
                              "--save", "", "--appendonly", "no", "--requirepass", "s3cret-pw",
                              "--dir", str(tmp_path)],
