@@ -238,9 +238,12 @@ class Held:
 
 
 def started_exchange(env: dict, session: str, text: str) -> subprocess.Popen:
+    # A process group of its own, whose parent (pytest) is in another group of the session:
+    # a group without such a parent is orphaned, and the kernel then discards a SIGTSTP
+    # instead of stopping the process, as it would for a job a shell started.
     proc = subprocess.Popen([str(BIN / "apollo"), "--session-id", session], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, process_group=0)
     proc.stdin.write(text.encode())
     proc.stdin.close()
     proc.stdin = None  # closed: communicate() has nothing to send
@@ -326,7 +329,10 @@ def test_a_reader_that_leaves_ends_the_command_as_in_process(env, warm, held, se
 
 
 def state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        raise AssertionError(f"process {pid} is gone") from None
 
 
 def test_ctrl_z_stops_the_command_with_the_client(env, warm, held):
