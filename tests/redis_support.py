@@ -190,7 +190,7 @@ def start_cluster(workdir, masters: int = 3) -> RedisCluster:
             [cli, "--cluster", "create", *[f"127.0.0.1:{node.port}" for node in nodes],
              "--cluster-replicas", "0", "--cluster-yes"],
             check=True, capture_output=True, timeout=120)
-        deadline = time.time() + 60
+        deadline = time.time() + 600  # a safety net on a busy machine, not a measure
         while not _cluster_ready(nodes):
             if time.time() > deadline:
                 raise RuntimeError("the Redis Cluster did not become ready")
@@ -203,7 +203,7 @@ def start_cluster(workdir, masters: int = 3) -> RedisCluster:
 
 
 def _wait_for_ping(server: RedisServer) -> None:
-    deadline = time.time() + 20
+    deadline = time.time() + 300  # a safety net on a busy machine, not a measure
     while True:
         try:
             if server.client().ping():

@@ -83,7 +83,7 @@ from aish.store.refs import (
     message_id,
     move_of,
 )
-from aish.store.writerlogs import MergedMedium, merge, writers
+from aish.store.writerlogs import MergedMedium, merge, unstamped, writers
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 PREFIX = "aish"
@@ -1014,9 +1014,7 @@ class RedisStore:
         records = {}
         for name, items in logs.items():
             # A writer's records are read as stored (the stamp aside), ``by`` as claimed.
-            plain = [b"{" + raw[raw.index(b",") + 1:] if raw.startswith(b'{"q":') else raw
-                     for raw in items]
-            decoded, _, _ = decode_records(plain, self.codec)
+            decoded, _, _ = decode_records([unstamped(raw) for raw in items], self.codec)
             records[name] = [r for _, r in decoded]
         return check(owner_of(summary_from_hash(fields, sid).meta), records)
 

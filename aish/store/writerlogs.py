@@ -44,11 +44,16 @@ def place(raw: bytes) -> int:
     return int(match.group(1)) if match else -1
 
 
+def unstamped(raw: bytes) -> bytes:
+    """A writer record as it was written, without the place the write script stamped on it."""
+    match = _STAMP.match(raw)
+    return b"{" + raw[match.end():] if match else raw
+
+
 def claimed_by(raw: bytes) -> object:
     """The ``by`` a stored record claims (None: none, or not a record)."""
-    match = _STAMP.match(raw)
     try:
-        record = json.loads(b"{" + raw[match.end():] if match else raw)
+        record = json.loads(unstamped(raw))
     except (ValueError, RecursionError):
         return None
     return record.get("by") if isinstance(record, dict) else None
@@ -57,8 +62,7 @@ def claimed_by(raw: bytes) -> object:
 def as_written(raw: bytes, writer: str) -> bytes:
     """A writer's record as one log holds it: without its stamp, and naming the writer as its
     author (a record claiming someone else is shown as the writer's)."""
-    match = _STAMP.match(raw)
-    body = b"{" + raw[match.end():] if match else raw
+    body = unstamped(raw)
     try:
         record = json.loads(body)
     except (ValueError, RecursionError):
