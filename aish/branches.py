@@ -13,7 +13,7 @@ from aish.errors import SessionNotFound, StorageError, UsageError
 from aish.ids import check_id
 from aish.messages import USER, Message, relinked
 from aish.sessions import Sessions
-from aish.store.base import Loaded, Summary, path_in
+from aish.store.base import Summary, path_in
 from aish.store.refs import MAIN, Head, RefMoved, pin_main
 
 
@@ -148,18 +148,17 @@ class BranchInfo:
                 "redo": self.redo}
 
 
-def listing(loaded: Loaded) -> list[BranchInfo]:
-    by_id = loaded.by_id()
+def listing(counted) -> list[BranchInfo]:
+    """Every branch of a session counted (`aish.tallies.Counted`, see `Sessions.counted`)."""
+    tree = counted.tree
     out = []
-    for name in loaded.tree.names():
-        head = loaded.tree.head(name) or Head("")
-        if name == MAIN and MAIN not in loaded.tree.refs and not loaded.messages:
-            head = Head("")
-        path = path_in(by_id, head.id)
-        speakers = list(dict.fromkeys(m.ai for m in path if m.role != USER))
-        last = max((m.time for m in path[-1:]), default=0.0)
-        out.append(BranchInfo(name, head.id, len(path), last, speakers,
-                              len(loaded.tree.redo.get(name, []))))
+    for name in tree.names():
+        head = tree.head(name) or Head("")
+        if name == MAIN and MAIN not in tree.refs and not counted.tally.last:
+            head = Head("")  # nothing stored yet
+        path = counted.path(head.id)
+        out.append(BranchInfo(name, head.id, path.n, path.time, list(path.speakers),
+                              len(tree.redo.get(name, []))))
     return out
 
 

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from aish.context import estimate_tokens, summarised_window
 from aish.errors import ProviderError, StorageError, UsageError
-from aish.messages import ASSISTANT, USER, ChatMessage, Message
+from aish.messages import ASSISTANT, SUMMARY_NOTE, USER, ChatMessage, Message
 from aish.records import FrozenRecord
 from aish.store.refs import Head, pin_main
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from aish.sessions import Session, Sessions
     from aish.specialists import Specialist
 
-NOTE = "summary"  # the ``note`` of a compaction's record
+NOTE = SUMMARY_NOTE  # the ``note`` of a compaction's record
 INDEX_KEY = "compacted"  # header key: branch -> {"id", "at", "source"} of its newest summary
 OVERFLOWS = ("drop", "summarize")
 

@@ -86,17 +86,21 @@ def cost_of(tokens_in: int, tokens_out: int, price: dict) -> float:
     return (tokens_in * price["input"] + tokens_out * price["output"]) / PER
 
 
-ProviderOf = Callable[[Message], "str | None"]
+ProviderOf = Callable[[str], "str | None"]  # a specialist's name -> its provider's
 
 
 def price_for(m: Message, prices: dict, provider_of: ProviderOf) -> dict | None:
-    """The price of a reply: by the model that wrote it, else by its provider's name (asked
-    of ``provider_of`` only then: finding it loads the provider configuration)."""
-    if m.model and m.model in prices:
-        return prices[m.model]
+    return price_of(m.model, m.ai, prices, provider_of)
+
+
+def price_of(model: str | None, ai: str, prices: dict, provider_of: ProviderOf) -> dict | None:
+    """The price of a reply: by the model that wrote it, else by the name of its specialist's
+    provider (asked of ``provider_of`` only then: finding it loads the provider configuration)."""
+    if model and model in prices:
+        return prices[model]
     if not prices:
         return None
-    provider = provider_of(m)
+    provider = provider_of(ai)
     return prices.get(provider) if provider else None
 
 
@@ -117,6 +121,22 @@ def totals(messages: Iterable[Message], prices: dict, provider_of: ProviderOf,
 
 def total(messages: Iterable[Message], prices: dict, provider_of: ProviderOf) -> Totals:
     return totals(messages, prices, provider_of).get("", Totals())
+
+
+def priced(groups: dict[tuple[str, str], list[int]], prices: dict,
+           provider_of: ProviderOf) -> Totals:
+    """Totals of reply tokens grouped by (model or "", specialist) as `aish.tallies` keeps
+    them: [input, output, estimated, replies] per group, each group priced as a whole."""
+    out = Totals()
+    for (model, ai), (tokens_in, tokens_out, estimated, replies) in groups.items():
+        out.input += tokens_in
+        out.output += tokens_out
+        out.estimated += estimated
+        out.replies += replies
+        price = price_of(model or None, ai, prices, provider_of)
+        if price is not None:
+            out.cost = (out.cost or 0.0) + cost_of(tokens_in, tokens_out, price)
+    return out
 
 
 GROUPS: dict[str, Callable[[Message], str]] = {

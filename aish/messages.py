@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 USER = "user"
 ASSISTANT = "assistant"
+SUMMARY_NOTE = "summary"  # the ``note`` of a compaction's record (see `aish.compaction`)
 ROLES = (USER, ASSISTANT)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from aish.errors import PermissionDenied, UsageError
 from aish.records import FrozenRecord
@@ -165,15 +165,6 @@ def author(record_by: str | None, meta: Mapping) -> str:
     return record_by or owner_of(meta)
 
 
-def counts(messages: Iterable, meta: Mapping) -> dict[str, int]:
-    """Messages per person (replies count for the person whose turn asked for them)."""
-    out: dict[str, int] = {}
-    for message in messages:
-        who = author(getattr(message, "by", None), meta)
-        out[who] = out.get(who, 0) + 1
-    return dict(sorted(out.items()))
-
-
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -196,26 +187,29 @@ def expired(meta: Mapping, now: float) -> list[Grant]:
     return [g for g in (members(meta) or {}).values() if not g.active(now)]
 
 
-def report(sessions, sid: str, drop_expired: bool = False, loaded=None) -> dict:
+def report(sessions, sid: str, drop_expired: bool = False, counted=None) -> dict:
     """What `aish --who` and `--session-info` say about a session's people: members with
     their roles and expiry, messages per person, and who wrote last and when.
     ``drop_expired``: also take the server's rules of expired grants away (and say which);
-    ``loaded``: the session already read whole through ``sessions``."""
+    ``counted``: the session's counts (`aish.tallies.Counted`) already read through
+    ``sessions``."""
     dropped = sessions.drop_expired(sid) if drop_expired else []
-    from aish.compaction import conversation
-
-    loaded = loaded or sessions.load(sid)
-    meta, now = loaded.meta, sessions.now()
+    counted = counted or sessions.counted(sid)
+    meta, now, tally = counted.meta, sessions.now(), counted.tally
     found = members(meta)
     rows = []
     for grant in (found or {}).values():
         row = {"user": grant.user, **grant.to_json(), "active": grant.active(now)}
         rows.append(row)
     rows.sort(key=lambda r: (-_RANK[r["role"]], r["user"]))
-    last = next((m for m in reversed(loaded.messages) if m.role == "user"), None)
+    by_person: dict[str, int] = {}
+    for by, count in tally.by.items():
+        who = author(by or None, meta)
+        by_person[who] = by_person.get(who, 0) + count
+    last = tally.last_user
     out: dict = {"session": sid, "restricted": found is not None, "members": rows,
-                 "messages_by_person": counts(conversation(loaded.messages), meta),
-                 "last": ({"by": author(last.by, meta), "ai": last.ai, "time": last.time}
+                 "messages_by_person": dict(sorted(by_person.items())),
+                 "last": ({"by": author(last[0] or None, meta), "ai": last[1], "time": last[2]}
                           if last else None),
                  "you": sessions.user, "your_role": role_of(meta, sessions.user, now)}
     vouched = sessions.authorship(sid)

@@ -20,6 +20,11 @@ from aish.store.refs import Head
 AUTHORED = ("msg", "ref")  # the records that say who wrote them
 
 
+def _none(_sid: str) -> None:
+    """A cache a store does not keep."""
+    return None
+
+
 class PeopleStore:
     def __init__(self, store, now: Callable[[], float]):
         self._store = store
@@ -69,6 +74,18 @@ class PeopleStore:
         loaded = self._store.load(sid)
         self._check(loaded.meta, sid, VIEWER, "read")
         return loaded
+
+    def skeleton(self, sid: str) -> Loaded | None:
+        found = getattr(self._store, "skeleton", _none)(sid)
+        if found is not None:
+            self._check(found.meta, sid, VIEWER, "read")
+        return found
+
+    def tallies(self, sid: str):
+        found = getattr(self._store, "tallies", _none)(sid)
+        if found is not None:
+            self._check(found.meta, sid, VIEWER, "read")
+        return found
 
     def raw_lines(self, sid: str) -> list[str]:
         self._check_stored(sid, VIEWER, "read")

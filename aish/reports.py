@@ -12,9 +12,9 @@ def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict
     summary = sessions.summary(sid)
     default = sessions.config.context_window
     header = summary.header
-    loaded = _loaded(sessions, sid)
+    counted = _counted(sessions, sid)
     # A compaction's summary is stored as a reply but is nobody's message: not counted.
-    notes = _summaries(loaded)
+    notes = counted.tally.notes if counted is not None else {}
     by_ai = dict(summary.by_ai)
     for ai, count in notes.items():
         by_ai[ai] = by_ai.get(ai, 0) - count
@@ -40,9 +40,9 @@ def session_info(sessions, sid: str, environ=None, branch: str = "main") -> dict
         "location": sessions.location(sid),
         # Names only: counting each branch's messages walks it (aish --list-branches does).
         "branches": summary.tree.names(),
-        "costs": session_costs(sessions, sid, environ, loaded),
+        "costs": session_costs(sessions, sid, environ, counted),
         "summary": compaction_summary(sessions, sid, branch),
-        "people": people_of(sessions, sid, loaded),
+        "people": people_of(sessions, sid, counted),
     }
 
 
@@ -61,20 +61,22 @@ def compaction_summary(sessions, sid: str, branch: str) -> dict | None:
     return {"id": note.id, "covers": note.covers, "made": note.time, "branch": branch}
 
 
-def people_of(sessions, sid: str, loaded=None) -> dict | None:
+def people_of(sessions, sid: str, counted=None) -> dict | None:
     """Members and messages per person (`aish.people.report`); None when unreadable."""
     from aish.errors import AishError
     from aish.people import report
 
+    if counted is None:
+        return None
     try:
-        people = report(sessions, sid, loaded=loaded)
+        people = report(sessions, sid, counted=counted)
     except AishError:  # the rest of the report stands without it
         return None
     return {"members": people["members"], "messages_by_person": people["messages_by_person"]}
 
 
 def provider_of(config, environ=None):
-    """``provider_of(message)``: the provider name its specialist is configured to use now (a
+    """``provider_of(ai)``: the provider name specialist ``ai`` is configured to use now (a
     reply keeps its model, not its provider)."""
     from aish.errors import AishError
 
@@ -82,56 +84,48 @@ def provider_of(config, environ=None):
     loaded = []  # the roster and `choose`, loaded at the first question: a report on
     # prices that name only models, or on no prices at all, never needs them
 
-    def of(m) -> str | None:
+    def of(ai: str) -> str | None:
         if not loaded:
             from aish.providers import choose
             from aish.specialists import roster
 
             loaded[:] = roster(config.specialists, str(config.file)), choose
         specialists, choose = loaded
-        if m.ai not in chosen:
+        if ai not in chosen:
             try:
-                chosen[m.ai] = (choose(specialists[m.ai], config, env=environ)
-                                if m.ai in specialists else None)
+                chosen[ai] = (choose(specialists[ai], config, env=environ)
+                              if ai in specialists else None)
             except AishError:
-                chosen[m.ai] = None
-        return chosen[m.ai]
+                chosen[ai] = None
+        return chosen[ai]
 
     return of
 
 
-def _loaded(sessions, sid: str):
-    """The session's log, read once for the counts and costs (None: unreadable)."""
+def _counted(sessions, sid: str):
+    """What the counts and costs come from (`aish.tallies.Counted`; None: unreadable)."""
     from aish.errors import AishError
 
     try:
-        return sessions.load(sid)
+        return sessions.counted(sid)
     except AishError:  # the rest of the report stands without it
         return None
 
 
-def _summaries(loaded) -> dict[str, int]:
-    """Compaction summaries in the log, per specialist that wrote them."""
-    from aish.compaction import is_summary
-
-    out: dict[str, int] = {}
-    for m in loaded.messages if loaded is not None else ():
-        if is_summary(m):
-            out[m.ai] = out.get(m.ai, 0) + 1
-    return out
-
-
-def session_costs(sessions, sid: str, environ=None, loaded=None) -> dict | None:
+def session_costs(sessions, sid: str, environ=None, counted=None) -> dict | None:
     """Tokens and cost of one session (each stored reply once) and of each branch's path."""
-    from aish.costs import total
+    from aish.costs import priced
 
-    loaded = loaded if loaded is not None else _loaded(sessions, sid)
-    if loaded is None:
+    counted = counted if counted is not None else _counted(sessions, sid)
+    if counted is None:
         return None
     prices, of = sessions.config.prices, provider_of(sessions.config, environ)
-    return {"total": total(loaded.messages, prices, of).to_json(),
-            "branches": {name: total(loaded.path(loaded.tree.head(name)), prices, of).to_json()
-                         for name in loaded.tree.names()}}
+    branches = {}
+    for name in counted.tree.names():
+        head = counted.tree.head(name)
+        branches[name] = priced(counted.path(head.id if head else "").groups, prices, of)
+    return {"total": priced(counted.tally.groups, prices, of).to_json(),
+            "branches": {name: t.to_json() for name, t in branches.items()}}
 
 
 def format_costs(costs: dict) -> list[str]:

@@ -456,6 +456,18 @@ class Sessions:
         stored; None when the store has no cheap way to it: `load` it."""
         return self.store.skeleton(check_id(sid))
 
+    def counted(self, sid: str):
+        """What reports on a session count (`aish.tallies.Counted`): kept up to date by the
+        store where it can, so a report's cost does not grow with the session; else counted
+        from the log read whole."""
+        found = self.store.tallies(check_id(sid))
+        if found is not None:
+            return found
+        from aish.tallies import Counted, of_messages
+
+        loaded = self.load(sid)
+        return Counted(loaded.meta, loaded.tree, of_messages(loaded.messages), loaded.messages)
+
     def tail(self, sid: str, pairs: int) -> list[Message]:
         return self.store.tail(check_id(sid), pairs)
 

@@ -130,7 +130,7 @@ def main() -> int:
         seed(store, "sess_small", "apollo", 2)
         seed(store, "sess_large", "apollo", 2000)
         for name, args, whole in (("--session-info", (), False), ("--history", (), False),
-                                  ("--list-branches", (), False),
+                                  ("--list-branches", (), False), ("--who", (), False),
                                   ("--validate-session", (), True),
                                   ("--export-session", ("--format", "json"), True),
                                   ("--save-session", (), True)):

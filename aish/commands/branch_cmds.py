@@ -66,8 +66,7 @@ def list_branches(ctx: Context, args) -> int:
 
     from aish import branches
 
-    loaded = ctx.sessions.load(ctx.sessions.summary(args.id).id)
-    rows = branches.listing(loaded)
+    rows = branches.listing(ctx.sessions.counted(ctx.sessions.summary(args.id).id))
     current = current_branch(ctx, args.id)
     if args.json:
         ctx.out.data(json.dumps([{**r.to_json(), "current": r.name == current} for r in rows],

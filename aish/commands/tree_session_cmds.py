@@ -91,7 +91,7 @@ def branches_command(ctx: Context, args) -> int:
     from aish import branches
 
     session = _saved(args.state, "branches")
-    rows = branches.listing(session.sessions.load(session.id))
+    rows = branches.listing(session.sessions.counted(session.id))
     ctx.out.data("\n".join(branch_lines(rows, session.branch, ctx.now())))
     return 0
 

@@ -243,6 +243,12 @@ class FileStore:
     def _idx(self, sid: str) -> Path:
         return self.root / f".{check_id(sid)}.idx"
 
+    def _caches(self, sid: str) -> tuple[Path, ...]:
+        """What is kept beside the log, all derived from it: the summary, skeleton, tally."""
+        from aish.store import tallycache
+
+        return self._idx(sid), self._skel(sid), tallycache.path_for(self.root, check_id(sid))
+
     def _skel(self, sid: str) -> Path:
         from aish.store import skeleton  # drawing trees and writes: listing never needs it
 
@@ -463,6 +469,40 @@ class FileStore:
                     return None
         return None if messages is None else Loaded(summary.meta, messages, [],
                                                     tree=summary.tree)
+
+    def tallies(self, sid: str):
+        """What reports on the session count (`aish.tallies.Counted`), from the tally cache
+        brought up to date (`aish.store.tallycache`), else counted from the whole log and the
+        cache written anew. None when encryption is on: `load` it."""
+        if not isinstance(self.codec, PlainCodec):
+            return None
+        from aish.store import tallycache
+        from aish.tallies import Counted, heads, of_messages
+
+        path = tallycache.path_for(self.root, check_id(sid))
+        with self._locked(sid, exclusive=False):
+            summary = self.summary(sid)
+            with os.fdopen(self._open_log(sid), "rb") as f:
+                try:
+                    tally = tallycache.covered(path, sid, f, heads(summary.tree),
+                                               self.codec.open)
+                except StorageError:  # a sealed message: a full read says what is wrong
+                    return None
+                if tally is not None:
+                    return Counted(summary.meta, summary.tree, tally)
+                f.seek(0)
+                data = f.read()
+                offsets: dict[int, int] = {}
+                records, problems, _bad = self._parse(data, offsets)
+                loaded = fold_records(records, problems, offsets.get)
+                tally = of_messages(loaded.messages)
+                tally.trim(heads(loaded.tree))  # what a report asks for stays
+                # A damaged record is read whole each time: the summary may have moved a
+                # branch onto a message that a full read does not take.
+                if not any(p.kind in ("bad record", "missing field") for p in problems):
+                    tallycache.write(path, sid, os.fstat(f.fileno()).st_ino,
+                                     data.rfind(b"\n") + 1, f, tally)
+        return Counted(loaded.meta, loaded.tree, tally, loaded.messages)
 
     def tail(self, sid: str, pairs: int) -> list[Message]:
         """The last ``pairs`` user messages of ``main`` and what follows them (0: all)."""
@@ -835,7 +875,7 @@ class FileStore:
 
     def delete(self, sid: str) -> None:
         with self._locked(sid, exclusive=True):
-            for path in (self._log(sid), self._idx(sid), self._skel(sid)):
+            for path in (self._log(sid), *self._caches(sid)):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         with contextlib.suppress(OSError):
@@ -846,7 +886,7 @@ class FileStore:
         returns the backup's location."""
         with self._locked(sid, exclusive=True):
             backup = self._keep_backup(sid, reason, self._read_bytes(sid))
-            for path in (self._log(sid), self._idx(sid), self._skel(sid)):
+            for path in (self._log(sid), *self._caches(sid)):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         with contextlib.suppress(OSError):
@@ -928,11 +968,9 @@ class FileStore:
             self._set_alias(old, new)
             os.rename(self._log(old), self._log(new))
             _fsync_dir(self.root)
-            with contextlib.suppress(FileNotFoundError):
-                self._idx(old).unlink()
-            from aish.store import skeleton
-
-            skeleton.remove(self._skel(old))
+            for path in self._caches(old):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
             self._rename_backups(old, new)
             # The header names the new id from now on (a crash before this line is harmless:
             # the file's name is what names the session).

@@ -817,6 +817,10 @@ class RedisStore:
         """None: Redis keeps no skeleton of the tree; drawing reads the log whole (one LRANGE)."""
         return None
 
+    def tallies(self, sid: str) -> None:
+        """None: Redis keeps no tally; reports count from the log read whole."""
+        return None
+
     def load(self, sid: str) -> Loaded:
         items, gen = self._items(sid)
         records, problems, bad = decode_records(items, self.codec)

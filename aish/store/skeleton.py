@@ -27,12 +27,12 @@ import fcntl
 import json
 import os
 import stat
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from aish.messages import Message, Usage
+from aish.store import cachefile
 from aish.store.base import parse_line
 
 VERSION = 2  # 2: entries name their author
@@ -41,7 +41,6 @@ VERSION = 2  # 2: entries name their author
 FIRST_LINE_CHARS = 2048
 WIDEST = FIRST_LINE_CHARS // 4  # the widest terminal drawn from the skeleton (room for redaction)
 MAX_CHUNKS = 32  # chunks appended before the file is written anew as one
-TAIL_BYTES = 4096  # the log's last covered bytes, checksummed
 _READ_LIMIT = 256 * 1024 * 1024
 
 
@@ -106,14 +105,8 @@ def message(item: object) -> Message:
     return made
 
 
-def _crc(data: bytes) -> str:
-    return f"{zlib.crc32(data):08x}"
-
-
-def _tail(log: BinaryIO, size: int) -> str:
-    start = max(0, size - TAIL_BYTES)
-    log.seek(start)
-    return _crc(log.read(size - start))
+_crc = cachefile.crc
+_tail = cachefile.tail_crc
 
 
 def _chunk(sid: str, ino: int, start: int, end: int, tail: str, entries: list[list],
@@ -236,20 +229,7 @@ def covered(path: Path, sid: str, log: BinaryIO) -> list[Message] | None:
 
 
 def _replace(path: Path, payload: bytes) -> None:
-    """Write the cache whole, or leave it as it was (a full or read-only disk)."""
-    try:
-        import tempfile  # writes only: reads never pay for it
-
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".skel-")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    cachefile.replace(path, payload, ".skel-")
 
 
 def _append(path: Path, was: tuple[int, int], payload: bytes) -> None:
