@@ -337,3 +337,15 @@ def test_every_form_of_the_key_is_masked_in_errors():
                  quote(raw, safe="")):
         message = str(provider._fail(f"Illegal header value b'Bearer {form}' in {form}"))
         assert "TRAILING" not in message, (form, message)
+
+
+def test_a_model_file_llama_cpp_cannot_load_is_one_line_not_a_traceback(home):
+    # llama-cpp-python's half-built model fails again when it is freed; that must not reach
+    # the user as an "Exception ignored" traceback after aish's own error.
+    bad = Path(home["HOME"]) / "broken.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00not a model")
+    write_config(home, f"providers:\n  local: {{max_tokens: 8, model_path: {bad}}}\n")
+    proc = run({**home, "AISH_WARM": "0"}, "aish", "apollo", "hello")
+    assert proc.returncode == PROVIDER
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and "broken.gguf" in lines[0] and "message is kept" in lines[0]

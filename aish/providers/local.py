@@ -92,14 +92,44 @@ def load_here(path: Path, n_ctx: int):
         raise ProviderError(endpoint, "llama-cpp-python is not installed "
                             "(pip install 'aish[local]')") from None
     _silence_llama_log()  # after the import, which installs llama-cpp-python's own
-    try:
-        with _quiet_stderr():
-            llm = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, n_batch=PROMPT_BLOCK,
-                        n_threads=_threads(), n_threads_batch=_threads())
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ProviderError(endpoint, f"cannot load model: {exc}") from None
+    failure = None
+    with _quiet_teardown():
+        try:
+            with _quiet_stderr():
+                llm = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False,
+                            n_batch=PROMPT_BLOCK, n_threads=_threads(),
+                            n_threads_batch=_threads())
+        except (ValueError, RuntimeError, OSError) as exc:
+            failure = f"cannot load model: {exc}"
+        if failure is not None:
+            import gc
+
+            gc.collect()  # the half-built objects go now, while their failures are quiet
+    if failure is not None:
+        raise ProviderError(endpoint, failure)
     _read_prompts_in_blocks(llm)
     return llm
+
+
+@contextlib.contextmanager
+def _quiet_teardown():
+    """Drop the errors llama-cpp-python's half-built objects raise when a failed load frees
+    them (their ``__del__`` reads attributes that were never set): the user gets aish's
+    one-line error about the model file, not a traceback on stderr. Any other object's
+    failure goes to the usual hook."""
+    import sys
+
+    hook = sys.unraisablehook
+
+    def quiet(unraisable) -> None:
+        if not getattr(unraisable.object, "__module__", "").startswith("llama_cpp"):
+            hook(unraisable)
+
+    sys.unraisablehook = quiet
+    try:
+        yield
+    finally:
+        sys.unraisablehook = hook
 
 
 # Prompt tokens are read in blocks of this many, each starting at a multiple of it. llama.cpp's
