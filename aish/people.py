@@ -20,14 +20,15 @@ from collections.abc import Mapping
 
 from aish.errors import PermissionDenied, UsageError
 from aish.records import FrozenRecord
+from aish.store.authors import SIGNER_PATTERN
 
 OWNER, EDITOR, VIEWER = "owner", "editor", "viewer"
 ROLES = (VIEWER, EDITOR, OWNER)  # each may do what the ones before it may
 _RANK = {role: rank for rank, role in enumerate(ROLES, start=1)}
 UNKNOWN = "unknown"  # the author of a record written before records named one
 # What a user name may be: what Redis ACL users and OS accounts commonly are, nothing that a
-# terminal or an ACL rule line could misread.
-USER_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
+# terminal or an ACL rule line could misread; the store's own test of the writer it vouches for.
+USER_PATTERN = SIGNER_PATTERN
 
 
 def check_user(name: str) -> str:
