@@ -24,7 +24,12 @@ def check_branch(name: str) -> str:
 
 
 def number_of(sessions: Sessions, sid: str, at) -> int:
-    """The number (from 1) of message ``at`` (a Message or a Head) on its path from the root."""
+    """The number (from 1) of message ``at`` (a Message or a Head) on its path from the root:
+    its path's length as the session's tally keeps it for every branch head (which ``at``,
+    just moved to, is), else walked."""
+    known = sessions.counted(sid).tally.path(at.id)
+    if known is not None:
+        return known.n
     return len(sessions.path(sid, Head(at.id, at.pos), 0))
 
 

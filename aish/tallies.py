@@ -191,7 +191,8 @@ class Counted:
         self.messages = messages
 
     def path(self, head: str) -> PathTally:
-        """The path tally of the branch whose head is ``head``."""
+        """The path tally of the branch whose head is ``head`` (a head or redo target of
+        ``tree``: a tally from the cache knows every one, else the log was read whole)."""
         found = self.tally.path(head)
         if found is None:  # a log whose links point forward: walked as a full read walks it
             from aish.store.base import path_in

@@ -337,3 +337,29 @@ def test_reports_the_same_with_and_without_the_cache(home):
     assert info_cached["people"]["messages_by_person"] == {"alice": 84}
     assert info_cached["costs"]["branches"]["alt"] != info_cached["costs"]["branches"]["main"]
     assert json.loads(cached[2])["messages_by_person"] == {"alice": 84}
+
+
+def test_a_renamed_session_keeps_its_counts_and_summary(home):
+    sessions = sessions_for(home)
+    new_session(sessions)
+    _pairs(sessions, 100, 2000.0)
+    sessions.counted(SID)
+    sessions_dir = Path(sessions.config.session_dir)
+    ok(run(home, "aish", "--rename-session", SID, "sess_tally02"))
+    assert not list(sessions_dir.glob(f".{SID}.*"))  # nothing left under the old name
+    idx = json.loads((sessions_dir / ".sess_tally02.idx").read_text())
+    assert idx["summary"]["meta"]["id"] == "sess_tally02"  # carried, not rebuilt from the log
+    assert sessions.counted("sess_tally02").messages is None  # counted from the carried cache
+    info = json.loads(ok(run(home, "aish", "--session-info", "sess_tally02", "--json")))
+    assert info["people"]["messages_by_person"] == {"alice": 200}
+    assert info["messages"] == 200
+
+
+def test_undo_and_redo_name_the_message_number_from_the_tally(home):
+    sessions = sessions_for(home)
+    new_session(sessions)
+    _pairs(sessions, 300, 2000.0)
+    proc = run(home, "aish", "--undo", SID)
+    assert proc.returncode == 0 and "message 598" in proc.stderr.decode() + proc.stdout.decode()
+    proc = run(home, "aish", "--redo", SID)
+    assert proc.returncode == 0 and "message 600" in proc.stderr.decode() + proc.stdout.decode()

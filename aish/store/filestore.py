@@ -965,9 +965,21 @@ class FileStore:
                 raise self._unusable(old, st)
             if os.path.lexists(self._log(new)):
                 raise SessionExists(f"session {new} already exists")
+            summary = self._read_idx(old, st.st_size)
             self._set_alias(old, new)
             os.rename(self._log(old), self._log(new))
             _fsync_dir(self.root)
+            # The caches that name the session are carried over, so that the renamed session
+            # is not read whole again (the skeleton names it in every chunk: it is rebuilt).
+            if summary is not None:
+                summary.meta["id"] = new
+                self._write_idx(new, st.st_size, summary)
+            if isinstance(self.codec, PlainCodec):
+                from aish.store import tallycache
+
+                with os.fdopen(self._open_log(new), "rb") as f:
+                    tallycache.carry(tallycache.path_for(self.root, old),
+                                     tallycache.path_for(self.root, new), old, new, f)
             for path in self._caches(old):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()

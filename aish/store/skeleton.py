@@ -252,8 +252,3 @@ def _append(path: Path, was: tuple[int, int], payload: bytes) -> None:
             os.ftruncate(fd, was[1])
     finally:
         os.close(fd)
-
-
-def remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()

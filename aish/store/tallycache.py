@@ -124,8 +124,11 @@ def _read(path: Path, sid: str, ino: int, log: BinaryIO, size: int) -> tuple[Tal
         return None
 
 
-def remove(path: Path) -> None:
-    import contextlib
-
-    with contextlib.suppress(OSError):
-        path.unlink()
+def carry(old_path: Path, new_path: Path, old: str, new: str, log: BinaryIO) -> None:
+    """Keep the tally of session ``old``, whose log (open as ``log``) is now ``new``'s, as the
+    new session's; nothing when it does not check out."""
+    ino = os.fstat(log.fileno()).st_ino
+    log.seek(0, os.SEEK_END)
+    found = _read(old_path, old, ino, log, log.tell())
+    if found is not None:
+        write(new_path, new, ino, found[1], log, found[0])
