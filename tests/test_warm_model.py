@@ -1,6 +1,6 @@
 """The embedded model through the warm process: the model host answers with the same replies and
-stored sessions as a command that loads the model itself, and a host that is gone costs only
-its speed. Kept to a few 8-token replies."""
+stored sessions as a command that loads the model itself, and leaves with its daemon (a host
+that dies is replaced: tests/test_warm_hostrestart.py). Kept to a few 8-token replies."""
 
 from __future__ import annotations
 
@@ -49,24 +49,6 @@ def test_the_model_host_gives_the_same_replies_and_sessions(home, warm, tmp_path
     assert warm.served() == len(STEPS)
     assert stored(Path(home["HOME"]) / ".aish" / "sessions") == \
         stored(Path(plain_env["HOME"]) / ".aish" / "sessions")
-
-
-@pytest.mark.model
-def test_without_its_model_host_a_command_loads_the_model_itself(home, warm, sessions_dir):
-    (Path(home["HOME"]) / ".aish" / "config.yaml").write_text(SHORT)
-    warm_env = warm.env(home)
-    daemon = warm.start(warm_env)
-    (host,) = hosts(warm)
-    os.kill(host, signal.SIGKILL)
-    wait_until(lambda: not alive(host), "the model host to die")
-    result = run(warm_env, "apollo", "--session-id", "alone", input="Say hello.")
-    assert result.returncode == 0 and result.stdout.strip(), result.stderr
-    assert warm.served() == 1
-    (reply,) = [text for role, text in messages(sessions_dir, "alone") if role == "assistant"]
-    assert reply.strip() in result.stdout.decode()
-    # A host leaves with its daemon (and takes its socket along).
-    warm.stop()
-    assert not alive(daemon)
 
 
 @pytest.mark.model
