@@ -12,9 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run
+from conftest import run
 from test_warm import messages, other_home, stored
-from test_warm_model import SHORT, hosts
+from test_warm_model import SHORT, STORY, hosts, long_replies, replying
 from warm_support import alive, wait_until
 
 from aish.errors import PROVIDER
@@ -66,23 +66,15 @@ def test_a_host_killed_between_commands_is_replaced_for_the_next(home, warm, tmp
 @pytest.mark.model
 def test_a_host_killed_mid_reply_fails_that_reply_and_the_next_is_answered(
         home, warm, sessions_dir):
-    config = Path(home["HOME"]) / ".aish" / "config.yaml"
-    config.write_text(SHORT + "specialists:\n  apollo: {max_tokens: 400}\n")
     warm_env = warm.env(home)
-    daemon = warm.start(warm_env)
+    daemon = warm.start(long_replies(warm_env))
     (first,) = hosts(warm)
-    proc = subprocess.Popen([str(BIN / "apollo"), "--session-id", "long"], env=warm_env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    proc.stdin.write(b"Write a long story about the sea.")
-    proc.stdin.close()
-    proc.stdin = None
-    assert os.read(proc.stdout.fileno(), 1)  # replying
+    proc = replying(warm_env, "long")
     os.kill(first, signal.SIGKILL)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == PROVIDER, err
     assert err.count(b"\n") == 1 and b"Traceback" not in err, err
-    assert messages(sessions_dir, "long")[0] == ("user", "Write a long story about the sea.")
+    assert messages(sessions_dir, "long")[0] == ("user", STORY)
     result = run(warm_env, "athena", "--session-id", "next", input="Say hello.")
     assert result.returncode == 0 and result.stdout.strip(), result.stderr
     assert warm.pid() == daemon and reaped(first)
