@@ -75,6 +75,7 @@ def test_a_host_killed_mid_reply_fails_that_reply_and_the_next_is_answered(
     assert proc.returncode == PROVIDER, err
     assert err.count(b"\n") == 1 and b"Traceback" not in err, err
     assert messages(sessions_dir, "long")[0] == ("user", STORY)
+    wait_until(lambda: not alive(first), "the model host to die")
     result = run(warm_env, "athena", "--session-id", "next", input="Say hello.")
     assert result.returncode == 0 and result.stdout.strip(), result.stderr
     assert warm.pid() == daemon and reaped(first)
@@ -111,3 +112,28 @@ def test_a_host_that_keeps_dying_is_given_up_and_commands_load_the_model(
     assert "answered a command" not in warm.log.read_text()
     assert hosts(warm) == [] and warm.log.read_text().count(GAVE_UP) == 1
     assert stored(sessions_dir) == stored(Path(plain_env["HOME"]) / ".aish" / "sessions")
+
+
+def test_a_host_that_cannot_load_its_model_is_tried_three_times_then_given_up(
+        home, warm, tmp_path):
+    bad = Path(home["HOME"]) / "broken.gguf"
+    bad.write_bytes(b"GGUF" + bytes(64))  # a model file no llama.cpp can load
+    (Path(home["HOME"]) / ".aish" / "config.yaml").write_text(
+        f"providers:\n  local: {{max_tokens: 8, model_path: {bad}}}\n")
+    plain_env = other_home(home, tmp_path / "plain")
+    argv, text = STEPS[0]
+    in_process = run(plain_env, *argv, input=text)
+    warm_env = warm.env(home)
+    daemon = warm.start(warm_env)
+    wait_until(lambda: GAVE_UP in warm.log.read_text(), "the daemon to give up on its host")
+    log = warm.log.read_text()
+    assert log.count(" ended (exit 1)") == 3 and log.count(GAVE_UP) == 1
+    assert hosts(warm) == [] and warm.children() == []  # each one reaped
+    result = run(warm_env, *argv, input=text)
+    # The command's own error, as in-process: the model named, the message kept.
+    assert result.returncode == in_process.returncode == PROVIDER
+    assert result.stdout == in_process.stdout == b""
+    first_line = result.stderr.splitlines()[0]
+    assert first_line == in_process.stderr.splitlines()[0] and b"broken.gguf" in first_line
+    assert warm.pid() == daemon and warm.served() == 1
+    assert warm.log.read_text().count(GAVE_UP) == 1
