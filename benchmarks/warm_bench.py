@@ -12,7 +12,8 @@ throwaway HOME and runtime folder; each figure is the median of RUNS whole-proce
 - the peak RSS of the console-script process itself (the client), bar 60 MB with the warm
   process; the daemon's own size (and its model host's) is shown beside it;
 - the first command, which starts the daemon and runs in-process itself, beside a command
-  with the warm process off (each in a fresh HOME): starting it must not slow that command.
+  with the warm process off (each in a fresh HOME): starting it must not slow that command;
+- the command right after the model host was killed (the daemon starts a new one at once).
 """
 
 from __future__ import annotations
@@ -154,6 +155,25 @@ def first_commands(tmp: Path, server) -> dict[bool, float]:
     return {warm: statistics.median(t) for warm, t in times.items()}
 
 
+def after_host_killed(tmp: Path, rounds: int = 5) -> float:
+    """Median whole time of the command right after the model host was SIGKILLed (the daemon
+    starts a new host, which the command waits for). A fresh daemon each round: three quick
+    host deaths in a row would make a daemon give its host up."""
+    times = []
+    for i in range(rounds):
+        env = environment(tmp / f"killed-{i}", True)
+        wait_for_daemon(env, "bench")
+        (sock,) = (Path(env["XDG_RUNTIME_DIR"]) / "aish").glob("model-*.sock")
+        host = int(sock.stem.removeprefix("model-"))
+        os.kill(host, 9)
+        while Path(f"/proc/{host}/stat").exists() and \
+                Path(f"/proc/{host}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)
+        times.append(one_run(env, "bench", "after the kill")[1])
+        stop_daemon(env)
+    return statistics.median(times)
+
+
 def show(label: str, value: float, bar: float | None, unit: str = "s") -> None:
     mark = "" if bar is None else ("  ok" if value <= bar else "  OVER") + f" (bar {bar:g}{unit})"
     shown = f"{value:.3f} s" if unit == "s" else f"{value:.0f} MB"
@@ -189,6 +209,8 @@ def main() -> None:
                 show("warm process RSS", got["daemon"], None, "MB")
             if got["host"]:
                 show("its model host's RSS (the model loaded)", got["host"], None, "MB")
+        print("embedded model, the command right after its model host was killed:")
+        show("whole reply (a new host loads the model)", after_host_killed(Path(tmp)), None)
 
 
 def python_start() -> float:

@@ -1,6 +1,6 @@
 """The embedded model through the warm process: the model host answers with the same replies and
-stored sessions as a command that loads the model itself, and a host that is gone costs only
-its speed. Kept to a few 8-token replies."""
+stored sessions as a command that loads the model itself, and leaves with its daemon (a host
+that dies is replaced: tests/test_warm_hostrestart.py). Kept to a few 8-token replies."""
 
 from __future__ import annotations
 
@@ -28,6 +28,29 @@ def hosts(warm) -> list[int]:
     return [int(p.stem.removeprefix("model-")) for p in warm.folder.glob("model-*.sock")]
 
 
+STORY = "Write a long story about the sea."
+
+
+def long_replies(env: dict) -> dict:
+    """Let apollo reply at length (the others stay short), so a reply can be cut mid-way."""
+    config = Path(env["HOME"]) / ".aish" / "config.yaml"
+    config.write_text(SHORT + "specialists:\n  apollo: {max_tokens: 400}\n")
+    return env
+
+
+def replying(env: dict, session: str) -> subprocess.Popen:
+    """apollo asked for a long story, once its reply has begun."""
+    proc = subprocess.Popen([str(BIN / "apollo"), "--session-id", session], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(STORY.encode())
+    proc.stdin.close()
+    proc.stdin = None
+    assert os.read(proc.stdout.fileno(), 1)  # replying
+    return proc
+
+
 def play(env: dict) -> list[tuple[int, bytes, bytes]]:
     outcomes = []
     for argv, text in zip(STEPS, TEXTS, strict=True):
@@ -52,24 +75,6 @@ def test_the_model_host_gives_the_same_replies_and_sessions(home, warm, tmp_path
 
 
 @pytest.mark.model
-def test_without_its_model_host_a_command_loads_the_model_itself(home, warm, sessions_dir):
-    (Path(home["HOME"]) / ".aish" / "config.yaml").write_text(SHORT)
-    warm_env = warm.env(home)
-    daemon = warm.start(warm_env)
-    (host,) = hosts(warm)
-    os.kill(host, signal.SIGKILL)
-    wait_until(lambda: not alive(host), "the model host to die")
-    result = run(warm_env, "apollo", "--session-id", "alone", input="Say hello.")
-    assert result.returncode == 0 and result.stdout.strip(), result.stderr
-    assert warm.served() == 1
-    (reply,) = [text for role, text in messages(sessions_dir, "alone") if role == "assistant"]
-    assert reply.strip() in result.stdout.decode()
-    # A host leaves with its daemon (and takes its socket along).
-    warm.stop()
-    assert not alive(daemon)
-
-
-@pytest.mark.model
 def test_the_model_host_leaves_with_its_daemon(home, warm):
     (Path(home["HOME"]) / ".aish" / "config.yaml").write_text(SHORT)
     warm.start(warm.env(home))
@@ -81,22 +86,14 @@ def test_the_model_host_leaves_with_its_daemon(home, warm):
 
 @pytest.mark.model
 def test_ctrl_c_mid_reply_stops_the_model_host_for_the_next_command(home, warm, sessions_dir):
-    config = Path(home["HOME"]) / ".aish" / "config.yaml"
-    config.write_text(SHORT + "specialists:\n  apollo: {max_tokens: 400}\n")
     warm_env = warm.env(home)
-    warm.start(warm_env)
-    proc = subprocess.Popen([str(BIN / "apollo"), "--session-id", "long"], env=warm_env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    proc.stdin.write(b"Write a long story about the sea.")
-    proc.stdin.close()
-    proc.stdin = None
-    assert os.read(proc.stdout.fileno(), 1)  # replying
+    warm.start(long_replies(warm_env))
+    proc = replying(warm_env, "long")
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == INTERRUPTED, err
     kept = messages(sessions_dir, "long")
-    assert kept[0] == ("user", "Write a long story about the sea.")
+    assert kept[0] == ("user", STORY)
     # The host stopped generating for it, and answers the next command.
     wait_until(lambda: "left mid-reply" in warm.log.read_text(), "the host to stop")
     result = run(warm_env, "athena", "--session-id", "next", input="Say hello.")

@@ -11,5 +11,6 @@ Modules: `protocol` (where the socket lives, its checks, the wire format and the
 first), `spawn` (starting the daemon detached), `server` (the daemon's loop and what it
 imports), `warmup` (the work it does once so that no child has to), `child` (one command run
 for a client), `modelhost` (the process that holds the embedded model and its memory of the
-last prompt) and `hostedmodel` (a command's stand-in for that model).
+last prompt), `hostkeeper` (starting it again when it dies) and `hostedmodel` (a command's
+stand-in for that model).
 """

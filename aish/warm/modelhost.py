@@ -15,7 +15,8 @@ Wire format, one JSON object per line: the command sends ``{"path", "n_ctx", "me
 last one also carrying ``prompt_tokens``), or one ``{"error": text}`` (the model failed: the
 command reports it as it would in-process), or one ``{"refused": text}`` (not a model held
 here: the command loads its own). The host leaves when the daemon does (its pipe reaches end
-of file), after the request it is serving.
+of file), after the request it is serving. A host that dies (killed, out of memory) is started
+again by the daemon, which gives up after a few quick deaths in a row (see `hostkeeper`).
 """
 
 from __future__ import annotations
@@ -41,20 +42,57 @@ def socket_path(folder: str, pid: int) -> str:
 
 
 class Host:
-    """What the daemon knows of its host: its pid and socket, and the pipe it watches."""
+    """What the daemon knows of its host: its pid and socket, the pipe it watches, and when it
+    was started (a host that dies soon after is counted against restarting it)."""
 
-    def __init__(self, pid: int, path: str, alive_w: int):
+    def __init__(self, pid: int, path: str, inode: int, alive_w: int, ready_r: int):
         self.pid = pid
         self.path = path
+        self.inode = inode
         self.alive_w = alive_w  # closed only by the daemon's exit: the host then leaves
+        self.ready_r = ready_r  # the host writes R once it holds its models; -1 once read
+        self.started = time.monotonic()
+
+    def read_ready(self) -> None:
+        """Take what the host wrote on its ready pipe: R once it holds its models, or nothing
+        at all when it died first (its end is then reaped, and counted, by the daemon)."""
+        if self.ready_r < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.read(self.ready_r, 1)
+        os.close(self.ready_r)
+        self.ready_r = -1
+
+    def forget(self) -> None:
+        """The host is gone: close what the daemon held of it, and remove its socket, which a
+        killed host leaves behind (a command must not wait on a name nobody serves)."""
+        if self.ready_r >= 0:
+            os.close(self.ready_r)
+            self.ready_r = -1
+        if self.alive_w >= 0:
+            os.close(self.alive_w)
+            self.alive_w = -1
+        with contextlib.suppress(OSError):
+            if os.lstat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
 
 
-def start(folder: str, models: list[tuple[str, int, str]], close: list[int]) -> Host | None:
-    """Fork the host for ``models`` ((path, n_ctx, persona to read first) each) and wait until
-    it listens; None when it could not start (commands then load the model themselves)."""
+def start(folder: str, models: list[tuple[str, int, str]], close: list[int]) -> Host:
+    """Fork the host for ``models`` ((path, n_ctx, persona to read first) each). Its socket is
+    bound and listening before the fork, so a command may connect at once: it waits in the
+    backlog while the host loads, and is answered (or, should the host die, loads the model
+    itself) instead of loading its own copy beside the host's."""
+    listener, inode, temporary = _listen(folder)
     ready_r, ready_w = os.pipe()
     alive_r, alive_w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (ready_r, ready_w, alive_r, alive_w):
+            os.close(fd)
+        listener.close()
+        os.unlink(temporary)
+        raise
     if pid == 0:
         os.close(ready_r)
         os.close(alive_w)
@@ -63,38 +101,65 @@ def start(folder: str, models: list[tuple[str, int, str]], close: list[int]) -> 
             for fd in close:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            code = _host(folder, models, ready_w, alive_r)
+            code = _host(folder, models, listener, inode, ready_w, alive_r)
         finally:
             os._exit(code)
+    listener.close()
     os.close(ready_w)
     os.close(alive_r)
     os.set_inheritable(alive_w, False)
+    path = socket_path(folder, pid)
     try:
-        ready = _read_within(ready_r, READY_SECONDS)
-    finally:
-        os.close(ready_r)
-    if ready != b"R":
-        os.close(alive_w)
-        return None
-    return Host(pid, socket_path(folder, pid), alive_w)
-
-
-def _read_within(fd: int, seconds: float) -> bytes:
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        if not selector.select(seconds):
-            return b""
-    try:
-        return os.read(fd, 1)
+        os.rename(temporary, path)  # the pid names it: a replacing daemon's host never takes it
     except OSError:
-        return b""
+        os.kill(pid, signal.SIGKILL)  # a host nobody can reach; the daemon reaps it
+        os.close(ready_r)
+        os.close(alive_w)
+        raise
+    return Host(pid, path, inode, alive_w, ready_r)
 
 
-def _host(folder: str, models: list[tuple[str, int, str]], ready_w: int, alive_r: int) -> int:
+def _listen(folder: str) -> tuple[socket.socket, int, str]:
+    # Renamed to the host's own name once forked; never mistaken for a host's meanwhile.
+    temporary = os.path.join(folder, f"model-starting-{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # born 0600
+    try:
+        listener.bind(temporary)
+        listener.listen(64)
+        return listener, os.lstat(temporary).st_ino, temporary
+    except OSError:
+        listener.close()
+        raise
+    finally:
+        os.umask(old)
+
+
+def _host(folder: str, models: list[tuple[str, int, str]], listener: socket.socket,
+          inode: int, ready_w: int, alive_r: int) -> int:
     signal.set_wakeup_fd(-1)
     for name in ("SIGCHLD", "SIGTERM", "SIGHUP"):
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon's session has no terminal
+    path = socket_path(folder, os.getpid())
+    try:
+        held = _load(models)
+        if not held:
+            return 1
+        os.write(ready_w, b"R")
+        os.close(ready_w)
+        _log(f"model host {os.getpid()} holds {', '.join(p for p, _ in held)}")
+        _serve(listener, alive_r, held)
+    finally:
+        with contextlib.suppress(OSError):
+            if os.lstat(path).st_ino == inode:
+                os.unlink(path)
+    return 0
+
+
+def _load(models: list[tuple[str, int, str]]) -> dict:
     from aish.providers.local import load_here
 
     held = {}
@@ -106,29 +171,7 @@ def _host(folder: str, models: list[tuple[str, int, str]], ready_w: int, alive_r
             continue
         _prime(llm, persona)
         held[(path, n_ctx)] = llm
-    if not held:
-        return 1
-    path = socket_path(folder, os.getpid())
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # born 0600
-    try:
-        listener.bind(path)
-    finally:
-        os.umask(old)
-    inode = os.lstat(path).st_ino
-    listener.listen(64)
-    os.write(ready_w, b"R")
-    os.close(ready_w)
-    _log(f"model host {os.getpid()} holds {', '.join(p for p, _ in held)}")
-    try:
-        _serve(listener, alive_r, held)
-    finally:
-        with contextlib.suppress(OSError):
-            if os.lstat(path).st_ino == inode:
-                os.unlink(path)
-    return 0
+    return held
 
 
 def _log(text: str) -> None:
@@ -191,6 +234,8 @@ def _answer(conn: socket.socket, held: dict) -> None:
             _send(conn, {"error": str(exc)})
     except OSError:
         _log("a command left mid-reply: stopped generating for it")
+    else:  # no text of it: only that the host served it (not the command's own model)
+        _log(f"model host {os.getpid()} answered a command")
     finally:  # the command left (Ctrl-C, killed): the model stops generating for it
         with contextlib.suppress(Exception):
             events.close()

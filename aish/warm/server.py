@@ -3,7 +3,7 @@
 One per user and folder (an exclusive lock on ``warm.lock`` decides), single-threaded so that
 forking a child is safe: it imports what a command would import (the embedded model goes to
 a model host process of its own, see `modelhost`, so nothing here ever runs llama.cpp's
-threads), then accepts clients on
+threads; `hostkeeper` starts it again when it dies), then accepts clients on
 ``warm.sock`` (0600 in a 0700 folder; a peer of another uid is refused), forks one child per
 command and reports each child's exit status. It leaves when unused for
 ``warm.idle_minutes``, when a client's fingerprint says it runs other code or another config,
@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 
-from aish.warm import child, protocol, spawn
+from aish.warm import child, hostkeeper, modelhost, protocol, spawn
 
 CHECK_SECONDS = 30.0  # how often an idle daemon checks that its socket is still its own
 HANDSHAKE_SECONDS = 5.0
@@ -49,7 +49,7 @@ class Daemon:
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
         self.stopping = False
-        self.model_host: object = None  # a modelhost.Host, once started
+        self.keeper: hostkeeper.Keeper | None = None  # keeps the model host, if models
 
     # -- start and leave -------------------------------------------------------------------
     def lock(self) -> bool:
@@ -118,6 +118,7 @@ class Daemon:
     # -- the loop --------------------------------------------------------------------------
     def serve(self) -> None:
         next_check = time.monotonic() + CHECK_SECONDS
+        self.reap()  # a model host that died before the daemon listened
         while True:
             if self.stopping:
                 self.stop_listening()
@@ -136,15 +137,21 @@ class Daemon:
                         self.stop_listening()
                         continue
             timeout = max(0.0, min(next_check, self.last_used + self.idle_seconds) - now)
-            for key, _ in self.selector.select(None if self.children else timeout):
+            events = self.selector.select(None if self.children else timeout)
+            # Reaped first: a command accepted below then gets the new model host, not the
+            # one that died while the daemon waited.
+            self.reap()
+            for key, _ in events:
                 if key.data == "listen":
                     self.accept()
                 elif key.data == "wake":
                     with contextlib.suppress(OSError):
                         os.read(self.wake_r, 512)
+                elif isinstance(key.data, modelhost.Host):
+                    if self.keeper is not None:
+                        self.keeper.ready(key.data)
                 else:
                     self.client_left(key.data)
-            self.reap()
 
     def accept(self) -> None:
         assert self.listener is not None
@@ -189,9 +196,12 @@ class Daemon:
         self.children[pid] = conn
         self.selector.register(conn, selectors.EVENT_READ, pid)
 
-    def _daemon_fds(self, conn: socket.socket) -> list[int]:
-        """What the child must not keep: everything of the daemon but its own client."""
+    def _daemon_fds(self, conn: socket.socket | None) -> list[int]:
+        """What a child must not keep: everything of the daemon but its own client."""
         fds = [self.wake_r, self.wake_w, self.selector.fileno()]
+        host = self.keeper.host if self.keeper is not None else None
+        if host is not None and host.ready_r >= 0:
+            fds.append(host.ready_r)
         fds += [c.fileno() for c in self.children.values() if c is not conn]
         if self.listener is not None:
             fds.append(self.listener.fileno())
@@ -210,13 +220,18 @@ class Daemon:
             os.kill(pid, signal.SIGTERM)
 
     def reap(self) -> None:
-        while self.children:
+        """Report each command that ended to its client; a model host that died is started
+        again (unless the daemon is leaving)."""
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            serving = self.listener is not None and not self.stopping
+            if self.keeper is not None and self.keeper.reaped(pid, status, serving):
+                continue
             conn = self.children.pop(pid, None)
             if conn is None:
                 continue
@@ -284,18 +299,15 @@ def preload(env) -> list[tuple[str, int, str]]:
 
 
 def host_models(daemon: Daemon, models: list[tuple[str, int, str]]) -> None:
-    """Start the model host and give every command a stand-in for each model it holds."""
-    from aish.providers import local
-    from aish.warm import modelhost
-    from aish.warm.hostedmodel import HostedModel
-
-    host = modelhost.start(daemon.folder, models, [daemon.lock_fd, daemon.wake_r, daemon.wake_w])
-    if host is None:
+    """Start the model host, and wait until it holds the models: every command gets a
+    stand-in for each model that asks the host."""
+    keeper = hostkeeper.Keeper(daemon.folder, models, daemon.selector,
+                               lambda: daemon._daemon_fds(None), log)
+    daemon.keeper = keeper
+    if keeper.start() is None:
         log("model host did not start: commands load the model themselves")
         return
-    daemon.model_host = host
-    for path, n_ctx, _persona in models:
-        local._MODELS[path] = HostedModel(path, n_ctx, host.path)
+    keeper.wait()
 
 
 def main(argv: list[str]) -> int:
