@@ -99,7 +99,7 @@ def read_source(path: str | None, stdin, limit: int,
     if len(data) > limit:
         raise LimitError(f"the input is larger than the limit of {limit:,} bytes",
                          hint="restore sessions one at a time, or raise "
-                         "sessions.limits.max_session_bytes")
+                         "sessions.limits.max_import_bytes")
     return data, label, note
 
 
