@@ -135,3 +135,21 @@ def test_a_two_person_session_keeps_who_wrote_what(aish, home, tmp_path):
     records = [json.loads(line) for line in log_path(home, "team2").read_text().splitlines()]
     assert {(r["by"], r.get("copied_by")) for r in records if r["t"] == "msg"} == {
         (ME, None), ("bob", ME)}
+
+
+def test_unsaved_messages_restored_as_a_new_session_are_the_restorers(home, tmp_path):
+    """A recovery file holds this person's own words, written before they were stored: they
+    are signed as theirs, as when they are added back to a session that still exists."""
+    from aish.management.rescue import keep_unsaved
+
+    sessions = sessions_for(home)
+    session = sessions.create("apollo", "rescued", named=True)
+    session.auto_save = 0
+    session.add(Message(USER, "not yet saved", "apollo", time.time()))
+    path = keep_unsaved(session)
+    assert all(m.by is None for m in session.pending)
+    sessions.remove("rescued", "remove")
+    with open(path, "rb") as f:
+        [result] = restore(sessions, f.read())
+    assert [(m.content, m.by) for m in sessions.load(result.id).messages] == [
+        ("not yet saved", ME)]

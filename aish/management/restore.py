@@ -129,8 +129,8 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
         else:
             for _ in range(20):
                 try:
-                    sessions.restore_new(meta, item.messages, item.refs, replaced=False,
-                                         backup=None, **details)
+                    sessions.restore_new(meta, item.messages, item.refs, sign=item.unsaved,
+                                         replaced=False, backup=None, **details)
                     break
                 except SessionExists:  # taken meanwhile by another process
                     if target is not None:
