@@ -51,6 +51,7 @@ def _messages(draw) -> list[Message]:
             cut=draw(st.booleans()), parent=parent, ref="main", note=note,
             source=parent or None if note else draw(st.none() | _ids.filter(bool)),
             timing=timing, by=draw(st.sampled_from([None, ME, "alice", "bob@example.org"])),
+            copied_by=draw(st.sampled_from([None, "mallory"])),  # never believed
             covers=n if note == "summary" else None, summary=summary))
         if note == "summary":
             summaries.append(mid)
@@ -80,7 +81,7 @@ def test_save_then_restore_keeps_every_field(home, messages, n):
     meta = {"id": sid, "owner": "apollo", "created": messages[0].time,
             "updated": messages[-1].time, "context_window": 10,
             "participants": ["apollo", "athena"], "shared": True}
-    sessions.store.create(meta, messages, {"main": messages[-1].id})
+    sessions.store.create(meta, messages, {"main": messages[-1].id}, sign=False)
     stored = sessions.load(sid).messages
     doc = save_session(sessions, sid)
     restored_id = f"{sid}-again"
