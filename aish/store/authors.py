@@ -40,7 +40,8 @@ def check(owner: str, logs: dict[str, list[dict]]) -> dict:
         for record in records:
             if record.get("t") not in AUTHORED or not isinstance(record.get("by"), str):
                 continue
-            if record["by"] == (writer or owner) and (writer or not record.get("copied_by")):
+            restored_copy = not writer and record.get("copied_by")
+            if record["by"] == (writer or owner) and not restored_copy:
                 vouched += 1
             elif writer:
                 forged.append(_name(record))
