@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
             "max_stdin_bytes": 4 * 1024 * 1024,
             "max_message_chars": 1_000_000,
             "max_session_bytes": 64 * 1024 * 1024,
+            # What one --import-session may read (a ChatGPT export holds many conversations,
+            # each a session of its own); unset: four times max_session_bytes.
+            "max_import_bytes": None,
             "max_attach_bytes": 100 * 1024,
         },
         "log_oneshots": True,
@@ -118,6 +121,7 @@ class Config:
     max_stdin_bytes: int = 4 * 1024 * 1024
     max_message_chars: int = 1_000_000
     max_session_bytes: int = 64 * 1024 * 1024
+    max_import_bytes: int = 4 * 64 * 1024 * 1024
     max_attach_bytes: int = 100 * 1024
     log_oneshots: bool = True  # one-off questions are kept as ended sessions
     stream_length: int = 10_000  # Redis: events kept per session for followers (0: none)
@@ -379,6 +383,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         max_stdin_bytes=c.integer("sessions", "limits", "max_stdin_bytes", minimum=1),
         max_message_chars=c.integer("sessions", "limits", "max_message_chars", minimum=1),
         max_session_bytes=c.integer("sessions", "limits", "max_session_bytes", minimum=1),
+        max_import_bytes=_import_bytes(c),
         max_attach_bytes=c.integer("sessions", "limits", "max_attach_bytes", minimum=1),
         log_oneshots=c.boolean("sessions", "log_oneshots"),
         stream_length=c.integer("sessions", "storage", "stream_length"),
@@ -395,6 +400,18 @@ def load(env: dict[str, str] | None = None) -> Config:
         warm_idle_minutes=c.number("warm", "idle_minutes", maximum=MAX_TIMEOUT_MINUTES),
         warnings=tuple(warnings),
     )
+
+
+IMPORT_SESSIONS = 4  # unset, one import may read this many times the session size limit
+
+
+def _import_bytes(c: _Checker) -> int:
+    """``sessions.limits.max_import_bytes``; unset, a few sessions' worth, so that lowering
+    the session limit lowers it too."""
+    if c.raw("sessions", "limits", "max_import_bytes") is None:
+        session = c.integer("sessions", "limits", "max_session_bytes", minimum=1)
+        return min(IMPORT_SESSIONS * session, MAX_INTEGER)
+    return c.integer("sessions", "limits", "max_import_bytes", minimum=1)
 
 
 def _seconds(c: _Checker, key: str, allow_zero: bool = False) -> float:

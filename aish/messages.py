@@ -146,6 +146,9 @@ class Message:
     # The person who wrote it (the store's user: an ACL user, an OS account); None in records
     # written before messages named one. Not part of equality, like the links.
     by: str | None = field(default=None, compare=False)
+    # Who copied it into this store when that is someone else than ``by`` (a restore): the
+    # store can vouch that this person wrote the copy, never that ``by`` said it.
+    copied_by: str | None = field(default=None, compare=False)
     # Where the store keeps it (a byte offset, a list index): a hint for walking to it again,
     # not part of the record and never compared.
     pos: int | None = field(default=None, compare=False, repr=False)
@@ -209,6 +212,8 @@ class Message:
             raise TypeError("source must be a string")
         by = record.get("by")
         by = by if isinstance(by, str) else None  # a bad author never makes a message unreadable
+        copied_by = record.get("copied_by")
+        copied_by = copied_by if isinstance(copied_by, str) else None
         pp = _index(record.get("pp"))
         covers = _index(record.get("covers"))
         summary = record.get("summary")
@@ -221,8 +226,9 @@ class Message:
             role=role, content=content, ai=ai, time=float(time), id=mid, usage=usage,
             interrupted=bool(record.get("interrupted")), model=model,
             cut=bool(record.get("cut")), parent=parent, ref=ref, note=note, source=source,
-            timing=Timing.from_record(record.get("timing")), by=by, pos=pos, pp=pp, covers=covers,
-            summary=summary, summary_at=_index(record.get("summary_at")) if summary else None)
+            timing=Timing.from_record(record.get("timing")), by=by, copied_by=copied_by,
+            pos=pos, pp=pp, covers=covers, summary=summary,
+            summary_at=_index(record.get("summary_at")) if summary else None)
         return message
 
 

@@ -101,9 +101,11 @@ class PeopleStore:
 
     # -- writes ----------------------------------------------------------------------------
     def create(self, meta: dict, messages: Sequence[Message] = (),
-               refs: dict[str, str] | None = None) -> Summary:
+               refs: dict[str, str] | None = None, sign: bool = True) -> Summary:
+        """``sign``: name this person as the author of messages that name none (not for a
+        restore, whose unsigned messages were written before authors were recorded)."""
         user = self.user
-        signed = [m if m.by else replace(m, by=user) for m in messages]
+        signed = [m if m.by or not sign else replace(m, by=user) for m in messages]
         return self._store.create(meta, signed, refs)
 
     def append(self, sid: str, records: list[dict]) -> Summary:

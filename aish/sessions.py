@@ -558,11 +558,13 @@ class Sessions:
         return backup
 
     def restore_new(self, meta: dict, messages: list[Message],
-                    refs: dict[str, str] | None = None, **details) -> Summary:
+                    refs: dict[str, str] | None = None, sign: bool = False,
+                    **details) -> Summary:
         """Store a restored session exactly as checked, under ``meta["id"]``, with its named
         branches ``refs``; raises SessionExists when the id is taken. The caller has counted
-        the room it needs."""
-        summary = self.store.create(meta, messages, refs)
+        the room it needs. Messages keep the authors they name, and none when they name none
+        unless ``sign`` (this person's own unsaved words)."""
+        summary = self.store.create(meta, messages, refs, sign=sign)
         self._clear_deletions(summary.id)
         self.audit.record("restore", summary.id, meta.get("owner"), **details)
         return summary

@@ -40,6 +40,17 @@ def test_defaults(tmp_path):
     assert c.storage_type == "file" and c.encrypt is False and c.theme == "default"
 
 
+def test_the_import_bound_follows_the_session_limit_unless_set(tmp_path):
+    assert load({"HOME": str(tmp_path)}).max_import_bytes == 4 * 64 * 1024 * 1024
+    path = write(tmp_path / ".aish" / "config.yaml",
+                 "sessions:\n  limits: {max_session_bytes: 1000}\n")
+    assert load({"HOME": str(tmp_path)}).max_import_bytes == 4000
+    path.write_text("sessions:\n  limits: {max_session_bytes: 1000, max_import_bytes: 1500}\n")
+    c = load({"HOME": str(tmp_path)})
+    assert (c.max_session_bytes, c.max_import_bytes) == (1000, 1500)
+    assert not c.warnings  # a key aish knows
+
+
 def test_file_over_defaults_env_over_file(tmp_path):
     write(tmp_path / ".aish" / "config.yaml", FILE % (tmp_path / "from-file"))
     c = load({"HOME": str(tmp_path)})
@@ -76,6 +87,10 @@ BAD_FILE_VALUES = {
                            "sessions.limits.max_sessions", "whole number"),
     "zero sessions": ("sessions:\n  limits: {max_sessions: 0}\n",
                       "sessions.limits.max_sessions", ">= 1"),
+    "zero import bound": ("sessions:\n  limits: {max_import_bytes: 0}\n",
+                          "sessions.limits.max_import_bytes", ">= 1"),
+    "words for an import bound": ("sessions:\n  limits: {max_import_bytes: big}\n",
+                                  "sessions.limits.max_import_bytes", "whole number"),
     "zero timeout": ("sessions:\n  defaults: {timeout_minutes: 0}\n",
                      "sessions.defaults.timeout_minutes", "positive number"),
     "unknown store": ("sessions:\n  storage: {type: ftp}\n", "sessions.storage.type", "redis"),

@@ -140,6 +140,59 @@ def test_size_limits(aish, home, sessions_dir, tmp_path):
         aish("aish", "--import-session", str(long), "--from", "sgpt"), sessions_dir)
 
 
+def _chatgpt(cid: str, words: str = "hi") -> dict:
+    conversation = json.loads(json.dumps(GOOD_CHATGPT))
+    conversation["conversation_id"] = cid
+    conversation["mapping"]["a"]["message"]["content"]["parts"] = [words]
+    return conversation
+
+
+def test_the_session_limit_applies_to_each_conversation(aish, home, sessions_dir, tmp_path):
+    """An export of many small conversations, over the session size limit together, imports;
+    one conversation over it alone is left out with a line naming it, the others imported, and
+    the exit code says a limit was hit; raised, the same import brings only that one."""
+    cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
+    base = cfg.read_text()
+    cfg.write_text(base + "sessions:\n  limits: {max_session_bytes: 3000, "
+                   "max_import_bytes: 100000}\n")
+    small = [_chatgpt(f"c{n}") for n in range(10)]
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([*small[:5], _chatgpt("big", "x" * 4000), *small[5:]]))
+    assert len(json.dumps(small)) > 3000  # over the session limit together
+    proc = aish("aish", "--import-session", str(path), "--from", "chatgpt")
+    err = proc.stderr.decode()
+    assert proc.returncode == 6, err
+    assert "Traceback" not in err
+    left = [line for line in err.splitlines() if "left out" in line]
+    assert len(left) == 1 and "conversation big" in left[0], err
+    assert "over the session size limit (3,000 bytes)" in left[0]
+    assert len(proc.stdout.split()) == 10
+    assert len(list(sessions_dir.glob("*.jsonl"))) == 10
+    # Alone, it is refused in one line and nothing is written.
+    alone = tmp_path / "alone.json"
+    alone.write_text(json.dumps([_chatgpt("big", "x" * 4000)]))
+    err = _refused(aish("aish", "--import-session", str(alone), "--from", "chatgpt"),
+                   tmp_path / "nowhere", code=6)
+    assert "conversation big" in err
+    cfg.write_text(base + "sessions:\n  limits: {max_session_bytes: 30000}\n")
+    again = aish("aish", "--import-session", str(path), "--from", "chatgpt", "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert [r["source_id"] for r in report if not r["existing"]] == ["big"]
+    assert len(list(sessions_dir.glob("*.jsonl"))) == 11
+
+
+def test_the_file_is_bounded_by_the_import_limit(aish, home, sessions_dir, tmp_path):
+    cfg = Path(home["HOME"]) / ".aish" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "sessions:\n  limits: {max_session_bytes: 100000, "
+                   "max_import_bytes: 2000}\n")
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([_chatgpt(f"c{n}") for n in range(10)]))
+    err = _refused(aish("aish", "--import-session", str(path), "--from", "chatgpt"),
+                   sessions_dir, code=6)
+    assert "larger than the limit of 2,000 bytes" in err and "max_import_bytes" in err
+
+
 def test_the_limit_on_active_sessions(aish, sessions_dir, tmp_path):
     import time
 

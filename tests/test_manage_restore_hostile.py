@@ -269,6 +269,21 @@ def test_huge_fields_respect_the_limits(aish, home):
     assert huge.returncode == 6 and "larger than the limit" in stderr(huge)
 
 
+def test_an_export_of_sessions_each_within_the_limit_restores_whatever_its_total(aish, home):
+    """The session size limit is each session's; the document is bounded by the import one."""
+    _limits(home, max_session_bytes=3000, max_stdin_bytes=1000, max_import_bytes=20_000)
+    many = [{"role": "user", "content": "z" * 400, "ai": "apollo", "time": 1e9 + i}
+            for i in range(4)]
+    docs = [json.loads(_doc(f"part{n}", messages=many)) for n in range(5)]
+    text = json.dumps({"format": "aish-sessions", "version": 1,
+                       "sessions": [{k: d[k] for k in ("session", "messages")} for d in docs]})
+    assert 3000 * 2 < len(text) < 20_000
+    assert ok(aish("aish", "--restore-session", input=text)).split() == [
+        f"part{n}" for n in range(5)]
+    over = aish("aish", "--restore-session", input=" " * 20_000 + text)
+    assert over.returncode == 6 and "max_import_bytes" in stderr(over)
+
+
 def test_duplicate_ids_in_one_document_are_renamed(aish, home):
     one = json.loads(_doc("dup"))
     two = json.loads(_doc("dup", messages=[

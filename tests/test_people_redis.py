@@ -264,3 +264,37 @@ def test_whole_session_commands_read_every_writers_log(acl_server, people, tmp_p
     assert [(r["content"], r["by"]) for r in backed if r["t"] == "msg"] == said
     ok(run(people["alice"], "aish", "--remove-sessions", "--ai", "apollo"))
     assert not [k for k in admin.scan_iter(match=f"aish:{{{sid}}}:log*")]
+
+
+def test_restore_keeps_who_wrote_what_and_vouches_only_for_the_restorer(acl_server, people,
+                                                                        tmp_path):
+    """A saved shared session restored over itself keeps alice's and bob's turns under their
+    names; the server vouches for alice's (she restored them into her own log) and not bob's
+    (copied in). dave, an editor who may write such keys, restoring it under a new id cannot
+    make alice's words count as vouched for her: he wrote the copy."""
+    sid = shared_session(people)
+    ok(run(people["alice"], "aish", "--share-session", sid, "--with", "dave", "--role",
+           "editor"))
+    ok(run(people["bob"], "apollo", "--session", sid, input="from bob"))
+    counts = {"alice": 2, "bob": 2}
+    assert json.loads(ok(run(people["carol"], "aish", "--who", sid, "--json")))[
+        "messages_by_person"] == counts
+    path = tmp_path / "team.json"
+    path.write_bytes(run(people["alice"], "aish", "--save-session", sid).stdout)
+    ok(run(people["alice"], "aish", "--restore-session", str(path), "--force"))
+    admin = acl_server.client()
+    assert not admin.exists(f"aish:{{{sid}}}:log:bob")  # all of it in alice's log now
+    bobs = [r["id"] for r in records(acl_server, sid) if r["t"] == "msg" and r["by"] == "bob"]
+    who = json.loads(ok(run(people["carol"], "aish", "--who", sid, "--json")))
+    assert who["messages_by_person"] == counts
+    assert who["authorship"] == {"vouched": 2, "not_vouched": bobs, "forged": []}
+    ok(run(people["dave"], "aish", "--restore-session", str(path), "--as", "team-dave"))
+    stored = [r for r in records(acl_server, "team-dave") if r["t"] == "msg"]
+    assert {(r["by"], r.get("copied_by")) for r in stored} == {("alice", "dave"),
+                                                               ("bob", "dave")}
+    who = json.loads(ok(run(people["dave"], "aish", "--who", "team-dave", "--json")))
+    assert who["messages_by_person"] == counts
+    assert who["authorship"]["vouched"] == 0
+    assert sorted(who["authorship"]["not_vouched"]) == sorted(r["id"] for r in stored)
+    text = ok(run(people["dave"], "aish", "--who", "team-dave"))
+    assert "Authorship: 0 records vouched for by the server; 4 not" in text

@@ -6,7 +6,7 @@ import json
 
 from aish.commands.context import Context
 from aish.commands.registry import JSON, Arg, command
-from aish.errors import UsageError
+from aish.errors import LIMIT, UsageError
 
 _SOURCES = "chatgpt, llm, sgpt, gptme or aichat"
 
@@ -57,10 +57,8 @@ def import_session(ctx: Context, args) -> int:
                              conversation=args.conversation,
                              skip_corrupted=args.skip_corrupted)
     results = report.sessions
-    for reason in report.skipped[:10]:
-        ctx.out.warn(f"left out: {reason}")
-    if len(report.skipped) > 10:
-        ctx.out.warn(f"left out {len(report.skipped) - 10} more damaged conversations")
+    _warn_left_out(ctx, report.skipped, "damaged conversations")
+    _warn_left_out(ctx, report.too_large, "conversations over the session size limit")
     if report.empty:
         ctx.out.note(f"Left out {len(report.empty)} conversation(s) without messages: "
                      f"{', '.join(report.empty[:5])}{' ...' if len(report.empty) > 5 else ''}")
@@ -82,4 +80,14 @@ def import_session(ctx: Context, args) -> int:
         ctx.out.data(json.dumps([r.to_json() for r in results], indent=2))
     else:
         ctx.out.data("\n".join(r.id for r in results))
-    return 0
+    # Some were imported and some could not be: the exit code of the limit says it was partial
+    # (the same import again, with the limit raised, adds only those left out).
+    return LIMIT if report.too_large else 0
+
+
+def _warn_left_out(ctx: Context, reasons: list[str], what: str) -> None:
+    """One line per conversation left out (the first ten), naming it and why."""
+    for reason in reasons[:10]:
+        ctx.out.warn(f"left out: {reason}")
+    if len(reasons) > 10:
+        ctx.out.warn(f"left out {len(reasons) - 10} more {what}")

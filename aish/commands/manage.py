@@ -147,7 +147,7 @@ def restore_session(ctx: Context, args) -> int:
     config = ctx.config
     stdin = ctx.stdin if ctx.stdin is not None else sys.stdin
     data, label, note = intake.read_source(
-        args.path, stdin, max(config.max_stdin_bytes, config.max_session_bytes), ctx.sessions)
+        args.path, stdin, max(config.max_stdin_bytes, config.max_import_bytes), ctx.sessions)
     if note:
         ctx.out.note(note)
     results = restore.restore(ctx.sessions, data, target=getattr(args, "as"), force=args.force,

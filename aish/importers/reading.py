@@ -30,7 +30,7 @@ class Budget:
         if size > self.left:
             raise LimitError(f"{what}: the input is larger than the limit of {self.limit:,} "
                              "bytes", hint="import fewer conversations at a time, or raise "
-                             "sessions.limits.max_session_bytes")
+                             "sessions.limits.max_import_bytes")
         self.left -= size
 
 

@@ -1,8 +1,11 @@
 """`--import-session`: read another tool's conversations, check them all, then store them.
 
 Nothing is written unless every conversation passes the checks `--restore-session` makes (text
-is valid Unicode, messages and sessions within the size limits, ids and names sound, the tree
-consistent) and the limit on active sessions leaves room for them all.
+is valid Unicode, messages within the size limit, ids and names sound, the tree consistent) and
+the limit on active sessions leaves room for them all. The file is bounded as a whole by
+``max_import_bytes``; the session size limit applies to each conversation, the session it
+becomes: one over it is left out (and reported) and the others imported, since an export holds
+many conversations that are each a session of their own.
 
 Importing is idempotent: each session records where it came from in its header's ``origin``
 (the source, the source's id for the conversation, and a digest of what it says). A
@@ -128,6 +131,7 @@ class Report:
     sessions: list[Imported]
     empty: list[str]  # source ids of conversations without a message to import, left out
     skipped: list[str] = field(default_factory=list)  # damaged ones left out, and why
+    too_large: list[str] = field(default_factory=list)  # over the session size limit, and why
 
 
 def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
@@ -141,7 +145,7 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
     ai = ai_key(ai)
     config, now = sessions.config, sessions.now()
     skipped: list[str] | None = [] if skip_corrupted else None
-    found = read_conversations(source, path, config.max_session_bytes, skipped)
+    found = read_conversations(source, path, config.max_import_bytes, skipped)
     if conversation is not None:
         found = [c for c in found if conversation in (
             c.source_id, _source_key(c.source_id),
@@ -166,6 +170,7 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
     # holds it, sessions of older copies of it); one already imported is not checked again.
     plan: list[tuple[Conversation, Prepared | None, str | int | None, list[str]]] = []
     planned: dict[tuple[str, str], int] = {}  # a file may hold one conversation twice
+    too_large: list[LimitError] = []
     for conv in found:
         key = (_source_key(conv.source_id, hidden), conv.digest())
         earlier = before.get(key[0], [])
@@ -178,13 +183,21 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
             try:
                 item = prepare(_incoming(source, conv, ai, label, hidden, now), config, now,
                                False)
-            except (BadInput, LimitError, UsageError) as exc:
+            except LimitError as exc:  # this conversation alone: the others may still fit
+                too_large.append(exc)
+                continue
+            except (BadInput, UsageError) as exc:
                 if skipped is None:
                     raise
                 skipped.append(str(exc))
                 continue
         plan.append((conv, item, same, [sid for sid, _ in earlier]))
     if not plan:
+        if len(too_large) == 1:
+            raise too_large[0]
+        if too_large:
+            raise LimitError(f"{path}: none of its conversations fits in a session; the "
+                             f"first: {too_large[0].args[0]}", hint=too_large[0].hint)
         raise BadSource(f"{path}: no conversation in it could be imported")
     adding = sum(1 for _, item, _, _ in plan if item is not None and _active(item.meta, now,
                                                                             config))
@@ -211,7 +224,7 @@ def import_sessions(sessions, source: str, path: str, *, ai: str = "apollo",
                                       path=where, from_id=item.meta["origin"]["source_id"])
         results.append(Imported(summary.id, conv.source_id, conv.title, len(item.messages),
                                 branches, earlier=older))
-    return Report(results, empty, skipped or [])
+    return Report(results, empty, skipped or [], [str(exc) for exc in too_large])
 
 
 def _active(meta: dict, now: float, config) -> bool:

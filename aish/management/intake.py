@@ -22,7 +22,7 @@ from aish.ids import BRANCH_PATTERN, check_id
 from aish.management.integrity import LOSSLESS, mend_tree
 from aish.management.transfer import ALL_FORMAT, FORMAT, VERSION
 from aish.messages import ROLES, Message, Timing, Usage, new_message_id
-from aish.people import members
+from aish.people import USER_PATTERN, members
 from aish.specialists import ai_key
 from aish.store.base import PlainCodec, Problem, dump_line, parse_line
 from aish.store.refs import RefState
@@ -99,7 +99,7 @@ def read_source(path: str | None, stdin, limit: int,
     if len(data) > limit:
         raise LimitError(f"the input is larger than the limit of {limit:,} bytes",
                          hint="restore sessions one at a time, or raise "
-                         "sessions.limits.max_session_bytes")
+                         "sessions.limits.max_import_bytes")
     return data, label, note
 
 
@@ -288,10 +288,14 @@ def _message(raw, max_chars: int, seen: set[str]) -> Message:
     covers, summary = raw.get("covers"), raw.get("summary")
     covers = covers if is_count(covers) else None
     summary = summary if isinstance(summary, str) and _MESSAGE_ID.fullmatch(summary) else None
+    # Who wrote it is kept as recorded history; a name that is not a user name reads as
+    # unrecorded (the owner's). Who copied it is never taken from the input: restore says.
+    by = raw.get("by")
+    by = by if isinstance(by, str) and USER_PATTERN.fullmatch(by) else None
     return Message(role, content, ai_key(ai), float(time), mid, tokens,
                    raw.get("interrupted") is True, model, raw.get("cut") is True,
                    parent, ref, note, source, Timing.from_record(raw.get("timing")),
-                   covers=covers, summary=summary)
+                   by=by, covers=covers, summary=summary)
 
 
 def _plain(value) -> bool:

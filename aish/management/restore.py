@@ -7,12 +7,13 @@ it instead, after keeping a backup. Restoring respects the limit on active sessi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aish.compaction import reindex
 from aish.errors import LimitError, Refused, StorageError, UsageError
 from aish.ids import check_id, new_id
 from aish.management.intake import Prepared, prepare, read_input
+from aish.messages import Message
 from aish.sessions import ACTIVE, ENDED
 
 
@@ -40,6 +41,13 @@ def _free_id(sessions, base: str, taken: set[str]) -> str:
     return new_id()  # pragma: no cover - a thousand restored copies of one session
 
 
+def copied(messages: list[Message], user: str) -> list[Message]:
+    """Restored messages keep who wrote them; one that names someone else than ``user`` (who
+    restores it) is marked as ``user``'s copy, so that no store counts where the copy is
+    stored as proof of who wrote it."""
+    return [replace(m, copied_by=user) if m.by and m.by != user else m for m in messages]
+
+
 def _would_be_active(meta: dict, now: float, timeout_minutes: float) -> bool:
     return meta.get("state") != ENDED and now - meta["updated"] <= timeout_minutes * 60
 
@@ -59,6 +67,8 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
     if target is not None and len(incoming) != 1:
         raise UsageError("--as needs a document with exactly one session")
     prepared = [prepare(i, config, now, skip_corrupted) for i in incoming]
+    for item in prepared:
+        item.messages = copied(item.messages, sessions.user)
 
     plan: list[tuple[Prepared, str, str]] = []  # (session, target id, "create" | "replace")
     taken: set[str] = set()
@@ -119,8 +129,8 @@ def restore(sessions, data: bytes, *, target: str | None = None, force: bool = F
         else:
             for _ in range(20):
                 try:
-                    sessions.restore_new(meta, item.messages, item.refs, replaced=False,
-                                         backup=None, **details)
+                    sessions.restore_new(meta, item.messages, item.refs, sign=item.unsaved,
+                                         replaced=False, backup=None, **details)
                     break
                 except SessionExists:  # taken meanwhile by another process
                     if target is not None:

@@ -4,7 +4,8 @@ it (`aish.store.writerlogs`), since the server's ACL rules let each writer write
 What a record's ``by`` says is a claim; where it is stored is the fact. A record in a writer's
 log that claims someone else was forged (it is shown as the writer's). A record in the owner's
 log that names someone else was written before each writer had a log, or copied in (a sync, a
-restore, a rewrite): the server cannot vouch for who wrote it.
+restore, a rewrite): the server cannot vouch for who wrote it. Nor for one a restore copied in
+for someone else (``copied_by``), even when it names the owner: who restored it wrote the copy.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def check(owner: str, logs: dict[str, list[dict]]) -> dict:
         for record in records:
             if record.get("t") not in AUTHORED or not isinstance(record.get("by"), str):
                 continue
-            if record["by"] == (writer or owner):
+            restored_copy = not writer and record.get("copied_by")
+            if record["by"] == (writer or owner) and not restored_copy:
                 vouched += 1
             elif writer:
                 forged.append(_name(record))

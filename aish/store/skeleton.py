@@ -100,8 +100,8 @@ def message(item: object) -> Message:
         "role": role, "content": first, "ai": ai, "time": float(when), "id": mid,
         "usage": None if prompt is None else Usage(prompt, completion), "interrupted": False,
         "model": None, "cut": False, "parent": parent, "ref": None, "note": note,
-        "source": None, "timing": None, "by": by, "pos": pos, "pp": None, "covers": None,
-        "summary": None, "summary_at": None})
+        "source": None, "timing": None, "by": by, "copied_by": None, "pos": pos, "pp": None,
+        "covers": None, "summary": None, "summary_at": None})
     return made
 
 
