@@ -132,18 +132,32 @@ class LiveReply:
             self._broken = True
 
 
+# KEYS: events, meta. ARGV: stream length, ttl ms, then the entry's (field, value) pairs. The
+# stream takes the session's deadline (or none, like the session), never one of its own: a
+# piece streamed by a writer must not keep the events alive past the rest of the session.
+_PIECE = """
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+local at = redis.call('PEXPIRETIME', KEYS[2])
+if at > 0 then redis.call('PEXPIREAT', KEYS[1], at)
+elseif at == -1 then redis.call('PERSIST', KEYS[1])
+elseif tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+
 class RedisSink:
     def __init__(self, store, sid: str):
         self.store = store
         self.key = store.session_key(sid, "events")
+        self.meta = store.session_key(sid, "meta")
+        self._script = store.client.register_script(_PIECE)
 
     def _add(self, fields: dict) -> None:
-        client = self.store.client
-        pipe = client.pipeline(transaction=False)
-        pipe.xadd(self.key, fields, maxlen=self.store.stream_length, approximate=True)
-        if self.store.ttl_ms > 0:
-            pipe.pexpire(self.key, self.store.ttl_ms)
-        pipe.execute()
+        pairs = [part for item in fields.items() for part in item]
+        self._script(keys=[self.key, self.meta],
+                     args=[self.store.stream_length, max(self.store.ttl_ms, 0), *pairs])
 
     def chunk(self, reply: str, ai: str, branch: str, text: str) -> None:
         record = self.store.codec.seal(_piece_record(reply, ai, branch, text))
