@@ -44,8 +44,9 @@ _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 class Event:
     """One thing a follower hears: ``msg`` (a stored message), ``ref`` (a branch moved),
     ``chunk`` (a piece of the reply ``reply`` being streamed), ``end`` (that reply stopped
-    streaming), ``rewrite`` (the session's content was replaced) or ``rename`` (the session
-    goes on under the id ``text``)."""
+    streaming), ``gone`` (its writer went away mid-reply: nothing more will come),
+    ``rewrite`` (the session's content was replaced) or ``rename`` (the session goes on under
+    the id ``text``)."""
 
     kind: str
     message: Message | None = None
@@ -148,8 +149,11 @@ return 1
 
 
 class RedisSink:
-    def __init__(self, store, sid: str):
-        self.store = store
+    """Pieces as ``chunk`` entries of the events stream; each names the floor lease its writer
+    holds (``f``, when it holds one), so a follower can tell when that writer is gone."""
+
+    def __init__(self, store, sid: str, lease: str = ""):
+        self.store, self.lease = store, lease
         self.key = store.session_key(sid, "events")
         self.meta = store.session_key(sid, "meta")
         self._script = store.client.register_script(_PIECE)
@@ -161,7 +165,8 @@ class RedisSink:
 
     def chunk(self, reply: str, ai: str, branch: str, text: str) -> None:
         record = self.store.codec.seal(_piece_record(reply, ai, branch, text))
-        self._add({"k": "chunk", "r": dump_line(record)[:-1]})
+        self._add({"k": "chunk", "r": dump_line(record)[:-1],
+                   **({"f": self.lease} if self.lease else {})})
 
     def end(self, reply: str) -> None:
         self._add({"k": "end", "id": reply})
@@ -255,10 +260,11 @@ def sweep_live(folder: Path, sid: str) -> list[str]:
     return removed
 
 
-def sink_for(store, sid: str):
-    """Where a reply of session ``sid`` is published while it streams (None: nowhere)."""
+def sink_for(store, sid: str, lease: str = ""):
+    """Where a reply of session ``sid`` is published while it streams (None: nowhere);
+    ``lease``: the token of the floor lease its writer holds meanwhile ("": none)."""
     if hasattr(store, "session_key"):
-        return RedisSink(store, sid) if store.stream_length > 0 else None
+        return RedisSink(store, sid, lease) if store.stream_length > 0 else None
     if hasattr(store, "private_dir"):
         return FileSink(store, sid)
     return None
@@ -266,9 +272,16 @@ def sink_for(store, sid: str):
 
 # -- followers ---------------------------------------------------------------------------------
 class RedisFeed:
-    """The session's events stream, read from the last id seen."""
+    """The session's events stream, read from the last id seen.
+
+    A writer killed mid-reply never adds the reply's end. Its pieces name the floor lease it
+    held, so while a reply streams the follower looks at that lease now and then: once it
+    expired or passed to someone else, what the writer stored before letting go is in the
+    stream already; read that first, and a reply still open after it was cut (``gone``).
+    """
 
     BLOCK_MS = 1000
+    CHECK_SECONDS = 0.5  # how often the leases of the replies streaming are looked at
 
     def __init__(self, store, sid: str):
         self.store, self.codec, self.sid = store, store.codec, sid
@@ -276,6 +289,8 @@ class RedisFeed:
         self.last = "0-0"
         self.lost = 0  # connections lost (and resumed) so far
         self._failing = 0  # reads failed in a row
+        self.live: dict[str, tuple[str, str]] = {}  # reply streaming -> (branch, lease token)
+        self._checked = 0.0
         errors = store.connection.errors
         self._dropped = (errors.ConnectionError, errors.TimeoutError)
 
@@ -287,8 +302,10 @@ class RedisFeed:
             self.last = _text(newest[0][0])
 
     def position(self) -> dict:
-        """Where this follower is: `resume` of it goes on after the last event read."""
-        return {"last": self.last}
+        """Where this follower is: `resume` of it goes on after the last event read, still
+        watching the writers of the replies streaming then."""
+        return {"last": self.last,
+                "live": {reply: list(lease) for reply, lease in self.live.items()}}
 
     def resume(self, position: object) -> bool:
         """Go on from ``position`` (a `position` saved earlier); False when it is not one."""
@@ -296,6 +313,11 @@ class RedisFeed:
         if not isinstance(last, str) or not _STREAM_ID.fullmatch(last):
             return False
         self.last = last
+        live = position.get("live") if isinstance(position, dict) else None
+        for reply, lease in (live.items() if isinstance(live, dict) else ()):
+            if (isinstance(lease, list) and len(lease) == 2 and _is_reply_id(str(reply))
+                    and all(isinstance(part, str) for part in lease)):
+                self.live[str(reply)] = (lease[0], lease[1])
         return True
 
     def trimmed(self) -> bool:
@@ -316,27 +338,63 @@ class RedisFeed:
         return bool(first) and _stream_order(_text(first[0][0])) > _stream_order(self.last)
 
     def read(self, timeout: float) -> list[Event]:
+        found = self._xread(max(1, int(min(timeout, 5.0) * 1000)))
+        if found is None:
+            return []
+        events = self._events(found) if found else self._renamed()
+        return events + self._gone()
+
+    def _xread(self, block: int | None) -> list | None:
+        """New entries, waiting up to ``block`` ms (None: not at all); None: the connection
+        was lost."""
         with self.store.connection.guard("read a session's events"):
             try:
-                found = self.store.client.xread({self.key: self.last}, count=500,
-                                                block=max(1, int(min(timeout, 5.0) * 1000)))
+                found = self.store.client.xread({self.key: self.last}, count=500, block=block)
             except self._dropped:
                 # Killed or timed out: the next read reconnects and goes on from the same id,
                 # after a pause that grows while the server stays away.
                 self.lost += 1
                 self._failing += 1
                 time.sleep(min(0.05 * self._failing, 1.0))
-                return []
+                return None
         self._failing = 0
+        return found or []
+
+    def _events(self, found: list) -> list[Event]:
         events: list[Event] = []
-        if not found:
-            return self._renamed()
         for _key, entries in found:
             for entry_id, fields in entries:
                 self.last = _text(entry_id)
                 event = self._event({_text(k): v for k, v in fields.items()})
                 if event is not None:
                     events.append(event)
+        return events
+
+    def _gone(self) -> list[Event]:
+        """The replies whose writer let go of its floor lease without ending them: each a
+        ``gone`` event, after whatever the stream holds now."""
+        now = time.monotonic()
+        if not self.live or now - self._checked < self.CHECK_SECONDS:
+            return []
+        self._checked = now
+        from aish.floor import Holder
+
+        try:
+            with self.store.connection.guard("read the floors of a session"):
+                held = [(reply, Holder.load(self.store.client.get(
+                    self.store.session_key(self.sid, f"floor:{branch}"))), token)
+                    for reply, (branch, token) in self.live.items()]
+        except Exception:  # noqa: BLE001 - the server away: the next read says so
+            return []
+        lost = [reply for reply, holder, token in held
+                if holder is None or holder.token != token]
+        if not lost:
+            return []
+        found = self._xread(None)  # read after the look: nothing its writer stored is missed
+        events = self._events(found) if found else []
+        for reply in lost:
+            if self.live.pop(reply, None) is not None:
+                events.append(Event("gone", reply=reply))
         return events
 
     def close(self) -> None:
@@ -359,19 +417,28 @@ class RedisFeed:
     def _event(self, fields: dict) -> Event | None:
         kind = _text(fields.get("k", b""))
         if kind == "rewrite":
+            self.live.clear()
             return Event("rewrite")
         if kind == "end":
-            return Event("end", reply=_text(fields.get("id", b"")))
+            reply = _text(fields.get("id", b""))
+            self.live.pop(reply, None)
+            return Event("end", reply=reply)
         record = _parse(fields.get("r", b""))
         if record is None:
             return None
         if kind == "chunk":
             try:
-                return _chunk_event(self.codec.open(record))
+                event = _chunk_event(self.codec.open(record))
             except Exception:  # noqa: BLE001 - cannot open it (no key): skipped
                 return None
+            lease = _text(fields.get("f", b""))
+            if lease and event.branch and _is_reply_id(event.reply):
+                self.live[event.reply] = (event.branch, lease)
+            return event
         if kind == "rec" and fields.get("w") and record.get("t") in ("msg", "ref"):
             record["by"] = _text(fields["w"])  # the writer whose own log holds it
+        if kind == "rec" and record.get("t") == "msg":
+            self.live.pop(str(record.get("id", "")), None)  # stored: its writer is done
         return _record_event(record, self.codec) if kind == "rec" else None
 
 
