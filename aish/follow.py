@@ -199,12 +199,13 @@ class FileSink:
             view = view[os.write(self._fd, view):]
 
     def end(self, reply: str) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        # Removed while still locked: a live file found unlocked is a killed writer's.
         if self._path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _open_locked(path: Path) -> int:
@@ -493,7 +494,14 @@ class _Inotify:
 
 class FileFeed:
     """The log's new complete lines and the session's live files, read when inotify says
-    something changed (or polled with a backoff where it cannot)."""
+    something changed (or polled with a backoff where it cannot).
+
+    A live file stays locked by its writer until it is removed, so one that is no longer
+    locked is a killed writer's: unless the log brings the reply after all, it was cut
+    (``gone``), without waiting for the next writer to sweep the file away.
+    """
+
+    CHECK_SECONDS = 0.5  # how often the locks of the live files read are looked at
 
     def __init__(self, store, sid: str):
         self.store, self.sid, self.codec = store, sid, store.codec
@@ -502,6 +510,8 @@ class FileFeed:
         self.ino: int | None = None
         self.offset = 0
         self._pieces: dict[str, tuple[int, int]] = {}  # live file -> (inode, offset read)
+        self._cut: set[str] = set()  # live files of killed writers, told already
+        self._checked = 0.0
         self._delay = 0.02
         try:
             self._notify: _Inotify | None = _Inotify()
@@ -557,7 +567,10 @@ class FileFeed:
             # its reply before it removes the file, so the stored reply is read before the
             # end of its pieces, and what it adds to them is never cut off.
             pieces, ends = self._live_events()
+            dead = self._dead()  # before the log: a reply its writer stored is read there
             events = pieces + self._log_events() + ends
+            stored = {e.message.id for e in events if e.kind == "msg" and e.message}
+            events += [Event("gone", reply=r) for r in dead if r not in stored]
             if events:
                 self._delay = 0.02
                 return events
@@ -630,11 +643,40 @@ class FileFeed:
         ends = []
         for name in sorted(set(self._pieces) - set(names)):  # removed: that reply was stored
             del self._pieces[name]
+            self._cut.discard(name)
             ends.append(Event("end", reply=name[len(prefix):-6]))
         events = []
         for name in names:
             events += self._pieces_of(name)
         return events, ends
+
+    def _dead(self) -> list[str]:
+        """The replies read in part whose live file no process holds any more."""
+        import fcntl
+
+        now = time.monotonic()
+        if now - self._checked < self.CHECK_SECONDS:
+            return []
+        self._checked = now
+        prefix = f"{self.sid}."
+        dead = []
+        # Only files with pieces read: their writer locked them before writing any.
+        for name in sorted(n for n, at in self._pieces.items() if at[1] and n not in self._cut):
+            try:
+                fd = os.open(self.live / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                # Still there once we hold it: not removed by a writer that ended it.
+                if os.stat(self.live / name, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    self._cut.add(name)
+                    dead.append(name[len(prefix):-6])
+            except OSError:  # held: its writer is alive (or a sweep is removing it)
+                pass
+            finally:
+                os.close(fd)
+        return dead
 
     def _pieces_of(self, name: str) -> list[Event]:
         try:

@@ -1,7 +1,8 @@
-"""A writer killed (SIGKILL) mid-reply on Redis: its followers see the partial reply closed with
-a visible mark once the writer's floor lease is gone, and go on following. Real processes: the
-writer streams through the scripted server, held after its first piece, and is killed there;
-the follower runs beside it. On a single redis-server and on a Redis Cluster."""
+"""A writer killed (SIGKILL) mid-reply: its followers see the partial reply closed with a
+visible mark once the writer is known gone (Redis: its floor lease expired; files: its live
+file no longer locked), and go on following. Real processes: the writer streams through the
+scripted server, held after its first piece, and is killed there; the follower runs beside
+it. On the file store, a single redis-server and a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -18,27 +19,28 @@ from redis_support import URL_FIXTURES
 from aish.commands.follow_cmds import CUT_MARK
 
 
-@pytest.fixture(params=["redis", "redis-cluster"])
-def redis_env(request, env):
-    select_redis(env, request.getfixturevalue(URL_FIXTURES[request.param]))
+@pytest.fixture(params=["file", "redis", "redis-cluster"])
+def store_env(request, env):
+    if request.param != "file":
+        select_redis(env, request.getfixturevalue(URL_FIXTURES[request.param]))
     return {**env, "AISH_FLOOR_TTL": "1"}  # a killed holder's lease goes within a second
 
 
-def test_a_reply_whose_writer_is_killed_is_marked_cut_and_following_goes_on(redis_env, server):
-    sid = new_session(redis_env)
-    follower = Program(redis_env, "aish", "--follow-session", sid)
+def test_a_reply_whose_writer_is_killed_is_marked_cut_and_following_goes_on(store_env, server):
+    sid = new_session(store_env)
+    follower = Program(store_env, "aish", "--follow-session", sid)
     gate = Gate(PIECES)
     try:
         follower.wait_for(r"apollo> ok: start\n")
         server.chunks = gate
-        writer = Program(redis_env, "apollo", "--session", sid, input="tell me slowly")
+        writer = Program(store_env, "apollo", "--session", sid, input="tell me slowly")
         follower.wait_for(rf"user to apollo> tell me slowly\napollo> {PIECES[0]}")
         os.kill(writer.proc.pid, signal.SIGKILL)
         writer.finish()
         follower.wait_for(rf"apollo> {PIECES[0]}\n{re.escape(CUT_MARK)}\n")
         gate.release()  # the scripted server's request handler goes on, to nobody
         server.chunks = None
-        done = run(redis_env, "apollo", "--session", sid, input="after")
+        done = run(store_env, "apollo", "--session", sid, input="after")
         assert done.returncode == 0, done.stderr.decode()
         follower.wait_for(r"user to apollo> after\napollo> ok: after\n")
     finally:
@@ -49,21 +51,21 @@ def test_a_reply_whose_writer_is_killed_is_marked_cut_and_following_goes_on(redi
     assert shown.index(CUT_MARK) < shown.index("user to apollo> after")
 
 
-def test_a_reply_that_is_stored_is_never_marked_cut(redis_env, server):
-    """The writer stores its reply, ends it and only then lets its lease go: a follower that
-    looks at the lease while the reply streams, or as it ends, never takes it for a cut one."""
-    sid = new_session(redis_env)
-    follower = Program(redis_env, "aish", "--follow-session", sid)
+def test_a_reply_that_is_stored_is_never_marked_cut(store_env, server):
+    """The writer stores its reply, ends it and only then lets go of its lease (files: of its
+    live file's lock): a follower that looks while the reply streams, or as it ends, never
+    takes it for a cut one."""
+    sid = new_session(store_env)
+    follower = Program(store_env, "aish", "--follow-session", sid)
     try:
         follower.wait_for(r"apollo> ok: start\n")
-        server.delay = 0.3  # the lease is looked at while each reply streams
-        for n in range(2):
-            server.chunks = PIECES
-            done = run(redis_env, "apollo", "--session", sid, input=f"turn {n}")
-            assert done.returncode == 0, done.stderr.decode()
-            follower.wait_for(rf"user to apollo> turn {n}\napollo> {''.join(PIECES)}\n")
+        server.delay = 0.3  # looked at while the reply streams
+        server.chunks = PIECES
+        done = run(store_env, "apollo", "--session", sid, input="slowly")
+        assert done.returncode == 0, done.stderr.decode()
+        follower.wait_for(rf"user to apollo> slowly\napollo> {''.join(PIECES)}\n")
         server.chunks = None
-        done = run(redis_env, "apollo", "--session", sid, input="last")
+        done = run(store_env, "apollo", "--session", sid, input="last")
         assert done.returncode == 0, done.stderr.decode()
         follower.wait_for(r"apollo> ok: last\n")
     finally:
