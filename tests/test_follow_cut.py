@@ -12,7 +12,7 @@ import signal
 
 import pytest
 from conftest import run
-from follow_support import PIECES, Gate, Program, new_session
+from follow_support import PIECES, WHOLE, Gate, Program, new_session
 from manage_support import select_redis
 from redis_support import URL_FIXTURES
 
@@ -24,6 +24,13 @@ def store_env(request, env):
     if request.param != "file":
         select_redis(env, request.getfixturevalue(URL_FIXTURES[request.param]))
     return {**env, "AISH_FLOOR_TTL": "1"}  # a killed holder's lease goes within a second
+
+
+def ask_and_see(env: dict, sid: str, follower: Program, text: str, reply: str) -> None:
+    """Ask ``text`` in ``sid`` and wait for the follower to show it and its whole ``reply``."""
+    done = run(env, "apollo", "--session", sid, input=text)
+    assert done.returncode == 0, done.stderr.decode()
+    follower.wait_for(rf"user to apollo> {text}\napollo> {reply}\n")
 
 
 def test_a_reply_whose_writer_is_killed_is_marked_cut_and_following_goes_on(store_env, server):
@@ -40,9 +47,7 @@ def test_a_reply_whose_writer_is_killed_is_marked_cut_and_following_goes_on(stor
         follower.wait_for(rf"apollo> {PIECES[0]}\n{re.escape(CUT_MARK)}\n")
         gate.release()  # the scripted server's request handler goes on, to nobody
         server.chunks = None
-        done = run(store_env, "apollo", "--session", sid, input="after")
-        assert done.returncode == 0, done.stderr.decode()
-        follower.wait_for(r"user to apollo> after\napollo> ok: after\n")
+        ask_and_see(store_env, sid, follower, "after", "ok: after")
     finally:
         gate.release()
         follower.stop()
@@ -61,13 +66,9 @@ def test_a_reply_that_is_stored_is_never_marked_cut(store_env, server):
         follower.wait_for(r"apollo> ok: start\n")
         server.delay = 0.3  # looked at while the reply streams
         server.chunks = PIECES
-        done = run(store_env, "apollo", "--session", sid, input="slowly")
-        assert done.returncode == 0, done.stderr.decode()
-        follower.wait_for(rf"user to apollo> slowly\napollo> {''.join(PIECES)}\n")
+        ask_and_see(store_env, sid, follower, "slowly", WHOLE)
         server.chunks = None
-        done = run(store_env, "apollo", "--session", sid, input="last")
-        assert done.returncode == 0, done.stderr.decode()
-        follower.wait_for(r"apollo> ok: last\n")
+        ask_and_see(store_env, sid, follower, "last", "ok: last")  # nothing after the end
     finally:
         follower.stop()
     assert CUT_MARK not in follower.stdout
