@@ -120,6 +120,11 @@ def keys_expire_together(url: str, client, home: dict, sid: str) -> None:
     assert session_keys(client, sid) == keys
     again = deadlines(client, keys)
     assert len(again) == 1 and again.pop() > 0
+    all_go_at_once(client, sid, keys)
+
+
+def all_go_at_once(client, sid: str, keys: list[bytes]) -> None:
+    """Wait for the session's keys to expire, each look seeing all of them or none."""
     count = client.register_script(_COUNT)
     give_up = time.monotonic() + SAFETY_NET
     while (left := count(keys=keys)) != 0:
@@ -129,14 +134,36 @@ def keys_expire_together(url: str, client, home: dict, sid: str) -> None:
     assert session_keys(client, sid) == []
 
 
+def a_writers_append_expires_with_the_rest(url: str, client, home: dict, sid: str) -> None:
+    """Only writers talk after the owner's last write: their logs and the rest go together."""
+    owner = sessions_as(url, home, "owner")
+    owner.create("apollo", sid, named=True)
+    for name in WRITERS:
+        owner.share(sid, name, EDITOR)
+    speak(url, home, "u2", sid, "u2 speaks")
+    # The owner's last write gives the session 5 seconds; then u1 appends (its own TTL is
+    # short too, so the owner's deadline is well over half of it away: u1 takes it).
+    sessions_as(url, home, "owner", timeout_minutes=5 / 60, retention_days=0).set_title(
+        sid, "soon gone")
+    u1 = sessions_as(url, home, "u1", timeout_minutes=1 / 60, retention_days=0)
+    session = u1.open("apollo", sid)
+    session.add(Message(USER, "u1 speaks", "apollo", time.time()))
+    session.save()
+    keys = session_keys(client, sid)
+    assert len(keys) == 5 and len(deadlines(client, keys)) == 1
+    all_go_at_once(client, sid, keys)
+
+
 def test_a_sessions_keys_expire_together_whoever_writes(plain, home):
     url, client = plain
     keys_expire_together(url, client, home, "together")
+    a_writers_append_expires_with_the_rest(url, client, home, "writers")
 
 
 def test_a_sessions_keys_expire_together_on_a_cluster(cluster, home):
     url, client = cluster
     keys_expire_together(url, client, home, "together")
+    a_writers_append_expires_with_the_rest(url, client, home, "writers")
 
 
 def test_a_streamed_piece_keeps_the_events_to_the_sessions_deadline(plain, home):
