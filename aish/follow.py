@@ -44,8 +44,9 @@ _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 class Event:
     """One thing a follower hears: ``msg`` (a stored message), ``ref`` (a branch moved),
     ``chunk`` (a piece of the reply ``reply`` being streamed), ``end`` (that reply stopped
-    streaming), ``rewrite`` (the session's content was replaced) or ``rename`` (the session
-    goes on under the id ``text``)."""
+    streaming), ``gone`` (its writer went away mid-reply: nothing more will come),
+    ``rewrite`` (the session's content was replaced) or ``rename`` (the session goes on under
+    the id ``text``)."""
 
     kind: str
     message: Message | None = None
@@ -132,22 +133,40 @@ class LiveReply:
             self._broken = True
 
 
+# KEYS: events, meta. ARGV: stream length, ttl ms, then the entry's (field, value) pairs. The
+# stream takes the session's deadline (or none, like the session), never one of its own: a
+# piece streamed by a writer must not keep the events alive past the rest of the session.
+_PIECE = """
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+local at = redis.call('PEXPIRETIME', KEYS[2])
+if at > 0 then redis.call('PEXPIREAT', KEYS[1], at)
+elseif at == -1 then redis.call('PERSIST', KEYS[1])
+elseif tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+
 class RedisSink:
-    def __init__(self, store, sid: str):
-        self.store = store
+    """Pieces as ``chunk`` entries of the events stream; each names the floor lease its writer
+    holds (``f``, when it holds one), so a follower can tell when that writer is gone."""
+
+    def __init__(self, store, sid: str, lease: str = ""):
+        self.store, self.lease = store, lease
         self.key = store.session_key(sid, "events")
+        self.meta = store.session_key(sid, "meta")
+        self._script = store.client.register_script(_PIECE)
 
     def _add(self, fields: dict) -> None:
-        client = self.store.client
-        pipe = client.pipeline(transaction=False)
-        pipe.xadd(self.key, fields, maxlen=self.store.stream_length, approximate=True)
-        if self.store.ttl_ms > 0:
-            pipe.pexpire(self.key, self.store.ttl_ms)
-        pipe.execute()
+        pairs = [part for item in fields.items() for part in item]
+        self._script(keys=[self.key, self.meta],
+                     args=[self.store.stream_length, max(self.store.ttl_ms, 0), *pairs])
 
     def chunk(self, reply: str, ai: str, branch: str, text: str) -> None:
         record = self.store.codec.seal(_piece_record(reply, ai, branch, text))
-        self._add({"k": "chunk", "r": dump_line(record)[:-1]})
+        self._add({"k": "chunk", "r": dump_line(record)[:-1],
+                   **({"f": self.lease} if self.lease else {})})
 
     def end(self, reply: str) -> None:
         self._add({"k": "end", "id": reply})
@@ -180,12 +199,13 @@ class FileSink:
             view = view[os.write(self._fd, view):]
 
     def end(self, reply: str) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        # Removed while still locked: a live file found unlocked is a killed writer's.
         if self._path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _open_locked(path: Path) -> int:
@@ -241,10 +261,11 @@ def sweep_live(folder: Path, sid: str) -> list[str]:
     return removed
 
 
-def sink_for(store, sid: str):
-    """Where a reply of session ``sid`` is published while it streams (None: nowhere)."""
+def sink_for(store, sid: str, lease: str = ""):
+    """Where a reply of session ``sid`` is published while it streams (None: nowhere);
+    ``lease``: the token of the floor lease its writer holds meanwhile ("": none)."""
     if hasattr(store, "session_key"):
-        return RedisSink(store, sid) if store.stream_length > 0 else None
+        return RedisSink(store, sid, lease) if store.stream_length > 0 else None
     if hasattr(store, "private_dir"):
         return FileSink(store, sid)
     return None
@@ -252,9 +273,16 @@ def sink_for(store, sid: str):
 
 # -- followers ---------------------------------------------------------------------------------
 class RedisFeed:
-    """The session's events stream, read from the last id seen."""
+    """The session's events stream, read from the last id seen.
+
+    A writer killed mid-reply never adds the reply's end. Its pieces name the floor lease it
+    held, so while a reply streams the follower looks at that lease now and then: once it
+    expired or passed to someone else, what the writer stored before letting go is in the
+    stream already; read that first, and a reply still open after it was cut (``gone``).
+    """
 
     BLOCK_MS = 1000
+    CHECK_SECONDS = 0.5  # how often the leases of the replies streaming are looked at
 
     def __init__(self, store, sid: str):
         self.store, self.codec, self.sid = store, store.codec, sid
@@ -262,6 +290,8 @@ class RedisFeed:
         self.last = "0-0"
         self.lost = 0  # connections lost (and resumed) so far
         self._failing = 0  # reads failed in a row
+        self.live: dict[str, tuple[str, str]] = {}  # reply streaming -> (branch, lease token)
+        self._checked = 0.0
         errors = store.connection.errors
         self._dropped = (errors.ConnectionError, errors.TimeoutError)
 
@@ -273,8 +303,10 @@ class RedisFeed:
             self.last = _text(newest[0][0])
 
     def position(self) -> dict:
-        """Where this follower is: `resume` of it goes on after the last event read."""
-        return {"last": self.last}
+        """Where this follower is: `resume` of it goes on after the last event read, still
+        watching the writers of the replies streaming then."""
+        return {"last": self.last,
+                "live": {reply: list(lease) for reply, lease in self.live.items()}}
 
     def resume(self, position: object) -> bool:
         """Go on from ``position`` (a `position` saved earlier); False when it is not one."""
@@ -282,6 +314,11 @@ class RedisFeed:
         if not isinstance(last, str) or not _STREAM_ID.fullmatch(last):
             return False
         self.last = last
+        live = position.get("live") if isinstance(position, dict) else None
+        for reply, lease in (live.items() if isinstance(live, dict) else ()):
+            if (isinstance(lease, list) and len(lease) == 2 and _is_reply_id(str(reply))
+                    and all(isinstance(part, str) for part in lease)):
+                self.live[str(reply)] = (lease[0], lease[1])
         return True
 
     def trimmed(self) -> bool:
@@ -302,27 +339,63 @@ class RedisFeed:
         return bool(first) and _stream_order(_text(first[0][0])) > _stream_order(self.last)
 
     def read(self, timeout: float) -> list[Event]:
+        found = self._xread(max(1, int(min(timeout, 5.0) * 1000)))
+        if found is None:
+            return []
+        events = self._events(found) if found else self._renamed()
+        return events + self._gone()
+
+    def _xread(self, block: int | None) -> list | None:
+        """New entries, waiting up to ``block`` ms (None: not at all); None: the connection
+        was lost."""
         with self.store.connection.guard("read a session's events"):
             try:
-                found = self.store.client.xread({self.key: self.last}, count=500,
-                                                block=max(1, int(min(timeout, 5.0) * 1000)))
+                found = self.store.client.xread({self.key: self.last}, count=500, block=block)
             except self._dropped:
                 # Killed or timed out: the next read reconnects and goes on from the same id,
                 # after a pause that grows while the server stays away.
                 self.lost += 1
                 self._failing += 1
                 time.sleep(min(0.05 * self._failing, 1.0))
-                return []
+                return None
         self._failing = 0
+        return found or []
+
+    def _events(self, found: list) -> list[Event]:
         events: list[Event] = []
-        if not found:
-            return self._renamed()
         for _key, entries in found:
             for entry_id, fields in entries:
                 self.last = _text(entry_id)
                 event = self._event({_text(k): v for k, v in fields.items()})
                 if event is not None:
                     events.append(event)
+        return events
+
+    def _gone(self) -> list[Event]:
+        """The replies whose writer let go of its floor lease without ending them: each a
+        ``gone`` event, after whatever the stream holds now."""
+        now = time.monotonic()
+        if not self.live or now - self._checked < self.CHECK_SECONDS:
+            return []
+        self._checked = now
+        from aish.floor import Holder
+
+        try:
+            with self.store.connection.guard("read the floors of a session"):
+                held = [(reply, Holder.load(self.store.client.get(
+                    self.store.session_key(self.sid, f"floor:{branch}"))), token)
+                    for reply, (branch, token) in self.live.items()]
+        except Exception:  # noqa: BLE001 - the server away: the next read says so
+            return []
+        lost = [reply for reply, holder, token in held
+                if holder is None or holder.token != token]
+        if not lost:
+            return []
+        found = self._xread(None)  # read after the look: nothing its writer stored is missed
+        events = self._events(found) if found else []
+        for reply in lost:
+            if self.live.pop(reply, None) is not None:
+                events.append(Event("gone", reply=reply))
         return events
 
     def close(self) -> None:
@@ -345,19 +418,28 @@ class RedisFeed:
     def _event(self, fields: dict) -> Event | None:
         kind = _text(fields.get("k", b""))
         if kind == "rewrite":
+            self.live.clear()
             return Event("rewrite")
         if kind == "end":
-            return Event("end", reply=_text(fields.get("id", b"")))
+            reply = _text(fields.get("id", b""))
+            self.live.pop(reply, None)
+            return Event("end", reply=reply)
         record = _parse(fields.get("r", b""))
         if record is None:
             return None
         if kind == "chunk":
             try:
-                return _chunk_event(self.codec.open(record))
+                event = _chunk_event(self.codec.open(record))
             except Exception:  # noqa: BLE001 - cannot open it (no key): skipped
                 return None
+            lease = _text(fields.get("f", b""))
+            if lease and event.branch and _is_reply_id(event.reply):
+                self.live[event.reply] = (event.branch, lease)
+            return event
         if kind == "rec" and fields.get("w") and record.get("t") in ("msg", "ref"):
             record["by"] = _text(fields["w"])  # the writer whose own log holds it
+        if kind == "rec" and record.get("t") == "msg":
+            self.live.pop(str(record.get("id", "")), None)  # stored: its writer is done
         return _record_event(record, self.codec) if kind == "rec" else None
 
 
@@ -412,7 +494,14 @@ class _Inotify:
 
 class FileFeed:
     """The log's new complete lines and the session's live files, read when inotify says
-    something changed (or polled with a backoff where it cannot)."""
+    something changed (or polled with a backoff where it cannot).
+
+    A live file stays locked by its writer until it is removed, so one that is no longer
+    locked is a killed writer's: unless the log brings the reply after all, it was cut
+    (``gone``), without waiting for the next writer to sweep the file away.
+    """
+
+    CHECK_SECONDS = 0.5  # how often the locks of the live files read are looked at
 
     def __init__(self, store, sid: str):
         self.store, self.sid, self.codec = store, sid, store.codec
@@ -421,6 +510,8 @@ class FileFeed:
         self.ino: int | None = None
         self.offset = 0
         self._pieces: dict[str, tuple[int, int]] = {}  # live file -> (inode, offset read)
+        self._cut: set[str] = set()  # live files of killed writers, told already
+        self._checked = 0.0
         self._delay = 0.02
         try:
             self._notify: _Inotify | None = _Inotify()
@@ -476,7 +567,10 @@ class FileFeed:
             # its reply before it removes the file, so the stored reply is read before the
             # end of its pieces, and what it adds to them is never cut off.
             pieces, ends = self._live_events()
+            dead = self._dead()  # before the log: a reply its writer stored is read there
             events = pieces + self._log_events() + ends
+            stored = {e.message.id for e in events if e.kind == "msg" and e.message}
+            events += [Event("gone", reply=r) for r in dead if r not in stored]
             if events:
                 self._delay = 0.02
                 return events
@@ -549,11 +643,40 @@ class FileFeed:
         ends = []
         for name in sorted(set(self._pieces) - set(names)):  # removed: that reply was stored
             del self._pieces[name]
+            self._cut.discard(name)
             ends.append(Event("end", reply=name[len(prefix):-6]))
         events = []
         for name in names:
             events += self._pieces_of(name)
         return events, ends
+
+    def _dead(self) -> list[str]:
+        """The replies read in part whose live file no process holds any more."""
+        import fcntl
+
+        now = time.monotonic()
+        if now - self._checked < self.CHECK_SECONDS:
+            return []
+        self._checked = now
+        prefix = f"{self.sid}."
+        dead = []
+        # Only files with pieces read: their writer locked them before writing any.
+        for name in sorted(n for n, at in self._pieces.items() if at[1] and n not in self._cut):
+            try:
+                fd = os.open(self.live / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                # Still there once we hold it: not removed by a writer that ended it.
+                if os.stat(self.live / name, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    self._cut.add(name)
+                    dead.append(name[len(prefix):-6])
+            except OSError:  # held: its writer is alive (or a sweep is removing it)
+                pass
+            finally:
+                os.close(fd)
+        return dead
 
     def _pieces_of(self, name: str) -> list[Event]:
         try:

@@ -57,9 +57,9 @@ def selector(prefix: str, sid: str, role: str, user: str) -> str:
 
 def keepalive(prefix: str, sid: str) -> str:
     """An editor's second selector: PERSIST on every log of the session, and nothing else. A
-    writer may not renew the TTL of the others' logs, so its write script keeps one that would
-    expire before the session does from expiring at all (the owner's next write sets its TTL
-    again); no other command reaches those logs through it."""
+    writer may not renew the TTL of the others' logs, so once their deadline is near its write
+    script keeps every key of the session from expiring at all (the owner's next write gives
+    them one deadline again); no other command reaches those logs through it."""
     return f"(~{prefix}:{{{sid}}}:log* +persist)"
 
 

@@ -493,11 +493,15 @@ class Sessions:
 
         return feed_for(self.store, check_id(sid))
 
-    def live_reply(self, sid: str, reply: str, ai: str, branch: str) -> LiveReply:
-        """Where a reply of ``sid`` is published for followers while it streams."""
+    def live_reply(self, sid: str, reply: str, ai: str, branch: str,
+                   lease: str = "") -> LiveReply:
+        """Where a reply of ``sid`` is published for followers while it streams; ``lease``: the
+        token of the floor lease held meanwhile, by which a follower tells that this writer
+        is gone when the lease is."""
         from aish.follow import LiveReply, sink_for
 
-        return LiveReply(sink_for(self.store, check_id(sid)), reply, ai, branch, self.clock)
+        return LiveReply(sink_for(self.store, check_id(sid), lease), reply, ai, branch,
+                         self.clock)
 
     @property
     def floor(self):
@@ -1059,13 +1063,15 @@ class Session(Record):
         """
         lease = self._take_floor(specialist.name, floor or FloorWait())
         try:
-            return self._exchange(specialist, text, provider, on_text, system)
+            return self._exchange(specialist, text, provider, on_text, system,
+                                  lease.holder.token if lease is not None else "")
         finally:
             if lease is not None:
                 self.notices += lease.release()
 
     def _exchange(self, specialist: Specialist, text: str | None, provider: Provider,
-                  on_text: Callable[[str], None], system: str | None) -> Reply:
+                  on_text: Callable[[str], None], system: str | None,
+                  lease: str = "") -> Reply:
         if text is None:
             if self.last_unanswered() is None:
                 raise UsageError(f"session {self.id} has no unanswered message to retry")
@@ -1085,7 +1091,7 @@ class Session(Record):
                                  if built.summary is not None else {})
         watch = Stopwatch(self.sessions.clock)
         reply_id = new_message_id()  # followers see the pieces under the id it is stored with
-        live = self.sessions.live_reply(self.id, reply_id, specialist.name, self.branch)
+        live = self.sessions.live_reply(self.id, reply_id, specialist.name, self.branch, lease)
         try:
             return self._stream(specialist, provider, chat, on_text, reply_id, live, watch,
                                 noted)

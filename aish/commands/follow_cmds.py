@@ -29,6 +29,7 @@ RECAP = 2  # exchanges shown before the live part
 PREVIEW_ROWS = 6  # as the shell: the open block of each streaming reply, at a terminal
 REFRESH_PER_SECOND = 12.5
 MAIN = "main"
+CUT_MARK = "[reply cut: writer gone]"
 
 BRANCH = Arg("--branch", "only this branch (default: every branch; in session mode, yours)",
              metavar="NAME", completes="branch")
@@ -202,6 +203,8 @@ class _View:
             self._piece(event)
         elif kind == "end":
             self._end(event.reply)
+        elif kind == "gone":
+            self._cut(event.reply)
         elif kind == "ref" and event.record is not None:
             op = event.record.get("op")
             if op not in (None, "keep") and self._wanted(event.branch):
@@ -262,6 +265,17 @@ class _View:
             self.done.add(reply)
             streaming[0].finish()
             self._preview_done()
+
+    def _cut(self, reply: str) -> None:
+        """The reply's writer went away mid-reply (killed): what arrived stays, marked, and
+        following goes on. Its pieces, should the writer come back after all, start anew."""
+        streaming = self.open.pop(reply, None)
+        earlier = self.earlier.pop(reply, None)
+        if streaming is not None:
+            streaming[0].finish()
+            self._preview_done()
+        if streaming is not None or earlier is not None:
+            self.ctx.out.data(CUT_MARK)
 
     def close(self) -> None:
         for renderer, *_rest in list(self.open.values()):

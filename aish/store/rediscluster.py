@@ -78,7 +78,8 @@ local function stamp(meta, log, record, id, from)
 end
 """
 
-# KEYS: new meta, new log. ARGV: meta dump, log dump ("" for none), ttl ms (0: none), the
+# KEYS: new meta, new log. ARGV: meta dump, log dump ("" for none), the deadline (a Unix time
+# in ms, kept as it was so every key of the session still expires at one moment; 0: none), the
 # meta record, its id value, its renamed_from value. Returns 0 (new id taken), 1 (published),
 # 2 (published already, by this same rename).
 _PUBLISH = STAMP + """
@@ -87,11 +88,11 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local ttl = tonumber(ARGV[3])
-redis.call('RESTORE', KEYS[1], ttl, ARGV[1])
-if ARGV[2] ~= '' then redis.call('RESTORE', KEYS[2], ttl, ARGV[2]) end
+local at = tonumber(ARGV[3])
+redis.call('RESTORE', KEYS[1], at, ARGV[1], 'ABSTTL')
+if ARGV[2] ~= '' then redis.call('RESTORE', KEYS[2], at, ARGV[2], 'ABSTTL') end
 stamp(KEYS[1], KEYS[2], ARGV[4], ARGV[5], ARGV[6])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+if at > 0 then redis.call('PEXPIREAT', KEYS[2], at) end
 return 1
 """
 
@@ -119,20 +120,21 @@ def queue_script(script, pipe, keys: list, args: list, cluster: bool) -> None:
         script(keys=keys, args=args, client=pipe)
 
 
-def _ttl(client, key: str) -> int:
-    ttl = client.pttl(key)
-    return ttl if ttl and ttl > 0 else 0
+def _deadline(client, key: str) -> int:
+    """When ``key`` expires (Unix time in ms; 0: never), to copy it to the same moment."""
+    at = client.pexpiretime(key)
+    return at if at and at > 0 else 0
 
 
 def _copy_key(client, source: str, target: str) -> None:
-    """Copy ``source`` to ``target`` (another slot) with its TTL, then delete ``source``;
+    """Copy ``source`` to ``target`` (another slot) with its deadline, then delete ``source``;
     a target that already holds the same value (an earlier, interrupted run) counts as
     copied, any other is left alone like the one-step rename leaves it."""
     payload = client.dump(source)
     if payload is None:
         return
     if not client.exists(target):
-        client.restore(target, _ttl(client, source), payload)
+        client.restore(target, _deadline(client, source), payload, absttl=True)
     elif client.dump(target) != payload:
         return
     client.delete(source)
@@ -164,7 +166,7 @@ def rename(store: RedisStore, old: str, new: str, backups: list[str], logs: list
     log_dump = client.dump(frozen[3]) or b""
     record = dump_line({"t": "meta", "id": new, "renamed_from": old})[:-1]
     published = client.eval(_PUBLISH, 2, key(new, "meta"), key(new, "log"), meta_dump,
-                            log_dump, _ttl(client, frozen[2]), record, json.dumps(new),
+                            log_dump, _deadline(client, frozen[2]), record, json.dumps(new),
                             json.dumps(old))
     if published == 0:
         client.eval(_THAW, 5, *frozen)

@@ -19,8 +19,10 @@ one script may touch them all:
 - ``aish:doc:<kind>:<name>`` — templates and checkpoints (JSON strings).
 
 Every write (create, append, rewrite) is one Lua script: the records are pushed, the summary
-hash is updated and both keys get their TTL again, atomically, so concurrent writers on any
-number of machines lose nothing and the summary never disagrees with the log.
+hash is updated and the session's keys get their deadline again, atomically, so concurrent
+writers on any number of machines lose nothing and the summary never disagrees with the log.
+All the session's keys (meta, events, every log) share one deadline or none, so no part of a
+session outlives the rest (see the script's TTL step).
 
 Expiry: the TTL is the session timeout plus a retention period (`RETENTION_DAYS`), re-issued on
 every write. A session idle for longer than the timeout is *expired* exactly as in the file store
@@ -274,22 +276,6 @@ if writer == '' then
 else
   redis.call('HSET', meta, 'rl', base + n_rec)
 end
-if ttl > 0 then
-  redis.call('PEXPIRE', meta, ttl)
-  redis.call('PEXPIRE', log, ttl)
-  if mode == 'append' then
-    for k = 4, #KEYS do redis.call('PEXPIRE', KEYS[k], ttl) end
-  end
-  -- A writer may not renew the others' logs (ARGV after its name): one that would expire
-  -- before half the session's TTL is kept from expiring at all, until the owner writes.
-  -- pcall: a selector granted before this rule existed only loses the keep-alive.
-  if writer ~= '' then
-    for k = 1, tonumber(ARGV[w_at + 1] or '0') or 0 do
-      local left = redis.call('PTTL', ARGV[w_at + 1 + k])
-      if left > 0 and left < ttl / 2 then redis.pcall('PERSIST', ARGV[w_at + 1 + k]) end
-    end
-  end
-end
 -- Live following (KEYS[3], the events stream): in this same step, one event per stored
 -- message or ref move, so a follower reading from the last id it saw misses none.
 -- ARGV from j: stream length (0: no events), n events, their indices in the batch.
@@ -309,7 +295,52 @@ if events and ev_len > 0 then
       end
     end
   end
-  if ttl > 0 then redis.call('PEXPIRE', events, ttl) end
+end
+if ttl > 0 then
+  -- The session's keys expire at one moment, or none does: a log left behind by the others
+  -- is a conversation half gone. The owner's write gives every key one deadline again.
+  local own = {meta, log, events}
+  if writer == '' then
+    redis.call('PEXPIRE', meta, ttl)
+    local at = redis.call('PEXPIRETIME', meta)
+    for k = 2, #own do redis.call('PEXPIREAT', own[k], at) end
+    if mode == 'append' then
+      for k = 4, #KEYS do redis.call('PEXPIREAT', KEYS[k], at) end
+    end
+  else
+    -- A writer may not renew the others' logs (ARGV after its name). Its own keys take the
+    -- deadline those share; once that is less than half the TTL away (or they do not share
+    -- one), every key of the session is kept from expiring at all, until the owner writes.
+    -- pcall: a selector granted before PERSIST was allowed loses only the keep-alive.
+    local others, at, keep = {}, nil, false
+    for k = 1, tonumber(ARGV[w_at + 1] or '0') or 0 do
+      local key = ARGV[w_at + 1 + k]
+      local when = redis.call('PEXPIRETIME', key)
+      if when == -1 then keep = true
+      elseif when >= 0 then
+        others[#others + 1] = key
+        if at == nil then at = when elseif at ~= when then keep = true end
+      end
+    end
+    if at == nil then
+      redis.call('PEXPIRE', meta, ttl)
+      at = redis.call('PEXPIRETIME', meta)
+    elseif redis.call('PTTL', others[1]) < ttl / 2 then
+      keep = true
+    end
+    if keep then
+      local held = true
+      for _, key in ipairs(others) do
+        local done = redis.pcall('PERSIST', key)
+        if type(done) == 'table' and done.err then held = false end
+      end
+      for _, key in ipairs(own) do
+        if held then redis.call('PERSIST', key) else redis.call('PEXPIREAT', key, at) end
+      end
+    else
+      for _, key in ipairs(own) do redis.call('PEXPIREAT', key, at) end
+    end
+  end
 end
 return redis.call('HGETALL', meta)
 """
