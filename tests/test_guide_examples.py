@@ -7,9 +7,10 @@ import json
 import re
 import subprocess
 
+import pytest
 from shell_support import BIN, Term, session_records
 
-from aish.errors import NOT_FOUND, STORAGE, USAGE
+from aish.errors import CONFIG, NOT_FOUND, STORAGE, USAGE
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -137,7 +138,7 @@ def test_a_stdout_that_refuses_writes_is_named_and_the_exchange_is_kept(aish, en
 
 def test_config_errors_name_no_bound_the_value_is_within(aish):
     result = aish("aish", "--list-sessions", AISH_MAX_SESSIONS="0")
-    assert result.returncode == 8
+    assert result.returncode == CONFIG
     line = one_error_line(result)
     assert line.endswith("sessions.limits.max_sessions: expected a whole number >= 1, got 0")
     huge = aish("aish", "--list-sessions", AISH_DEFAULT_CONTEXT="9" * 20)
@@ -155,11 +156,23 @@ def test_a_blank_message_is_no_message_and_nothing_is_sent(aish, env, server):
     assert json.loads(aish("aish", "--list-sessions", "--all", "--json").stdout) == []
 
 
-def test_a_bad_auto_save_names_the_forms_the_guide_allows(aish, home):
-    config = f"{home['HOME']}/.aish/config.yaml"
-    with open(config, "a") as f:
-        f.write("sessions:\n  defaults: {auto_save: maybe}\n")
-    result = aish("aish", "--list-sessions")
-    assert result.returncode == 8
-    assert one_error_line(result).endswith(
-        "sessions.defaults.auto_save: expected true, false or a whole number >= 0, got 'maybe'")
+@pytest.mark.parametrize(("config", "argv", "expected"), [
+    ("sessions:\n  defaults: {auto_save: maybe}\n", ["aish", "--list-sessions"],
+     "sessions.defaults.auto_save: expected true, false or a whole number >= 0, got 'maybe'"),
+    # A specialist called `help` would hide `aish help`; `aish` or `exit` could not be reached.
+    ("specialists:\n  help: {persona: a helper}\n", ["aish", "help"],
+     "specialists: 'help' is a word of aish's own"),
+])
+def test_config_mistakes_a_newcomer_makes_are_named(aish, home, config, argv, expected):
+    with open(f"{home['HOME']}/.aish/config.yaml", "a") as f:
+        f.write(config)
+    result = aish(*argv)
+    assert result.returncode == CONFIG
+    assert expected in one_error_line(result)
+
+
+def test_a_missing_generated_id_gets_no_message_hint(aish):
+    result = aish("apollo", "--session", "sess_abc123", "hi")
+    assert result.returncode == NOT_FOUND
+    line = one_error_line(result)
+    assert "session sess_abc123 not found" in line and "first message" not in line

@@ -166,7 +166,7 @@ def ask(ctx: Context, args) -> int:
             sid, args.session_id is not None, args.shared, args.template, args.context_window,
             args.extend_context, args.auto_save, lazy=not args.get_id, overflow=args.overflow))
     except SessionNotFound as exc:
-        if sid == named and not resume:
+        if sid == named and not resume and not sid.startswith("sess_"):
             # `apollo --session hello` reads "hello" as an id; a newcomer meant a message.
             exc.hint = (f"see 'aish --list-sessions --all'; to send {sid!r} as the first "
                         f"message of a new session: {specialist.name} --session -- {sid}")
