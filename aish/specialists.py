@@ -80,7 +80,8 @@ def roster(config_specialists: dict, source: str = "config") -> dict[str, Specia
                               hint="use letters, digits, '.', '_' or '-', not ending in -ai")
         if name in RESERVED:
             raise ConfigError(f"{source}: specialists: {name!r} is a word of aish's own",
-                              hint="the command line and the aish> prompt use it; choose another name")
+                              hint="the command line and the aish> prompt use it; choose "
+                              "another name")
         if spec is None:
             spec = {}
         if not isinstance(spec, dict):

@@ -176,3 +176,11 @@ def test_a_missing_generated_id_gets_no_message_hint(aish):
     assert result.returncode == NOT_FOUND
     line = one_error_line(result)
     assert "session sess_abc123 not found" in line and "first message" not in line
+
+
+def test_the_shell_with_stdin_closed_is_an_empty_script(home):
+    for argv in ("aish", "aish --session apollo"):
+        result = subprocess.run(["sh", "-c", f'exec {BIN}/{argv} <&-'], capture_output=True,
+                                env=home, timeout=600)
+        assert result.returncode == 0, result.stderr.decode()
+        assert "Traceback" not in result.stderr.decode()
