@@ -184,3 +184,11 @@ def test_the_shell_with_stdin_closed_is_an_empty_script(home):
                                 env=home, timeout=600)
         assert result.returncode == 0, result.stderr.decode()
         assert "Traceback" not in result.stderr.decode()
+
+
+def test_help_shows_that_the_session_id_may_be_left_out(aish):
+    """`echo "Hello" | apollo --session` is the guide's first example: help must not read as if
+    --session needed an ID."""
+    text = aish("apollo", "--help").stdout.decode()
+    assert text.startswith("usage: apollo [--session [ID]] [--session-id ID] ")
+    assert "\n  --session [ID]  " in text

@@ -12,8 +12,7 @@ def _describe(command: Command, prog: str) -> list[str]:
     if options:
         lines.append("")
         for arg in options:
-            value = "" if arg.flag else f" {arg.metavar or 'N'}"
-            lines.append(f"  {arg.spelled + value:<24} {arg.help}")
+            lines.append(f"  {arg.spelled + arg.value_text:<24} {arg.help}")
     if command.example:
         lines += ["", f"example: {command.example}"]
     return lines
@@ -52,8 +51,7 @@ def render_help(ctx, topic: str | None = None, in_session: bool = False) -> str:
     lines += ["", "Specialist options:"]
     for arg in ask.args:
         if not arg.positional:
-            value = "" if arg.flag else f" {arg.metavar or 'N'}"
-            lines.append(f"  {arg.spelled + value:<24} {arg.help}")
+            lines.append(f"  {arg.spelled + arg.value_text:<24} {arg.help}")
     lines += ["", "Commands:"]
     for command in REGISTRY.in_scope("aish"):
         lines += entry(command.usage, command.help, 40)
