@@ -192,3 +192,11 @@ def test_help_shows_that_the_session_id_may_be_left_out(aish):
     text = aish("apollo", "--help").stdout.decode()
     assert text.startswith("usage: apollo [--session [ID]] [--session-id ID] ")
     assert "\n  --session [ID]  " in text
+
+
+def test_a_double_dash_ends_aishs_own_options(aish, env):
+    result = aish("aish", "--", "apollo", "hi", **env)
+    assert result.returncode == 0 and result.stdout.decode() == "ok: hi\n"
+    refused = aish("aish", "--", "--list-sessions")
+    assert refused.returncode == USAGE
+    assert "after '--' comes a specialist's name, not '--list-sessions'" in one_error_line(refused)

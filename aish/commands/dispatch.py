@@ -28,6 +28,11 @@ def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]
     """The command ``argv`` selects, its remaining tokens, and the specialist (if any)."""
     if argv and argv[0] == "aish":
         argv = argv[1:]
+    if argv and argv[0] == "--":  # `aish -- apollo hi`: the usual end of aish's own options
+        argv = argv[1:]
+        if argv and argv[0].startswith("-"):
+            raise UsageError(f"after '--' comes a specialist's name, not {argv[0]!r}",
+                             hint="drop the '--'")
     if not argv:
         raise UsageError("no command given", hint="see 'aish --help'")
     head = argv[0]
