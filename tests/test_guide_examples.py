@@ -200,3 +200,18 @@ def test_a_double_dash_ends_aishs_own_options(aish, env):
     refused = aish("aish", "--", "--list-sessions")
     assert refused.returncode == USAGE
     assert "after '--' comes a specialist's name, not '--list-sessions'" in one_error_line(refused)
+
+
+def test_an_endpoint_that_is_no_url_is_said_at_once_and_the_message_kept(aish, server):
+    result = aish("apollo", "--session-id", "noturl", "hi",
+                  OPENAI_BASE_URL="me:s3cret@localhost:8080/v1", OPENAI_API_KEY="k")
+    assert result.returncode == 4
+    line = one_error_line(result)
+    assert "localhost:8080/v1: not an http:// or https:// URL (from environment " \
+        "OPENAI_BASE_URL)" in line
+    assert "s3cret" not in line and "retrying" not in result.stderr.decode()
+    info = json.loads(aish("aish", "--session-info", "noturl", "--json").stdout)
+    assert info["messages"] == 1  # kept, to retry once the URL is fixed
+    retried = aish("apollo", "--session", "noturl", "--retry", OPENAI_BASE_URL=server.base,
+                   OPENAI_API_KEY="k")
+    assert retried.returncode == 0 and retried.stdout.decode() == "ok: hi\n"
