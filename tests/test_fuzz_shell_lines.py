@@ -77,45 +77,44 @@ def environ(root: Path) -> dict[str, str]:
             "EDITOR": "true"}
 
 
+def run_and_check(root: str, script: str, make_context, run) -> tuple[Context, Output]:
+    """Run ``run(ctx)`` in ``root`` (where `export` writes relative paths) on a fresh Output;
+    check its code, that no traceback was printed and that every stored session loads."""
+    out = Output(stdout=io.StringIO(), stderr=io.StringIO(), environ={})
+    ctx = make_context(environ(Path(root)), out)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        code = run(ctx)
+    finally:
+        os.chdir(cwd)
+    err = out.stderr.getvalue()
+    assert code in CODES, (script, code, err)
+    assert "Traceback" not in err, (script, err)
+    all_sessions_load(ctx)
+    return ctx, out
+
+
 @FUZZ
 @given(script=scripts(SESSION_WORDS))
 def test_any_lines_in_session_mode_leave_it_whole(script):
-    with tempfile.TemporaryDirectory() as root:
-        out = Output(stdout=io.StringIO(), stderr=io.StringIO(), environ={})
-        ctx = Context(environ=environ(Path(root)), stdin=io.StringIO(""), out=out,
-                      interactive=True)
+    def run(ctx):
         session = ctx.sessions.create("apollo")
-        mode = SessionMode(ctx, ctx.specialist("apollo"), session,
-                           StreamLines(io.StringIO(script)), Scripted())
-        cwd = os.getcwd()
-        os.chdir(root)  # `export` writes relative paths here
-        try:
-            code = mode.run()
-        finally:
-            os.chdir(cwd)
-        err = out.stderr.getvalue()
-        assert code in CODES, (script, code, err)
-        assert "Traceback" not in err, (script, err)
-        all_sessions_load(ctx)
+        return SessionMode(ctx, ctx.specialist("apollo"), session,
+                           StreamLines(io.StringIO(script)), Scripted()).run()
+
+    with tempfile.TemporaryDirectory() as root:
+        run_and_check(root, script, lambda env, out: Context(
+            environ=env, stdin=io.StringIO(""), out=out, interactive=True), run)
 
 
 @FUZZ
 @given(script=scripts(SHELL_HEADS))
 def test_any_lines_at_the_aish_prompt_run_to_the_end(script):
+    lines = StreamLines(io.StringIO(script + "--version\n"))
     with tempfile.TemporaryDirectory() as root:
-        out = Output(stdout=io.StringIO(), stderr=io.StringIO(), environ={})
-        ctx = ShellContext(environ=environ(Path(root)), stdin=io.StringIO(""), out=out,
-                           interactive=True, lines=StreamLines(io.StringIO(script + "--version\n")))
-        cwd = os.getcwd()
-        os.chdir(root)
-        try:
-            code = loop(ctx)
-        finally:
-            os.chdir(cwd)
-        err = out.stderr.getvalue()
-        assert code in CODES, (script, code, err)
-        assert "Traceback" not in err, (script, err)
-        # The loop went on to the last line (unless a line left the shell on purpose).
-        left = any(line.strip() in ("exit", "quit") for line in script.splitlines())
-        assert left or out.stdout.getvalue().rstrip().endswith("aish 0.1.0"), (script, err)
-        all_sessions_load(ctx)
+        _, out = run_and_check(root, script, lambda env, out: ShellContext(
+            environ=env, stdin=io.StringIO(""), out=out, interactive=True, lines=lines), loop)
+    # The loop went on to the last line (unless a line left the shell on purpose).
+    left = any(line.strip() in ("exit", "quit") for line in script.splitlines())
+    assert left or out.stdout.getvalue().rstrip().endswith("aish 0.1.0"), script
