@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = sys.modules.get("aish.configcache")  # loaded only if the config was read
     if code == 0 and cache is not None:
         cache.flush()
+    if ctx.out.stdout_error is not None:
+        ctx.out.error(f"cannot write standard output: {ctx.out.stdout_error}")
+        return errors.STORAGE
     if ctx.out.broken_pipe:  # the reply was still read and stored; say the output was cut
         return errors.BROKEN_PIPE
     return code

@@ -266,7 +266,12 @@ class _Checker:
             value = int(value)
         if (isinstance(value, bool) or not isinstance(value, int)
                 or not minimum <= value <= MAX_INTEGER):
-            self.fail(keys, f"a whole number >= {minimum} and <= {MAX_INTEGER}", value)
+            # The upper bound is named only to a value past it: "<= 9007199254740992" in
+            # every other message would only puzzle.
+            huge = (isinstance(value, int) and value > MAX_INTEGER
+                    or isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value))
+            bound = " up to 2**53" if huge else ""
+            self.fail(keys, f"a whole number >= {minimum}{bound}", value)
         return value
 
     def number(self, *keys: str, maximum: float = float(MAX_INTEGER)) -> float:
@@ -364,6 +369,10 @@ def load(env: dict[str, str] | None = None) -> Config:
     if isinstance(auto, bool) or str(auto).lower() in BOOLEAN_WORDS:
         auto_save = int(c.boolean("sessions", "defaults", "auto_save"))
     else:
+        if not isinstance(auto, int) and not (isinstance(auto, str)
+                                              and re.fullmatch(r"\s*-?[0-9]+\s*", auto)):
+            c.fail(("sessions", "defaults", "auto_save"), "true, false or a whole number >= 0",
+                   auto)
         auto_save = c.integer("sessions", "defaults", "auto_save")
     return Config(
         home=home,

@@ -9,6 +9,8 @@ Writing never fails a command. A stream that cannot encode a character (``PYTHON
 ascii``, latin-1) gets ASCII marks from the sanitiser and ``?`` for the rest. A reader that
 leaves (``| head -c 1``, quitting ``less``) makes stdout a sink: later writes are dropped so the
 reply is still read to the end and stored, and the face reports it with :attr:`broken_pipe`.
+A stdout that refuses writes (``> /dev/full``) becomes a sink the same way, and the face names
+the cause from :attr:`stdout_error`, so it is not taken for a failure of the session store.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Output:
         self._stream: StreamSanitizer | None = None
         self._console = None
         self.broken_pipe = False  # stdout's reader went away; stdout now goes to devnull
+        self.stdout_error: str | None = None  # why stdout could not be written, if it failed
         # Marks the sanitiser may use: ␛ and � only where the stream can encode them.
         self._out_marks = marks_for(getattr(self.stdout, "encoding", None))
         self._err_marks = marks_for(getattr(self.stderr, "encoding", None))
@@ -73,6 +76,10 @@ class Output:
             stream.flush()
         except BrokenPipeError:
             if stream is self.stdout:
+                self.drop_stdout()
+        except OSError as exc:  # `> /dev/full`, a full disk, a quota: the store may be fine
+            if stream is self.stdout:
+                self.stdout_error = exc.strerror or exc.__class__.__name__
                 self.drop_stdout()
         except ValueError:  # the stream was closed under us: nothing to write to
             pass

@@ -63,6 +63,11 @@ class Specialist:
         return f"{self.name}-ai"
 
 
+# Words the command line and the shell's prompt take for themselves: a specialist so named
+# would be unreachable, or would hide `help`.
+RESERVED = ("aish", "help", "exit", "quit")
+
+
 def roster(config_specialists: dict, source: str = "config") -> dict[str, Specialist]:
     """Built-in specialists with the config's overrides and additions applied.
 
@@ -73,6 +78,10 @@ def roster(config_specialists: dict, source: str = "config") -> dict[str, Specia
         if not isinstance(name, str) or not ID_PATTERN.fullmatch(name) or name.endswith("-ai"):
             raise ConfigError(f"{source}: specialists: invalid specialist name {name!r}",
                               hint="use letters, digits, '.', '_' or '-', not ending in -ai")
+        if name in RESERVED:
+            raise ConfigError(f"{source}: specialists: {name!r} is a word of aish's own",
+                              hint="the command line and the aish> prompt use it; choose "
+                              "another name")
         if spec is None:
             spec = {}
         if not isinstance(spec, dict):

@@ -102,6 +102,9 @@ def ask(ctx: Context, args) -> int:
     for given in (args.session_id, named):
         if given not in (None, NEW):
             check_id(given)  # `../x`, "" or control characters: a usage error, nothing written
+    if args.session_id is not None and named not in (None, NEW) and named != args.session_id:
+        raise UsageError(f"--session {named} and --session-id {args.session_id} name two "
+                         "different sessions", hint="give one of them")
     resume = getattr(args, "continue")
     if resume and (args.session_id is not None or named not in (None, NEW)):
         raise UsageError("-c/--continue takes up your last session; it cannot name one too",
@@ -132,6 +135,8 @@ def ask(ctx: Context, args) -> int:
     if text is None and not args.end and not args.retry and not args.regenerate \
             and not ctx.stdin_is_tty:
         text = ctx.read_stdin().rstrip("\n") or None
+    if text is not None and not text.strip():
+        text = None  # `apollo ""`, `echo " " | apollo`: nothing to ask; never sent or stored
     if args.attach:
         from aish.attachments import attach
 
@@ -156,9 +161,16 @@ def ask(ctx: Context, args) -> int:
     if args.end and text is None and not args.retry:
         return _end(ctx, specialist, sid)
     # `--get-id` asks for the session to exist now, before any message.
-    session = _open_session(ctx, specialist, Opening(
-        sid, args.session_id is not None, args.shared, args.template, args.context_window,
-        args.extend_context, args.auto_save, lazy=not args.get_id, overflow=args.overflow))
+    try:
+        session = _open_session(ctx, specialist, Opening(
+            sid, args.session_id is not None, args.shared, args.template, args.context_window,
+            args.extend_context, args.auto_save, lazy=not args.get_id, overflow=args.overflow))
+    except SessionNotFound as exc:
+        if sid == named and not resume and not sid.startswith("sess_"):
+            # `apollo --session hello` reads "hello" as an id; a newcomer meant a message.
+            exc.hint = (f"see 'aish --list-sessions --all'; to send {sid!r} as the first "
+                        f"message of a new session: {specialist.name} --session -- {sid}")
+        raise
     _choose_branch(ctx, session, args.branch)
     if args.get_id:
         ctx.out.data(session.id)

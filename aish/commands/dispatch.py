@@ -7,6 +7,8 @@ from aish.commands.context import Context
 from aish.commands.registry import REGISTRY, Command
 from aish.errors import UsageError
 
+_SHELL_OPERATORS = {"|", ">", ">>", "<", "&&", "||", ";"}
+
 
 def load_commands() -> None:
     """Import every module that registers commands (help, completion and tests need them all)."""
@@ -26,6 +28,11 @@ def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]
     """The command ``argv`` selects, its remaining tokens, and the specialist (if any)."""
     if argv and argv[0] == "aish":
         argv = argv[1:]
+    if argv and argv[0] == "--":  # `aish -- apollo hi`: the usual end of aish's own options
+        argv = argv[1:]
+        if argv and argv[0].startswith("-"):
+            raise UsageError(f"after '--' comes a specialist's name, not {argv[0]!r}",
+                             hint="drop the '--'")
     if not argv:
         raise UsageError("no command given", hint="see 'aish --help'")
     head = argv[0]
@@ -37,8 +44,12 @@ def find(ctx: Context, argv: list[str]) -> tuple[Command, list[str], str | None]
             return REGISTRY.require("specialist", "ask"), argv[1:], ai_key(head)
         if head in ("help",):
             return REGISTRY.require("aish", "help"), argv[1:], None
-        raise UsageError(f"unknown command or specialist {head!r}",
-                         hint="see 'aish --help' for commands and specialists")
+        hint = "see 'aish --help' for commands and specialists"
+        if ctx.interactive and _SHELL_OPERATORS.intersection(argv):
+            # The guide's pipelines (`echo "Hello" | apollo --session`) pasted at `aish>`.
+            hint = ("pipes and redirections are your system shell's: run the line there, "
+                    "outside aish (Ctrl-D leaves aish)")
+        raise UsageError(f"unknown command or specialist {head!r}", hint=hint)
     if found := _first_command(argv):
         return found
     if not manifest.loaded_all():  # a command the table does not know yet

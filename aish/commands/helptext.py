@@ -12,14 +12,13 @@ def _describe(command: Command, prog: str) -> list[str]:
     if options:
         lines.append("")
         for arg in options:
-            value = "" if arg.flag else f" {arg.metavar or 'N'}"
-            lines.append(f"  {arg.spelled + value:<24} {arg.help}")
+            lines.append(f"  {arg.spelled + arg.value_text:<24} {arg.help}")
     if command.example:
         lines += ["", f"example: {command.example}"]
     return lines
 
 
-def _entry(usage: str, text: str, width: int) -> list[str]:
+def entry(usage: str, text: str, width: int) -> list[str]:
     """One command in the overview; a long usage puts its description on the next line."""
     if len(usage) <= width:
         return [f"  {usage:<{width}} {text}"]
@@ -52,16 +51,15 @@ def render_help(ctx, topic: str | None = None, in_session: bool = False) -> str:
     lines += ["", "Specialist options:"]
     for arg in ask.args:
         if not arg.positional:
-            value = "" if arg.flag else f" {arg.metavar or 'N'}"
-            lines.append(f"  {arg.spelled + value:<24} {arg.help}")
+            lines.append(f"  {arg.spelled + arg.value_text:<24} {arg.help}")
     lines += ["", "Commands:"]
     for command in REGISTRY.in_scope("aish"):
-        lines += _entry(command.usage, command.help, 40)
+        lines += entry(command.usage, command.help, 40)
     session_cmds = REGISTRY.in_scope("session")
     if session_cmds:
         lines += ["", "Inside session mode:"]
         for command in session_cmds:
-            lines += _entry(command.usage, command.help, 24)
+            lines += entry(command.usage, command.help, 24)
     lines += ["", "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 provider, 5 storage, "
               "6 limit, 7 refused, 8 config, 130 interrupted."]
     return "\n".join(lines)

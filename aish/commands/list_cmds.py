@@ -97,15 +97,27 @@ def list_sessions(ctx: Context, args) -> int:
     default = ctx.config.context_window
     # The title column is shown only when some session has one.
     titled = any(row.title for row, _ in rows)
-    lines = [f"{'SESSION':<24} {'AI':<16} {'STATE':<8} {'MSGS':>5} {'WINDOW':>9}  "
-             + (f"{'LAST ACTIVITY':<16}  TITLE" if titled else "LAST ACTIVITY")]
+    cells = []
     for row, state in rows:
         ai = f"{row.owner}-ai" + ("+" if row.shared else "")
         if row.oneshot:
             state = "one-off"
-        last = ago(now - row.updated)
         used = window(row.context_used(default), row.context_window(default))
-        lines.append(f"{row.id:<24} {ai:<16} {state:<8} {row.messages:>5} {used:>9}  "
-                     + (f"{last:<16}  {row.title or ''}".rstrip() if titled else last))
+        cells.append((row.id, ai, state, str(row.messages), used, ago(now - row.updated),
+                      row.title or ""))
+    # Columns grow to their longest cell (a 64-character name, an "unlimited" window), so
+    # every row stays aligned under its header.
+    header = ("SESSION", "AI", "STATE", "MSGS", "WINDOW", "LAST ACTIVITY", "TITLE")
+    widths = [max([minimum, len(name)] + [len(cell[i]) for cell in cells])
+              for i, (name, minimum) in enumerate(zip(header[:6], (24, 16, 8, 5, 9, 16),
+                                                      strict=True))]
+
+    def line(cell) -> str:
+        sid, ai, state, msgs, used, last, title = cell
+        text = (f"{sid:<{widths[0]}} {ai:<{widths[1]}} {state:<{widths[2]}} "
+                f"{msgs:>{widths[3]}} {used:>{widths[4]}}  ")
+        return text + (f"{last:<{widths[5]}}  {title}".rstrip() if titled else last)
+
+    lines = [line(header)] + [line(cell) for cell in cells]
     ctx.out.data("\n".join(lines))
     return 0

@@ -56,6 +56,15 @@ class Arg(FrozenRecord):
         return f"{self.short}/{self.name}" if self.short else self.name
 
     @property
+    def value_text(self) -> str:
+        """The option's value as help shows it: `` ID``, `` [ID]`` when it may be left out
+        (`--session` alone starts a new session), nothing for a flag."""
+        if self.flag:
+            return ""
+        shown = self.metavar or "N"
+        return f" [{shown}]" if self.nargs == "?" else f" {shown}"
+
+    @property
     def names(self) -> tuple[str, ...]:
         return (self.short, self.name) if self.short else (self.name,)
 
@@ -90,8 +99,7 @@ class Command(FrozenRecord):
                 text = arg.metavar or arg.name
                 parts.append(f"[{text}]" if arg.nargs in ("?", "*") else text)
             else:
-                value = "" if arg.flag else f" {arg.metavar or 'N'}"
-                parts.append(f"[{arg.spelled}{value}]")
+                parts.append(f"[{arg.spelled}{arg.value_text}]")
         return " ".join(parts)
 
     def parser(self, prog: str) -> argparse.ArgumentParser:

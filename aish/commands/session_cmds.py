@@ -230,9 +230,11 @@ def help_command(ctx: Context, args) -> int:
 
 def session_help(ai: str) -> str:
     load_all()
+    from aish.commands.helptext import entry
+
     lines = ["Session commands (also as /save, /context, ...):"]
     for cmd in REGISTRY.in_scope("session"):
-        lines.append(f"  {cmd.usage:<26} {cmd.help}")
+        lines += entry(cmd.usage, cmd.help, 26)
     lines += ["", f"Anything else is sent to {ai}. {ESCAPE_HELP}", KEYS_HELP]
     return "\n".join(lines)
 

@@ -79,6 +79,12 @@ class OpenAIProvider:
     def from_settings(cls, settings: dict, specialist, env, model: str | None = None,
                       config_file: str = "config") -> OpenAIProvider:
         base_url = settings.get("base_url") or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        if not base_url.lower().startswith(("http://", "https://")):
+            # Said now: the client would only retry it, and blame the connection each time.
+            where = (f"{config_file}: providers.openai.base_url" if settings.get("base_url")
+                     else "environment OPENAI_BASE_URL")
+            shown = base_url.rsplit("@", 1)[-1][:80]  # `user:secret@host` is no URL either
+            raise ProviderError(shown, f"not an http:// or https:// URL (from {where})")
         raw = [settings.get("api_key"), env.get("OPENAI_API_KEY")]
         key = (clean_key(raw[0], f"{config_file}: providers.openai.api_key")
                or clean_key(raw[1], "environment OPENAI_API_KEY"))

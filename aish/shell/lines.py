@@ -9,6 +9,7 @@ EOFError at the end of input and KeyboardInterrupt on Ctrl-C, so the loops treat
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,7 +176,9 @@ def open_lines(ctx) -> LineSource:
     import sys
 
     if not ctx.stdin_is_tty:
-        return StreamLines(ctx.stdin if ctx.stdin is not None else sys.stdin)
+        stream = ctx.stdin if ctx.stdin is not None else sys.stdin
+        # A closed stdin (`aish <&-`) is None in Python: no lines at all, like an empty one.
+        return StreamLines(stream if stream is not None else io.StringIO(""))
     from aish.shell.completion import ContextVocabulary
 
     color = ctx.out.color and "NO_COLOR" not in ctx.environ
