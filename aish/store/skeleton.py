@@ -26,7 +26,6 @@ import contextlib
 import fcntl
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -120,22 +119,10 @@ def _chunk(sid: str, ino: int, start: int, end: int, tail: str, entries: list[li
 def read(path: Path, sid: str, ino: int, log: BinaryIO, size: int) -> Covered | None:
     """The cache at ``path`` if it describes a prefix of this log (inode ``ino``, ``size``
     bytes, open as ``log``); None when it is missing or does not check out."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
+    found = cachefile.read_regular(path, _READ_LIMIT)
+    if found is None:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _READ_LIMIT:
-            return None
-        with os.fdopen(fd, "rb") as f:
-            fd = -1
-            data = f.read()  # read(limit) would allocate the whole limit first
-    except OSError:
-        return None
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    data, st = found
     if not data.endswith(b"\n"):  # empty, or a chunk cut short: rebuilt whole
         return None
     entries: list[list] = []
@@ -173,11 +160,7 @@ def scan(data: bytes, start: int, follows: str) -> tuple[list[list], int]:
     read of the log takes them."""
     out: list[list] = []
     damaged = 0
-    offset = start
-    for raw in data.split(b"\n")[:-1]:
-        pos, offset = offset, offset + len(raw) + 1
-        if not raw.strip():
-            continue
+    for pos, raw in cachefile.log_lines(data, start):
         try:
             record = parse_line(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):

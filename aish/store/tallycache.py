@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -69,11 +68,7 @@ def covered(path: Path, sid: str, log: BinaryIO, keep: Iterable[str],
 def fold(tally: Tally, data: bytes, start: int, open_record: Callable[[dict], dict]) -> None:
     """Count the messages of ``data`` (complete lines of the log from byte ``start``), taking
     and skipping records exactly as a full read does."""
-    offset = start
-    for raw in data.split(b"\n")[:-1]:
-        pos, offset = offset, offset + len(raw) + 1
-        if not raw.strip():
-            continue
+    for pos, raw in cachefile.log_lines(data, start):
         try:
             record = parse_line(raw.decode("utf-8"))
             if record["t"] != "msg":
@@ -93,22 +88,10 @@ def write(path: Path, sid: str, ino: int, end: int, log: BinaryIO, tally: Tally)
 
 
 def _read(path: Path, sid: str, ino: int, log: BinaryIO, size: int) -> tuple[Tally, int] | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
+    found = cachefile.read_regular(path, _READ_LIMIT)
+    if found is None:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _READ_LIMIT:
-            return None
-        with os.fdopen(fd, "rb") as f:
-            fd = -1
-            data = f.read()
-    except OSError:
-        return None
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    data = found[0]
     crc, _, body = data.rstrip(b"\n").partition(b" ")
     try:
         if not data.endswith(b"\n") or crc.decode("ascii") != cachefile.crc(body):
