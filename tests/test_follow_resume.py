@@ -172,3 +172,13 @@ def test_a_file_follower_resumed_after_a_rewrite_hears_the_rewrite(home):
     assert again.resume(kept)
     assert [e.kind for e in until(lambda: again.read(0.5), "the rewrite")] == ["rewrite"]
     again.close()
+
+
+def test_a_follower_keeps_its_place_before_it_shows_anything(env):
+    sid = new_session(env)
+    follower = Program(env, "aish", "--follow-session", sid)
+    try:
+        follower.wait_for(r"apollo> ok: start\n")  # its recap is on screen: a place is kept
+        assert kept_place(env, sid)
+    finally:
+        follower.stop()

@@ -95,6 +95,9 @@ def follow(ctx: Context, sid: str, branch: str | None, recap: int, resume: bool 
                                  "stream_length); what is left follows")
                 view.reopen(saved.get("streaming"))
             else:
+                # Kept before anything is shown: a follower stopped during its recap has a
+                # place to go on from (the mark, from which nothing was shown yet).
+                place.save()
                 view.recap(recap)
             place.save()
             while not keys.quit():
